@@ -1,0 +1,338 @@
+"""The `doppel` command: a thin Typer layer over the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from doppel.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings, load_dotenv_once
+from doppel.errors import DoppelError, UsageError
+
+app = typer.Typer(
+    help="Find look-alikes in a face gallery, and tell whom a face resembles.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a DSN holds a password
+    add_completion=False,
+)
+db_app = typer.Typer(help="The database: where it is, what it holds; stop the embedded server.",
+                     no_args_is_help=True)
+models_app = typer.Typer(help="Face models: list them, see which weights are present, "
+                              "install weights from a file.", invoke_without_command=True)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Turn an expected failure into one line on stderr and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DoppelError as exc:
+            if Settings.from_env().debug:
+                raise
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; finished batches are saved, run the command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar (count, rate, ETA) fed by a (done, total) callback."""
+    columns = [
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        yield update
+
+
+def _connect(settings: Settings):  # type: ignore[no-untyped-def]
+    from doppel.db import connect
+
+    return connect(settings)
+
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", envvar="DOPPEL_MODEL",
+                                       help="Face recognition model (see `doppel models`).")]
+DetectorOpt = Annotated[str, typer.Option(
+    "--detector", "-d", envvar="DOPPEL_DETECTOR",
+    help="Face detector: mtcnn (default, offline), retinaface, dlib, opencv, or skip for "
+         "pre-aligned crops such as FFHQ.")]
+
+
+def _ingest(settings: Settings, folder: Path, gallery: str, model: str, detector: str,
+            all_faces: bool, batch_size: int, workers: int | None, storage: str = "vector",
+            attributes: bool = False) -> None:
+    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.ingest import ingest
+
+    embedder = Embedder(EmbeddingConfig(model, detector, align=detector != "skip"),
+                        batch_size=batch_size)
+    labeller = None
+    if attributes:
+        from doppel.attributes import AttributePredictor
+
+        labeller = AttributePredictor().predict_crops
+    with _connect(settings) as conn, progress_bar(f"ingest {gallery}") as update:
+        report = ingest(conn, folder, gallery, embedder, all_faces=all_faces,
+                        batch_size=batch_size, workers=workers, log_dir=settings.log_dir,
+                        progress=update, storage=storage, attributes=labeller)
+    err.print(
+        f"{report.faces_added} faces added from {report.images_added} files "
+        f"({report.rate:.1f} files/s); {report.skipped} already present, "
+        f"{len(report.no_face)} without a face, {len(report.unreadable)} unreadable"
+        + (f"; listed in {report.listed_in}" if report.listed_in else "")
+        + ("; HNSW index built" if report.index_built else ""),
+        highlight=False,
+    )
+
+
+@app.command("ingest")
+@friendly
+def ingest_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g",
+                                                help="Gallery name [default: the folder's name].")] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    all_faces: Annotated[bool, typer.Option("--all-faces/--largest-face",
+                                            help="Keep every face of a photo, or only the largest.")] = False,
+    attributes: Annotated[bool, typer.Option("--attributes", help="Predict age, sex and race for each face.")] = False,
+    halfvec: Annotated[bool, typer.Option("--halfvec", help="Store the index in half precision (new galleries).")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
+    workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes [default: one per core].")] = None,
+) -> None:
+    """Embed every photo under FOLDER into a gallery; run again to resume or update."""
+    settings = Settings.from_env()
+    _ingest(settings, folder, gallery or folder.resolve().name, model, detector, all_faces,
+            batch_size, workers, "halfvec" if halfvec else "vector", attributes)
+
+
+def _pick_gallery(settings: Settings, gallery: str | None) -> str:
+    if gallery:
+        return gallery
+    from doppel.repository import Repository
+
+    with _connect(settings) as conn:
+        names = [g.name for g in Repository(conn).galleries()]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("no gallery yet; run `doppel ingest DIR`, `doppel load-dump FILE`, "
+                         "or `doppel find PHOTO --in DIR`")
+    raise UsageError(f"several galleries ({', '.join(names)}); choose one with --gallery")
+
+
+def _parse_age(value: str | None) -> tuple[int | None, int | None]:
+    if not value:
+        return None, None
+    low, sep, high = value.partition("-")
+    try:
+        return (int(low) if low else None), (int(high) if sep and high else int(low) if not sep else None)
+    except ValueError:
+        raise typer.BadParameter("use MIN-MAX, MIN- or -MAX, e.g. 20-35", param_hint="--age") from None
+
+
+@app.command("find")
+@friendly
+def find_cmd(
+    photo: Annotated[Path, typer.Argument(help="Photo with the face to look for.")],
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g", envvar="DOPPEL_GALLERY",
+                                                help="Gallery to search [default: the only one].")] = None,
+    in_dir: Annotated[Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many matches.")] = 5,
+    model: ModelOpt = DEFAULT_MODEL,
+    detector: Annotated[str | None, typer.Option("--detector", "-d", help="Detector for the query [default: the gallery's, or mtcnn].")] = None,
+    all_faces: Annotated[bool, typer.Option("--all-faces", help="Search with every face in the photo, not only the largest.")] = False,
+    sex: Annotated[str | None, typer.Option(help="Only faces of this sex (F or M).")] = None,
+    race: Annotated[list[str] | None, typer.Option(help="Only faces of this race (repeatable).")] = None,
+    age: Annotated[str | None, typer.Option(help="Only faces in this age range, MIN-MAX.")] = None,
+    same_attributes: Annotated[bool, typer.Option("--same-attributes", help="Predict the query's sex and race and filter on them.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Exact search without the index (slow; to check it).")] = False,
+    output: Annotated[Path | None, typer.Option("--out", "-o", help="Composite PNG [default: doppel-<photo>.png].")] = None,
+    no_picture: Annotated[bool, typer.Option("--no-picture", help="Do not write the composite.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Find the faces in a gallery most like the face in PHOTO."""
+    from doppel.repository import Filters
+    from doppel.search import find
+
+    settings = Settings.from_env()
+    if not photo.is_file():
+        raise UsageError(f"{photo}: no such file")
+    if sex is not None and sex.upper() not in ("F", "M"):
+        raise typer.BadParameter("use F or M", param_hint="--sex")
+    if in_dir is not None:
+        gallery = gallery or in_dir.resolve().name
+        _ingest(settings, in_dir, gallery, model, settings.detector, False, 32, None)
+    name = _pick_gallery(settings, gallery)
+    age_min, age_max = _parse_age(age)
+    filters = Filters(sex.upper() if sex else None, tuple(race or ()), age_min, age_max)
+    picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
+    with _connect(settings) as conn:
+        if same_attributes:
+            from doppel.attributes import same_attribute_filters
+
+            filters = same_attribute_filters(photo, filters)
+        result = find(conn, photo, name, k=k, filters=filters, exact=exact, all_faces=all_faces,
+                      detector=detector, default_detector=settings.detector, composite=picture)
+    _print_find(result, as_json)
+
+
+def _print_find(result: Any, as_json: bool) -> None:
+    if as_json:
+        payload = {
+            "gallery": result.gallery.name,
+            "query": result.query,
+            "composite": str(result.composite) if result.composite else None,
+            "faces": [
+                {
+                    "box": vars(item.face.box),
+                    "matches": [
+                        {"rank": m.rank, "similarity": round(m.similarity, 6),
+                         "distance": round(m.distance, 6), "face_id": m.face.id,
+                         "source": m.face.source, "age": m.face.age, "sex": m.face.sex,
+                         "race": m.face.race}
+                        for m in item.matches
+                    ],
+                }
+                for item in result.results
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for number, item in enumerate(result.results, start=1):
+        table = Table(title=f"{result.query} in gallery {result.gallery.name}"
+                      + (f" (face {number})" if len(result.results) > 1 else ""))
+        for column, justify in (("rank", "right"), ("similarity", "right"),
+                                ("distance", "right"), ("source", "left"),
+                                ("attributes", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for m in item.matches:
+            attrs = ", ".join(str(a) for a in (m.face.sex, m.face.age, m.face.race) if a)
+            table.add_row(str(m.rank), f"{m.similarity:.4f}", f"{m.distance:.4f}",
+                          m.face.source, attrs or "-")
+        out.print(table)
+    if result.composite:
+        err.print(f"composite written to {result.composite}", highlight=False)
+
+
+@db_app.command("status")
+@friendly
+def db_status() -> None:
+    """Where the database is, its versions, and each gallery with its faces and index."""
+    from doppel.db import server_info
+    from doppel.repository import Repository, describe
+
+    settings = Settings.from_env()
+    with _connect(settings) as conn:
+        info = server_info(conn, settings)
+        stats = Repository(conn).stats()
+    out.print(f"database:  {info.location}", highlight=False)
+    out.print(f"server:    PostgreSQL {info.server_version}, pgvector {info.pgvector_version}",
+              highlight=False)
+    if not stats:
+        out.print("galleries: none yet")
+        return
+    table = Table(title="galleries")
+    for column in ("name", "faces", "files", "no face", "unreadable", "embedding", "index"):
+        table.add_column(column)
+    for s in stats:
+        index = (f"{s.index} (HNSW cosine, {s.gallery.storage}, {s.index_bytes / 2**20:.1f} MiB)"
+                 if s.index else "none")
+        table.add_row(s.gallery.name, str(s.faces), str(s.images), str(s.no_face),
+                      str(s.unreadable), describe(s.gallery.config), index)
+    out.print(table)
+
+
+@db_app.command("stop")
+@friendly
+def db_stop() -> None:
+    """Stop doppel's embedded PostgreSQL server (the next command starts it again)."""
+    from doppel.db import stop_embedded
+
+    settings = Settings.from_env()
+    if settings.database_url:
+        raise UsageError("DOPPEL_DATABASE_URL points at your own server; doppel does not stop it")
+    stopped = stop_embedded(settings)
+    out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@models_app.callback()
+@friendly
+def models_list(ctx: typer.Context) -> None:
+    """List supported models and detectors, with whether their weights are present."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from doppel.models import all_status, weights_dir
+
+    table = Table(title=f"models (weights folder: {weights_dir()})")
+    for column in ("name", "kind", "dim", "weights", "where", "note"):
+        table.add_column(column)
+    for status in all_status():
+        spec = status.spec
+        present = "n/a" if spec.weights is None else ("present" if status.present else "MISSING")
+        where = str(status.path) if status.path else (spec.weights or "")
+        table.add_row(spec.name, spec.kind, str(spec.dimension or ""), present, where, spec.note)
+    out.print(table)
+    out.print("Install a missing file with `doppel models install NAME FILE`.")
+
+
+@models_app.command("install")
+@friendly
+def models_install(
+    name: Annotated[str, typer.Argument(help="Model name, as `doppel models` lists it.")],
+    file: Annotated[Path, typer.Argument(help="The weights file you downloaded.")],
+) -> None:
+    """Install a weights file downloaded elsewhere, where DeepFace looks for it."""
+    from doppel.models import install
+
+    target = install(name, file)
+    out.print(f"installed {file} as {target}", highlight=False)
+
+
+def main() -> None:
+    load_dotenv_once()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app(prog_name="doppel")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The picture: the query face large on top, its matches in a captioned row beneath."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from doppel.embedder import Box
+from doppel.imaging import Photo
+
+TILE = 256
+MARGIN = 16
+CAPTION = 44
+BACKGROUND = (248, 248, 246)
+INK = (30, 30, 30)
+MUTED = (110, 110, 110)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One picture of the composite with its caption lines."""
+
+    photo: Photo | None
+    box: Box | None
+    title: str
+    subtitle: str = ""
+
+
+def face_crop(photo: Photo, box: Box | None, side: int, pad: float = 0.25) -> Image.Image:
+    """A square crop around the face box (file pixels), padded, scaled to side."""
+    img = Image.fromarray(photo.pixels)
+    if box is None or box.w <= 0 or box.h <= 0:
+        region = _square(0, 0, img.width, img.height, img.width, img.height)
+    else:
+        s = photo.scale
+        x, y, w, h = box.x / s, box.y / s, box.w / s, box.h / s
+        grow = max(w, h) * (1 + 2 * pad)
+        cx, cy = x + w / 2, y + h / 2
+        region = _square(cx - grow / 2, cy - grow / 2, grow, grow, img.width, img.height)
+    return img.crop(region).resize((side, side), Image.Resampling.LANCZOS)
+
+
+def _square(x: float, y: float, w: float, h: float, width: int, height: int
+            ) -> tuple[int, int, int, int]:
+    side = min(max(w, h), width, height)
+    cx, cy = x + w / 2, y + h / 2
+    left = min(max(cx - side / 2, 0), width - side)
+    top = min(max(cy - side / 2, 0), height - side)
+    return round(left), round(top), round(left + side), round(top + side)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def _placeholder(side: int, label: str) -> Image.Image:
+    img = Image.new("RGB", (side, side), (215, 215, 212))
+    draw = ImageDraw.Draw(img)
+    draw.line([(0, 0), (side, side)], fill=(190, 190, 186), width=2)
+    draw.line([(0, side), (side, 0)], fill=(190, 190, 186), width=2)
+    font = _font(16)
+    width = draw.textlength(label, font=font)
+    draw.rectangle([(side - width) / 2 - 6, side / 2 - 14, (side + width) / 2 + 6, side / 2 + 12],
+                   fill=(240, 240, 238))
+    draw.text(((side - width) / 2, side / 2 - 10), label, fill=MUTED, font=font)
+    return img
+
+
+def _fit(text: str, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+         width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength("…" + text, font=font) > width:
+        text = text[1:]
+    return "…" + text
+
+
+def compose(query: Tile, matches: Sequence[Tile], out: Path | None = None,
+            tile: int = TILE) -> Image.Image:
+    """Render the composite; write it to `out` as PNG when given."""
+    columns = max(len(matches), 1)
+    width = columns * tile + (columns + 1) * MARGIN
+    big = min(2 * tile, width - 2 * MARGIN)
+    height = MARGIN + big + CAPTION + MARGIN + tile + CAPTION + MARGIN
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    _paste(canvas, draw, query, ((width - big) // 2, MARGIN), big, title_size=20)
+    top = MARGIN + big + CAPTION + MARGIN
+    for i, match in enumerate(matches):
+        _paste(canvas, draw, match, (MARGIN + i * (tile + MARGIN), top), tile, title_size=16)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(out, format="PNG")
+    return canvas
+
+
+def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, item: Tile, at: tuple[int, int],
+           side: int, title_size: int) -> None:
+    x, y = at
+    if item.photo is None:
+        picture = _placeholder(side, "image not available")
+    else:
+        picture = face_crop(item.photo, item.box, side)
+    canvas.paste(picture, (x, y))
+    title_font, sub_font = _font(title_size), _font(13)
+    draw.text((x, y + side + 4), _fit(item.title, draw, title_font, side), fill=INK,
+              font=title_font)
+    if item.subtitle:
+        draw.text((x, y + side + 8 + title_size), _fit(item.subtitle, draw, sub_font, side),
+                  fill=MUTED, font=sub_font)
+
+
+PhotoLoader = Callable[[str], Photo | None]

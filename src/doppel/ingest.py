@@ -1,0 +1,254 @@
+"""Embed a folder of photos into a gallery: decode, embed and write overlap, resumably."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from doppel import imaging
+from doppel.embedder import Embedder
+from doppel.errors import DoppelError, UsageError
+from doppel.repository import Gallery, ImageRecord, NewFace, Repository
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IngestReport:
+    gallery: str
+    files: int = 0
+    faces_added: int = 0
+    images_added: int = 0
+    skipped: int = 0
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    listed_in: Path | None = None
+    index_built: bool = False
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        done = self.images_added + len(self.no_face) + len(self.unreadable)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file after the worker has read it: skipped, unreadable, or decoded pixels."""
+
+    source: str
+    content_hash: str
+    status: str  # "skip", "ok" or "unreadable"
+    photo: imaging.Photo | None = None
+    detail: str | None = None
+
+
+def prepare(path: str, known_hash: str | None, resize_to: int | None) -> Prepared:
+    """Read, hash and decode one file (runs in a worker process).
+
+    resize_to is set for detector `skip`: the whole image is the face, so it is shrunk
+    to the model's input here, off the main process, and sent back small.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Prepared(path, "", "unreadable", detail=exc.strerror or str(exc))
+    digest = imaging.content_hash(data)
+    if digest == known_hash:
+        return Prepared(path, digest, "skip")
+    try:
+        photo = imaging.decode(data, path)
+    except DoppelError as exc:
+        return Prepared(path, digest, "unreadable", detail=str(exc))
+    if resize_to:
+        photo = _shrink(photo, resize_to)
+    return Prepared(path, digest, "ok", photo)
+
+
+def _shrink(photo: imaging.Photo, side: int) -> imaging.Photo:
+    from PIL import Image
+
+    height, width = photo.pixels.shape[:2]
+    img = Image.fromarray(photo.pixels).resize((side, side), Image.Resampling.BILINEAR)
+    # Keep the box in file pixels: scale is per axis equal for square inputs.
+    return imaging.Photo(np.asarray(img), photo.scale * max(width, height) / side)
+
+
+def _prepared_stream(paths: list[Path], known: dict[str, str], resize_to: int | None,
+                     workers: int) -> Iterator[Prepared]:
+    """Prepared files in order, decoded by `workers` processes with bounded look-ahead."""
+    if workers <= 0 or len(paths) < 16:
+        for path in paths:
+            yield prepare(str(path), known.get(str(path)), resize_to)
+        return
+    # spawn, not fork: the parent may hold TensorFlow threads, which fork would break.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending: list[Future[Prepared]] = []
+        window = 8 * workers + 32
+        todo = iter(paths)
+        try:
+            for path in todo:
+                pending.append(pool.submit(prepare, str(path), known.get(str(path)), resize_to))
+                if len(pending) >= window:
+                    yield pending.pop(0).result()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _Writer(threading.Thread):
+    """Writes batches with COPY on the connection while the main thread embeds the next."""
+
+    def __init__(self, repo: Repository, gallery: Gallery) -> None:
+        super().__init__(daemon=True)
+        self.repo = repo
+        self.gallery = gallery
+        self.jobs: queue.Queue[tuple[list[ImageRecord], list[NewFace]] | None] = queue.Queue(2)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    self.repo.write_batch(self.gallery, *job)
+                except BaseException as exc:  # handed to the main thread
+                    self.error = exc
+
+    def put(self, images: list[ImageRecord], faces: list[NewFace]) -> None:
+        self.check()
+        self.jobs.put((images, faces))
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.join()
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            if isinstance(self.error, psycopg.Error):
+                raise DoppelError(f"writing to the database failed: {self.error}")
+            raise self.error
+
+
+def ingest(
+    conn: psycopg.Connection,
+    root: Path,
+    gallery_name: str,
+    embedder: Embedder,
+    *,
+    all_faces: bool = False,
+    batch_size: int = 32,
+    workers: int | None = None,
+    log_dir: Path | None = None,
+    progress: Progress | None = None,
+    storage: str = "vector",
+    attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None = None,
+) -> IngestReport:
+    """Embed every photo under root into the gallery; files already there are skipped.
+
+    Each batch of files and its faces is committed together, so an interrupted run
+    loses at most the batch in flight and the next run picks up where it stopped.
+    """
+    start = time.perf_counter()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    repo = Repository(conn)
+    gallery = repo.ensure_gallery(gallery_name, embedder.config, storage)
+    paths = [path.resolve() for path in imaging.iter_images(root)]
+    known = repo.known_images(gallery)
+    report = IngestReport(gallery=gallery.name, files=len(paths))
+    if not paths:
+        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
+    skip_detection = embedder.config.detector == "skip"
+    if any(str(path) not in known for path in paths):
+        embedder.warm_up()  # fail on missing weights before any work
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    resize_to = embedder.input_size if skip_detection else None
+
+    writer = _Writer(repo, gallery)
+    writer.start()
+    images: list[ImageRecord] = []
+    pending: list[tuple[Prepared, list]] = []  # (file, detected faces)
+    crops = 0
+    done = 0
+
+    def flush() -> None:
+        nonlocal images, pending, crops
+        vectors = embedder.embed_crops([f.crop for _, faces in pending for f in faces])
+        labels = attributes([f.crop for _, faces in pending for f in faces]) if attributes else None
+        rows: list[NewFace] = []
+        position = 0
+        for item, faces in pending:
+            for face in faces:
+                age, sex, race = labels[position] if labels else (None, None, None)
+                rows.append(NewFace(
+                    item.source, item.content_hash, face.index, vectors[position],
+                    None if skip_detection else face.box,
+                    None if skip_detection else face.confidence, age, sex, race,
+                ))
+                position += 1
+        report.faces_added += len(rows)
+        report.images_added += len(pending)
+        writer.put(images, rows)
+        images, pending, crops = [], [], 0
+
+    try:
+        for item in _prepared_stream(paths, known, resize_to, workers):
+            done += 1
+            if item.status == "skip":
+                report.skipped += 1
+            elif item.status == "unreadable":
+                report.unreadable.append(f"{item.source}\t{item.detail}")
+                images.append(ImageRecord(item.source, item.content_hash, "unreadable",
+                                          item.detail))
+            else:
+                assert item.photo is not None
+                faces = embedder.detect(item.photo)
+                if not all_faces:
+                    faces = faces[:1]
+                if faces:
+                    images.append(ImageRecord(item.source, item.content_hash, "ok"))
+                    pending.append((item, faces))
+                    crops += len(faces)
+                else:
+                    report.no_face.append(item.source)
+                    images.append(ImageRecord(item.source, item.content_hash, "no_face"))
+            if crops >= batch_size or len(images) >= 4 * batch_size:
+                flush()
+            if progress:
+                progress(done, len(paths))
+        if images or pending:
+            flush()
+    finally:
+        writer.close()
+    report.index_built = repo.ensure_index(gallery) if repo.face_count(gallery) else False
+    report.seconds = time.perf_counter() - start
+    if report.no_face or report.unreadable:
+        report.listed_in = _write_problems(report, log_dir)
+    return report
+
+
+def _write_problems(report: IngestReport, log_dir: Path | None) -> Path | None:
+    if log_dir is None:
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = log_dir / f"ingest-{report.gallery}-{stamp}.txt"
+    lines = [f"no_face\t{source}" for source in report.no_face]
+    lines += [f"unreadable\t{entry}" for entry in report.unreadable]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+

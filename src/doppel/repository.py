@@ -1,0 +1,398 @@
+"""Galleries and faces in PostgreSQL: batched COPY writes and HNSW cosine queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from doppel.db import has_halfvec, has_iterative_scan
+from doppel.embedder import Box, EmbeddingConfig
+from doppel.errors import EmptyGallery, GalleryMismatch, UnknownGallery, UsageError
+
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 64
+DEFAULT_EF_SEARCH = 100
+
+FACE_COLUMNS = (
+    "gallery_id", "source", "content_hash", "face_index", "box_x", "box_y", "box_w", "box_h",
+    "confidence", "age", "sex", "race", "embedding",
+)
+FACE_TYPES = (
+    "int4", "text", "text", "int4", "int4", "int4", "int4", "int4",
+    "float4", "int4", "bpchar", "text", "vector",
+)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    id: int
+    name: str
+    config: EmbeddingConfig
+    dimension: int
+    storage: str
+    created_at: datetime
+
+    @property
+    def index_name(self) -> str:
+        return f"faces_hnsw_g{self.id}"
+
+
+@dataclass(frozen=True)
+class GalleryStats:
+    gallery: Gallery
+    faces: int
+    images: int
+    no_face: int
+    unreadable: int
+    index: str | None
+    index_bytes: int
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A row to write: where the face came from, its box and its vector."""
+
+    source: str
+    content_hash: str | None
+    face_index: int
+    embedding: np.ndarray
+    box: Box | None = None
+    confidence: float | None = None
+    age: int | None = None
+    sex: str | None = None
+    race: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The outcome of looking at one file: ok, no_face or unreadable."""
+
+    source: str
+    content_hash: str
+    status: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Face:
+    id: int
+    source: str
+    face_index: int
+    box: Box | None
+    age: int | None
+    sex: str | None
+    race: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    face: Face
+    distance: float
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 - self.distance
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Attribute filters for a search; empty means none."""
+
+    sex: str | None = None
+    races: tuple[str, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    exclude_hashes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def any_attribute(self) -> bool:
+        return bool(self.sex or self.races or self.age_min is not None or self.age_max is not None)
+
+
+def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | None:
+    return None if x is None or y is None or w is None or h is None else Box(x, y, w, h)
+
+
+class Repository:
+    """All of doppel's SQL. Takes a connection; the caller decides when to commit."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    # Galleries -----------------------------------------------------------------
+
+    def _gallery_from_row(self, row: Sequence) -> Gallery:
+        gid, name, model, detector, align, normalization, dimension, storage, created = row
+        config = EmbeddingConfig(model, detector, align, normalization)
+        return Gallery(gid, name, config, dimension, storage, created)
+
+    _GALLERY_SELECT = (
+        "SELECT id, name, model, detector, align, normalization, dimension, storage, created_at"
+        " FROM galleries"
+    )
+
+    def find_gallery(self, name: str) -> Gallery | None:
+        row = self.conn.execute(self._GALLERY_SELECT + " WHERE name = %s", (name,)).fetchone()
+        return self._gallery_from_row(row) if row else None
+
+    def gallery(self, name: str) -> Gallery:
+        found = self.find_gallery(name)
+        if found is None:
+            known = ", ".join(g.name for g in self.galleries()) or "none yet"
+            raise UnknownGallery(
+                f"no gallery named {name!r} (galleries: {known}); "
+                "make one with `doppel ingest DIR` or `doppel load-dump FILE`"
+            )
+        return found
+
+    def galleries(self) -> list[Gallery]:
+        rows = self.conn.execute(self._GALLERY_SELECT + " ORDER BY name").fetchall()
+        return [self._gallery_from_row(row) for row in rows]
+
+    def ensure_gallery(self, name: str, config: EmbeddingConfig, storage: str = "vector") -> Gallery:
+        """The named gallery, created with this configuration if new; refuses a mismatch."""
+        if storage not in ("vector", "halfvec"):
+            raise UsageError(f"storage must be vector or halfvec, not {storage!r}")
+        if storage == "halfvec" and not has_halfvec(self.conn):
+            raise UsageError("halfvec storage needs pgvector 0.7.0 or newer on the server")
+        existing = self.find_gallery(name)
+        if existing is None:
+            self.conn.execute(
+                "INSERT INTO galleries (name, model, detector, align, normalization, dimension,"
+                " storage) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                (name, config.model, config.detector, config.align, config.normalization,
+                 config.dimension, storage),
+            )
+            self.conn.commit()
+            return self.gallery(name)
+        if existing.config != config:
+            raise GalleryMismatch(
+                f"gallery {name!r} holds faces embedded as {describe(existing.config)}, not "
+                f"{describe(config)}; use another --gallery name or the same options"
+            )
+        return existing
+
+    def drop_gallery(self, name: str) -> None:
+        gallery = self.gallery(name)
+        self.conn.execute("DELETE FROM galleries WHERE id = %s", (gallery.id,))
+        self.conn.commit()
+
+    def stats(self) -> list[GalleryStats]:
+        out = []
+        for gallery in self.galleries():
+            faces = self.face_count(gallery)
+            counts = dict(self.conn.execute(
+                "SELECT status, count(*) FROM images WHERE gallery_id = %s GROUP BY status",
+                (gallery.id,),
+            ).fetchall())
+            index = self.conn.execute(
+                "SELECT pg_relation_size(to_regclass(%s))", (gallery.index_name,)
+            ).fetchone()
+            has_index = index is not None and index[0] is not None
+            out.append(GalleryStats(
+                gallery, faces, sum(counts.values()), counts.get("no_face", 0),
+                counts.get("unreadable", 0), gallery.index_name if has_index else None,
+                int(index[0]) if has_index and index else 0,
+            ))
+        return out
+
+    def face_count(self, gallery: Gallery) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM faces WHERE gallery_id = %s", (gallery.id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # Writing -------------------------------------------------------------------
+
+    def known_images(self, gallery: Gallery) -> dict[str, str]:
+        """source -> content hash of every file this gallery has already looked at."""
+        rows = self.conn.execute(
+            "SELECT source, content_hash FROM images WHERE gallery_id = %s", (gallery.id,)
+        )
+        return dict(rows.fetchall())
+
+    def write_batch(self, gallery: Gallery, images: Sequence[ImageRecord],
+                    faces: Sequence[NewFace]) -> None:
+        """Record files and their faces in one transaction, replacing earlier versions."""
+        with self.conn.transaction():
+            sources = [image.source for image in images]
+            if sources:
+                self.conn.execute(
+                    "DELETE FROM faces WHERE gallery_id = %s AND source = ANY(%s)",
+                    (gallery.id, sources),
+                )
+                self.conn.execute(
+                    "DELETE FROM images WHERE gallery_id = %s AND source = ANY(%s)",
+                    (gallery.id, sources),
+                )
+                with self.conn.cursor() as cur, cur.copy(
+                    "COPY images (gallery_id, source, content_hash, status, detail)"
+                    " FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["int4", "text", "text", "text", "text"])
+                    for image in images:
+                        copy.write_row(
+                            (gallery.id, image.source, image.content_hash, image.status,
+                             image.detail)
+                        )
+            self.copy_faces(gallery, faces, "faces")
+
+    def copy_faces(self, gallery: Gallery, faces: Iterable[NewFace], table: str) -> int:
+        """Binary COPY of face rows into `table` (faces or a staging table with its columns)."""
+        count = 0
+        statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, FACE_COLUMNS))
+        )
+        # The cursor is made after register_vector, so set_types knows "vector".
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(list(FACE_TYPES))
+            for face in faces:
+                box = face.box
+                copy.write_row((
+                    gallery.id, face.source, face.content_hash, face.face_index,
+                    box.x if box else None, box.y if box else None,
+                    box.w if box else None, box.h if box else None,
+                    face.confidence, face.age, face.sex, face.race,
+                    np.asarray(face.embedding, dtype=np.float32),
+                ))
+                count += 1
+        return count
+
+    # Index ---------------------------------------------------------------------
+
+    def _vector_expr(self, gallery: Gallery) -> sql.Composable:
+        return sql.SQL("(embedding::{}({}))").format(
+            sql.SQL(gallery.storage), sql.Literal(gallery.dimension)
+        )
+
+    def has_index(self, gallery: Gallery) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (gallery.index_name,))
+        found = row.fetchone()
+        return bool(found and found[0])
+
+    def ensure_index(self, gallery: Gallery, m: int = DEFAULT_M,
+                     ef_construction: int = DEFAULT_EF_CONSTRUCTION) -> bool:
+        """Build the gallery's HNSW cosine index if missing; return whether it was built.
+
+        Building once after a bulk load is much faster than growing it row by row,
+        so loaders call this at the end rather than creating the index up front.
+        """
+        if self.has_index(gallery):
+            return False
+        ops = "halfvec_cosine_ops" if gallery.storage == "halfvec" else "vector_cosine_ops"
+        self.conn.execute("SET maintenance_work_mem = '1GB'")
+        self.conn.execute(
+            sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON faces USING hnsw ({} {})"
+                " WITH (m = {}, ef_construction = {}) WHERE gallery_id = {}"
+            ).format(
+                sql.Identifier(gallery.index_name), self._vector_expr(gallery), sql.SQL(ops),
+                sql.Literal(m), sql.Literal(ef_construction), sql.Literal(gallery.id),
+            )
+        )
+        self.conn.execute("RESET maintenance_work_mem")
+        self.conn.commit()
+        return True
+
+    def drop_index(self, gallery: Gallery) -> None:
+        self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
+            sql.Identifier(gallery.index_name)))
+        self.conn.commit()
+
+    # Search --------------------------------------------------------------------
+
+    def search(self, gallery: Gallery, vector: np.ndarray, k: int = 5,
+               filters: Filters | None = None, exact: bool = False,
+               ef_search: int = DEFAULT_EF_SEARCH) -> list[Match]:
+        """The k faces nearest to vector by cosine distance, through the HNSW index.
+
+        With filters, pgvector's iterative scan keeps looking until k rows pass them;
+        when the index still yields fewer than k, an exact search answers instead.
+        """
+        filters = filters or Filters()
+        if len(vector) != gallery.dimension:
+            raise GalleryMismatch(
+                f"query vector has {len(vector)} dimensions, gallery {gallery.name!r} "
+                f"{gallery.dimension}"
+            )
+        if not exact and not self.has_index(gallery):
+            if self.face_count(gallery) == 0:
+                raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
+            self.ensure_index(gallery)
+        matches = self._search(gallery, vector, k, filters, exact, ef_search)
+        if not exact and len(matches) < k:
+            matches = self._search(gallery, vector, k, filters, True, ef_search)
+        if not matches and self.face_count(gallery) == 0:
+            raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
+        return matches
+
+    def _search(self, gallery: Gallery, vector: np.ndarray, k: int, filters: Filters,
+                exact: bool, ef_search: int) -> list[Match]:
+        conditions = [sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))]
+        params: list[object] = []  # after the query vector, which comes first in the text
+        if filters.sex:
+            conditions.append(sql.SQL("sex = %s"))
+            params.append(filters.sex)
+        if filters.races:
+            conditions.append(sql.SQL("race = ANY(%s)"))
+            params.append(list(filters.races))
+        if filters.age_min is not None:
+            conditions.append(sql.SQL("age >= %s"))
+            params.append(filters.age_min)
+        if filters.age_max is not None:
+            conditions.append(sql.SQL("age <= %s"))
+            params.append(filters.age_max)
+        if filters.exclude_hashes:
+            conditions.append(sql.SQL("content_hash IS DISTINCT FROM ALL(%s)"))
+            params.append(list(filters.exclude_hashes))
+        cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
+        # The indexed expression makes the planner use HNSW; the bare column forces
+        # an exact scan over every row of the gallery.
+        left = sql.SQL("embedding") if exact else self._vector_expr(gallery)
+        right = sql.SQL("%s::vector") if exact else sql.SQL("%s::vector") + cast
+        query = sql.SQL(
+            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
+            " {left} <=> {right} AS distance FROM faces WHERE {where}"
+            " ORDER BY distance LIMIT {k}"
+        ).format(left=left, right=right, where=sql.SQL(" AND ").join(conditions),
+                 k=sql.Literal(k))
+        from pgvector import Vector
+
+        with self.conn.transaction():
+            if exact:
+                self.conn.execute("SET LOCAL enable_indexscan = off")
+            else:
+                self.conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                    sql.Literal(max(ef_search, k))))
+                if has_iterative_scan(self.conn):
+                    self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = self.conn.execute(
+                query, [Vector(np.asarray(vector, dtype=np.float32)), *params]
+            ).fetchall()
+        # relaxed_order may return rows slightly out of order; sort them.
+        rows.sort(key=lambda row: row[10])
+        return [
+            Match(rank, Face(row[0], row[1], row[2], _box(*row[3:7]), row[7],
+                             row[8], row[9]), float(row[10]))
+            for rank, row in enumerate(rows, start=1)
+        ]
+
+    def face(self, face_id: int) -> Face | None:
+        row = self.conn.execute(
+            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race"
+            " FROM faces WHERE id = %s", (face_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9])
+
+
+def describe(config: EmbeddingConfig) -> str:
+    align = "aligned" if config.align else "not aligned"
+    return f"{config.model} ({config.detector} detector, {align}, {config.normalization})"

@@ -1,0 +1,99 @@
+"""`doppel find` as a library call: embed the query like the gallery, search, compose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import psycopg
+
+from doppel import imaging, sources
+from doppel.composer import Tile, compose
+from doppel.embedder import EmbeddedFace, Embedder, EmbeddingConfig
+from doppel.imaging import Photo
+from doppel.repository import DEFAULT_EF_SEARCH, Filters, Gallery, Match, Repository
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One face of the query photo and the gallery faces nearest to it."""
+
+    face: EmbeddedFace
+    matches: list[Match]
+
+
+@dataclass(frozen=True)
+class FindResult:
+    gallery: Gallery
+    query: str
+    photo: Photo
+    results: list[QueryResult]
+    composite: Path | None
+
+
+@lru_cache(maxsize=8)
+def embedder_for(config: EmbeddingConfig) -> Embedder:
+    """One Embedder per configuration per process, so models load once."""
+    return Embedder(config)
+
+
+def query_detector(gallery: Gallery, override: str | None, default: str) -> str:
+    """Galleries of pre-aligned crops (detector skip) still need detection on a query photo."""
+    if override:
+        return override
+    return default if gallery.config.detector == "skip" else gallery.config.detector
+
+
+def find(
+    conn: psycopg.Connection,
+    photo_path: Path,
+    gallery_name: str,
+    *,
+    k: int = 5,
+    filters: Filters | None = None,
+    exact: bool = False,
+    all_faces: bool = False,
+    detector: str | None = None,
+    default_detector: str = "mtcnn",
+    composite: Path | None = None,
+    ef_search: int = DEFAULT_EF_SEARCH,
+) -> FindResult:
+    """Search the gallery for the faces most like those in the photo."""
+    repo = Repository(conn)
+    gallery = repo.gallery(gallery_name)
+    photo = imaging.load(photo_path)
+    embedder = embedder_for(gallery.config)
+    faces = embedder.embed_query(
+        photo, str(photo_path), query_detector(gallery, detector, default_detector), all_faces
+    )
+    filters = filters or Filters()
+    # Leave the query photo itself out when the gallery holds it.
+    own_hash = imaging.file_hash(photo_path)
+    filters = Filters(filters.sex, filters.races, filters.age_min, filters.age_max,
+                      (*filters.exclude_hashes, own_hash))
+    results = [
+        QueryResult(face, repo.search(gallery, face.embedding, k, filters, exact, ef_search))
+        for face in faces
+    ]
+    if composite is not None:
+        render(photo, results[0], composite)
+    return FindResult(gallery, str(photo_path), photo, results, composite)
+
+
+def caption(match: Match) -> tuple[str, str]:
+    """Title and subtitle for a match's tile: rank, similarity, file name, attributes."""
+    name = Path(match.face.source).name or match.face.source
+    attrs = ", ".join(str(a) for a in (match.face.sex, match.face.age, match.face.race) if a)
+    title = f"#{match.rank}  {match.similarity:.3f}"
+    return title, f"{name}  {attrs}".strip()
+
+
+def render(photo: Photo, result: QueryResult, out: Path) -> Path:
+    query = Tile(photo, result.face.box, "query", "")
+    tiles = []
+    for match in result.matches:
+        title, subtitle = caption(match)
+        tiles.append(Tile(sources.load_source(match.face.source), match.face.box, title, subtitle))
+    compose(query, tiles, out)
+    return out

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -57,6 +58,12 @@ def friendly(func: F) -> F:
                 raise
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except psycopg.OperationalError as exc:
+            if Settings.from_env().debug:
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            err.print(f"[bold red]error:[/] database connection lost: {reason}", highlight=False)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished batches are saved, run the command again to resume")
             raise typer.Exit(130) from None

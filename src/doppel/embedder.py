@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from doppel import models
-from doppel.errors import NoFaceFound, UnknownModel
+from doppel.errors import NoFaceFound
 from doppel.imaging import Photo
 
 
@@ -24,7 +24,7 @@ class EmbeddingConfig:
 
     @property
     def dimension(self) -> int:
-        dim = models.spec(self.model).dimension
+        dim = models.spec(self.model, "recognition").dimension
         assert dim is not None
         return dim
 
@@ -73,19 +73,15 @@ class Embedder:
     """Detects faces and embeds them with one configuration; loads models on first use."""
 
     def __init__(self, config: EmbeddingConfig, batch_size: int = 32) -> None:
-        spec = models.spec(config.model)
-        if spec.kind != "recognition":
-            raise UnknownModel(f"{config.model} is not a face recognition model")
-        detector = models.spec(config.detector)
-        if detector.kind != "detector":
-            raise UnknownModel(f"{config.detector} is not a face detector")
+        spec = models.spec(config.model, "recognition")
+        detector = models.spec(config.detector, "detector")
         self.config = EmbeddingConfig(spec.name, detector.name, config.align, config.normalization)
         self.batch_size = batch_size
         self._ready = False
 
     @property
     def input_size(self) -> int:
-        size = models.spec(self.config.model).input_size
+        size = models.spec(self.config.model, "recognition").input_size
         assert size is not None
         return size
 
@@ -93,8 +89,8 @@ class Embedder:
         """Check weights and build the models now rather than on the first face."""
         if self._ready:
             return
-        models.require(self.config.model)
-        models.require(self.config.detector)
+        models.require(self.config.model, "recognition")
+        models.require(self.config.detector, "detector")
         _quiet_tensorflow()
         from deepface.modules import modeling
 
@@ -108,7 +104,7 @@ class Embedder:
             height, width = photo.pixels.shape[:2]
             box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
             return [DetectedFace(0, box, 0.0, photo.bgr)]
-        models.require(detector)
+        models.require(detector, "detector")
         _quiet_tensorflow()
         from deepface import DeepFace
 

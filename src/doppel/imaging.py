@@ -14,7 +14,7 @@ from doppel.errors import UnreadableImage
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 # Detection time grows with pixels; faces stay detectable well below this.
-MAX_SIDE = 1280
+MAX_SIDE = 640
 
 
 @dataclass(frozen=True)

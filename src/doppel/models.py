@@ -78,12 +78,18 @@ def weights_dir() -> Path:
     return Path(home) / ".deepface" / "weights"
 
 
-def spec(name: str) -> ModelSpec:
+def spec(name: str, kind: str | None = None) -> ModelSpec:
+    """Look a model up by name (any letter case), optionally of one kind only."""
     for key, value in MODELS.items():
-        if key.lower() == name.lower():
+        if key == name and kind in (None, value.kind):
             return value
+    for key, value in MODELS.items():
+        if key.lower() == name.lower() and kind in (None, value.kind):
+            return value
+    what = {"recognition": "face recognition model", "detector": "face detector"}.get(
+        kind or "", "model or detector")
     raise UnknownModel(
-        f"unknown model or detector {name!r}; `doppel models` lists the ones doppel supports"
+        f"unknown {what} {name!r}; `doppel models` lists the ones doppel supports"
     )
 
 
@@ -101,8 +107,8 @@ def _bundled(file_name: str) -> Path | None:
     return Path(path) if path and Path(path).is_file() else None
 
 
-def model_status(name: str) -> ModelStatus:
-    model = spec(name)
+def model_status(name: str, kind: str | None = None) -> ModelStatus:
+    model = spec(name, kind)
     if model.weights is None:
         return ModelStatus(model, None, True)
     target = weights_dir() / model.weights
@@ -113,12 +119,12 @@ def model_status(name: str) -> ModelStatus:
 
 
 def all_status() -> list[ModelStatus]:
-    return [model_status(name) for name in MODELS]
+    return [model_status(name, spec.kind) for name, spec in MODELS.items()]
 
 
-def require(name: str) -> None:
+def require(name: str, kind: str | None = None) -> None:
     """Make a model's weights available to DeepFace, or explain how to install them."""
-    model = spec(name)
+    model = spec(name, kind)
     if model.weights is None:
         return
     target = weights_dir() / model.weights
@@ -144,6 +150,9 @@ def require(name: str) -> None:
 def install(name: str, source: Path) -> Path:
     """Copy a downloaded weights file where DeepFace looks for it."""
     model = spec(name)
+    if model.weights is None or model.name != name:
+        # "dlib" the detector and "Dlib" the model differ only in case.
+        model = next((m for m in MODELS.values() if m.name == name and m.weights), model)
     if model.weights is None:
         raise UnknownModel(f"{model.name} needs no weights file")
     if not source.is_file():

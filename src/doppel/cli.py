@@ -317,7 +317,7 @@ def _print_resemble(result: Any) -> None:
         table.add_row(m.title, *cells, m.winner, f"{m.support:.0%}", loo)
     out.print(table)
     out.print(f"[bold]{result.verdict}[/]", highlight=False)
-    photos = Table(title="per target photo (mean cosine similarity)")
+    photos = Table(title=f"per target photo ({result.basis.title})")
     photos.add_column("photo")
     for person in result.people:
         photos.add_column(person, justify="right")
@@ -331,13 +331,13 @@ def _print_resemble(result: Any) -> None:
                        t.closest, note)
     out.print(photos)
     if result.periods:
-        over_time = Table(title="over time (mean cosine similarity)")
+        over_time = Table(title=f"over time ({result.basis.title})")
         over_time.add_column("period")
         over_time.add_column("photos", justify="right")
         for person in result.people:
             over_time.add_column(person, justify="right")
         for period in result.periods:
-            scores = period.scores.get("cosine") or next(iter(period.scores.values()))
+            scores = period.scores[result.per_photo_basis]
             over_time.add_row(period.label, str(len(period.photos)),
                               *[f"{scores[p]:.3f}" for p in result.people])
         out.print(over_time)

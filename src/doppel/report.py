@@ -118,7 +118,7 @@ def plot_scores(result: ResembleResult, out: Path) -> Path:
 
 
 def plot_per_photo(result: ResembleResult, out: Path) -> Path:
-    """A heat map: rows are target photos, columns people, cells mean cosine similarity."""
+    """A heat map: rows are target photos, columns people, cells one method's scores."""
     plt = _pyplot()
     matrix = np.array([[t.scores[p] for p in result.people] for t in result.targets])
     height = max(2.8, 0.42 * len(result.targets) + 1.6)
@@ -137,7 +137,7 @@ def plot_per_photo(result: ResembleResult, out: Path) -> Path:
                     fontweight="bold" if j == best else "normal")
         ax.add_patch(plt.Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
                                    linewidth=2))
-    fig.colorbar(image, ax=ax, label="mean cosine similarity")
+    fig.colorbar(image, ax=ax, label=f"{result.basis.title} ({result.basis.unit})")
     ax.set_title("Each target photo: closest person boxed in red\n(! = closest to someone "
                  "other than the verdict)", fontsize=10)
     fig.tight_layout()
@@ -200,8 +200,9 @@ def as_dict(result: ResembleResult) -> dict[str, Any]:
                            for t, row in zip(result.targets, m.per_photo, strict=True)}}
             for m in result.methods
         ],
+        "per_photo_basis": result.per_photo_basis,
         "targets": [
-            {"path": t.path, "closest": t.closest, "cosine": t.scores, "votes": t.votes,
+            {"path": t.path, "closest": t.closest, "scores": t.scores, "votes": t.votes,
              "face_count": t.face_count, "outlier": t.outlier}
             for t in result.targets
         ],
@@ -263,7 +264,7 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
         note = f"{t.face_count} faces, largest used" if t.face_count > 1 else ""
         cells += [esc(t.closest), votes, note]
         photo_rows.append(cells)
-    photos_table = _table(["target photo", *[f"{p} (cosine)" for p in result.people],
+    photos_table = _table(["target photo", *[f"{p} ({result.basis.title})" for p in result.people],
                            "closest", "methods' votes", "note"], photo_rows,
                           ["outlier" if t.outlier else "" for t in result.targets])
     figures = "".join(

@@ -493,7 +493,7 @@ class TargetPhoto:
 
     path: str
     closest: str
-    scores: dict[str, float]  # mean cosine per person
+    scores: dict[str, float]  # per person, by the result's per_photo_basis method
     votes: dict[str, int]  # methods putting each person first for this photo
     face_count: int
     outlier: bool  # closest to someone other than the overall verdict's person
@@ -509,6 +509,7 @@ class ResembleResult:
     methods: list[MethodResult]
     verdict: str
     targets: list[TargetPhoto]
+    per_photo_basis: str  # the method whose per-photo scores `targets` shows
     people_embeddings: np.ndarray
     people_labels: np.ndarray
     target_embeddings: np.ndarray
@@ -520,6 +521,11 @@ class ResembleResult:
     bootstrap_rounds: int
     seed: int
     periods: list[Period] | None = None
+
+    @property
+    def basis(self) -> MethodResult:
+        """The method whose per-photo scores `targets` shows (mean cosine when it ran)."""
+        return next(m for m in self.methods if m.name == self.per_photo_basis)
 
     @property
     def leader(self) -> str:
@@ -553,11 +559,14 @@ def resemble(
     period: str = "auto",
     progress: Progress | None = None,
 ) -> ResembleResult:
-    """Tell which person of PEOPLE_DIR the photos of TARGET_DIR resemble, and how surely."""
+    """Tell which person of PEOPLE_DIR the photos of TARGET_DIR resemble, and how surely.
+
+    Photos are embedded through the cache (see embed_photos); analyse does the rest.
+    """
     folders = person_folders(people_dir)
     if not target_dir.is_dir():
         raise UsageError(f"{target_dir}: no such folder of target photos")
-    chosen = build_methods(methods, k=k)
+    build_methods(methods, k=k)  # an unknown method fails before any embedding
     person_paths = {folder.name: list(imaging.iter_images(folder)) for folder in folders}
     target_paths = list(imaging.iter_images(target_dir))
     if not target_paths:
@@ -591,36 +600,74 @@ def resemble(
         raise NoFaceFound(f"no face found in any of the {len(target_paths)} photos in "
                           f"{target_dir}; try clearer photos or another detector (--detector)")
     people_x = np.vstack(vectors).astype(np.float32)
-    label_arr = np.asarray(labels)
     target_x = np.vstack([t.embedding for t in targets]).astype(np.float32)
     shared = {f.content_hash for f in targets} & {by_path[Path(p)].content_hash
                                                    for ps in person_photos.values() for p in ps}
     if shared:
         notes.append(f"{len(shared)} target photo(s) are also among the people's photos; "
                      "they inflate the scores of that person")
-
-    results = [evaluate(m, people_x, label_arr, names, target_x, rounds, seed) for m in chosen]
-    summary = verdict(results, len(targets))
-    leader = Counter(r.winner for r in results).most_common(1)[0][0]
-    cosine = next((r for r in results if r.name == "cosine"), results[0])
-    target_rows = []
-    for i, face in enumerate(targets):
-        row = cosine.per_photo[i]
-        closest = names[_first(row)]
-        votes = Counter(names[_first(r.per_photo[i])] for r in results)
-        target_rows.append(TargetPhoto(
-            str(face.path), closest, {p: float(row[j]) for j, p in enumerate(names)},
-            {p: votes.get(p, 0) for p in names}, face.face_count, closest != leader))
-    periods = None
-    if by_date:
-        moments = [capture_time(face.path) for face in targets]
-        periods = by_period(moments, results, names, [str(f.path) for f in targets], period)
-    return ResembleResult(
-        config=embedder.config, people=names, person_photos=person_photos, methods=results,
-        verdict=summary, targets=target_rows, people_embeddings=people_x,
-        people_labels=label_arr, target_embeddings=target_x, no_face=no_face,
+    moments = [capture_time(face.path) for face in targets] if by_date else None
+    result = analyse(names, people_x, np.asarray(labels), target_x,
+                     [str(t.path) for t in targets], embedder.config,
+                     person_photos=person_photos, face_counts=[t.face_count for t in targets],
+                     methods=methods, k=k, rounds=rounds, seed=seed, moments=moments,
+                     period=period)
+    return dataclasses.replace(
+        result, no_face=no_face,
         unreadable=[f"{p}: {why}" for p, why in collection.unreadable], notes=notes,
         embedded=collection.embedded, from_cache=collection.from_cache,
+    )
+
+
+def analyse(
+    names: Sequence[str],
+    people: np.ndarray,
+    labels: np.ndarray,
+    targets: np.ndarray,
+    target_names: Sequence[str],
+    config: EmbeddingConfig,
+    *,
+    person_photos: dict[str, list[str]] | None = None,
+    face_counts: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    k: int | None = None,
+    rounds: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    moments: Sequence[datetime] | None = None,
+    period: str = "auto",
+) -> ResembleResult:
+    """Run every method on embeddings already made: scores, intervals, LOO, verdict, periods.
+
+    labels[i] is the index in names of the person of people[i]; targets are the target's
+    embeddings, named by target_names.
+    """
+    names = list(names)
+    if len(names) < 2:
+        raise UsageError("resemblance needs two or more people to compare")
+    chosen = build_methods(methods, k=k)
+    results = [evaluate(m, people, labels, names, targets, rounds, seed) for m in chosen]
+    summary = verdict(results, len(targets))
+    leader = Counter(r.winner for r in results).most_common(1)[0][0]
+    basis = next((r for r in results if r.name == "cosine"), results[0])
+    counts = list(face_counts) if face_counts is not None else [1] * len(targets)
+    rows = []
+    for i, name in enumerate(target_names):
+        row = basis.per_photo[i]
+        closest = names[_first(row)]
+        votes = Counter(names[_first(r.per_photo[i])] for r in results)
+        rows.append(TargetPhoto(
+            name, closest, {p: float(row[j]) for j, p in enumerate(names)},
+            {p: votes.get(p, 0) for p in names}, counts[i], closest != leader))
+    periods = (by_period(moments, results, names, target_names, period)
+               if moments is not None else None)
+    if person_photos is None:
+        person_photos = {p: [f"{p} photo {n + 1}" for n in range(int((labels == i).sum()))]
+                         for i, p in enumerate(names)}
+    return ResembleResult(
+        config=config, people=names, person_photos=person_photos, methods=results,
+        verdict=summary, targets=rows, per_photo_basis=basis.name,
+        people_embeddings=people, people_labels=labels, target_embeddings=targets,
+        no_face=[], unreadable=[], notes=[], embedded=0, from_cache=0,
         bootstrap_rounds=rounds, seed=seed, periods=periods,
     )
 

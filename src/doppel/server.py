@@ -408,7 +408,7 @@ def report_title(folder: Path) -> str | None:
         return None
     if not isinstance(data, dict):
         return None
-    for key in ("title", "query", "subject", "name"):
+    for key in ("title", "verdict", "query", "name"):
         value = data.get(key)
         if isinstance(value, str) and value:
             return value
@@ -535,6 +535,8 @@ def create_app(
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # A path that matches nothing is a 404, never a redirect somewhere else.
+        redirect_slashes=False,
     )
 
     @app.exception_handler(DoppelError)

@@ -124,6 +124,7 @@ function uploadPhoto(file) {
 function showFaces(upload) {
   state.upload = upload;
   state.face = 0;
+  $("drop").classList.add("compact");
   const img = $("photo");
   const wrap = $("photo-wrap");
   wrap.querySelectorAll(".facebox").forEach((b) => b.remove());
@@ -195,7 +196,7 @@ function renderResults(result) {
   $("query-text").textContent =
     `${state.upload.name}, face ${result.face.index + 1} of ${state.upload.faces.length}` +
     ` · ${result.matches.length} matches in gallery ${result.gallery}` +
-    ` · ${(result.seconds.total * 1000).toFixed(0)} ms`;
+    ` · search ${(result.seconds.total * 1000).toFixed(0)} ms`;
   const list = $("matches");
   list.innerHTML = "";
   for (const m of result.matches) {

@@ -1,0 +1,323 @@
+"""`doppel serve`: the JSON API, its refusals, the reports view, and the page in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+GALLERY_PHOTOS = {  # file -> person, from identities.csv
+    "img2.jpg": "person01", "img4.jpg": "person01", "img5.jpg": "person01",
+    "img26.jpg": "person02", "img27.jpg": "person02", "img8.jpg": "person03",
+    "img9.jpg": "person03", "img3.jpg": "person04", "img12.jpg": "person04",
+    "img13.jpg": "person05",
+}
+QUERY = "img1.jpg"  # person01, not in the gallery
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    database_url: str
+    reports: Path
+    report_name: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def gallery_url(server_url: str, unit_faces: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
+    from doppel.config import Settings
+    from doppel.db import connect
+    from doppel.embedder import EmbeddingConfig
+    from doppel.ingest import ingest
+    from doppel.search import embedder_for
+
+    folder = tmp_path_factory.mktemp("gallery")
+    for name in GALLERY_PHOTOS:
+        (folder / name).symlink_to(unit_faces / name)
+    name = f"doppel_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    settings = replace(Settings.from_env(), database_url=url)
+    with connect(settings) as conn:
+        report = ingest(conn, folder, "unit", embedder_for(EmbeddingConfig("Dlib", "mtcnn")),
+                        workers=0)
+    assert report.faces_added == len(GALLERY_PHOTOS)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _make_report(reports: Path) -> str:
+    """A folder shaped like `doppel resemble`'s output, and a secret beside it."""
+    from PIL import Image
+
+    folder = reports / "resemble-report-family"
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text(
+        "<!doctype html><title>report</title><h1>Resemblance report</h1>"
+        '<img src="scores.png"><a href="report.json">numbers</a>')
+    (folder / "report.json").write_text(json.dumps({"verdict": "The target resembles mum."}))
+    Image.new("RGB", (40, 30), (200, 80, 40)).save(folder / "scores.png")
+    (folder / "notes.py").write_text("print('not served')\n")
+    (reports / "secret.txt").write_text("outside every report\n")
+    return folder.name
+
+
+@pytest.fixture(scope="module")
+def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`doppel serve`'s app under uvicorn on a free loopback port, in a thread."""
+    import uvicorn
+
+    from doppel.config import Settings
+    from doppel.server import create_app
+
+    reports = tmp_path_factory.mktemp("reports")
+    report_name = _make_report(reports)
+    settings = replace(Settings.from_env(), database_url=gallery_url)
+    app = create_app(settings, reports_dir=reports, report_cwd=None, max_upload=5 * 2**20)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not server.started:
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+    yield Served(f"http://127.0.0.1:{port}", gallery_url, reports, report_name)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def client(served: Served) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=120) as http:
+        yield http
+
+
+def _post_photo(client: httpx.Client, path: str, photo: Path, **data: object) -> httpx.Response:
+    with photo.open("rb") as handle:
+        return client.post(path, files={"file": (photo.name, handle, "image/jpeg")},
+                           data=data)
+
+
+def test_find_ranks_the_same_person_first(client: httpx.Client, unit_faces: Path) -> None:
+    response = _post_photo(client, "/api/find", unit_faces / QUERY, k=5)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    names = [m["name"] for m in result["matches"]]
+    assert len(names) == 5
+    assert {GALLERY_PHOTOS[n] for n in names[:3]} == {"person01"}
+    similarities = [m["similarity"] for m in result["matches"]]
+    assert similarities == sorted(similarities, reverse=True)
+    crop = client.get(result["matches"][0]["crop_url"])
+    assert crop.status_code == 200
+    assert crop.headers["content-type"] == "image/jpeg"
+    assert crop.content[:2] == b"\xff\xd8"
+
+
+def test_upload_pick_a_face_then_search(client: httpx.Client, unit_faces: Path) -> None:
+    upload = _post_photo(client, "/api/uploads", unit_faces / "couple.jpg")
+    assert upload.status_code == 200, upload.text
+    body = upload.json()
+    assert len(body["faces"]) == 2
+    boxes = []
+    for face in (0, 1):
+        found = client.post("/api/search", json={"upload_id": body["upload_id"], "face": face,
+                                                 "gallery": "unit", "k": 3})
+        assert found.status_code == 200, found.text
+        assert len(found.json()["matches"]) == 3
+        boxes.append(found.json()["face"]["box"])
+    assert boxes[0] != boxes[1]
+    photo = client.get(f"/api/uploads/{body['upload_id']}/image?face=1")
+    assert photo.status_code == 200 and photo.content[:2] == b"\xff\xd8"
+    too_far = client.post("/api/search", json={"upload_id": body["upload_id"], "face": 2})
+    assert too_far.status_code == 400
+    assert "2 face(s)" in too_far.json()["detail"]
+    assert client.delete(f"/api/uploads/{body['upload_id']}").status_code == 204
+    gone = client.post("/api/search", json={"upload_id": body["upload_id"]})
+    assert gone.status_code == 404
+    assert "send the photo again" in gone.json()["detail"]
+
+
+def _get_raw(served: Served, path: str) -> tuple[int, bytes]:
+    """GET a path exactly as written (HTTP clients resolve `..` before sending)."""
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest
+
+
+def test_refusals_leave_the_server_up(client: httpx.Client, served: Served,
+                                      tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(os.urandom(50 * 2**20))
+    with big.open("rb") as handle:
+        response = client.post("/api/uploads", files={"file": ("big.jpg", handle, "image/jpeg")})
+    assert response.status_code == 413
+    assert "too large" in response.json()["detail"]
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is a text file with a photo's name\n")
+    response = _post_photo(client, "/api/uploads", fake)
+    assert response.status_code == 415
+    assert "not an image" in response.json()["detail"]
+
+    for path in ("/static/../../etc/passwd", "/static/..%2f..%2fetc%2fpasswd",
+                 "/static/%2e%2e/%2e%2e/etc/passwd", "/api/faces/..%2f..%2fetc%2fpasswd/image",
+                 "/reports/../../etc/passwd", "/api/faces/999999/image"):
+        status, body = _get_raw(served, path)
+        assert status == 404, path
+        assert b"root:" not in body
+
+    assert client.get("/api/health").json()["status"] == "ok"
+
+
+def test_reports_are_listed_and_served_from_their_folder(client: httpx.Client,
+                                                         served: Served) -> None:
+    reports = client.get("/api/reports").json()
+    assert [r["name"] for r in reports] == [served.report_name]
+    report = reports[0]
+    assert report["title"] == "The target resembles mum."
+    page = client.get(report["index_url"])
+    assert page.status_code == 200 and "Resemblance report" in page.text
+    assert "sandbox" in page.headers["content-security-policy"]
+    assert client.get(report["pictures"][0]).content[:4] == b"\x89PNG"
+    rid = report["id"]
+    for path in (f"/reports/{rid}/../secret.txt", f"/reports/{rid}/..%2fsecret.txt",
+                 f"/reports/{rid}/%2e%2e/%2e%2e/%2e%2e/etc/passwd", f"/reports/{rid}//etc/passwd",
+                 "/reports/000000000000/index.html"):
+        status, body = _get_raw(served, path)
+        assert status == 404, path
+        assert b"outside every report" not in body
+    assert client.get(f"/reports/{rid}/notes.py").status_code == 403
+
+
+def test_openapi_describes_the_api(client: httpx.Client) -> None:
+    spec = client.get("/api/openapi.json").json()
+    for path in ("/api/uploads", "/api/search", "/api/find", "/api/galleries",
+                 "/api/faces/{face_id}/image", "/api/reports"):
+        assert path in spec["paths"], path
+    galleries = client.get("/api/galleries").json()
+    assert galleries["default"] == "unit"
+    assert galleries["galleries"][0]["faces"] == len(GALLERY_PHOTOS)
+    assert galleries["galleries"][0]["attributes"] is None
+
+
+def test_uploads_are_saved_only_when_asked(gallery_url: str, unit_faces: Path,
+                                           tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from doppel.config import Settings
+    from doppel.server import create_app
+
+    settings = replace(Settings.from_env(), database_url=gallery_url)
+    kept = tmp_path / "kept"
+    with TestClient(create_app(settings, keep_uploads=kept, warm_up=False)) as http:
+        response = _post_photo(http, "/api/uploads", unit_faces / QUERY)  # type: ignore[arg-type]
+    assert response.status_code == 200, response.text
+    saved = list(kept.iterdir())
+    assert len(saved) == 1
+    assert saved[0].read_bytes() == (unit_faces / QUERY).read_bytes()
+    assert response.json()["kept"] == str(saved[0])
+
+
+def test_loopback_detection() -> None:
+    from doppel.server import is_loopback
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    reason = "Debian's chromium and chromium-driver are not installed (apt-get install -y " \
+             "chromium chromium-driver)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> None:
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--window-size=1280,1100"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        wait = WebDriverWait(driver, 120)
+        driver.get(served.url + "/")
+        wait.until(lambda d: d.find_element(By.ID, "gallery").get_attribute("value") == "unit")
+        driver.find_element(By.ID, "file").send_keys(str(unit_faces / QUERY))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#matches .match")) == 5)
+        wait.until(lambda d: d.execute_script(
+            "return [...document.images].filter(i => i.offsetParent)"
+            ".every(i => i.complete && i.naturalWidth > 0)"))
+        cards = driver.find_elements(By.CSS_SELECTOR, "#matches .match")
+        assert cards[0].find_element(By.CLASS_NAME, "name").text in {
+            n for n, person in GALLERY_PHOTOS.items() if person == "person01"}
+        assert float(cards[0].find_element(By.CLASS_NAME, "sim").text) > 0.9
+        assert not driver.find_element(By.ID, "error").is_displayed()
+        shot = tmp_path / "serve-page.png"
+        driver.save_screenshot(str(shot))
+        print(f"screenshot: {shot}")
+
+        cards[0].click()
+        viewer = driver.find_element(By.ID, "viewer")
+        wait.until(lambda d: viewer.get_attribute("open") is not None)
+        wait.until(lambda d: d.execute_script(
+            "const i = document.getElementById('viewer-img');"
+            "return i.complete && i.naturalWidth > 0"))
+        assert cards[0].find_element(By.CLASS_NAME, "name").text in viewer.text
+        driver.save_screenshot(str(tmp_path / "serve-viewer.png"))
+        driver.find_element(By.CSS_SELECTOR, "#viewer .close").click()
+
+        driver.find_element(By.ID, "tab-reports").click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#report-list button")))
+        assert "resembles mum" in driver.find_element(By.ID, "report-list").text
+        driver.switch_to.frame(driver.find_element(By.ID, "report-frame"))
+        wait.until(lambda d: "Resemblance report" in d.find_element(By.TAG_NAME, "body").text)
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(tmp_path / "serve-reports.png"))
+    finally:
+        driver.quit()

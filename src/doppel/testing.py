@@ -48,3 +48,80 @@ def clustered_vectors(n: int, dim: int = 512, per_identity: int = 5, noise: floa
     samples = centres[owner] + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
     samples /= np.linalg.norm(samples, axis=1, keepdims=True)
     return samples.astype(np.float32)
+
+
+DUMP_RACES = ("asian", "white", "middle eastern", "indian", "latino hispanic", "black")
+DUMP_FORMATS = ("plain", "inserts", "column-inserts", "custom")
+
+
+def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", *,
+                     seed: int = 0, compress: bool = False, urls: bool = False,
+                     setup_sql: str = "", extra_args: tuple[str, ...] = ()) -> Path:
+    """Make a dump like the original project's `sql_dump.sql` with the real pg_dump.
+
+    A scratch database on the server gets the original `faces` table, filled with
+    seeded vectors and attributes; pg_dump writes it in `fmt` (plain COPY, inserts,
+    column-inserts or custom), gzip-compressed when `compress`. `setup_sql` runs in
+    the scratch database first (other tables, functions, ...). The database is dropped.
+    """
+    import gzip
+    import subprocess
+    import uuid
+
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from doppel.db import tool_path
+
+    if fmt not in DUMP_FORMATS:
+        raise ValueError(f"fmt must be one of {DUMP_FORMATS}")
+    name = f"doppel_dump_{uuid.uuid4().hex[:10]}"
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info["dbname"] = name
+    url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    try:
+        with psycopg.connect(url) as conn:
+            conn.execute("CREATE EXTENSION vector")
+            conn.execute(
+                "CREATE TABLE faces (id bigserial PRIMARY KEY, image_key text NOT NULL,"
+                " age int NOT NULL, sex char(1) NOT NULL CHECK (sex IN ('F','M')),"
+                " race varchar(20) NOT NULL CHECK (race IN ('asian','white','middle eastern',"
+                "'indian','latino hispanic','black')), embedding vector(512) NOT NULL)"
+            )
+            if setup_sql:
+                conn.execute(setup_sql)  # type: ignore[arg-type]
+            register_vector(conn)
+            rng = np.random.default_rng(seed)
+            vectors = clustered_vectors(rows, seed=seed)
+            ages = rng.integers(1, 80, size=rows)
+            sexes = rng.choice(["F", "M"], size=rows)
+            races = rng.choice(DUMP_RACES, size=rows)
+            with conn.cursor() as cur, cur.copy(
+                "COPY faces (image_key, age, sex, race, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["text", "int4", "text", "text", "vector"])
+                for i in range(rows):
+                    key = (f"https://example.invalid/ffhq/{i:05d}.png" if urls
+                           else f"/data/ffhq/images1024x1024/{i // 1000 * 1000:05d}/{i:05d}.png")
+                    copy.write_row((key, int(ages[i]), str(sexes[i]), str(races[i]), vectors[i]))
+        args = {"plain": [], "inserts": ["--inserts"], "column-inserts": ["--column-inserts"],
+                "custom": ["-Fc"]}[fmt]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("wb") as handle:
+            proc = subprocess.Popen([str(tool_path("pg_dump")), *args, *extra_args, url],
+                                    stdout=subprocess.PIPE)
+            assert proc.stdout is not None
+            target = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress \
+                else handle
+            while chunk := proc.stdout.read(1 << 20):
+                target.write(chunk)
+            if compress:
+                target.close()
+            if proc.wait() != 0:
+                raise RuntimeError(f"pg_dump failed with status {proc.returncode}")
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return out

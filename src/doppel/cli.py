@@ -152,6 +152,60 @@ def ingest_cmd(
             batch_size, workers, "halfvec" if halfvec else "vector", attributes)
 
 
+@app.command("load-dump")
+@friendly
+def load_dump_cmd(
+    dump: Annotated[Path, typer.Argument(help="pg_dump of the original faces table: plain SQL, "
+                                              "INSERTs or custom format, gzip or not.")],
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g",
+                                                help="Gallery name [default: the file's name].")] = None,
+    image_root: Annotated[Path | None, typer.Option("--image-root", envvar="DOPPEL_IMAGE_ROOT",
+                                                    help="Local copy of FFHQ for the pictures; "
+                                                         "dump paths map onto it by NNNNN/NNNNN.png.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad row instead of skipping it.")] = False,
+) -> None:
+    """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
+    from doppel.dump import load_dump
+    from doppel.sources import add_image_root
+
+    settings = Settings.from_env()
+    if image_root is not None:
+        image_root = add_image_root(image_root, settings)
+    columns = [TextColumn(f"load {dump.name}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rows]:,} rows {task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with _connect(settings) as conn, Progress(*columns, console=err) as bar:
+        task = bar.add_task("load", total=None, rows=0, rate="")
+
+        def update(done: int, total: int, rows: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"({rows / elapsed:,.0f}/s)" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rows=rows, rate=rate)
+
+        report = load_dump(conn, dump, gallery, strict=strict, progress=update)
+    listed = None
+    if report.bad_rows or report.ignored:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        listed = settings.log_dir / f"load-dump-{report.gallery}.txt"
+        listed.write_text("".join(f"bad row\tline {b.line}\t{b.reason}\n" for b in report.bad_rows)
+                          + "".join(f"ignored\tline {i.line}\t{i.what}\n" for i in report.ignored),
+                          encoding="utf-8")
+    for bad in report.bad_rows[:5]:
+        err.print(f"bad row at line {bad.line}: {bad.reason}", highlight=False)
+    for item in report.ignored[:5]:
+        err.print(f"ignored (not run) at line {item.line}: {item.what}", highlight=False)
+    err.print(
+        f"{report.rows_loaded:,} faces loaded into gallery {report.gallery} from a "
+        f"{report.format} dump in {report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
+        f"{report.rows_present:,} already present, {len(report.bad_rows):,} bad rows skipped, "
+        f"{len(report.ignored):,} other statements ignored"
+        + (f" (listed in {listed})" if listed else "")
+        + (f"; HNSW index built in {report.index_seconds:.1f} s" if report.index_built else "")
+        + (f"; images from {image_root}" if image_root else ""),
+        highlight=False, soft_wrap=True,
+    )
+
+
 def _pick_gallery(settings: Settings, gallery: str | None) -> str:
     if gallery:
         return gallery

@@ -191,6 +191,14 @@ def test_refusals_leave_the_server_up(client: httpx.Client, served: Served,
     assert response.status_code == 415
     assert "not an image" in response.json()["detail"]
 
+    from PIL import Image
+
+    bomb = tmp_path / "bomb.png"  # a small file that would decode to 108 megapixels
+    Image.new("L", (12000, 9000)).save(bomb)
+    response = _post_photo(client, "/api/uploads", bomb)
+    assert response.status_code == 415
+    assert "megapixels" in response.json()["detail"]
+
     for path in ("/static/../../etc/passwd", "/static/..%2f..%2fetc%2fpasswd",
                  "/static/%2e%2e/%2e%2e/etc/passwd", "/api/faces/..%2f..%2fetc%2fpasswd/image",
                  "/reports/../../etc/passwd", "/api/faces/999999/image"):

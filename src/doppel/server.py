@@ -56,6 +56,8 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD = 20 * 2**20
 # Formats a browser shows and Pillow decodes without outside help; checked on content.
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# Larger photos would take gigabytes to decode; no camera needs more.
+MAX_PIXELS = 100_000_000
 REPORT_SUFFIXES = {
     ".html": "text/html", ".json": "application/json", ".png": "image/png",
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
@@ -317,11 +319,16 @@ def read_image(data: bytes, name: str) -> Photo:
         raise UnreadableImage(f"{name}: the file is empty; choose a photo")
     try:
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            width, height = img.size
             img.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError):
         raise UnreadableImage(f"{name}: not an image (JPEG, PNG, WebP, BMP or GIF expected, "
                               "judged by its content, not its name)") from None
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(f"{name}: {width}x{height} pixels is more than this server "
+                              f"decodes ({MAX_PIXELS // 1_000_000} megapixels); send a "
+                              "smaller photo")
     return imaging.decode(data, name)
 
 
@@ -759,7 +766,7 @@ def create_app(
     return app
 
 
-def serve(app: FastAPI, host: str, port: int) -> None:
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 

@@ -265,9 +265,7 @@ def cache_url(server_url: str) -> Iterator[str]:
     name = f"doppel_resemble_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = name
-    yield psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

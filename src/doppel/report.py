@@ -275,7 +275,7 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
     period_html = ""
     if result.periods:
         rows = [[esc(p.label), str(len(p.photos))]
-                + [esc(max(p.scores[m.name], key=p.scores[m.name].get)) for m in result.methods]
+                + [esc(p.first(m.name)) for m in result.methods]
                 for p in result.periods]
         period_html = "<h2>Over time</h2>" + _table(
             ["period", "photos", *[f"first by {m.title}" for m in result.methods]], rows)

@@ -272,8 +272,8 @@ def build_methods(names: Sequence[str] | None = None, **options: Any) -> list[Me
     built = []
     for name in chosen:
         cls = METHODS[name]
-        accepted = ({f.name for f in dataclasses.fields(cls)}
-                    if dataclasses.is_dataclass(cls) else set())
+        accepted: set[str] = ({f.name for f in dataclasses.fields(cls)}
+                              if dataclasses.is_dataclass(cls) else set())
         built.append(cls(**{k: v for k, v in options.items() if k in accepted and v is not None}))
     return built
 
@@ -466,6 +466,11 @@ class Period:
     photos: list[str]
     scores: dict[str, dict[str, float]]  # method -> person -> mean score
 
+    def first(self, method: str) -> str:
+        """The person the method scores highest in this period."""
+        scores = self.scores[method]
+        return max(scores, key=lambda person: scores[person])
+
 
 def by_period(moments: Sequence[datetime], results: Sequence[MethodResult],
               names: Sequence[str], photos: Sequence[str], unit: str = "auto") -> list[Period]:
@@ -583,7 +588,9 @@ def resemble(
             notes.append(f"{face.path}: {face.face_count} faces, used the largest")
 
     names = list(person_paths)
-    vectors, labels, person_photos = [], [], {}
+    vectors: list[np.ndarray] = []
+    labels: list[int] = []
+    person_photos: dict[str, list[str]] = {}
     for index, name in enumerate(names):
         usable = [by_path[p] for p in person_paths[name] if p in by_path and by_path[p].usable]
         if not usable:
@@ -592,7 +599,7 @@ def resemble(
                 "photos has a usable face; add clearer, front-facing photos or try another "
                 "detector (--detector)")
         person_photos[name] = [str(f.path) for f in usable]
-        vectors.extend(f.embedding for f in usable)
+        vectors.extend(f.embedding for f in usable if f.embedding is not None)
         labels.extend([index] * len(usable))
     targets = [by_path[p] for p in target_paths if p in by_path and by_path[p].usable]
     no_face = [str(p) for p in target_paths if p in by_path and not by_path[p].usable]
@@ -600,7 +607,8 @@ def resemble(
         raise NoFaceFound(f"no face found in any of the {len(target_paths)} photos in "
                           f"{target_dir}; try clearer photos or another detector (--detector)")
     people_x = np.vstack(vectors).astype(np.float32)
-    target_x = np.vstack([t.embedding for t in targets]).astype(np.float32)
+    target_x = np.vstack([t.embedding for t in targets if t.embedding is not None])
+    target_x = target_x.astype(np.float32)
     shared = {f.content_hash for f in targets} & {by_path[Path(p)].content_hash
                                                    for ps in person_photos.values() for p in ps}
     if shared:
@@ -612,6 +620,9 @@ def resemble(
                      person_photos=person_photos, face_counts=[t.face_count for t in targets],
                      methods=methods, k=k, rounds=rounds, seed=seed, moments=moments,
                      period=period)
+    if result.periods is not None and len(result.periods) == 1:
+        notes.append(f"all target photos fall in one period ({result.periods[0].label}); "
+                     "--by-date shows a trend only for photos taken at different times")
     return dataclasses.replace(
         result, no_face=no_face,
         unreadable=[f"{p}: {why}" for p, why in collection.unreadable], notes=notes,

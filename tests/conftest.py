@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +38,14 @@ def identities(unit_faces: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def doppel_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private DOPPEL_HOME and DeepFace weights folder for the whole test session."""
-    home = tmp_path_factory.mktemp("doppel-home")
+def doppel_home() -> Iterator[Path]:
+    """A private DOPPEL_HOME and DeepFace weights folder for the whole test session.
+
+    Made with mkdtemp rather than pytest's tmp_path_factory: pytest prunes old
+    numbered folders, which would pull the data directory from under a server
+    that another pytest session on the machine still runs.
+    """
+    home = Path(tempfile.mkdtemp(prefix="doppel-test-"))
     saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME",
                                             "DOPPEL_DATABASE_URL", "DOPPEL_MODEL",
                                             "DOPPEL_DETECTOR", "DOPPEL_GALLERY")}
@@ -52,6 +59,7 @@ def doppel_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     if not os.environ.get("DOPPEL_TEST_DATABASE_URL"):
         stop_embedded(Settings.from_env())
+    shutil.rmtree(home, ignore_errors=True)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -71,19 +79,47 @@ def server_url(doppel_home: Path) -> str:
     return embedded_uri(Settings.from_env())
 
 
-@pytest.fixture
-def database_url(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, empty database for one test; DOPPEL_DATABASE_URL points at it."""
+def create_database(server_url: str) -> str:
+    """Create an empty database on the test server and return its URL."""
     name = f"doppel_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     info = psycopg.conninfo.conninfo_to_dict(server_url)
     info["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-    monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
-    yield url
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(server_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, empty database for one test; DOPPEL_DATABASE_URL points at it."""
+    url = create_database(server_url)
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
+    """A database whose gallery "deepface-unit" holds every photo of deepface-unit,
+    embedded once per session with the Dlib model and the mtcnn detector.
+    Tests must not change it; they get its URL."""
+    from doppel.config import Settings
+    from doppel.db import connect
+    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.ingest import ingest
+
+    url = create_database(server_url)
+    settings = Settings.from_env()
+    with connect(Settings(settings.home, url, "Dlib", "mtcnn", False)) as connection:
+        ingest(connection, unit_faces, "deepface-unit", Embedder(EmbeddingConfig("Dlib", "mtcnn")))
+    yield url
+    drop_database(server_url, url)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -58,7 +57,11 @@ def friendly(func: F) -> F:
                 raise
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except psycopg.OperationalError as exc:
+        except Exception as exc:
+            # psycopg is imported only by commands that connect; --help need not load it.
+            psycopg = sys.modules.get("psycopg")
+            if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+                raise
             if Settings.from_env().debug:
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -87,7 +87,9 @@ def connect(settings: Settings | None = None, *, migrate: bool = True) -> psycop
     settings = settings or Settings.from_env()
     url = settings.database_url or embedded_uri(settings)
     try:
-        conn = psycopg.connect(url, connect_timeout=10)
+        # Autocommit: each statement stands alone unless wrapped in conn.transaction(),
+        # which then commits (or rolls back) as one unit.
+        conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
@@ -108,7 +110,6 @@ def check_pgvector(conn: psycopg.Connection) -> None:
         " WHERE name = 'vector'"
     ).fetchone()
     if row is None:
-        conn.rollback()
         raise DatabaseUnavailable(
             "the database server has no pgvector extension; install pgvector "
             f"{'.'.join(map(str, MIN_PGVECTOR))} or newer on it, or unset "
@@ -117,9 +118,7 @@ def check_pgvector(conn: psycopg.Connection) -> None:
     if row[1] is None:
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            conn.commit()
         except psycopg.Error as exc:
-            conn.rollback()
             raise DatabaseUnavailable(
                 f"pgvector is available but not enabled, and enabling it failed ({exc}); "
                 "run `CREATE EXTENSION vector;` as a superuser in this database"
@@ -154,16 +153,21 @@ def schema_sql() -> str:
 def apply_schema(conn: psycopg.Connection) -> None:
     """Apply setup.sql when the schema is missing, then any numbered steps not yet applied."""
     exists = conn.execute("SELECT to_regclass('schema_steps') IS NOT NULL").fetchone()
-    if not (exists and exists[0]):
+    applied: set[int] = set()
+    if exists and exists[0]:
+        applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
+        if applied >= {number for number, _ in STEPS}:
+            return
+    with conn.transaction():
         # Serialise concurrent first runs.
         conn.execute("SELECT pg_advisory_xact_lock(4242001)")
-        conn.execute(schema_sql())  # type: ignore[arg-type]
-    applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
-    for number, sql in STEPS:
-        if number not in applied:
-            conn.execute(sql)  # type: ignore[arg-type]
-            conn.execute("INSERT INTO schema_steps (step) VALUES (%s)", (number,))
-    conn.commit()
+        if not (exists and exists[0]):
+            conn.execute(schema_sql())  # type: ignore[arg-type]
+        applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
+        for number, sql in STEPS:
+            if number not in applied:
+                conn.execute(sql)  # type: ignore[arg-type]
+                conn.execute("INSERT INTO schema_steps (step) VALUES (%s)", (number,))
 
 
 def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:

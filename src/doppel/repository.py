@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,10 +121,14 @@ def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | No
 
 
 class Repository:
-    """All of doppel's SQL. Takes a connection; the caller decides when to commit."""
+    """All of doppel's SQL, on a connection from doppel.db.connect (autocommit).
+
+    Statements stand alone; writes that must land together run in conn.transaction().
+    """
 
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
+        self._iterative_scan: bool | None = None  # asked of the server once
 
     # Galleries -----------------------------------------------------------------
 
@@ -169,7 +174,6 @@ class Repository:
                 (name, config.model, config.detector, config.align, config.normalization,
                  config.dimension, storage),
             )
-            self.conn.commit()
             return self.gallery(name)
         if existing.config != config:
             raise GalleryMismatch(
@@ -181,7 +185,6 @@ class Repository:
     def drop_gallery(self, name: str) -> None:
         gallery = self.gallery(name)
         self.conn.execute("DELETE FROM galleries WHERE id = %s", (gallery.id,))
-        self.conn.commit()
 
     def stats(self) -> list[GalleryStats]:
         out = []
@@ -286,7 +289,11 @@ class Repository:
         if self.has_index(gallery):
             return False
         ops = "halfvec_cosine_ops" if gallery.storage == "halfvec" else "vector_cosine_ops"
-        self.conn.execute("SET maintenance_work_mem = '1GB'")
+        # HNSW builds fast only while its graph fits in maintenance_work_mem.
+        memory = _build_memory_mib(self.face_count(gallery), gallery.dimension,
+                                   gallery.storage, m)
+        self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+            sql.Literal(f"{memory}MB")))
         self.conn.execute(
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON faces USING hnsw ({} {})"
@@ -297,13 +304,11 @@ class Repository:
             )
         )
         self.conn.execute("RESET maintenance_work_mem")
-        self.conn.commit()
         return True
 
     def drop_index(self, gallery: Gallery) -> None:
         self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
             sql.Identifier(gallery.index_name)))
-        self.conn.commit()
 
     # Search --------------------------------------------------------------------
 
@@ -368,10 +373,14 @@ class Repository:
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
             else:
-                self.conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                    sql.Literal(max(ef_search, k))))
-                if has_iterative_scan(self.conn):
-                    self.conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                if self._iterative_scan is None:
+                    self._iterative_scan = has_iterative_scan(self.conn)
+                # One round trip for both settings.
+                settings = sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                    sql.Literal(max(ef_search, k)))
+                if self._iterative_scan:
+                    settings += sql.SQL("; SET LOCAL hnsw.iterative_scan = relaxed_order")
+                self.conn.execute(settings)
             rows = self.conn.execute(
                 query, [Vector(np.asarray(vector, dtype=np.float32)), *params]
             ).fetchall()
@@ -391,6 +400,21 @@ class Repository:
         if row is None:
             return None
         return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9])
+
+
+def _build_memory_mib(faces: int, dimension: int, storage: str, m: int) -> int:
+    """maintenance_work_mem for an HNSW build: the graph's size with room, 1 GiB at least.
+
+    Per element pgvector keeps the vector and up to 2*m neighbour candidates on
+    layer 0 (more on upper layers); past this memory the build slows down many times.
+    """
+    per_face = dimension * (2 if storage == "halfvec" else 4) + 48 * m + 128
+    wanted = int(faces * per_face * 1.25 / 2**20)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (OSError, ValueError):
+        physical = 8192
+    return max(1024, min(wanted, physical // 2))
 
 
 def describe(config: EmbeddingConfig) -> str:

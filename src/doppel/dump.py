@@ -355,6 +355,8 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def check_vector(text: str) -> str | None:
     """Why a vector's text is unusable (not 512 finite float4 numbers), or None."""
+    if text.startswith("[") and not text.endswith("]"):
+        return "embedding has no closing ] (a truncated line)"
     if not text.startswith("[") or not text.endswith("]"):
         return "embedding is not a [..] vector"
     inner = text[1:-1]

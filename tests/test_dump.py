@@ -1,0 +1,331 @@
+"""doppel load-dump: real pg_dump output in every format, hostile dumps, bad rows, resume."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from doppel import dump, sources
+from doppel.cli import app
+from doppel.config import Settings
+from doppel.errors import BadDump
+from doppel.repository import Filters, Repository
+from doppel.testing import write_faces_dump
+
+ROWS = 300
+
+
+@pytest.fixture(scope="module")
+def dumps(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One 300-row dump per format, written by the real pg_dump."""
+    folder = tmp_path_factory.mktemp("dumps")
+    made = {fmt: write_faces_dump(server_url, folder / f"{fmt}.out", ROWS, fmt)
+            for fmt in ("plain", "inserts", "column-inserts", "custom")}
+    made["plain-gzip"] = write_faces_dump(server_url, folder / "plain.gz", ROWS, compress=True)
+    made["custom-gzip"] = write_faces_dump(server_url, folder / "custom.gz", ROWS, "custom",
+                                           compress=True)
+    return made
+
+
+def count(conn: psycopg.Connection, gallery: str) -> int:
+    row = conn.execute("SELECT count(*) FROM faces f JOIN galleries g ON g.id = f.gallery_id"
+                       " WHERE g.name = %s", (gallery,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("fmt", ["plain", "inserts", "column-inserts", "custom", "plain-gzip",
+                                 "custom-gzip"])
+def test_every_pg_dump_format_loads_all_rows(conn: psycopg.Connection, dumps: dict[str, Path],
+                                             fmt: str) -> None:
+    report = dump.load_dump(conn, dumps[fmt], "ffhq")
+    assert report.format.startswith("custom" if "custom" in fmt else "plain")
+    assert report.format.endswith("(gzip)") == fmt.endswith("gzip")
+    assert (report.rows_read, report.rows_loaded, report.rows_present) == (ROWS, ROWS, 0)
+    assert report.bad_rows == [] and report.ignored == []
+    assert count(conn, "ffhq") == ROWS
+    gallery = Repository(conn).gallery("ffhq")
+    assert gallery.config == dump.CONFIG
+    assert (gallery.config.model, gallery.config.detector, gallery.config.align) == (
+        "Facenet512", "skip", False)
+    assert report.index_built and Repository(conn).has_index(gallery)
+    row = conn.execute("SELECT source, age, sex, race FROM faces ORDER BY source LIMIT 1")
+    source, age, sex, race = row.fetchone()  # type: ignore[misc]
+    assert source == "/data/ffhq/images1024x1024/00000/00000.png"
+    assert isinstance(age, int) and sex in ("F", "M") and race in dump.RACES
+
+
+def test_vectors_survive_exactly(conn: psycopg.Connection, dumps: dict[str, Path],
+                                 server_url: str) -> None:
+    from doppel.testing import clustered_vectors
+
+    dump.load_dump(conn, dumps["inserts"], "ffhq")
+    expected = clustered_vectors(ROWS, seed=0)
+    rows = conn.execute("SELECT source, embedding FROM faces").fetchall()
+    by_index = {int(Path(source).stem): vector.to_numpy() for source, vector in rows}
+    assert np.array_equal(by_index[0], expected[0])
+    assert np.array_equal(by_index[ROWS - 1], expected[ROWS - 1])
+
+
+def test_loading_twice_adds_nothing(conn: psycopg.Connection, dumps: dict[str, Path]) -> None:
+    dump.load_dump(conn, dumps["plain"], "ffhq")
+    again = dump.load_dump(conn, dumps["custom"], "ffhq")
+    assert (again.rows_loaded, again.rows_present) == (0, ROWS)
+    assert count(conn, "ffhq") == ROWS
+
+
+def test_filtered_search_matches_exact_search(conn: psycopg.Connection, server_url: str,
+                                              tmp_path: Path) -> None:
+    path = write_faces_dump(server_url, tmp_path / "d.sql", 2000, seed=3)
+    dump.load_dump(conn, path, "ffhq")
+    repo = Repository(conn)
+    gallery = repo.gallery("ffhq")
+    filters = Filters(sex="F", races=("black",), age_min=20, age_max=60)
+    share = conn.execute("SELECT avg((sex = 'F' AND race = 'black' AND age BETWEEN 20 AND 60)"
+                         "::int) FROM faces").fetchone()
+    assert share is not None and 0.01 < float(share[0]) < 0.08
+    row = conn.execute("SELECT embedding FROM faces ORDER BY id LIMIT 1").fetchone()
+    assert row is not None
+    query = row[0].to_numpy() + 0.01
+    indexed = repo.search(gallery, query, 5, filters)
+    exact = repo.search(gallery, query, 5, filters, exact=True)
+    assert len(indexed) == 5
+    assert [m.face.id for m in indexed] == [m.face.id for m in exact]
+    for match in indexed:
+        assert match.face.sex == "F" and match.face.race == "black"
+        assert match.face.age is not None and 20 <= match.face.age <= 60
+
+
+HOSTILE_SETUP = (
+    "CREATE TABLE important (x int); INSERT INTO important VALUES (1);"
+    " CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;"
+)
+
+
+def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, dict[int, str]]:
+    """A --clean dump with other objects, hostile statements and four bad faces rows."""
+    plain = write_faces_dump(server_url, folder / "clean.sql", 200, setup_sql=HOSTILE_SETUP,
+                             extra_args=("--clean", "--if-exists"))
+    lines = plain.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("COPY public.faces "))
+    good = lines[start + 1].rstrip("\n").split("\t")
+    numbers = good[5][1:-1].split(",")
+
+    def row(key: str, sex: str = "F", vector: list[str] = numbers) -> str:
+        return "\t".join(["9999", key, "33", sex, "white", "[" + ",".join(vector) + "]"]) + "\n"
+
+    bad = [row("/bad/short.png", vector=numbers[:511]),
+           row("/bad/nan.png", vector=["NaN", *numbers[1:]]),
+           row("/bad/sex.png", sex="X"),
+           row("/bad/truncated.png")[:40] + "\n"]
+    hostile = ["DROP TABLE public.important;\n",
+               f"COPY (SELECT 1) TO PROGRAM 'touch {marker}';\n",
+               f"\\! touch {marker}\n"]
+    text = lines[:start] + hostile + lines[start:start + 3] + bad + lines[start + 3:]
+    path = folder / "hostile.sql"
+    path.write_text("".join(text))
+    reasons = {start + len(hostile) + 4 + n: what
+               for n, what in enumerate(["512", "finite", "sex", "truncated"])}
+    return path, reasons
+
+
+def test_hostile_dump_loads_good_rows_and_runs_nothing(
+        conn: psycopg.Connection, server_url: str, tmp_path: Path) -> None:
+    conn.execute("CREATE TABLE important (x int)")
+    conn.commit()
+    marker = tmp_path / "pwned"
+    path, reasons = _hostile_dump(server_url, tmp_path, marker)
+    report = dump.load_dump(conn, path, "ffhq")
+    assert report.rows_loaded == 200 and count(conn, "ffhq") == 200
+    assert {bad.line for bad in report.bad_rows} == set(reasons)
+    for bad in report.bad_rows:
+        assert reasons[bad.line] in bad.reason
+    lines = path.read_text().splitlines()
+    for bad in report.bad_rows:  # the reported line is the bad row itself
+        assert lines[bad.line - 1].split("\t")[1].startswith("/bad/")
+    ignored = " | ".join(item.what for item in report.ignored)
+    for expected in ("DROP TABLE public.important", "TO PROGRAM", "\\! touch",
+                     "CREATE TABLE public.important", "CREATE FUNCTION public.evil",
+                     "COPY public.important", "DROP TABLE IF EXISTS public.faces"):
+        assert expected in ignored
+    assert not marker.exists()
+    assert conn.execute("SELECT to_regclass('important') IS NOT NULL").fetchone() == (True,)
+    assert conn.execute("SELECT to_regproc('evil') IS NULL").fetchone() == (True,)
+
+
+def test_strict_stops_at_the_first_bad_row(conn: psycopg.Connection, server_url: str,
+                                           tmp_path: Path) -> None:
+    path, reasons = _hostile_dump(server_url, tmp_path, tmp_path / "marker")
+    with pytest.raises(BadDump, match=f"line {min(reasons)}: .*512"):
+        dump.load_dump(conn, path, "ffhq", strict=True)
+    assert Repository(conn).find_gallery("ffhq") is None
+
+
+def test_dump_without_faces_is_a_clear_error(conn: psycopg.Connection, tmp_path: Path) -> None:
+    path = tmp_path / "other.sql"
+    path.write_text("CREATE TABLE public.people (id int);\nCOPY public.people (id) FROM stdin;\n"
+                    "1\n\\.\n")
+    with pytest.raises(BadDump, match="no data for a faces table.*public.people"):
+        dump.load_dump(conn, path, "ffhq")
+    assert Repository(conn).find_gallery("ffhq") is None
+
+
+def test_damaged_custom_archive_is_a_clear_error(conn: psycopg.Connection,
+                                                 dumps: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "cut.dump"
+    path.write_bytes(dumps["custom"].read_bytes()[:5000])
+    with pytest.raises(BadDump, match="pg_restore could not read"):
+        dump.load_dump(conn, path, "ffhq")
+
+
+def test_insert_rows_report_their_own_lines(conn: psycopg.Connection, dumps: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    lines = dumps["inserts"].read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith("INSERT INTO public.faces"))
+    lines[first + 2] = lines[first + 2].replace(", 'F', ", ", 'Q', ").replace(", 'M', ", ", 'Q', ")
+    path = tmp_path / "inserts.sql"
+    path.write_text("".join(lines))
+    report = dump.load_dump(conn, path, "ffhq")
+    assert report.rows_loaded == ROWS - 1
+    assert [(bad.line, "sex" in bad.reason) for bad in report.bad_rows] == [(first + 3, True)]
+
+
+def test_check_vector_reasons() -> None:
+    good = "[" + ",".join(["0.5"] * 512) + "]"
+    assert dump.check_vector(good) is None
+    assert "511" in (dump.check_vector("[" + ",".join(["1"] * 511) + "]") or "")
+    assert "finite" in (dump.check_vector(good.replace("0.5", "inf", 1)) or "")
+    assert "range" in (dump.check_vector(good.replace("0.5", "1e40", 1)) or "")
+    assert dump.check_vector("0.5") is not None
+
+
+def test_cli_load_dump_then_filtered_find(database_url: str, server_url: str, tmp_path: Path,
+                                          unit_faces: Path, facenet_weights: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from doppel.models import install
+
+    install("Facenet512", facenet_weights)
+    path = write_faces_dump(server_url, tmp_path / "sql_dump.sql", 1500, seed=5)
+    runner = CliRunner()
+    loaded = runner.invoke(app, ["load-dump", str(path)])
+    assert loaded.exit_code == 0, loaded.output
+    assert "1,500 faces loaded into gallery sql_dump" in loaded.output
+    assert "HNSW index built" in loaded.output
+    monkeypatch.chdir(tmp_path)
+    photo = next(unit_faces.glob("img1.jpg"), None) or sorted(unit_faces.glob("*.jpg"))[0]
+    found = runner.invoke(app, ["find", str(photo), "--sex", "M", "--race", "asian",
+                                "--age", "20-50", "--json", "-o", str(tmp_path / "out.png")])
+    assert found.exit_code == 0, found.output
+    import json
+
+    payload = json.loads(found.stdout[found.stdout.index("{"):])
+    matches = payload["faces"][0]["matches"]
+    assert len(matches) == 5
+    assert all(m["sex"] == "M" and m["race"] == "asian" and 20 <= m["age"] <= 50
+               for m in matches)
+    # FFHQ paths of the dump are not here: the picture is still made, with placeholders.
+    assert (tmp_path / "out.png").is_file()
+
+
+def _file_position(pid: int, path: Path) -> int:
+    """How far process pid has read into path (Linux /proc), or -1."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                return int(info.split("pos:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    return -1
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
+def test_killed_halfway_then_rerun_gives_exact_count(database_url: str, server_url: str,
+                                                     tmp_path: Path) -> None:
+    rows = 12000
+    path = write_faces_dump(server_url, tmp_path / "big.sql", rows, seed=7)
+    size = path.stat().st_size
+    doppel = Path(sys.executable).with_name("doppel")
+    command = [str(doppel), "load-dump", str(path), "-g", "ffhq"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _file_position(proc.pid, path) > size // 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the load finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with psycopg.connect(database_url) as conn:
+        # Nothing half-loaded: no gallery, no faces.
+        assert conn.execute("SELECT count(*) FROM faces").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM galleries").fetchone() == (0,)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM faces").fetchone() == (rows,)
+
+
+# Images for the composite ----------------------------------------------------------
+
+
+def test_ffhq_paths_map_onto_an_image_root(tmp_path: Path, unit_faces: Path) -> None:
+    settings = Settings.from_env()
+    root = tmp_path / "ffhq"
+    (root / "00000").mkdir(parents=True)
+    photo = sorted(unit_faces.glob("*.jpg"))[0]
+    from PIL import Image
+
+    Image.open(photo).convert("RGB").resize((64, 64)).save(root / "00000" / "00042.png")
+    key = "/home/someone/ffhq/images1024x1024/00000/00042.png"
+    assert sources.load_source(key) is None or root in sources.image_roots(settings)
+    sources.add_image_root(root, settings)
+    loaded = sources.load_source(key)
+    assert loaded is not None and loaded.pixels.shape[:2] == (64, 64)
+    assert sources.load_source("/elsewhere/00000/00043.png") is None
+
+
+def test_unreachable_url_gives_no_photo_quickly(tmp_path: Path) -> None:
+    begin = time.monotonic()
+    assert sources.fetch("http://127.0.0.1:9/ffhq/00001.png", tmp_path, timeout=2) is None
+    assert time.monotonic() - begin < 10
+    assert not any(tmp_path.rglob("*.png"))
+
+
+def test_url_image_is_fetched_once_into_the_cache(tmp_path: Path, unit_faces: Path) -> None:
+    served = tmp_path / "www"
+    served.mkdir()
+    from PIL import Image
+
+    Image.open(sorted(unit_faces.glob("*.jpg"))[0]).convert("RGB").resize((48, 48)).save(
+        served / "face.png")
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            hits.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/face.png"
+        first = sources.fetch(url, tmp_path / "cache")
+        second = sources.fetch(url, tmp_path / "cache")
+    finally:
+        server.shutdown()
+    assert first is not None and first == second
+    assert first.read_bytes() == (served / "face.png").read_bytes()
+    assert len(hits) == 1

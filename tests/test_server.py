@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,20 +86,13 @@ def _make_report(reports: Path) -> str:
     return folder.name
 
 
-@pytest.fixture(scope="module")
-def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """`doppel serve`'s app under uvicorn on a free loopback port, in a thread."""
+@contextmanager
+def _uvicorn(app: object) -> Iterator[str]:
+    """Run an app under uvicorn on a free loopback port in a thread; yield its URL."""
     import uvicorn
 
-    from doppel.config import Settings
-    from doppel.server import create_app
-
-    reports = tmp_path_factory.mktemp("reports")
-    report_name = _make_report(reports)
-    settings = replace(Settings.from_env(), database_url=gallery_url)
-    app = create_app(settings, reports_dir=reports, report_cwd=None, max_upload=5 * 2**20)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,  # type: ignore[arg-type]
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -107,9 +101,25 @@ def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert thread.is_alive(), "the server stopped while starting"
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.1)
-    yield Served(f"http://127.0.0.1:{port}", gallery_url, reports, report_name)
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`doppel serve`'s app, models loaded, with a report folder to list."""
+    from doppel.config import Settings
+    from doppel.server import create_app
+
+    reports = tmp_path_factory.mktemp("reports")
+    report_name = _make_report(reports)
+    settings = replace(Settings.from_env(), database_url=gallery_url)
+    app = create_app(settings, reports_dir=reports, report_cwd=None, max_upload=5 * 2**20)
+    with _uvicorn(app) as url:
+        yield Served(url, gallery_url, reports, report_name)
 
 
 @pytest.fixture
@@ -240,22 +250,25 @@ def test_openapi_describes_the_api(client: httpx.Client) -> None:
     assert galleries["galleries"][0]["attributes"] is None
 
 
-def test_uploads_are_saved_only_when_asked(gallery_url: str, unit_faces: Path,
+def test_uploads_are_saved_only_when_asked(served: Served, unit_faces: Path,
                                            tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
     from doppel.config import Settings
     from doppel.server import create_app
 
-    settings = replace(Settings.from_env(), database_url=gallery_url)
+    settings = replace(Settings.from_env(), database_url=served.database_url)
     kept = tmp_path / "kept"
-    with TestClient(create_app(settings, keep_uploads=kept, warm_up=False)) as http:
-        response = _post_photo(http, "/api/uploads", unit_faces / QUERY)  # type: ignore[arg-type]
+    with _uvicorn(create_app(settings, keep_uploads=kept, warm_up=False)) as url, \
+            httpx.Client(base_url=url, timeout=120) as http:
+        response = _post_photo(http, "/api/uploads", unit_faces / QUERY)
     assert response.status_code == 200, response.text
     saved = list(kept.iterdir())
     assert len(saved) == 1
     assert saved[0].read_bytes() == (unit_faces / QUERY).read_bytes()
     assert response.json()["kept"] == str(saved[0])
+
+    with httpx.Client(base_url=served.url, timeout=120) as http:
+        response = _post_photo(http, "/api/uploads", unit_faces / QUERY)
+    assert response.status_code == 200 and response.json()["kept"] is None
 
 
 def test_loopback_detection() -> None:

@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -57,7 +58,7 @@ DEFAULT_MAX_UPLOAD = 20 * 2**20
 # Formats a browser shows and Pillow decodes without outside help; checked on content.
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 # Larger photos would take gigabytes to decode; no camera needs more.
-MAX_PIXELS = 100_000_000
+MAX_PIXELS = 80_000_000
 REPORT_SUFFIXES = {
     ".html": "text/html", ".json": "application/json", ".png": "image/png",
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
@@ -318,9 +319,12 @@ def read_image(data: bytes, name: str) -> Photo:
     if not data:
         raise UnreadableImage(f"{name}: the file is empty; choose a photo")
     try:
-        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-            width, height = img.size
-            img.verify()
+        with warnings.catch_warnings():
+            # Refused below with a plainer message than Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+                width, height = img.size
+                img.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError):
         raise UnreadableImage(f"{name}: not an image (JPEG, PNG, WebP, BMP or GIF expected, "

@@ -1,0 +1,89 @@
+"""Age, sex and race of faces with DeepFace's attribute models, for ingest and filters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from doppel import imaging, models
+from doppel.config import Settings
+from doppel.errors import NoFaceFound
+from doppel.repository import Filters
+
+ATTRIBUTE_MODELS = ("Age", "Gender", "Race")
+INPUT_SIDE = 224
+SEX_OF = {"Woman": "F", "Man": "M"}
+
+
+class AttributePredictor:
+    """DeepFace's Age, Gender and Race models; weights are checked before anything loads."""
+
+    def __init__(self, batch_size: int = 16) -> None:
+        for name in ATTRIBUTE_MODELS:
+            models.require(name, "attributes")
+        self.batch_size = batch_size
+        self._clients: dict[str, object] | None = None
+
+    def _models(self) -> dict[str, object]:
+        if self._clients is None:
+            from doppel.embedder import _quiet_tensorflow
+
+            _quiet_tensorflow()
+            from deepface.modules import modeling
+
+            self._clients = {name: modeling.build_model(task="facial_attribute", model_name=name)
+                             for name in ATTRIBUTE_MODELS}
+        return self._clients
+
+    def predict_crops(self, crops: Sequence[np.ndarray]) -> list[tuple[int, str, str]]:
+        """(age, sex F/M, race) for each face crop (BGR, values 0..1), in order."""
+        if not len(crops):
+            return []
+        from deepface.models.demography.DemographyUtils import GENDER_LABELS, RACE_LABELS
+
+        clients = self._models()
+        out: list[tuple[int, str, str]] = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = np.stack([_square(crop) for crop in crops[start : start + self.batch_size]])
+            ages = np.atleast_1d(clients["Age"].predict(batch))  # type: ignore[attr-defined]
+            sexes = np.atleast_2d(clients["Gender"].predict(batch))  # type: ignore[attr-defined]
+            races = np.atleast_2d(clients["Race"].predict(batch))  # type: ignore[attr-defined]
+            for age, sex, race in zip(ages, sexes, races, strict=True):
+                out.append((int(round(float(age))), SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
+                            RACE_LABELS[int(np.argmax(race))]))
+        return out
+
+
+def _square(crop: np.ndarray) -> np.ndarray:
+    """A crop scaled to fit 224x224 and padded with black, as DeepFace.analyze feeds it."""
+    from deepface.modules.preprocessing import resize_image
+
+    return np.asarray(resize_image(img=np.asarray(crop, dtype=np.float32),
+                                   target_size=(INPUT_SIDE, INPUT_SIDE)))[0]
+
+
+def predict_photo(photo_path: Path, detector: str | None = None,
+                  predictor: AttributePredictor | None = None) -> tuple[int, str, str]:
+    """Age, sex and race of the largest face in a photo."""
+    from doppel.embedder import Embedder, EmbeddingConfig
+
+    predictor = predictor or AttributePredictor()
+    settings = Settings.from_env()
+    detector = detector or settings.detector
+    photo = imaging.load(photo_path)
+    # The model is never loaded: only detection is used here.
+    faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
+    if not faces:
+        raise NoFaceFound(f"{photo_path}: no face found to predict sex and race from; "
+                          "drop --same-attributes or try a clearer photo")
+    return predictor.predict_crops([faces[0].crop])[0]
+
+
+def same_attribute_filters(photo: Path, filters: Filters,
+                           predictor: AttributePredictor | None = None) -> Filters:
+    """The filters plus the query face's predicted sex and race (explicit ones win)."""
+    _, sex, race = predict_photo(photo, predictor=predictor)
+    return Filters(filters.sex or sex, filters.races or (race,), filters.age_min,
+                   filters.age_max, filters.exclude_hashes)

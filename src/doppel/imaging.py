@@ -28,6 +28,22 @@ class Photo:
     def bgr(self) -> np.ndarray:
         return np.ascontiguousarray(self.pixels[:, :, ::-1])
 
+    def shrunk(self, max_side: int | None, square: bool = False) -> Photo:
+        """This photo scaled down (area averaging) so no side exceeds max_side.
+
+        With square, both sides become max_side, as for a model's input.
+        """
+        height, width = self.pixels.shape[:2]
+        if not max_side or (max(height, width) <= max_side and not square):
+            return self
+        import cv2
+
+        factor = max(height, width) / max_side
+        size = ((max_side, max_side) if square
+                else (max(1, round(width / factor)), max(1, round(height / factor))))
+        pixels = cv2.resize(self.pixels, size, interpolation=cv2.INTER_AREA)
+        return Photo(pixels, self.scale * factor)
+
 
 def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -56,6 +72,10 @@ def file_hash(path: Path) -> str:
 
 def decode(data: bytes, name: str = "image", max_side: int | None = MAX_SIDE) -> Photo:
     """Decode image bytes with EXIF orientation applied, scaled so no side exceeds max_side."""
+    if data[:8] == _PNG_SIGNATURE:
+        photo = _decode_png(data, max_side)
+        if photo is not None:
+            return photo
     import io
 
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -77,6 +97,22 @@ def decode(data: bytes, name: str = "image", max_side: int | None = MAX_SIDE) ->
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(f"{name}: not a readable image ({exc})") from exc
     return Photo(pixels=pixels, scale=scale)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_png(data: bytes, max_side: int | None) -> Photo | None:
+    """PNG through OpenCV, about a third faster than Pillow (FFHQ is PNG); None to fall back."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    # IMREAD_COLOR applies EXIF orientation and drops alpha and 16-bit depth.
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    return Photo(np.ascontiguousarray(bgr[:, :, ::-1]), 1.0).shrunk(max_side)
 
 
 def _rotated(img: object) -> bool:

@@ -68,21 +68,14 @@ def prepare(path: str, known_hash: str | None, resize_to: int | None) -> Prepare
     if digest == known_hash:
         return Prepared(path, digest, "skip")
     try:
-        photo = imaging.decode(data, path)
+        # Straight from full size to the model's input: one resize, not two.
+        photo = imaging.decode(data, path, max_side=None if resize_to else imaging.MAX_SIDE)
     except DoppelError as exc:
         return Prepared(path, digest, "unreadable", detail=str(exc))
     if resize_to:
-        photo = _shrink(photo, resize_to)
+        # Square like the model's input; the box stays in file pixels through scale.
+        photo = photo.shrunk(resize_to, square=True)
     return Prepared(path, digest, "ok", photo)
-
-
-def _shrink(photo: imaging.Photo, side: int) -> imaging.Photo:
-    from PIL import Image
-
-    height, width = photo.pixels.shape[:2]
-    img = Image.fromarray(photo.pixels).resize((side, side), Image.Resampling.BILINEAR)
-    # Keep the box in file pixels: scale is per axis equal for square inputs.
-    return imaging.Photo(np.asarray(img), photo.scale * max(width, height) / side)
 
 
 def _prepared_stream(paths: list[Path], known: dict[str, str], resize_to: int | None,
@@ -173,8 +166,14 @@ def ingest(
     if not paths:
         raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
     skip_detection = embedder.config.detector == "skip"
-    if any(str(path) not in known for path in paths):
+    new_files = sum(1 for path in paths if str(path) not in known)
+    if new_files:
         embedder.warm_up()  # fail on missing weights before any work
+    # Growing an HNSW graph row by row is several times slower than building it once
+    # after the load (benchmarks/bench_search.py), so a load bigger than the gallery
+    # drops the index and rebuilds it at the end.
+    if new_files > repo.face_count(gallery) and repo.has_index(gallery):
+        repo.drop_index(gallery)
     workers = (os.cpu_count() or 1) if workers is None else workers
     resize_to = embedder.input_size if skip_detection else None
 

@@ -1,0 +1,180 @@
+"""Shared helpers for doppel's benchmarks: the machine, private homes, memory, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine_line() -> str:
+    """One line naming the machine and its load, printed at the top of every benchmark."""
+    return (f"machine: {os.cpu_count()} cores, {cpu_model()}, {memory_gib():.0f} GiB RAM, "
+            f"Python {platform.python_version()}, load average {load()}")
+
+
+def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory in MiB of this process (or of its waited-for children)."""
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def server_memory_mib(pgdata: Path) -> tuple[float, float]:
+    """(sum of current RSS, largest peak RSS of one process) of the server under pgdata.
+
+    PostgreSQL shares its buffers between processes, so the sum over-counts shared
+    pages; the largest single peak (VmHWM) is the better lower bound.
+    """
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0, 0.0
+    pids = [postmaster, *_children(postmaster)]
+    total = sum(_status_kib(pid, "VmRSS") for pid in pids)
+    peak = max(_status_kib(pid, "VmHWM") for pid in pids)
+    return total / 1024, peak / 1024
+
+
+class ChildPeak(threading.Thread):
+    """Largest peak RSS (VmHWM) of any child process seen while running, sampled.
+
+    getrusage(RUSAGE_CHILDREN) would also count helpers forked from a big parent,
+    whose pages it counts before they exec.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kib = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            for pid in _children(os.getpid()):
+                self.peak_kib = max(self.peak_kib, _status_kib(pid, "VmHWM"))
+
+    def __enter__(self) -> ChildPeak:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join()
+
+    @property
+    def mib(self) -> float:
+        return self.peak_kib / 1024
+
+
+@contextmanager
+def private_home(keep: Path | None = None) -> Iterator[Path]:
+    """A private DOPPEL_HOME and DEEPFACE_HOME; the embedded server is stopped at the end."""
+    home = keep or Path(tempfile.mkdtemp(prefix="doppel-bench-"))
+    home.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME",
+                                            "DOPPEL_DATABASE_URL")}
+    os.environ["DOPPEL_HOME"] = str(home)
+    os.environ["DEEPFACE_HOME"] = str(home / "deepface")
+    os.environ.pop("DOPPEL_DATABASE_URL", None)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        yield home
+    finally:
+        from doppel.config import Settings
+        from doppel.db import stop_embedded
+
+        try:
+            stop_embedded(Settings.from_env())
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            if keep is None:
+                shutil.rmtree(home, ignore_errors=True)
+
+
+def install_random_facenet512(home: Path) -> None:
+    """Random-weight Facenet512 (the real architecture, the same compute) into DEEPFACE_HOME."""
+    from doppel.models import install
+    from doppel.testing import write_random_facenet512
+
+    path = write_random_facenet512(home / "facenet512-random.h5")
+    install("Facenet512", path)
+    path.unlink()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table, right-aligned numbers, for terminals and Markdown code blocks."""
+    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        pairs = zip(row, widths, strict=True)
+        lines.append("  ".join(v.rjust(w) if n else v.ljust(w) for v, w in pairs))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)

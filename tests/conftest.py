@@ -67,6 +67,19 @@ def doppel_home() -> Iterator[Path]:
             os.environ[key] = value
 
 
+@pytest.fixture
+def scratch_home() -> Iterator[Path]:
+    """A DOPPEL_HOME for a second embedded server, outside pytest's pruned folders
+    (the server runs as its own system user, which must be able to reach it)."""
+    home = Path(tempfile.mkdtemp(prefix="doppel-scratch-"))
+    yield home
+    from doppel.config import Settings
+    from doppel.db import stop_embedded
+
+    stop_embedded(Settings(home, None, "Dlib", "mtcnn", False))
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server_url(doppel_home: Path) -> str:
     """The server tests run against: DOPPEL_TEST_DATABASE_URL, or doppel's embedded one."""

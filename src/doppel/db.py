@@ -46,6 +46,11 @@ def embedded_uri(settings: Settings) -> str:
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
         server = get_server(settings.pgdata, cleanup_mode=None)
+        # A handle kept by this process may describe a server stopped since;
+        # a clean shutdown removes postmaster.pid.
+        if not (settings.pgdata / "postmaster.pid").exists():
+            with server._lock:
+                server.ensure_postgres_running()
     except Exception as exc:
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {settings.pgdata} ({exc}); "
@@ -91,7 +96,8 @@ def connect(settings: Settings | None = None, *, migrate: bool = True) -> psycop
         # which then commits (or rolls back) as one unit.
         conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
         raise DatabaseUnavailable(
             f"cannot connect to {describe_location(settings)}: {reason}; "
             "check that the server runs and DOPPEL_DATABASE_URL is right"

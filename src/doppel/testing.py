@@ -19,14 +19,15 @@ def write_random_facenet512(path: Path, seed: int = 0) -> Path:
     import tensorflow as tf
     from deepface.models.facial_recognition.tf.Facenet import InceptionResNetV1
 
-    try:
-        from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
-    except ImportError:  # tf-keras layout
-        from tf_keras.src.saving.legacy.hdf5_format import save_weights_to_hdf5_group
-
     tf.random.set_seed(seed)
     np.random.seed(seed)
     model = InceptionResNetV1(dimension=512)
+    # DeepFace builds with tf-keras or Keras 3 depending on what was imported first;
+    # each has its own writer of the legacy layout.
+    if type(model).__module__.startswith("tf_keras"):
+        from tf_keras.src.saving.legacy.hdf5_format import save_weights_to_hdf5_group
+    else:
+        from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as handle:
         save_weights_to_hdf5_group(handle, model)

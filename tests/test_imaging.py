@@ -1,0 +1,50 @@
+"""Reading photos: EXIF orientation, scaling down big photos, refusing non-images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from doppel.errors import UnreadableImage
+from doppel.imaging import MAX_SIDE, iter_images, load
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    pixels = np.zeros((100, 200, 3), dtype=np.uint8)
+    pixels[:, :100] = (255, 0, 0)  # left half red
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    path = tmp_path / "rotated.jpg"
+    img.save(path, exif=exif, quality=95)
+    photo = load(path)
+    assert photo.pixels.shape[:2] == (200, 100)
+    assert photo.pixels[10, 50, 0] > 200  # red now on top
+    assert photo.pixels[190, 50, 0] < 60
+
+
+def test_big_photos_are_scaled_down_and_boxes_can_be_mapped_back(tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), (120, 80, 60)).save(path)
+    photo = load(path)
+    assert max(photo.pixels.shape[:2]) == MAX_SIDE
+    assert photo.scale == pytest.approx(4000 / MAX_SIDE)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"\x89PNG\r\n\x1a\n broken"])
+def test_non_images_are_refused_with_the_file_name(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableImage, match="photo.png"):
+        load(path)
+
+
+def test_walk_finds_image_suffixes_in_any_case(tmp_path: Path) -> None:
+    for name in ("a.JPG", "b.jpeg", "c.Png", "d.webp", "e.bmp", "f.txt", "sub/g.jpg", ".h.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in iter_images(tmp_path)] == [
+        "a.JPG", "b.jpeg", "c.Png", "d.webp", "e.bmp", "g.jpg"]

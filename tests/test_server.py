@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +28,7 @@ GALLERY_PHOTOS = {  # file -> person, from identities.csv
     "img13.jpg": "person05",
 }
 QUERY = "img1.jpg"  # person01, not in the gallery
+DOPPEL = str(Path(sys.executable).with_name("doppel"))
 
 
 @dataclass(frozen=True)
@@ -276,6 +280,40 @@ def test_loopback_detection() -> None:
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_serve_command_answers_on_loopback(served: Served) -> None:
+    """The installed `doppel serve` starts uvicorn on 127.0.0.1 and stops on Ctrl-C."""
+    port = _free_port()
+    env = {**os.environ, "DOPPEL_DATABASE_URL": served.database_url}
+    process = subprocess.Popen([DOPPEL, "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "doppel serve did not answer"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert health.json()["galleries"] == 1
+        assert health.json()["models_loaded"] == ["Dlib/mtcnn"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert f"http://127.0.0.1:{port}/" in stderr
+    assert "anyone who can reach this machine" not in stderr
+
+
+def test_serve_command_warns_off_loopback(database_url: str) -> None:
+    # 192.0.2.1 is a documentation address no machine has: the warning comes first,
+    # then binding fails, so nothing ever listens beyond loopback.
+    command = [DOPPEL, "serve", "--host", "192.0.2.1", "--port", str(_free_port())]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert "warning: listening on 192.0.2.1" in result.stderr
+    assert result.returncode != 0
 
 
 def _chromium() -> tuple[str, str]:

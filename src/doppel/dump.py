@@ -530,7 +530,8 @@ class _Loader:
                 copy.write(b"\n".join(rows[start : start + 256]) + b"\n")
 
 
-_VALUE = re.compile(r"\s*(?:'((?:[^']|'')*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])", re.I)
+_VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])",
+                    re.I)
 
 
 class _Reader:

@@ -39,6 +39,9 @@ models_app = typer.Typer(help="Face models: list them, see which weights are pre
                               "install weights from a file.", invoke_without_command=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+index_app = typer.Typer(help="A gallery's HNSW index: rebuild it with other parameters.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
 
 out = Console()
 err = Console(stderr=True)
@@ -105,13 +108,23 @@ DetectorOpt = Annotated[str, typer.Option(
     "--detector", "-d", envvar="DOPPEL_DETECTOR",
     help="Face detector: mtcnn (default, offline), retinaface, dlib, opencv, or skip for "
          "pre-aligned crops such as FFHQ.")]
+MOpt = Annotated[int | None, typer.Option(
+    "--m", min=2, max=100,
+    help="HNSW links per face when the index is built (default 32); more: better recall, "
+         "bigger, slower to build.")]
+EfConstructionOpt = Annotated[int | None, typer.Option(
+    "--ef-construction", min=4, max=1000,
+    help="HNSW candidate list while building (default 128); more: better recall, "
+         "slower build.")]
 
 
 def _ingest(settings: Settings, folder: Path, gallery: str, model: str, detector: str,
             all_faces: bool, batch_size: int, workers: int | None, storage: str = "vector",
-            attributes: bool = False) -> None:
+            attributes: bool = False, m: int | None = None,
+            ef_construction: int | None = None) -> None:
     from doppel.embedder import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
+    from doppel.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
 
     embedder = Embedder(EmbeddingConfig(model, detector, align=detector != "skip"),
                         batch_size=batch_size)
@@ -123,7 +136,9 @@ def _ingest(settings: Settings, folder: Path, gallery: str, model: str, detector
     with _connect(settings) as conn, progress_bar(f"ingest {gallery}") as update:
         report = ingest(conn, folder, gallery, embedder, all_faces=all_faces,
                         batch_size=batch_size, workers=workers, log_dir=settings.log_dir,
-                        progress=update, storage=storage, attributes=labeller)
+                        progress=update, storage=storage, attributes=labeller,
+                        m=m or DEFAULT_M,
+                        ef_construction=ef_construction or DEFAULT_EF_CONSTRUCTION)
     err.print(
         f"{report.faces_added} faces added from {report.images_added} files "
         f"({report.rate:.1f} files/s); {report.skipped} already present, "
@@ -148,11 +163,14 @@ def ingest_cmd(
     halfvec: Annotated[bool, typer.Option("--halfvec", help="Store the index in half precision (new galleries).")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
     workers: Annotated[int | None, typer.Option(min=0, help="Decoding processes [default: one per core].")] = None,
+    m: MOpt = None,
+    ef_construction: EfConstructionOpt = None,
 ) -> None:
     """Embed every photo under FOLDER into a gallery; run again to resume or update."""
     settings = Settings.from_env()
     _ingest(settings, folder, gallery or folder.resolve().name, model, detector, all_faces,
-            batch_size, workers, "halfvec" if halfvec else "vector", attributes)
+            batch_size, workers, "halfvec" if halfvec else "vector", attributes,
+            m, ef_construction)
 
 
 @app.command("load-dump")
@@ -253,6 +271,9 @@ def find_cmd(
     output: Annotated[Path | None, typer.Option("--out", "-o", help="Composite PNG [default: doppel-<photo>.png].")] = None,
     no_picture: Annotated[bool, typer.Option("--no-picture", help="Do not write the composite.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    ef_search: Annotated[int | None, typer.Option(
+        "--ef-search", envvar="DOPPEL_EF_SEARCH", min=1, max=1000,
+        help="HNSW candidates per search (default 400); more: better recall, slower.")] = None,
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTO."""
     from doppel.repository import Filters
@@ -276,8 +297,17 @@ def find_cmd(
 
             filters = same_attribute_filters(photo, filters)
         result = find(conn, photo, name, k=k, filters=filters, exact=exact, all_faces=all_faces,
-                      detector=detector, default_detector=settings.detector, composite=picture)
+                      detector=detector, default_detector=settings.detector, composite=picture,
+                      **({"ef_search": ef_search} if ef_search else {}))
     _print_find(result, as_json)
+
+
+def _short(source: str) -> str:
+    """A source as the user would type it: relative to the working folder when inside it."""
+    try:
+        return os.path.relpath(source) if os.path.isabs(source) else source
+    except ValueError:
+        return source
 
 
 def _print_find(result: Any, as_json: bool) -> None:
@@ -308,11 +338,11 @@ def _print_find(result: Any, as_json: bool) -> None:
         for column, justify in (("rank", "right"), ("similarity", "right"),
                                 ("distance", "right"), ("source", "left"),
                                 ("attributes", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+            table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for m in item.matches:
             attrs = ", ".join(str(a) for a in (m.face.sex, m.face.age, m.face.race) if a)
             table.add_row(str(m.rank), f"{m.similarity:.4f}", f"{m.distance:.4f}",
-                          m.face.source, attrs or "-")
+                          _short(m.face.source), attrs or "-")
         out.print(table)
     if result.composite:
         err.print(f"composite written to {result.composite}", highlight=False)
@@ -510,6 +540,35 @@ def serve_cmd(
     err.print(f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)",
               highlight=False)
     serve(app_, host, port)
+
+
+@index_app.command("rebuild")
+@friendly
+def index_rebuild(
+    gallery: Annotated[str | None, typer.Option("--gallery", "-g", envvar="DOPPEL_GALLERY",
+                                                help="Gallery (default: the only one).")] = None,
+    m: MOpt = None,
+    ef_construction: EfConstructionOpt = None,
+) -> None:
+    """Drop a gallery's HNSW index and build it again, e.g. with other --m/--ef-construction."""
+    import time
+
+    from doppel.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
+
+    settings = Settings.from_env()
+    name = _pick_gallery(settings, gallery)
+    m, ef_construction = m or DEFAULT_M, ef_construction or DEFAULT_EF_CONSTRUCTION
+    with _connect(settings) as conn:
+        repo = Repository(conn)
+        target = repo.gallery(name)
+        err.print(f"building the HNSW index of {name} ({repo.face_count(target)} faces, "
+                  f"m={m}, ef_construction={ef_construction}) ...", highlight=False)
+        start = time.perf_counter()
+        repo.drop_index(target)
+        repo.ensure_index(target, m, ef_construction)
+        size = next(s.index_bytes for s in repo.stats() if s.gallery.id == target.id)
+    out.print(f"index of {name} rebuilt in {time.perf_counter() - start:.1f} s "
+              f"({size / 2**20:.1f} MiB)", highlight=False)
 
 
 def main() -> None:

@@ -19,7 +19,14 @@ import psycopg
 from doppel import imaging
 from doppel.embedder import Embedder
 from doppel.errors import DoppelError, UsageError
-from doppel.repository import Gallery, ImageRecord, NewFace, Repository
+from doppel.repository import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_M,
+    Gallery,
+    ImageRecord,
+    NewFace,
+    Repository,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -149,6 +156,8 @@ def ingest(
     progress: Progress | None = None,
     storage: str = "vector",
     attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None = None,
+    m: int = DEFAULT_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
 ) -> IngestReport:
     """Embed every photo under root into the gallery; files already there are skipped.
 
@@ -233,7 +242,8 @@ def ingest(
             flush()
     finally:
         writer.close()
-    report.index_built = repo.ensure_index(gallery) if repo.face_count(gallery) else False
+    report.index_built = (repo.ensure_index(gallery, m, ef_construction)
+                          if repo.face_count(gallery) else False)
     report.seconds = time.perf_counter() - start
     if report.no_face or report.unreadable:
         report.listed_in = _write_problems(report, log_dir)

@@ -119,6 +119,16 @@ class Filters:
         return bool(self.sex or self.races or self.age_min is not None or self.age_max is not None)
 
 
+@dataclass(frozen=True)
+class AttributeValues:
+    """The attribute values a gallery holds, to offer as search filters."""
+
+    sexes: tuple[str, ...]
+    races: tuple[str, ...]
+    age_min: int | None
+    age_max: int | None
+
+
 def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | None:
     return None if x is None or y is None or w is None or h is None else Box(x, y, w, h)
 
@@ -207,6 +217,18 @@ class Repository:
                 int(index[0]) if has_index and index else 0,
             ))
         return out
+
+    def attribute_values(self, gallery: Gallery) -> AttributeValues | None:
+        """Which sexes, races and ages occur in the gallery; None when it has none."""
+        row = self.conn.execute(
+            "SELECT array_remove(array_agg(DISTINCT sex::text), NULL),"
+            " array_remove(array_agg(DISTINCT race), NULL), min(age), max(age)"
+            " FROM faces WHERE gallery_id = %s", (gallery.id,),
+        ).fetchone()
+        if row is None or not (row[0] or row[1] or row[2] is not None):
+            return None
+        return AttributeValues(tuple(sorted(row[0] or [])), tuple(sorted(row[1] or [])),
+                               row[2], row[3])
 
     def face_count(self, gallery: Gallery) -> int:
         row = self.conn.execute(

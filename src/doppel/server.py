@@ -371,17 +371,13 @@ def match_out(match: Match) -> MatchOut:
     )
 
 
-def gallery_attributes(conn: psycopg.Connection, gallery: Gallery) -> AttributesOut | None:
+def gallery_attributes(repo: Repository, gallery: Gallery) -> AttributesOut | None:
     """The attribute values present in a gallery, to offer as filters."""
-    row = conn.execute(
-        "SELECT array_remove(array_agg(DISTINCT sex::text), NULL),"
-        " array_remove(array_agg(DISTINCT race), NULL), min(age), max(age)"
-        " FROM faces WHERE gallery_id = %s", (gallery.id,),
-    ).fetchone()
-    if row is None or not (row[0] or row[1] or row[2] is not None):
+    values = repo.attribute_values(gallery)
+    if values is None:
         return None
-    return AttributesOut(sexes=sorted(row[0] or []), races=sorted(row[1] or []),
-                         age_min=row[2], age_max=row[3])
+    return AttributesOut(sexes=list(values.sexes), races=list(values.races),
+                         age_min=values.age_min, age_max=values.age_max)
 
 
 @dataclass(frozen=True)
@@ -617,7 +613,7 @@ def create_app(
         with library.repo() as repo:
             items = [
                 GalleryOut(name=g.name, model=g.config.model, detector=g.config.detector,
-                           faces=repo.face_count(g), attributes=gallery_attributes(repo.conn, g))
+                           faces=repo.face_count(g), attributes=gallery_attributes(repo, g))
                 for g in repo.galleries()
             ]
         default = gallery or (items[0].name if len(items) == 1 else None)

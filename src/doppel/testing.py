@@ -81,7 +81,7 @@ def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", 
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     info["dbname"] = name
-    url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    url = psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
     try:
         with psycopg.connect(url) as conn:
             conn.execute("CREATE EXTENSION vector")

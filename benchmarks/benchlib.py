@@ -122,6 +122,20 @@ class ChildPeak(threading.Thread):
         return self.peak_kib / 1024
 
 
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of another process (e.g. a database backend)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def private_home(keep: Path | None = None) -> Iterator[Path]:
     """A private DOPPEL_HOME and DEEPFACE_HOME; the embedded server is stopped at the end."""

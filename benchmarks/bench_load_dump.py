@@ -14,33 +14,22 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from benchlib import load, machine_line, peak_rss_mib, private_home, table  # noqa: E402
+from benchlib import (  # noqa: E402
+    load,
+    machine_line,
+    peak_rss_mib,
+    private_home,
+    process_cpu_seconds,
+    table,
+)
+
+from doppel.testing import create_database  # noqa: E402
 
 FORMATS = ("plain", "inserts", "column-inserts", "custom", "plain-gzip")
-
-
-def fresh_database(server_url: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
-
-
-def backend_cpu(pid: int) -> float:
-    """CPU seconds a server backend (same machine) has used, from /proc; 0 if unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu() -> float:
@@ -71,11 +60,11 @@ def main() -> None:
             path = write_faces_dump(server_url, home / f"dump-{fmt}", args.rows, kind,
                                     compress=fmt.endswith("-gzip"))
             made = time.perf_counter() - begin
-            os.environ["DOPPEL_DATABASE_URL"] = fresh_database(server_url)
+            os.environ["DOPPEL_DATABASE_URL"] = create_database(server_url, "bench")
             with connect(Settings.from_env()) as conn:
-                server_before, client_before = backend_cpu(conn.info.backend_pid), own_cpu()
+                server_before, client_before = process_cpu_seconds(conn.info.backend_pid), own_cpu()
                 first = load_dump(conn, path, "ffhq", build_index=False)
-                server = backend_cpu(conn.info.backend_pid) - server_before
+                server = process_cpu_seconds(conn.info.backend_pid) - server_before
                 client = own_cpu() - client_before
                 if not args.no_index:
                     from doppel.repository import Repository

@@ -55,6 +55,28 @@ DUMP_RACES = ("asian", "white", "middle eastern", "indian", "latino hispanic", "
 DUMP_FORMATS = ("plain", "inserts", "column-inserts", "custom")
 
 
+def create_database(server_url: str, prefix: str = "doppel_test") -> str:
+    """Create an empty database on the server and return its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = name
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
+
+
+def drop_database(server_url: str, url: str) -> None:
+    import psycopg
+
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", *,
                      seed: int = 0, compress: bool = False, urls: bool = False,
                      setup_sql: str = "", extra_args: tuple[str, ...] = ()) -> Path:
@@ -67,7 +89,6 @@ def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", 
     """
     import gzip
     import subprocess
-    import uuid
 
     import psycopg
     from pgvector.psycopg import register_vector
@@ -76,12 +97,7 @@ def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", 
 
     if fmt not in DUMP_FORMATS:
         raise ValueError(f"fmt must be one of {DUMP_FORMATS}")
-    name = f"doppel_dump_{uuid.uuid4().hex[:10]}"
-    info = psycopg.conninfo.conninfo_to_dict(server_url)
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    info["dbname"] = name
-    url = psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
+    url = create_database(server_url, "doppel_dump")
     try:
         with psycopg.connect(url) as conn:
             conn.execute("CREATE EXTENSION vector")
@@ -123,6 +139,5 @@ def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", 
             if proc.wait() != 0:
                 raise RuntimeError(f"pg_dump failed with status {proc.returncode}")
     finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(server_url, url)
     return out

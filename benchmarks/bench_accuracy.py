@@ -28,7 +28,9 @@ def labelled(folder: Path) -> dict[str, str]:
     return dict(line.split(",") for line in lines if line)
 
 
-def doppel_accuracy(folder: Path, ids: dict[str, str], model: str, detector: str) -> tuple[int, float]:
+def doppel_accuracy(
+    folder: Path, ids: dict[str, str], model: str, detector: str
+) -> tuple[int, float]:
     from doppel.config import Settings
     from doppel.db import connect
     from doppel.embedder import Embedder, EmbeddingConfig
@@ -47,8 +49,9 @@ def doppel_accuracy(folder: Path, ids: dict[str, str], model: str, detector: str
         return correct, time.perf_counter() - start
 
 
-def deepface_accuracy(folder: Path, ids: dict[str, str], model: str, detector: str
-                      ) -> tuple[int, float]:
+def deepface_accuracy(
+    folder: Path, ids: dict[str, str], model: str, detector: str
+) -> tuple[int, float]:
     from deepface import DeepFace
 
     from doppel.models import require
@@ -59,8 +62,9 @@ def deepface_accuracy(folder: Path, ids: dict[str, str], model: str, detector: s
     names = sorted(ids)
     vectors = []
     for name in names:
-        faces = DeepFace.represent(img_path=str(folder / name), model_name=model,
-                                   detector_backend=detector)
+        faces = DeepFace.represent(
+            img_path=str(folder / name), model_name=model, detector_backend=detector
+        )
         largest = max(faces, key=lambda f: f["facial_area"]["w"] * f["facial_area"]["h"])
         vectors.append(np.asarray(largest["embedding"], dtype=np.float64))
     matrix = np.vstack(vectors)

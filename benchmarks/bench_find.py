@@ -37,8 +37,16 @@ from benchlib import (  # noqa: E402
 
 GALLERY = "bench-find"
 MODEL, DETECTOR = "Dlib", "mtcnn"
-STEPS = ["imports", "connect", "model load", "decode", "detection", "embedding", "query",
-         "composite"]
+STEPS = [
+    "imports",
+    "connect",
+    "model load",
+    "decode",
+    "detection",
+    "embedding",
+    "query",
+    "composite",
+]
 
 
 def make_gallery(size: int) -> float:
@@ -57,8 +65,14 @@ def make_gallery(size: int) -> float:
         repo = Repository(conn)
         gallery = repo.ensure_gallery(GALLERY, EmbeddingConfig(MODEL, DETECTOR))
         with conn.transaction():
-            repo.copy_faces(gallery, (NewFace(photos[i % len(photos)], f"{i:032x}", i, v)
-                                      for i, v in enumerate(vectors)), "faces")
+            repo.copy_faces(
+                gallery,
+                (
+                    NewFace(photos[i % len(photos)], f"{i:032x}", i, v)
+                    for i, v in enumerate(vectors)
+                ),
+                "faces",
+            )
         repo.ensure_index(gallery)
     return time.perf_counter() - start
 
@@ -109,8 +123,11 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     matches = repo.search(gallery, vectors[0], 5, Filters(exclude_hashes=(own_hash,)))
     lap("query")
     face = faces[0]
-    render(photo, QueryResult(EmbeddedFace(face.index, face.box, face.confidence, vectors[0]),
-                              matches), out)
+    render(
+        photo,
+        QueryResult(EmbeddedFace(face.index, face.box, face.confidence, vectors[0]), matches),
+        out,
+    )
     lap("composite")
     conn.close()
     times["total"] = sum(times.values())
@@ -134,8 +151,18 @@ def _phase(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             find(conn, query, GALLERY, composite=out)
             library.append(time.perf_counter() - start)
-    print("RESULT " + json.dumps({"cold": cold, "warm": warm, "cold_rss": cold_rss,
-                                  "warm_rss": peak_rss_mib(), "library": library}))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "cold": cold,
+                "warm": warm,
+                "cold_rss": cold_rss,
+                "warm_rss": peak_rss_mib(),
+                "library": library,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -157,17 +184,27 @@ def main() -> None:
     with private_home() as home, tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "composite.png"
         seconds = make_gallery(args.size)
-        print(f"gallery: {args.size} vectors (128-d, {MODEL} with {DETECTOR}) loaded and "
-              f"indexed in {seconds:.1f} s; query {args.query}")
+        print(
+            f"gallery: {args.size} vectors (128-d, {MODEL} with {DETECTOR}) loaded and "
+            f"indexed in {seconds:.1f} s; query {args.query}"
+        )
         env = dict(os.environ)
         # The command itself, each run a new process (the database server already runs).
-        command = [str(Path(sys.executable).with_name("doppel")), "find", args.query,
-                   "--gallery", GALLERY, "--detector", DETECTOR, "--out", str(out)]
+        command = [
+            str(Path(sys.executable).with_name("doppel")),
+            "find",
+            args.query,
+            "--gallery",
+            GALLERY,
+            "--detector",
+            DETECTOR,
+            "--out",
+            str(out),
+        ]
         walls = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                  check=False)
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
             walls.append(time.perf_counter() - start)
             if done.returncode:
                 sys.exit(f"doppel find failed:\n{done.stderr[-2000:]}")
@@ -177,30 +214,58 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([command[0], *argv], capture_output=True, env=env, check=True)
             help_walls.append((" ".join(argv), time.perf_counter() - start))
-        done = subprocess.run([sys.executable, __file__, "--phase", "--query", args.query,
-                               "--out", str(out), "--runs", str(args.runs)],
-                              capture_output=True, text=True, env=env, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--phase",
+                "--query",
+                args.query,
+                "--out",
+                str(out),
+                "--runs",
+                str(args.runs),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
         if done.returncode or not lines:
             sys.exit(f"timing run failed:\n{done.stderr[-3000:]}")
-        result = json.loads(lines[-1][len("RESULT "):])
+        result = json.loads(lines[-1][len("RESULT ") :])
         server_rss, server_peak = server_memory_mib(home / "pgdata")
-    rows = [[step, result["cold"][step] * 1000, result["warm"][step] * 1000]
-            for step in [*STEPS, "total"]]
+    rows = [
+        [step, result["cold"][step] * 1000, result["warm"][step] * 1000]
+        for step in [*STEPS, "total"]
+    ]
     print(table(["step", "cold ms", "warm ms"], rows))
     print()
-    print(table(["measure", "value"], [
-        [f"`doppel find` wall time, new process, median of {args.runs}",
-         f"{statistics.median(walls):.2f} s"],
-        ["`doppel find` peak RSS (largest run)", f"{cli_rss:.0f} MiB"],
-        [f"library find(), same process, calls 1..{args.runs}",
-         ", ".join(f"{s * 1000:.0f} ms" for s in result["library"])],
-        ["peak RSS, cold steps", f"{result['cold_rss']:.0f} MiB"],
-        ["peak RSS, after warm calls", f"{result['warm_rss']:.0f} MiB"],
-        ["server RSS (sum) / largest process peak", f"{server_rss:.0f} / {server_peak:.0f} MiB"],
-        *[[f"`doppel {name}` wall time", f"{s:.2f} s"] for name, s in help_walls],
-        ["load average after", load()],
-    ]))
+    print(
+        table(
+            ["measure", "value"],
+            [
+                [
+                    f"`doppel find` wall time, new process, median of {args.runs}",
+                    f"{statistics.median(walls):.2f} s",
+                ],
+                ["`doppel find` peak RSS (largest run)", f"{cli_rss:.0f} MiB"],
+                [
+                    f"library find(), same process, calls 1..{args.runs}",
+                    ", ".join(f"{s * 1000:.0f} ms" for s in result["library"]),
+                ],
+                ["peak RSS, cold steps", f"{result['cold_rss']:.0f} MiB"],
+                ["peak RSS, after warm calls", f"{result['warm_rss']:.0f} MiB"],
+                [
+                    "server RSS (sum) / largest process peak",
+                    f"{server_rss:.0f} / {server_peak:.0f} MiB",
+                ],
+                *[[f"`doppel {name}` wall time", f"{s:.2f} s"] for name, s in help_walls],
+                ["load average after", load()],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

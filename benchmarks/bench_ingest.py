@@ -55,8 +55,9 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
     settings = Settings.from_env()
     conn = connect(settings)
     conn.execute("DROP TABLE IF EXISTS original_loop")
-    conn.execute("CREATE TABLE original_loop (id bigserial PRIMARY KEY, file text,"
-                 " embedding vector)")
+    conn.execute(
+        "CREATE TABLE original_loop (id bigserial PRIMARY KEY, file text, embedding vector)"
+    )
     conn.commit()
     faces = 0
     backend = conn.info.backend_pid
@@ -64,12 +65,15 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
     start = time.perf_counter()
     for path in files:
         try:
-            found = DeepFace.represent(img_path=str(path), model_name=model,
-                                       detector_backend=detector)
+            found = DeepFace.represent(
+                img_path=str(path), model_name=model, detector_backend=detector
+            )
         except ValueError:  # no face
             continue
-        conn.execute("INSERT INTO original_loop (file, embedding) VALUES (%s, %s)",
-                     (str(path), np.asarray(found[0]["embedding"], dtype=np.float32)))
+        conn.execute(
+            "INSERT INTO original_loop (file, embedding) VALUES (%s, %s)",
+            (str(path), np.asarray(found[0]["embedding"], dtype=np.float32)),
+        )
         conn.commit()
         faces += 1
     seconds = time.perf_counter() - start
@@ -77,13 +81,20 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
     cpu_server = process_cpu_seconds(backend) - cpu[1]
     server_rss, server_peak = server_memory_mib(settings.pgdata)
     conn.close()
-    return {"files": len(files), "faces": faces, "seconds": seconds,
-            "cpu_client": cpu_client, "cpu_server": cpu_server,
-            "server_rss": server_rss, "server_peak": server_peak}
+    return {
+        "files": len(files),
+        "faces": faces,
+        "seconds": seconds,
+        "cpu_client": cpu_client,
+        "cpu_server": cpu_server,
+        "server_rss": server_rss,
+        "server_peak": server_peak,
+    }
 
 
-def doppel_ingest(folder: Path, model: str, detector: str, batch_size: int,
-                  workers: int | None) -> dict:
+def doppel_ingest(
+    folder: Path, model: str, detector: str, batch_size: int, workers: int | None
+) -> dict:
     """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
     from doppel.db import connect
@@ -91,21 +102,19 @@ def doppel_ingest(folder: Path, model: str, detector: str, batch_size: int,
     from doppel.ingest import ingest
     from doppel.repository import Repository
 
-    embedder = Embedder(EmbeddingConfig(model, detector, align=detector != "skip"),
-                        batch_size=batch_size)
+    embedder = Embedder(
+        EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
+    )
     embedder.warm_up()
     settings = Settings.from_env()
     conn = connect(settings)
     name = f"bench-{int(time.time() * 1000)}"
     backend = conn.info.backend_pid
-    cpu = (cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN),
-           process_cpu_seconds(backend))
+    cpu = (cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN), process_cpu_seconds(backend))
     with ChildPeak() as workers_peak:
-        report = ingest(conn, folder, name, embedder, batch_size=batch_size,
-                        workers=workers)
+        report = ingest(conn, folder, name, embedder, batch_size=batch_size, workers=workers)
     # Decoding workers have exited and been waited for: RUSAGE_CHILDREN holds them.
-    cpu_client = (cpu_seconds() - cpu[0]
-                  + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu[1])
+    cpu_client = cpu_seconds() - cpu[0] + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu[1]
     cpu_server = process_cpu_seconds(backend) - cpu[2]
     repo = Repository(conn)
     gallery = repo.gallery(name)
@@ -115,11 +124,18 @@ def doppel_ingest(folder: Path, model: str, detector: str, batch_size: int,
     index_seconds = time.perf_counter() - start
     server_rss, server_peak = server_memory_mib(settings.pgdata)
     conn.close()
-    return {"files": report.files, "faces": report.faces_added, "seconds": report.seconds,
-            "no_face": len(report.no_face), "index_seconds": index_seconds,
-            "peak_worker": workers_peak.mib,
-            "cpu_client": cpu_client, "cpu_server": cpu_server,
-            "server_rss": server_rss, "server_peak": server_peak}
+    return {
+        "files": report.files,
+        "faces": report.faces_added,
+        "seconds": report.seconds,
+        "no_face": len(report.no_face),
+        "index_seconds": index_seconds,
+        "peak_worker": workers_peak.mib,
+        "cpu_client": cpu_client,
+        "cpu_server": cpu_server,
+        "server_rss": server_rss,
+        "server_peak": server_peak,
+    }
 
 
 def _phase(args: argparse.Namespace) -> None:
@@ -138,28 +154,46 @@ def _phase(args: argparse.Namespace) -> None:
 
 
 def _run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict:
-    command = [sys.executable, __file__, "--phase", phase, "--folder", str(folder),
-               "--model", args.model, "--detector", args.detector,
-               "--batch-size", str(args.batch_size), "--loop-files", str(args.loop_files)]
+    command = [
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--folder",
+        str(folder),
+        "--model",
+        args.model,
+        "--detector",
+        args.detector,
+        "--batch-size",
+        str(args.batch_size),
+        "--loop-files",
+        str(args.loop_files),
+    ]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"{phase} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=2000,
-                        help="generated 1024x1024 faces (without --folder)")
+    parser.add_argument(
+        "--count", type=int, default=2000, help="generated 1024x1024 faces (without --folder)"
+    )
     parser.add_argument("--folder", help="ingest this folder instead of generated faces")
     parser.add_argument("--faces-dir", help="keep generated faces here for the next run")
     parser.add_argument("--model", default="Facenet512")
     parser.add_argument("--detector", default="skip")
-    parser.add_argument("--loop-files", type=int, default=200,
-                        help="files the one-at-a-time loop embeds (evenly spread)")
+    parser.add_argument(
+        "--loop-files",
+        type=int,
+        default=200,
+        help="files the one-at-a-time loop embeds (evenly spread)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--phase", choices=["loop", "ingest"], help=argparse.SUPPRESS)
@@ -178,31 +212,68 @@ def main() -> None:
             folder = Path(args.faces_dir) if args.faces_dir else Path(scratch)
             start = time.perf_counter()
             generate(folder, args.count)
-            print(f"faces: {args.count} generated 1024x1024 PNGs in {folder} "
-                  f"({time.perf_counter() - start:.0f} s)")
+            print(
+                f"faces: {args.count} generated 1024x1024 PNGs in {folder} "
+                f"({time.perf_counter() - start:.0f} s)"
+            )
         if args.model == "Facenet512":
             install_random_facenet512(home)
             print("model: Facenet512 architecture with random weights (same compute)")
-        print(f"model {args.model}, detector {args.detector}, batch {args.batch_size}, "
-              f"workers {args.workers or os.cpu_count()}")
+        print(
+            f"model {args.model}, detector {args.detector}, batch {args.batch_size}, "
+            f"workers {args.workers or os.cpu_count()}"
+        )
         loop = _run_phase("loop", args, folder)
         pipe = _run_phase("ingest", args, folder)
     loop_rate = loop["faces"] / loop["seconds"]
     pipe_rate = pipe["faces"] / pipe["seconds"]
     rows = []
     for label, run, rate, index_s, workers_mib in (
-            ("one at a time (original)", loop, loop_rate, "-", "-"),
-            ("doppel ingest", pipe, pipe_rate, pipe["index_seconds"], pipe["peak_worker"])):
+        ("one at a time (original)", loop, loop_rate, "-", "-"),
+        ("doppel ingest", pipe, pipe_rate, pipe["index_seconds"], pipe["peak_worker"]),
+    ):
         cpu_ms = (run["cpu_client"] + run["cpu_server"]) / run["faces"] * 1000
-        rows.append([label, run["files"], run["faces"], run["seconds"], rate, cpu_ms,
-                     index_s, run["peak_self"], workers_mib, run["server_peak"],
-                     run["load_after"]])
-    print(table(["method", "files", "faces", "seconds", "faces/s", "CPU ms/face", "index s",
-                 "peak MiB", "per worker MiB", "server MiB", "load after"], rows))
-    print(f"speed-up: {pipe_rate / loop_rate:.1f}x in faces/s; "
-          f"{rows[0][5] / rows[1][5]:.1f}x less CPU per face")
-    print("CPU ms/face: client process, its decoding workers and its database backend, "
-          "user + system; unlike faces/s it hardly depends on what else the machine runs")
+        rows.append(
+            [
+                label,
+                run["files"],
+                run["faces"],
+                run["seconds"],
+                rate,
+                cpu_ms,
+                index_s,
+                run["peak_self"],
+                workers_mib,
+                run["server_peak"],
+                run["load_after"],
+            ]
+        )
+    print(
+        table(
+            [
+                "method",
+                "files",
+                "faces",
+                "seconds",
+                "faces/s",
+                "CPU ms/face",
+                "index s",
+                "peak MiB",
+                "per worker MiB",
+                "server MiB",
+                "load after",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"speed-up: {pipe_rate / loop_rate:.1f}x in faces/s; "
+        f"{rows[0][5] / rows[1][5]:.1f}x less CPU per face"
+    )
+    print(
+        "CPU ms/face: client process, its decoding workers and its database backend, "
+        "user + system; unlike faces/s it hardly depends on what else the machine runs"
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,9 @@ def main() -> None:
         for fmt in args.formats.split(","):
             kind = fmt.removesuffix("-gzip")
             begin = time.perf_counter()
-            path = write_faces_dump(server_url, home / f"dump-{fmt}", args.rows, kind,
-                                    compress=fmt.endswith("-gzip"))
+            path = write_faces_dump(
+                server_url, home / f"dump-{fmt}", args.rows, kind, compress=fmt.endswith("-gzip")
+            )
             made = time.perf_counter() - begin
             os.environ["DOPPEL_DATABASE_URL"] = create_database(server_url, "bench")
             with connect(Settings.from_env()) as conn:
@@ -71,24 +72,53 @@ def main() -> None:
 
                     begin = time.perf_counter()
                     first.index_built = Repository(conn).ensure_index(
-                        Repository(conn).gallery("ffhq"))
+                        Repository(conn).gallery("ffhq")
+                    )
                     first.index_seconds = time.perf_counter() - begin
                 again = load_dump(conn, path, "ffhq", build_index=False)
-            rows.append([fmt, f"{path.stat().st_size / 2**20:.0f} MiB", f"{made:.1f}",
-                         first.rows_loaded, f"{first.seconds:.1f}", f"{first.rate:,.0f}",
-                         f"{client:.1f}", f"{server:.1f}",
-                         f"{first.index_seconds:.1f}" if first.index_built else "-",
-                         again.rows_loaded, f"{again.seconds:.1f}"])
-            print(f"{fmt}: {first.rows_loaded} rows in {first.seconds:.1f} s "
-                  f"({first.rate:,.0f} rows/s; cpu: client {client:.1f} s, server {server:.1f} s"
-                  f" = {first.rows_read / max(client, server, 1e-9):,.0f} rows/s with a core "
-                  f"each), index {first.index_seconds:.1f} s; "
-                  f"again: {again.rows_loaded} added, {again.rows_present} present "
-                  f"in {again.seconds:.1f} s; load {load()}", flush=True)
+            rows.append(
+                [
+                    fmt,
+                    f"{path.stat().st_size / 2**20:.0f} MiB",
+                    f"{made:.1f}",
+                    first.rows_loaded,
+                    f"{first.seconds:.1f}",
+                    f"{first.rate:,.0f}",
+                    f"{client:.1f}",
+                    f"{server:.1f}",
+                    f"{first.index_seconds:.1f}" if first.index_built else "-",
+                    again.rows_loaded,
+                    f"{again.seconds:.1f}",
+                ]
+            )
+            print(
+                f"{fmt}: {first.rows_loaded} rows in {first.seconds:.1f} s "
+                f"({first.rate:,.0f} rows/s; cpu: client {client:.1f} s, server {server:.1f} s"
+                f" = {first.rows_read / max(client, server, 1e-9):,.0f} rows/s with a core "
+                f"each), index {first.index_seconds:.1f} s; "
+                f"again: {again.rows_loaded} added, {again.rows_present} present "
+                f"in {again.seconds:.1f} s; load {load()}",
+                flush=True,
+            )
             path.unlink()
-        print(table(["format", "dump", "pg_dump s", "rows", "load s", "rows/s", "client cpu s",
-                     "server cpu s", "index s",
-                     "2nd load rows", "2nd load s"], rows))
+        print(
+            table(
+                [
+                    "format",
+                    "dump",
+                    "pg_dump s",
+                    "rows",
+                    "load s",
+                    "rows/s",
+                    "client cpu s",
+                    "server cpu s",
+                    "index s",
+                    "2nd load rows",
+                    "2nd load s",
+                ],
+                rows,
+            )
+        )
         print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB; load average {load()}")
 
 

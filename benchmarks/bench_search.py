@@ -84,8 +84,9 @@ def generate(size: int, queries: int, seed: int):  # type: ignore[no-untyped-def
     return held_out, chunks()
 
 
-def exact_top(held_out: np.ndarray, chunk: np.ndarray, offset: int,
-              best: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+def exact_top(
+    held_out: np.ndarray, chunk: np.ndarray, offset: int, best: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Merge this chunk into the running exact top-K (similarities, row numbers)."""
     sims = held_out @ chunk.T
     part = np.argpartition(-sims, K, axis=1)[:, :K]
@@ -109,8 +110,11 @@ def load_gallery(conn, repo, name: str, storage: str, chunks, held_out):  # type
     start = time.perf_counter()
     for chunk in chunks:
         with conn.transaction():
-            repo.copy_faces(gallery, (NewFace(str(offset + i), None, 0, v)
-                                      for i, v in enumerate(chunk)), "faces")
+            repo.copy_faces(
+                gallery,
+                (NewFace(str(offset + i), None, 0, v) for i, v in enumerate(chunk)),
+                "faces",
+            )
         best = exact_top(held_out, chunk, offset, best)
         offset += len(chunk)
     return gallery, best[1], offset, time.perf_counter() - start
@@ -123,7 +127,9 @@ def clone_gallery(conn, repo, source, name: str, storage: str):  # type: ignore[
         conn.execute(
             "INSERT INTO faces (gallery_id, source, content_hash, face_index, embedding)"
             " SELECT %s, source, content_hash, face_index, embedding FROM faces"
-            " WHERE gallery_id = %s", (gallery.id, source.id))
+            " WHERE gallery_id = %s",
+            (gallery.id, source.id),
+        )
     return gallery
 
 
@@ -149,8 +155,9 @@ def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path
         conn.execute("RESET statement_timeout")
         if not conn.autocommit:
             conn.commit()
-    size = conn.execute("SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)",
-                        (gallery.index_name,)).fetchone()[0]
+    size = conn.execute(
+        "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)", (gallery.index_name,)
+    ).fetchone()[0]
     return seconds, size / 2**20, sampler.peak
 
 
@@ -180,18 +187,23 @@ def incremental(conn, repo, size: int, pgdata: Path) -> list[list[object]]:  # t
 
     vectors = clustered_vectors(size, DIM, seed=99)
     rows = []
-    for label, index_first in (("index first, then COPY", True),
-                               ("COPY, then build index", False)):
-        gallery = repo.ensure_gallery(f"incr-{int(index_first)}-{size}",
-                                      EmbeddingConfig("Facenet512", "skip", False))
+    for label, index_first in (("index first, then COPY", True), ("COPY, then build index", False)):
+        gallery = repo.ensure_gallery(
+            f"incr-{int(index_first)}-{size}", EmbeddingConfig("Facenet512", "skip", False)
+        )
         start = time.perf_counter()
         if index_first:
             repo.ensure_index(gallery)
         for at in range(0, size, 1000):  # ingest's batches are this order of size
             with conn.transaction():
-                repo.copy_faces(gallery, (NewFace(str(at + i), None, 0, v)
-                                          for i, v in enumerate(vectors[at:at + 1000])),
-                                "faces")
+                repo.copy_faces(
+                    gallery,
+                    (
+                        NewFace(str(at + i), None, 0, v)
+                        for i, v in enumerate(vectors[at : at + 1000])
+                    ),
+                    "faces",
+                )
         repo.ensure_index(gallery)
         rows.append([label, size, time.perf_counter() - start])
     return rows
@@ -201,15 +213,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=70_000)
     parser.add_argument("--storage", nargs="+", default=["vector", "halfvec"])
-    parser.add_argument("--builds", default="16:64,32:128",
-                        help="m:ef_construction pairs, comma-separated")
-    parser.add_argument("--ef-search", default="100,200,400,800",
-                        help="hnsw.ef_search values, comma-separated")
+    parser.add_argument(
+        "--builds", default="16:64,32:128", help="m:ef_construction pairs, comma-separated"
+    )
+    parser.add_argument(
+        "--ef-search", default="100,200,400,800", help="hnsw.ef_search values, comma-separated"
+    )
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--incremental", type=int, default=20_000,
-                        help="rows for the index-first against build-after comparison (0: skip)")
-    parser.add_argument("--time-cap", type=float, default=None,
-                        help="seconds allowed per index build; longer builds are cancelled")
+    parser.add_argument(
+        "--incremental",
+        type=int,
+        default=20_000,
+        help="rows for the index-first against build-after comparison (0: skip)",
+    )
+    parser.add_argument(
+        "--time-cap",
+        type=float,
+        default=None,
+        help="seconds allowed per index build; longer builds are cancelled",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     builds = [tuple(int(x) for x in pair.split(":")) for pair in args.builds.split(",")]
@@ -225,42 +247,95 @@ def main() -> None:
         conn = connect(settings)
         repo = Repository(conn)
         held_out, chunks = generate(args.size, args.queries, args.seed)
-        first, truth, rows, load_s = load_gallery(conn, repo, f"g{args.size}-{args.storage[0]}",
-                                                  args.storage[0], chunks, held_out)
+        first, truth, rows, load_s = load_gallery(
+            conn, repo, f"g{args.size}-{args.storage[0]}", args.storage[0], chunks, held_out
+        )
         heap = conn.execute("SELECT pg_total_relation_size('faces')").fetchone()[0] / 2**20
-        print(f"gallery: {rows} vectors of {DIM} dimensions loaded with COPY in {load_s:.1f} s "
-              f"({rows / load_s:.0f} rows/s); faces table {heap:.0f} MiB; "
-              f"{len(held_out)} held-out queries")
+        print(
+            f"gallery: {rows} vectors of {DIM} dimensions loaded with COPY in {load_s:.1f} s "
+            f"({rows / load_s:.0f} rows/s); faces table {heap:.0f} MiB; "
+            f"{len(held_out)} held-out queries"
+        )
         galleries = {args.storage[0]: first}
         for storage in args.storage[1:]:
-            galleries[storage] = clone_gallery(conn, repo, first, f"g{args.size}-{storage}",
-                                               storage)
+            galleries[storage] = clone_gallery(
+                conn, repo, first, f"g{args.size}-{storage}", storage
+            )
         # Exact search for reference: a sequential scan, so time only a few queries.
         recall, p50, p99 = sweep(repo, first, held_out[:20], truth[:20], 40, exact=True)
-        print(f"exact search (no index): recall@5 {recall:.3f}, p50 {p50:.1f} ms, "
-              f"p99 {p99:.1f} ms over 20 queries")
+        print(
+            f"exact search (no index): recall@5 {recall:.3f}, p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms over 20 queries"
+        )
         out = []
         for storage, gallery in galleries.items():
             for m, efc in builds:
-                seconds, mib, server = build(conn, repo, gallery, m, efc, args.time_cap,
-                                             settings.pgdata)
+                seconds, mib, server = build(
+                    conn, repo, gallery, m, efc, args.time_cap, settings.pgdata
+                )
                 if seconds is None:
-                    out.append([storage, m, efc, f">{args.time_cap:.0f} (cancelled)", "-",
-                                f"{server:.0f}", "-", "-", "-", "-", load()])
+                    out.append(
+                        [
+                            storage,
+                            m,
+                            efc,
+                            f">{args.time_cap:.0f} (cancelled)",
+                            "-",
+                            f"{server:.0f}",
+                            "-",
+                            "-",
+                            "-",
+                            "-",
+                            load(),
+                        ]
+                    )
                     print(out[-1], flush=True)
                     continue
                 for ef in efs:
                     recall, p50, p99 = sweep(repo, gallery, held_out, truth, ef)
-                    out.append([storage, m, efc, seconds, mib, f"{server:.0f}", ef, recall,
-                                p50, p99, load()])
+                    out.append(
+                        [
+                            storage,
+                            m,
+                            efc,
+                            seconds,
+                            mib,
+                            f"{server:.0f}",
+                            ef,
+                            recall,
+                            p50,
+                            p99,
+                            load(),
+                        ]
+                    )
                     print(" ".join(str(x) for x in out[-1]), flush=True)
         print()
-        print(table(["storage", "m", "ef_constr", "build s", "index MiB", "server MiB",
-                     "ef_search", "recall@5", "p50 ms", "p99 ms", "load"], out))
+        print(
+            table(
+                [
+                    "storage",
+                    "m",
+                    "ef_constr",
+                    "build s",
+                    "index MiB",
+                    "server MiB",
+                    "ef_search",
+                    "recall@5",
+                    "p50 ms",
+                    "p99 ms",
+                    "load",
+                ],
+                out,
+            )
+        )
         if args.incremental:
             print()
-            print(table(["load order", "rows", "seconds (load + index)"],
-                        incremental(conn, repo, args.incremental, settings.pgdata)))
+            print(
+                table(
+                    ["load order", "rows", "seconds (load + index)"],
+                    incremental(conn, repo, args.incremental, settings.pgdata),
+                )
+            )
         conn.close()
     print(f"\nbenchmark process peak RSS {peak_rss_mib():.0f} MiB; load average {load()}")
 

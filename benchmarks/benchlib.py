@@ -43,8 +43,10 @@ def load() -> str:
 
 def machine_line() -> str:
     """One line naming the machine and its load, printed at the top of every benchmark."""
-    return (f"machine: {os.cpu_count()} cores, {cpu_model()}, {memory_gib():.0f} GiB RAM, "
-            f"Python {platform.python_version()}, load average {load()}")
+    return (
+        f"machine: {os.cpu_count()} cores, {cpu_model()}, {memory_gib():.0f} GiB RAM, "
+        f"Python {platform.python_version()}, load average {load()}"
+    )
 
 
 def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
@@ -141,8 +143,7 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
     """A private DOPPEL_HOME and DEEPFACE_HOME; the embedded server is stopped at the end."""
     home = keep or Path(tempfile.mkdtemp(prefix="doppel-bench-"))
     home.mkdir(parents=True, exist_ok=True)
-    saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME",
-                                            "DOPPEL_DATABASE_URL")}
+    saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME", "DOPPEL_DATABASE_URL")}
     os.environ["DOPPEL_HOME"] = str(home)
     os.environ["DEEPFACE_HOME"] = str(home / "deepface")
     os.environ.pop("DOPPEL_DATABASE_URL", None)

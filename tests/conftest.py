@@ -47,9 +47,17 @@ def doppel_home() -> Iterator[Path]:
     that another pytest session on the machine still runs.
     """
     home = Path(tempfile.mkdtemp(prefix="doppel-test-"))
-    saved = {k: os.environ.get(k) for k in ("DOPPEL_HOME", "DEEPFACE_HOME",
-                                            "DOPPEL_DATABASE_URL", "DOPPEL_MODEL",
-                                            "DOPPEL_DETECTOR", "DOPPEL_GALLERY")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "DOPPEL_HOME",
+            "DEEPFACE_HOME",
+            "DOPPEL_DATABASE_URL",
+            "DOPPEL_MODEL",
+            "DOPPEL_DETECTOR",
+            "DOPPEL_GALLERY",
+        )
+    }
     os.environ["DOPPEL_HOME"] = str(home)
     os.environ["DEEPFACE_HOME"] = str(home / "deepface")
     for key in ("DOPPEL_DATABASE_URL", "DOPPEL_MODEL", "DOPPEL_DETECTOR", "DOPPEL_GALLERY"):

@@ -12,12 +12,16 @@ from doppel import attributes, dump
 from doppel.errors import WeightsMissing
 from doppel.repository import Filters
 
-FILES = {"Age": "age_model_weights.h5", "Gender": "gender_model_weights.h5",
-         "Race": "race_model_single_batch.h5"}
+FILES = {
+    "Age": "age_model_weights.h5",
+    "Gender": "gender_model_weights.h5",
+    "Race": "race_model_single_batch.h5",
+}
 
 
-def test_missing_weights_name_the_install_command(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_weights_name_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     monkeypatch.delenv("DOPPEL_ALLOW_DOWNLOAD", raising=False)
     with pytest.raises(WeightsMissing, match=r"age_model_weights\.h5.*doppel models install Age"):
@@ -25,7 +29,8 @@ def test_missing_weights_name_the_install_command(tmp_path: Path,
 
 
 def test_same_attributes_without_weights_fails_before_any_search(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     with pytest.raises(WeightsMissing, match="doppel models install"):
         attributes.same_attribute_filters(tmp_path / "any.jpg", Filters())
@@ -57,8 +62,9 @@ def _write_random_attribute_weights(folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_random_weight_models_give_valid_labels(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_weight_models_give_valid_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     _write_random_attribute_weights(tmp_path / ".deepface" / "weights")
     rng = np.random.default_rng(0)

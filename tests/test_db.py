@@ -19,12 +19,15 @@ runner = CliRunner()
 
 def test_schema_is_applied_once_and_is_idempotent(database_url: str) -> None:
     with connect(Settings.from_env()) as first:
-        tables = {r[0] for r in first.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r[0]
+            for r in first.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
     assert {"galleries", "images", "faces", "embedding_cache", "schema_steps"} <= tables
     with connect(Settings.from_env()) as second:
         version = second.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
     assert version is not None and parse_version(version[0]) >= (0, 5, 0)
 
 
@@ -32,9 +35,19 @@ def test_setup_sql_works_by_hand_with_psql(server_url: str, database_url: str) -
     from doppel.db import tool_path
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([str(tool_path("psql")), database_url, "-v", "ON_ERROR_STOP=1",
-                           "-q", "-f", str(root / "setup.sql")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(tool_path("psql")),
+            database_url,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-f",
+            str(root / "setup.sql"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     with connect(Settings.from_env()) as conn:
         assert conn.execute("SELECT count(*) FROM galleries").fetchone() == (0,)
@@ -49,8 +62,7 @@ def test_db_status_lists_versions_and_galleries(database_url: str) -> None:
 
 
 def test_dead_database_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOPPEL_DATABASE_URL",
-                       "postgresql://doppel:secret@127.0.0.1:1/nowhere")
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", "postgresql://doppel:secret@127.0.0.1:1/nowhere")
     result = runner.invoke(app, ["db", "status"])
     assert result.exit_code == 1
     line = result.stderr.strip()
@@ -74,8 +86,19 @@ def test_second_embedded_server_through_database_url(
     for name in ("img1.jpg", "img2.jpg", "img4.jpg"):
         (folder / name).symlink_to(unit_faces / name)
     monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
-    found = runner.invoke(app, ["find", str(unit_faces / "img5.jpg"), "--in", str(folder),
-                                "-m", "Dlib", "--json", "--no-picture"])
+    found = runner.invoke(
+        app,
+        [
+            "find",
+            str(unit_faces / "img5.jpg"),
+            "--in",
+            str(folder),
+            "-m",
+            "Dlib",
+            "--json",
+            "--no-picture",
+        ],
+    )
     assert found.exit_code == 0, found.output
     assert '"gallery": "pair"' in found.stdout
     status = runner.invoke(app, ["db", "status"])
@@ -84,8 +107,9 @@ def test_second_embedded_server_through_database_url(
         assert conn.execute("SELECT count(*) FROM faces").fetchone() == (3,)
 
 
-def test_db_stop_then_next_command_restarts(scratch_home: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_stop_then_next_command_restarts(
+    scratch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOPPEL_HOME", str(scratch_home))
     monkeypatch.delenv("DOPPEL_DATABASE_URL", raising=False)
     assert runner.invoke(app, ["db", "status"]).exit_code == 0
@@ -98,7 +122,8 @@ def test_db_stop_then_next_command_restarts(scratch_home: Path,
 def test_installed_command_runs(database_url: str) -> None:
     """The console script itself, in a new process."""
     doppel = Path(sys.executable).with_name("doppel")
-    done = subprocess.run([str(doppel), "db", "status"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(doppel), "db", "status"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "PostgreSQL 1" in done.stdout

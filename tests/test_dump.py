@@ -30,24 +30,31 @@ ROWS = 300
 def dumps(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One 300-row dump per format, written by the real pg_dump."""
     folder = tmp_path_factory.mktemp("dumps")
-    made = {fmt: write_faces_dump(server_url, folder / f"{fmt}.out", ROWS, fmt)
-            for fmt in ("plain", "inserts", "column-inserts", "custom")}
+    made = {
+        fmt: write_faces_dump(server_url, folder / f"{fmt}.out", ROWS, fmt)
+        for fmt in ("plain", "inserts", "column-inserts", "custom")
+    }
     made["plain-gzip"] = write_faces_dump(server_url, folder / "plain.gz", ROWS, compress=True)
-    made["custom-gzip"] = write_faces_dump(server_url, folder / "custom.gz", ROWS, "custom",
-                                           compress=True)
+    made["custom-gzip"] = write_faces_dump(
+        server_url, folder / "custom.gz", ROWS, "custom", compress=True
+    )
     return made
 
 
 def count(conn: psycopg.Connection, gallery: str) -> int:
-    row = conn.execute("SELECT count(*) FROM faces f JOIN galleries g ON g.id = f.gallery_id"
-                       " WHERE g.name = %s", (gallery,)).fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM faces f JOIN galleries g ON g.id = f.gallery_id WHERE g.name = %s",
+        (gallery,),
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
-@pytest.mark.parametrize("fmt", ["plain", "inserts", "column-inserts", "custom", "plain-gzip",
-                                 "custom-gzip"])
-def test_every_pg_dump_format_loads_all_rows(conn: psycopg.Connection, dumps: dict[str, Path],
-                                             fmt: str) -> None:
+@pytest.mark.parametrize(
+    "fmt", ["plain", "inserts", "column-inserts", "custom", "plain-gzip", "custom-gzip"]
+)
+def test_every_pg_dump_format_loads_all_rows(
+    conn: psycopg.Connection, dumps: dict[str, Path], fmt: str
+) -> None:
     report = dump.load_dump(conn, dumps[fmt], "ffhq")
     assert report.format.startswith("custom" if "custom" in fmt else "plain")
     assert report.format.endswith("(gzip)") == fmt.endswith("gzip")
@@ -57,7 +64,10 @@ def test_every_pg_dump_format_loads_all_rows(conn: psycopg.Connection, dumps: di
     gallery = Repository(conn).gallery("ffhq")
     assert gallery.config == dump.CONFIG
     assert (gallery.config.model, gallery.config.detector, gallery.config.align) == (
-        "Facenet512", "skip", False)
+        "Facenet512",
+        "skip",
+        False,
+    )
     assert report.index_built and Repository(conn).has_index(gallery)
     row = conn.execute("SELECT source, age, sex, race FROM faces ORDER BY source LIMIT 1")
     source, age, sex, race = row.fetchone()  # type: ignore[misc]
@@ -65,8 +75,9 @@ def test_every_pg_dump_format_loads_all_rows(conn: psycopg.Connection, dumps: di
     assert isinstance(age, int) and sex in ("F", "M") and race in dump.RACES
 
 
-def test_vectors_survive_exactly(conn: psycopg.Connection, dumps: dict[str, Path],
-                                 server_url: str) -> None:
+def test_vectors_survive_exactly(
+    conn: psycopg.Connection, dumps: dict[str, Path], server_url: str
+) -> None:
     from doppel.testing import clustered_vectors
 
     dump.load_dump(conn, dumps["inserts"], "ffhq")
@@ -84,15 +95,17 @@ def test_loading_twice_adds_nothing(conn: psycopg.Connection, dumps: dict[str, P
     assert count(conn, "ffhq") == ROWS
 
 
-def test_filtered_search_matches_exact_search(conn: psycopg.Connection, server_url: str,
-                                              tmp_path: Path) -> None:
+def test_filtered_search_matches_exact_search(
+    conn: psycopg.Connection, server_url: str, tmp_path: Path
+) -> None:
     path = write_faces_dump(server_url, tmp_path / "d.sql", 2000, seed=3)
     dump.load_dump(conn, path, "ffhq")
     repo = Repository(conn)
     gallery = repo.gallery("ffhq")
     filters = Filters(sex="F", races=("black",), age_min=20, age_max=60)
-    share = conn.execute("SELECT avg((sex = 'F' AND race = 'black' AND age BETWEEN 20 AND 60)"
-                         "::int) FROM faces").fetchone()
+    share = conn.execute(
+        "SELECT avg((sex = 'F' AND race = 'black' AND age BETWEEN 20 AND 60)::int) FROM faces"
+    ).fetchone()
     assert share is not None and 0.01 < float(share[0]) < 0.08
     row = conn.execute("SELECT embedding FROM faces ORDER BY id LIMIT 1").fetchone()
     assert row is not None
@@ -114,8 +127,13 @@ HOSTILE_SETUP = (
 
 def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, dict[int, str]]:
     """A --clean dump with other objects, hostile statements and four bad faces rows."""
-    plain = write_faces_dump(server_url, folder / "clean.sql", 200, setup_sql=HOSTILE_SETUP,
-                             extra_args=("--clean", "--if-exists"))
+    plain = write_faces_dump(
+        server_url,
+        folder / "clean.sql",
+        200,
+        setup_sql=HOSTILE_SETUP,
+        extra_args=("--clean", "--if-exists"),
+    )
     lines = plain.read_text().splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if line.startswith("COPY public.faces "))
     good = lines[start + 1].rstrip("\n").split("\t")
@@ -124,23 +142,30 @@ def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, di
     def row(key: str, sex: str = "F", vector: list[str] = numbers) -> str:
         return "\t".join(["9999", key, "33", sex, "white", "[" + ",".join(vector) + "]"]) + "\n"
 
-    bad = [row("/bad/short.png", vector=numbers[:511]),
-           row("/bad/nan.png", vector=["NaN", *numbers[1:]]),
-           row("/bad/sex.png", sex="X"),
-           row("/bad/truncated.png")[:40] + "\n"]
-    hostile = ["DROP TABLE public.important;\n",
-               f"COPY (SELECT 1) TO PROGRAM 'touch {marker}';\n",
-               f"\\! touch {marker}\n"]
-    text = lines[:start] + hostile + lines[start:start + 3] + bad + lines[start + 3:]
+    bad = [
+        row("/bad/short.png", vector=numbers[:511]),
+        row("/bad/nan.png", vector=["NaN", *numbers[1:]]),
+        row("/bad/sex.png", sex="X"),
+        row("/bad/truncated.png")[:40] + "\n",
+    ]
+    hostile = [
+        "DROP TABLE public.important;\n",
+        f"COPY (SELECT 1) TO PROGRAM 'touch {marker}';\n",
+        f"\\! touch {marker}\n",
+    ]
+    text = lines[:start] + hostile + lines[start : start + 3] + bad + lines[start + 3 :]
     path = folder / "hostile.sql"
     path.write_text("".join(text))
-    reasons = {start + len(hostile) + 4 + n: what
-               for n, what in enumerate(["512", "finite", "sex", "truncated"])}
+    reasons = {
+        start + len(hostile) + 4 + n: what
+        for n, what in enumerate(["512", "finite", "sex", "truncated"])
+    }
     return path, reasons
 
 
 def test_hostile_dump_loads_good_rows_and_runs_nothing(
-        conn: psycopg.Connection, server_url: str, tmp_path: Path) -> None:
+    conn: psycopg.Connection, server_url: str, tmp_path: Path
+) -> None:
     conn.execute("CREATE TABLE important (x int)")
     conn.commit()
     marker = tmp_path / "pwned"
@@ -154,17 +179,24 @@ def test_hostile_dump_loads_good_rows_and_runs_nothing(
     for bad in report.bad_rows:  # the reported line is the bad row itself
         assert lines[bad.line - 1].split("\t")[1].startswith("/bad/")
     ignored = " | ".join(item.what for item in report.ignored)
-    for expected in ("DROP TABLE public.important", "TO PROGRAM", "\\! touch",
-                     "CREATE TABLE public.important", "CREATE FUNCTION public.evil",
-                     "COPY public.important", "DROP TABLE IF EXISTS public.faces"):
+    for expected in (
+        "DROP TABLE public.important",
+        "TO PROGRAM",
+        "\\! touch",
+        "CREATE TABLE public.important",
+        "CREATE FUNCTION public.evil",
+        "COPY public.important",
+        "DROP TABLE IF EXISTS public.faces",
+    ):
         assert expected in ignored
     assert not marker.exists()
     assert conn.execute("SELECT to_regclass('important') IS NOT NULL").fetchone() == (True,)
     assert conn.execute("SELECT to_regproc('evil') IS NULL").fetchone() == (True,)
 
 
-def test_strict_stops_at_the_first_bad_row(conn: psycopg.Connection, server_url: str,
-                                           tmp_path: Path) -> None:
+def test_strict_stops_at_the_first_bad_row(
+    conn: psycopg.Connection, server_url: str, tmp_path: Path
+) -> None:
     path, reasons = _hostile_dump(server_url, tmp_path, tmp_path / "marker")
     with pytest.raises(BadDump, match=f"line {min(reasons)}: .*512"):
         dump.load_dump(conn, path, "ffhq", strict=True)
@@ -173,23 +205,26 @@ def test_strict_stops_at_the_first_bad_row(conn: psycopg.Connection, server_url:
 
 def test_dump_without_faces_is_a_clear_error(conn: psycopg.Connection, tmp_path: Path) -> None:
     path = tmp_path / "other.sql"
-    path.write_text("CREATE TABLE public.people (id int);\nCOPY public.people (id) FROM stdin;\n"
-                    "1\n\\.\n")
+    path.write_text(
+        "CREATE TABLE public.people (id int);\nCOPY public.people (id) FROM stdin;\n1\n\\.\n"
+    )
     with pytest.raises(BadDump, match="no data for a faces table.*public.people"):
         dump.load_dump(conn, path, "ffhq")
     assert Repository(conn).find_gallery("ffhq") is None
 
 
-def test_damaged_custom_archive_is_a_clear_error(conn: psycopg.Connection,
-                                                 dumps: dict[str, Path], tmp_path: Path) -> None:
+def test_damaged_custom_archive_is_a_clear_error(
+    conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path
+) -> None:
     path = tmp_path / "cut.dump"
     path.write_bytes(dumps["custom"].read_bytes()[:5000])
     with pytest.raises(BadDump, match="pg_restore could not read"):
         dump.load_dump(conn, path, "ffhq")
 
 
-def test_insert_rows_report_their_own_lines(conn: psycopg.Connection, dumps: dict[str, Path],
-                                            tmp_path: Path) -> None:
+def test_insert_rows_report_their_own_lines(
+    conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path
+) -> None:
     lines = dumps["inserts"].read_text().splitlines(keepends=True)
     first = next(i for i, line in enumerate(lines) if line.startswith("INSERT INTO public.faces"))
     lines[first + 2] = lines[first + 2].replace(", 'F', ", ", 'Q', ").replace(", 'M', ", ", 'Q', ")
@@ -209,9 +244,14 @@ def test_check_vector_reasons() -> None:
     assert dump.check_vector("0.5") is not None
 
 
-def test_cli_load_dump_then_filtered_find(database_url: str, server_url: str, tmp_path: Path,
-                                          unit_faces: Path, facenet_weights: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_load_dump_then_filtered_find(
+    database_url: str,
+    server_url: str,
+    tmp_path: Path,
+    unit_faces: Path,
+    facenet_weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from doppel.models import install
 
     install("Facenet512", facenet_weights)
@@ -223,16 +263,29 @@ def test_cli_load_dump_then_filtered_find(database_url: str, server_url: str, tm
     assert "HNSW index built" in loaded.output
     monkeypatch.chdir(tmp_path)
     photo = next(unit_faces.glob("img1.jpg"), None) or sorted(unit_faces.glob("*.jpg"))[0]
-    found = runner.invoke(app, ["find", str(photo), "--sex", "M", "--race", "asian",
-                                "--age", "20-50", "--json", "-o", str(tmp_path / "out.png")])
+    found = runner.invoke(
+        app,
+        [
+            "find",
+            str(photo),
+            "--sex",
+            "M",
+            "--race",
+            "asian",
+            "--age",
+            "20-50",
+            "--json",
+            "-o",
+            str(tmp_path / "out.png"),
+        ],
+    )
     assert found.exit_code == 0, found.output
     import json
 
-    payload = json.loads(found.stdout[found.stdout.index("{"):])
+    payload = json.loads(found.stdout[found.stdout.index("{") :])
     matches = payload["faces"][0]["matches"]
     assert len(matches) == 5
-    assert all(m["sex"] == "M" and m["race"] == "asian" and 20 <= m["age"] <= 50
-               for m in matches)
+    assert all(m["sex"] == "M" and m["race"] == "asian" and 20 <= m["age"] <= 50 for m in matches)
     # FFHQ paths of the dump are not here: the picture is still made, with placeholders.
     assert (tmp_path / "out.png").is_file()
 
@@ -250,8 +303,9 @@ def _file_position(pid: int, path: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
-def test_killed_halfway_then_rerun_gives_exact_count(database_url: str, server_url: str,
-                                                     tmp_path: Path) -> None:
+def test_killed_halfway_then_rerun_gives_exact_count(
+    database_url: str, server_url: str, tmp_path: Path
+) -> None:
     rows = 12000
     path = write_faces_dump(server_url, tmp_path / "big.sql", rows, seed=7)
     size = path.stat().st_size
@@ -308,7 +362,8 @@ def test_url_image_is_fetched_once_into_the_cache(tmp_path: Path, unit_faces: Pa
     from PIL import Image
 
     Image.open(sorted(unit_faces.glob("*.jpg"))[0]).convert("RGB").resize((48, 48)).save(
-        served / "face.png")
+        served / "face.png"
+    )
     hits: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):

@@ -45,8 +45,9 @@ def test_top_match_is_the_same_person_for_labelled_photos(
             name = Path(source).name
             if name not in identities:
                 continue
-            matches = repo.search(gallery, vector.to_numpy(), k=10,
-                                  filters=Filters(exclude_hashes=(digest,)))
+            matches = repo.search(
+                gallery, vector.to_numpy(), k=10, filters=Filters(exclude_hashes=(digest,))
+            )
             assert all(m.face.source != source for m in matches)
             labelled = [m for m in matches if Path(m.face.source).name in identities]
             total += 1
@@ -68,8 +69,9 @@ def test_find_cli_prints_table_and_writes_composite(
     gallery_env: str, unit_faces: Path, identities: dict[str, str], tmp_path: Path
 ) -> None:
     picture = tmp_path / "out.png"
-    result = runner.invoke(app, ["find", str(unit_faces / "img1.jpg"), "--json",
-                                 "--out", str(picture)])
+    result = runner.invoke(
+        app, ["find", str(unit_faces / "img1.jpg"), "--json", "--out", str(picture)]
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     matches = payload["faces"][0]["matches"]
@@ -85,8 +87,11 @@ def test_find_cli_prints_table_and_writes_composite(
 
 
 def test_find_table_output(gallery_env: str, unit_faces: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["find", str(unit_faces / "img2.jpg"), "-k", "3",
-                                 "--no-picture"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["find", str(unit_faces / "img2.jpg"), "-k", "3", "--no-picture"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     assert "similarity" in result.stdout
     assert "img2.jpg" not in result.stdout.split("similarity")[1]

@@ -47,4 +47,10 @@ def test_walk_finds_image_suffixes_in_any_case(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in iter_images(tmp_path)] == [
-        "a.JPG", "b.jpeg", "c.Png", "d.webp", "e.bmp", "g.jpg"]
+        "a.JPG",
+        "b.jpeg",
+        "c.Png",
+        "d.webp",
+        "e.bmp",
+        "g.jpg",
+    ]

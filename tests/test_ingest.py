@@ -48,7 +48,8 @@ def make_crops(folder: Path, count: int, seed: int = 0, side: int = 192) -> list
 def face_rows(conn: psycopg.Connection, gallery: str) -> list[tuple[str, int]]:
     return conn.execute(
         "SELECT source, face_index FROM faces JOIN galleries g ON g.id = gallery_id"
-        " WHERE g.name = %s ORDER BY source", (gallery,),
+        " WHERE g.name = %s ORDER BY source",
+        (gallery,),
     ).fetchall()
 
 
@@ -76,8 +77,7 @@ def test_unreadable_files_are_listed_and_the_rest_is_ingested(
     make_crops(tmp_path / "mixed", 5)
     (tmp_path / "mixed" / "broken.JPG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "mixed" / "readme.txt").write_text("not a photo, not even named like one")
-    report = ingest(conn, tmp_path / "mixed", "mixed", Embedder(facenet),
-                    log_dir=tmp_path / "logs")
+    report = ingest(conn, tmp_path / "mixed", "mixed", Embedder(facenet), log_dir=tmp_path / "logs")
     assert report.faces_added == 5
     assert len(report.unreadable) == 1 and "broken.JPG" in report.unreadable[0]
     assert report.listed_in is not None
@@ -92,11 +92,25 @@ def test_killed_ingest_resumes_to_the_same_count(
 ) -> None:
     total = 300
     make_crops(tmp_path / "many", total, seed=1)
-    command = [sys.executable, "-m", "doppel", "ingest", str(tmp_path / "many"),
-               "-g", "many", "-m", "Facenet512", "-d", "skip", "--batch-size", "16"]
+    command = [
+        sys.executable,
+        "-m",
+        "doppel",
+        "ingest",
+        str(tmp_path / "many"),
+        "-g",
+        "many",
+        "-m",
+        "Facenet512",
+        "-d",
+        "skip",
+        "--batch-size",
+        "16",
+    ]
     env = {**os.environ, "DOPPEL_DATABASE_URL": database_url}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     count = 0
     deadline = time.monotonic() + 300
     with psycopg.connect(database_url, autocommit=True) as watch:
@@ -146,14 +160,14 @@ def test_ingest_real_photos_with_dlib_keeps_largest_or_all_faces(
     assert everyone.faces_added == 3
     boxes = conn.execute(
         "SELECT box_w * box_h FROM faces WHERE source LIKE '%%couple.jpg' ORDER BY face_index"
-        " LIMIT 2").fetchall()
+        " LIMIT 2"
+    ).fetchall()
     assert boxes[0][0] >= boxes[1][0]
 
 
 def test_cli_summary(database_url: str, facenet: EmbeddingConfig, tmp_path: Path) -> None:
     make_crops(tmp_path / "c", 3)
-    result = runner.invoke(app, ["ingest", str(tmp_path / "c"), "-m", "Facenet512",
-                                 "-d", "skip"])
+    result = runner.invoke(app, ["ingest", str(tmp_path / "c"), "-m", "Facenet512", "-d", "skip"])
     assert result.exit_code == 0, result.output
     summary = " ".join(result.stderr.split())
     assert "3 faces added from 3 files" in summary

@@ -33,8 +33,9 @@ def test_missing_weights_name_the_file_the_folder_and_the_command(empty_weights:
     assert "doppel models install Facenet512 FILE" in message
 
 
-def test_missing_weights_stop_find_with_one_line(empty_weights: Path, database_url: str,
-                                                 unit_faces: Path) -> None:
+def test_missing_weights_stop_find_with_one_line(
+    empty_weights: Path, database_url: str, unit_faces: Path
+) -> None:
     result = runner.invoke(app, ["ingest", str(unit_faces), "-g", "fn", "-m", "Facenet512"])
     assert result.exit_code == 1
     assert "doppel models install Facenet512" in result.stderr
@@ -61,7 +62,9 @@ def test_install_then_facenet512_embeds_with_real_architecture(
 ) -> None:
     result = runner.invoke(app, ["models", "install", "Facenet512", str(facenet_weights)])
     assert result.exit_code == 0, result.output
-    assert (empty_weights / "facenet512_weights.h5").stat().st_size == facenet_weights.stat().st_size
+    assert (
+        empty_weights / "facenet512_weights.h5"
+    ).stat().st_size == facenet_weights.stat().st_size
     embedder = Embedder(EmbeddingConfig("Facenet512", "mtcnn"))
     faces = embedder.embed_photo(load(unit_faces / "img1.jpg"))
     assert len(faces) == 1 and faces[0].embedding.shape == (512,)

@@ -27,16 +27,24 @@ CONFIG = EmbeddingConfig("Dlib", "mtcnn")
 # --------------------------------------------------------------------------- seeded vectors
 
 
-def people_and_target(seed: int = 0, spread: float = 0.5, sizes: tuple[int, ...] = (6, 5, 7),
-                      target_of: int = 0, n_target: int = 4
-                      ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def people_and_target(
+    seed: int = 0,
+    spread: float = 0.5,
+    sizes: tuple[int, ...] = (6, 5, 7),
+    target_of: int = 0,
+    n_target: int = 4,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Each person a random direction, photos scattered around it; the target is one of them."""
     rng = np.random.default_rng(seed)
     dim = 64
     centres = rng.standard_normal((len(sizes), dim))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    people = np.vstack([c + spread * rng.standard_normal((n, dim)) / np.sqrt(dim)
-                        for c, n in zip(centres, sizes, strict=True)])
+    people = np.vstack(
+        [
+            c + spread * rng.standard_normal((n, dim)) / np.sqrt(dim)
+            for c, n in zip(centres, sizes, strict=True)
+        ]
+    )
     labels = np.repeat(np.arange(len(sizes)), sizes)
     target = centres[target_of] + spread * rng.standard_normal((n_target, dim)) / np.sqrt(dim)
     return [f"p{i}" for i in range(len(sizes))], people, labels, target
@@ -88,21 +96,35 @@ def test_indistinguishable_people_show_in_leave_one_out_and_verdict() -> None:
     result = rs.analyse(["a", "b"], people, labels, target, [str(i) for i in range(6)], CONFIG)
     accuracies = [m.loo_accuracy for m in result.methods]
     assert all(a is not None and a < 0.8 for a in accuracies), accuracies
-    assert "split" in result.verdict or "take it lightly" in result.verdict or \
-        "weakly" in result.verdict
+    assert (
+        "split" in result.verdict
+        or "take it lightly" in result.verdict
+        or "weakly" in result.verdict
+    )
 
 
 def _method_result(name: str, winner: str, support: float, loo: float = 1.0) -> rs.MethodResult:
     other = "b" if winner == "a" else "a"
-    return rs.MethodResult(name, name, "probability", {winner: 0.8, other: 0.2},
-                           {winner: rs.Interval(0.7, 0.9), other: rs.Interval(0.1, 0.3)},
-                           winner, support, loo, 10, np.zeros((3, 2)))
+    return rs.MethodResult(
+        name,
+        name,
+        "probability",
+        {winner: 0.8, other: 0.2},
+        {winner: rs.Interval(0.7, 0.9), other: rs.Interval(0.1, 0.3)},
+        winner,
+        support,
+        loo,
+        10,
+        np.zeros((3, 2)),
+    )
 
 
 def test_verdict_sentences() -> None:
     agree = [_method_result(n, "a", 1.0) for n in ("m1", "m2", "m3")]
-    assert rs.verdict(agree, 3) == ("All 3 methods put a first, each strongly: a stays first "
-                                    "in at least 95% of resamples of the 3 target photos.")
+    assert rs.verdict(agree, 3) == (
+        "All 3 methods put a first, each strongly: a stays first "
+        "in at least 95% of resamples of the 3 target photos."
+    )
     mostly = [*agree[:2], _method_result("m3", "b", 0.6)]
     text = rs.verdict(mostly, 3)
     assert text.startswith("2 of 3 methods put a first") and "m3 favours b" in text
@@ -131,8 +153,9 @@ def test_a_new_method_joins_without_touching_the_others() -> None:
         title: ClassVar[str] = "nearest photo"
         unit: ClassVar[str] = "cosine similarity"
 
-        def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-                   targets: np.ndarray) -> np.ndarray:
+        def scores(
+            self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+        ) -> np.ndarray:
             sims = rs._unit(targets) @ rs._unit(people).T
             return np.stack([sims[:, labels == p].max(axis=1) for p in range(n_people)], 1)
 
@@ -151,16 +174,20 @@ def test_a_new_method_joins_without_touching_the_others() -> None:
 
 def test_periods_group_by_capture_date() -> None:
     names, people, labels, target = people_and_target(n_target=4)
-    moments = [datetime(2010, 5, 1), datetime(2010, 7, 1), datetime(2019, 1, 1),
-               datetime(2024, 3, 3)]
-    result = rs.analyse(names, people, labels, target, ["a", "b", "c", "d"], CONFIG,
-                        moments=moments)
+    moments = [
+        datetime(2010, 5, 1),
+        datetime(2010, 7, 1),
+        datetime(2019, 1, 1),
+        datetime(2024, 3, 3),
+    ]
+    result = rs.analyse(
+        names, people, labels, target, ["a", "b", "c", "d"], CONFIG, moments=moments
+    )
     assert result.periods is not None
     assert [p.label for p in result.periods] == ["2010", "2019", "2024"]
     assert result.periods[0].photos == ["a", "b"]
     cosine = next(m for m in result.methods if m.name == "cosine")
-    assert result.periods[0].scores["cosine"]["p0"] == pytest.approx(
-        cosine.per_photo[:2, 0].mean())
+    assert result.periods[0].scores["cosine"]["p0"] == pytest.approx(cosine.per_photo[:2, 0].mean())
     months = rs.by_period(moments[:2], result.methods, names, ["a", "b"], "month")
     assert [p.label for p in months] == ["2010-05", "2010-07"]
     with pytest.raises(UsageError):
@@ -184,10 +211,15 @@ def test_capture_time_reads_exif_else_file_time(tmp_path: Path) -> None:
 
 def test_report_from_seeded_vectors(tmp_path: Path) -> None:
     names, people, labels, target = people_and_target()
-    moments = [datetime(2020, 1, 1), datetime(2020, 1, 1), datetime(2021, 6, 1),
-               datetime(2023, 1, 1)]
-    result = rs.analyse(names, people, labels, target, [f"t{i}.jpg" for i in range(4)], CONFIG,
-                        moments=moments)
+    moments = [
+        datetime(2020, 1, 1),
+        datetime(2020, 1, 1),
+        datetime(2021, 6, 1),
+        datetime(2023, 1, 1),
+    ]
+    result = rs.analyse(
+        names, people, labels, target, [f"t{i}.jpg" for i in range(4)], CONFIG, moments=moments
+    )
     files = write_report(result, tmp_path / "report")
     page = files.html.read_text()
     for path in files.pictures.values():
@@ -236,14 +268,17 @@ def _blank(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def folders(unit_faces: Path, identities: dict[str, str],
-            tmp_path_factory: pytest.TempPathFactory) -> Folders:
+def folders(
+    unit_faces: Path, identities: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Folders:
     """People and target folders as symlinks into the shared photos (never copies)."""
     root = tmp_path_factory.mktemp("resemble")
 
     def photos(person: str) -> list[Path]:
-        names = sorted((f for f, who in identities.items() if who == person),
-                       key=lambda f: int("".join(filter(str.isdigit, f))))
+        names = sorted(
+            (f for f, who in identities.items() if who == person),
+            key=lambda f: int("".join(filter(str.isdigit, f))),
+        )
         return [unit_faces / f for f in names]
 
     p01, p03, p04 = photos("person01"), photos("person03"), photos("person04")
@@ -255,8 +290,7 @@ def folders(unit_faces: Path, identities: dict[str, str],
     _link(root / "lone" / "person01", p01[:2])
     _link(root / "faceless" / "person01", p01[:2])
     _blank(root / "faceless" / "nobody" / "blank.png")
-    return Folders(root / "people", root / "own", root / "other", root / "lone",
-                   root / "faceless")
+    return Folders(root / "people", root / "own", root / "other", root / "lone", root / "faceless")
 
 
 @pytest.fixture(scope="session")
@@ -288,8 +322,9 @@ def own_result(cache_url: str, folders: Folders) -> rs.ResembleResult:
 
 
 @pytest.fixture(scope="session")
-def other_result(cache_url: str, folders: Folders,
-                 own_result: rs.ResembleResult) -> rs.ResembleResult:
+def other_result(
+    cache_url: str, folders: Folders, own_result: rs.ResembleResult
+) -> rs.ResembleResult:
     """person04 as the target, after own_result: only the target's photos are new."""
     return _run(cache_url, folders.people, folders.other, by_date=True)
 
@@ -310,20 +345,22 @@ def test_own_photos_rank_person01_first_by_every_method(own_result: rs.ResembleR
 
 @pytest.mark.slow
 def test_third_person_gets_a_verdict_and_faceless_photo_is_skipped(
-        other_result: rs.ResembleResult) -> None:
+    other_result: rs.ResembleResult,
+) -> None:
     assert len(other_result.targets) == 4
     assert [Path(p).name for p in other_result.no_face] == ["zz-no-face.png"]
-    assert other_result.verdict and ("person01" in other_result.verdict
-                                     or "person03" in other_result.verdict)
+    assert other_result.verdict and (
+        "person01" in other_result.verdict or "person03" in other_result.verdict
+    )
     assert other_result.periods and sum(len(p.photos) for p in other_result.periods) == 4
     # Only the target's five files were new; the people's twelve came from the cache.
     assert other_result.embedded == 5 and other_result.from_cache == 12
 
 
 @pytest.mark.slow
-def test_second_run_embeds_only_what_is_new(cache_url: str, folders: Folders,
-                                            own_result: rs.ResembleResult,
-                                            tmp_path: Path) -> None:
+def test_second_run_embeds_only_what_is_new(
+    cache_url: str, folders: Folders, own_result: rs.ResembleResult, tmp_path: Path
+) -> None:
     again = _run(cache_url, folders.people, folders.own)
     assert again.embedded == 0 and again.from_cache == 15
     assert again.verdict == own_result.verdict
@@ -342,8 +379,9 @@ def test_second_run_embeds_only_what_is_new(cache_url: str, folders: Folders,
 def test_several_faces_use_the_largest_and_say_so(other_result: rs.ResembleResult) -> None:
     crowded = [t for t in other_result.targets if t.face_count > 1]
     for target in crowded:
-        assert any(target.path in note and "used the largest" in note
-                   for note in other_result.notes)
+        assert any(
+            target.path in note and "used the largest" in note for note in other_result.notes
+        )
     assert all(f"{t.face_count} faces" in " ".join(other_result.notes) for t in crowded)
 
 
@@ -354,16 +392,31 @@ def test_person_without_a_face_is_named(cache_url: str, folders: Folders) -> Non
 
 
 @pytest.mark.slow
-def test_cli_prints_table_verdict_and_writes_report(cache_url: str, folders: Folders,
-                                                    own_result: rs.ResembleResult,
-                                                    tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_table_verdict_and_writes_report(
+    cache_url: str,
+    folders: Folders,
+    own_result: rs.ResembleResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from doppel.cli import app
 
     monkeypatch.setenv("DOPPEL_DATABASE_URL", cache_url)
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["resemble", str(folders.people), str(folders.own),
-                                      "-m", "Dlib", "-d", "mtcnn", "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "resemble",
+            str(folders.people),
+            str(folders.own),
+            "-m",
+            "Dlib",
+            "-d",
+            "mtcnn",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "LOO" in result.output and "person01" in result.output
     assert "All 4 methods put person01 first" in " ".join(result.output.split())
@@ -381,7 +434,11 @@ def test_cli_fewer_than_two_people_exits_2(folders: Folders, database_url: str) 
     import sys
 
     doppel = Path(sys.executable).parent / "doppel"
-    done = subprocess.run([str(doppel), "resemble", str(folders.lone), str(folders.own)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(doppel), "resemble", str(folders.lone), str(folders.own)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "two or more" in done.stderr and "only person01" in done.stderr

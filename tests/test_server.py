@@ -22,9 +22,15 @@ import psycopg
 import pytest
 
 GALLERY_PHOTOS = {  # file -> person, from identities.csv
-    "img2.jpg": "person01", "img4.jpg": "person01", "img5.jpg": "person01",
-    "img26.jpg": "person02", "img27.jpg": "person02", "img8.jpg": "person03",
-    "img9.jpg": "person03", "img3.jpg": "person04", "img12.jpg": "person04",
+    "img2.jpg": "person01",
+    "img4.jpg": "person01",
+    "img5.jpg": "person01",
+    "img26.jpg": "person02",
+    "img27.jpg": "person02",
+    "img8.jpg": "person03",
+    "img9.jpg": "person03",
+    "img3.jpg": "person04",
+    "img12.jpg": "person04",
     "img13.jpg": "person05",
 }
 QUERY = "img1.jpg"  # person01, not in the gallery
@@ -46,8 +52,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def gallery_url(server_url: str, unit_faces: Path,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gallery_url(
+    server_url: str, unit_faces: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
     from doppel.config import Settings
     from doppel.db import connect
@@ -66,8 +73,9 @@ def gallery_url(server_url: str, unit_faces: Path,
     url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
     settings = replace(Settings.from_env(), database_url=url)
     with connect(settings) as conn:
-        report = ingest(conn, folder, "unit", embedder_for(EmbeddingConfig("Dlib", "mtcnn")),
-                        workers=0)
+        report = ingest(
+            conn, folder, "unit", embedder_for(EmbeddingConfig("Dlib", "mtcnn")), workers=0
+        )
     assert report.faces_added == len(GALLERY_PHOTOS)
     yield url
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -82,7 +90,8 @@ def _make_report(reports: Path) -> str:
     folder.mkdir(parents=True)
     (folder / "index.html").write_text(
         "<!doctype html><title>report</title><h1>Resemblance report</h1>"
-        '<img src="scores.png"><a href="report.json">numbers</a>')
+        '<img src="scores.png"><a href="report.json">numbers</a>'
+    )
     (folder / "report.json").write_text(json.dumps({"verdict": "The target resembles mum."}))
     Image.new("RGB", (40, 30), (200, 80, 40)).save(folder / "scores.png")
     (folder / "notes.py").write_text("print('not served')\n")
@@ -96,8 +105,14 @@ def _uvicorn(app: object) -> Iterator[str]:
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,  # type: ignore[arg-type]
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,  # type: ignore[arg-type]
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 300
@@ -134,8 +149,7 @@ def client(served: Served) -> Iterator[httpx.Client]:
 
 def _post_photo(client: httpx.Client, path: str, photo: Path, **data: object) -> httpx.Response:
     with photo.open("rb") as handle:
-        return client.post(path, files={"file": (photo.name, handle, "image/jpeg")},
-                           data=data)
+        return client.post(path, files={"file": (photo.name, handle, "image/jpeg")}, data=data)
 
 
 def test_find_ranks_the_same_person_first(client: httpx.Client, unit_faces: Path) -> None:
@@ -160,8 +174,10 @@ def test_upload_pick_a_face_then_search(client: httpx.Client, unit_faces: Path) 
     assert len(body["faces"]) == 2
     boxes = []
     for face in (0, 1):
-        found = client.post("/api/search", json={"upload_id": body["upload_id"], "face": face,
-                                                 "gallery": "unit", "k": 3})
+        found = client.post(
+            "/api/search",
+            json={"upload_id": body["upload_id"], "face": face, "gallery": "unit", "k": 3},
+        )
         assert found.status_code == 200, found.text
         assert len(found.json()["matches"]) == 3
         boxes.append(found.json()["face"]["box"])
@@ -181,8 +197,7 @@ def _get_raw(served: Served, path: str) -> tuple[int, bytes]:
     """GET a path exactly as written (HTTP clients resolve `..` before sending)."""
     host, port = served.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=60) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-                     .encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -190,8 +205,7 @@ def _get_raw(served: Served, path: str) -> tuple[int, bytes]:
     return int(status_line.split()[1]), rest
 
 
-def test_refusals_leave_the_server_up(client: httpx.Client, served: Served,
-                                      tmp_path: Path) -> None:
+def test_refusals_leave_the_server_up(client: httpx.Client, served: Served, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(os.urandom(50 * 2**20))
     with big.open("rb") as handle:
@@ -213,9 +227,14 @@ def test_refusals_leave_the_server_up(client: httpx.Client, served: Served,
     assert response.status_code == 415
     assert "megapixels" in response.json()["detail"]
 
-    for path in ("/static/../../etc/passwd", "/static/..%2f..%2fetc%2fpasswd",
-                 "/static/%2e%2e/%2e%2e/etc/passwd", "/api/faces/..%2f..%2fetc%2fpasswd/image",
-                 "/reports/../../etc/passwd", "/api/faces/999999/image"):
+    for path in (
+        "/static/../../etc/passwd",
+        "/static/..%2f..%2fetc%2fpasswd",
+        "/static/%2e%2e/%2e%2e/etc/passwd",
+        "/api/faces/..%2f..%2fetc%2fpasswd/image",
+        "/reports/../../etc/passwd",
+        "/api/faces/999999/image",
+    ):
         status, body = _get_raw(served, path)
         assert status == 404, path
         assert b"root:" not in body
@@ -223,8 +242,9 @@ def test_refusals_leave_the_server_up(client: httpx.Client, served: Served,
     assert client.get("/api/health").json()["status"] == "ok"
 
 
-def test_reports_are_listed_and_served_from_their_folder(client: httpx.Client,
-                                                         served: Served) -> None:
+def test_reports_are_listed_and_served_from_their_folder(
+    client: httpx.Client, served: Served
+) -> None:
     reports = client.get("/api/reports").json()
     assert [r["name"] for r in reports] == [served.report_name]
     report = reports[0]
@@ -234,9 +254,13 @@ def test_reports_are_listed_and_served_from_their_folder(client: httpx.Client,
     assert "sandbox" in page.headers["content-security-policy"]
     assert client.get(report["pictures"][0]).content[:4] == b"\x89PNG"
     rid = report["id"]
-    for path in (f"/reports/{rid}/../secret.txt", f"/reports/{rid}/..%2fsecret.txt",
-                 f"/reports/{rid}/%2e%2e/%2e%2e/%2e%2e/etc/passwd", f"/reports/{rid}//etc/passwd",
-                 "/reports/000000000000/index.html"):
+    for path in (
+        f"/reports/{rid}/../secret.txt",
+        f"/reports/{rid}/..%2fsecret.txt",
+        f"/reports/{rid}/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        f"/reports/{rid}//etc/passwd",
+        "/reports/000000000000/index.html",
+    ):
         status, body = _get_raw(served, path)
         assert status == 404, path
         assert b"outside every report" not in body
@@ -245,8 +269,14 @@ def test_reports_are_listed_and_served_from_their_folder(client: httpx.Client,
 
 def test_openapi_describes_the_api(client: httpx.Client) -> None:
     spec = client.get("/api/openapi.json").json()
-    for path in ("/api/uploads", "/api/search", "/api/find", "/api/galleries",
-                 "/api/faces/{face_id}/image", "/api/reports"):
+    for path in (
+        "/api/uploads",
+        "/api/search",
+        "/api/find",
+        "/api/galleries",
+        "/api/faces/{face_id}/image",
+        "/api/reports",
+    ):
         assert path in spec["paths"], path
     galleries = client.get("/api/galleries").json()
     assert galleries["default"] == "unit"
@@ -254,15 +284,18 @@ def test_openapi_describes_the_api(client: httpx.Client) -> None:
     assert galleries["galleries"][0]["attributes"] is None
 
 
-def test_uploads_are_saved_only_when_asked(served: Served, unit_faces: Path,
-                                           tmp_path: Path) -> None:
+def test_uploads_are_saved_only_when_asked(
+    served: Served, unit_faces: Path, tmp_path: Path
+) -> None:
     from doppel.config import Settings
     from doppel.server import create_app
 
     settings = replace(Settings.from_env(), database_url=served.database_url)
     kept = tmp_path / "kept"
-    with _uvicorn(create_app(settings, keep_uploads=kept, warm_up=False)) as url, \
-            httpx.Client(base_url=url, timeout=120) as http:
+    with (
+        _uvicorn(create_app(settings, keep_uploads=kept, warm_up=False)) as url,
+        httpx.Client(base_url=url, timeout=120) as http,
+    ):
         response = _post_photo(http, "/api/uploads", unit_faces / QUERY)
     assert response.status_code == 200, response.text
     saved = list(kept.iterdir())
@@ -286,8 +319,13 @@ def test_serve_command_answers_on_loopback(served: Served) -> None:
     """The installed `doppel serve` starts uvicorn on 127.0.0.1 and stops on Ctrl-C."""
     port = _free_port()
     env = {**os.environ, "DOPPEL_DATABASE_URL": served.database_url}
-    process = subprocess.Popen([DOPPEL, "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [DOPPEL, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -321,8 +359,10 @@ def _chromium() -> tuple[str, str]:
     driver = shutil.which("chromedriver")
     if browser and driver:
         return browser, driver
-    reason = "Debian's chromium and chromium-driver are not installed (apt-get install -y " \
-             "chromium chromium-driver)"
+    reason = (
+        "Debian's chromium and chromium-driver are not installed (apt-get install -y "
+        "chromium chromium-driver)"
+    )
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
@@ -338,9 +378,17 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--window-size=1280,1100"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1280,1100",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
@@ -349,12 +397,16 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
         wait.until(lambda d: d.find_element(By.ID, "gallery").get_attribute("value") == "unit")
         driver.find_element(By.ID, "file").send_keys(str(unit_faces / QUERY))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#matches .match")) == 5)
-        wait.until(lambda d: d.execute_script(
-            "return [...document.images].filter(i => i.offsetParent)"
-            ".every(i => i.complete && i.naturalWidth > 0)"))
+        wait.until(
+            lambda d: d.execute_script(
+                "return [...document.images].filter(i => i.offsetParent)"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
         cards = driver.find_elements(By.CSS_SELECTOR, "#matches .match")
         assert cards[0].find_element(By.CLASS_NAME, "name").text in {
-            n for n, person in GALLERY_PHOTOS.items() if person == "person01"}
+            n for n, person in GALLERY_PHOTOS.items() if person == "person01"
+        }
         assert float(cards[0].find_element(By.CLASS_NAME, "sim").text) > 0.9
         assert not driver.find_element(By.ID, "error").is_displayed()
         shot = tmp_path / "serve-page.png"
@@ -364,9 +416,12 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
         cards[0].click()
         viewer = driver.find_element(By.ID, "viewer")
         wait.until(lambda d: viewer.get_attribute("open") is not None)
-        wait.until(lambda d: d.execute_script(
-            "const i = document.getElementById('viewer-img');"
-            "return i.complete && i.naturalWidth > 0"))
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('viewer-img');"
+                "return i.complete && i.naturalWidth > 0"
+            )
+        )
         assert cards[0].find_element(By.CLASS_NAME, "name").text in viewer.text
         driver.save_screenshot(str(tmp_path / "serve-viewer.png"))
         driver.find_element(By.CSS_SELECTOR, "#viewer .close").click()

@@ -33,8 +33,10 @@ class AttributePredictor:
             _quiet_tensorflow()
             from deepface.modules import modeling
 
-            self._clients = {name: modeling.build_model(task="facial_attribute", model_name=name)
-                             for name in ATTRIBUTE_MODELS}
+            self._clients = {
+                name: modeling.build_model(task="facial_attribute", model_name=name)
+                for name in ATTRIBUTE_MODELS
+            }
         return self._clients
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[tuple[int, str, str]]:
@@ -51,8 +53,13 @@ class AttributePredictor:
             sexes = np.atleast_2d(clients["Gender"].predict(batch))  # type: ignore[attr-defined]
             races = np.atleast_2d(clients["Race"].predict(batch))  # type: ignore[attr-defined]
             for age, sex, race in zip(ages, sexes, races, strict=True):
-                out.append((int(round(float(age))), SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
-                            RACE_LABELS[int(np.argmax(race))]))
+                out.append(
+                    (
+                        int(round(float(age))),
+                        SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
+                        RACE_LABELS[int(np.argmax(race))],
+                    )
+                )
         return out
 
 
@@ -60,12 +67,14 @@ def _square(crop: np.ndarray) -> np.ndarray:
     """A crop scaled to fit 224x224 and padded with black, as DeepFace.analyze feeds it."""
     from deepface.modules.preprocessing import resize_image
 
-    return np.asarray(resize_image(img=np.asarray(crop, dtype=np.float32),
-                                   target_size=(INPUT_SIDE, INPUT_SIDE)))[0]
+    return np.asarray(
+        resize_image(img=np.asarray(crop, dtype=np.float32), target_size=(INPUT_SIDE, INPUT_SIDE))
+    )[0]
 
 
-def predict_photo(photo_path: Path, detector: str | None = None,
-                  predictor: AttributePredictor | None = None) -> tuple[int, str, str]:
+def predict_photo(
+    photo_path: Path, detector: str | None = None, predictor: AttributePredictor | None = None
+) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
     from doppel.embedder import Embedder, EmbeddingConfig
 
@@ -76,14 +85,22 @@ def predict_photo(photo_path: Path, detector: str | None = None,
     # The model is never loaded: only detection is used here.
     faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
     if not faces:
-        raise NoFaceFound(f"{photo_path}: no face found to predict sex and race from; "
-                          "drop --same-attributes or try a clearer photo")
+        raise NoFaceFound(
+            f"{photo_path}: no face found to predict sex and race from; "
+            "drop --same-attributes or try a clearer photo"
+        )
     return predictor.predict_crops([faces[0].crop])[0]
 
 
-def same_attribute_filters(photo: Path, filters: Filters,
-                           predictor: AttributePredictor | None = None) -> Filters:
+def same_attribute_filters(
+    photo: Path, filters: Filters, predictor: AttributePredictor | None = None
+) -> Filters:
     """The filters plus the query face's predicted sex and race (explicit ones win)."""
     _, sex, race = predict_photo(photo, predictor=predictor)
-    return Filters(filters.sex or sex, filters.races or (race,), filters.age_min,
-                   filters.age_max, filters.exclude_hashes)
+    return Filters(
+        filters.sex or sex,
+        filters.races or (race,),
+        filters.age_min,
+        filters.age_max,
+        filters.exclude_hashes,
+    )

@@ -43,8 +43,9 @@ def face_crop(photo: Photo, box: Box | None, side: int, pad: float = 0.25) -> Im
     return img.crop(region).resize((side, side), Image.Resampling.LANCZOS)
 
 
-def _square(x: float, y: float, w: float, h: float, width: int, height: int
-            ) -> tuple[int, int, int, int]:
+def _square(
+    x: float, y: float, w: float, h: float, width: int, height: int
+) -> tuple[int, int, int, int]:
     side = min(max(w, h), width, height)
     cx, cy = x + w / 2, y + h / 2
     left = min(max(cx - side / 2, 0), width - side)
@@ -63,14 +64,20 @@ def _placeholder(side: int, label: str) -> Image.Image:
     draw.line([(0, side), (side, 0)], fill=(190, 190, 186), width=2)
     font = _font(16)
     width = draw.textlength(label, font=font)
-    draw.rectangle([(side - width) / 2 - 6, side / 2 - 14, (side + width) / 2 + 6, side / 2 + 12],
-                   fill=(240, 240, 238))
+    draw.rectangle(
+        [(side - width) / 2 - 6, side / 2 - 14, (side + width) / 2 + 6, side / 2 + 12],
+        fill=(240, 240, 238),
+    )
     draw.text(((side - width) / 2, side / 2 - 10), label, fill=MUTED, font=font)
     return img
 
 
-def _fit(text: str, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-         width: int) -> str:
+def _fit(
+    text: str,
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    width: int,
+) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength("…" + text, font=font) > width:
@@ -78,8 +85,9 @@ def _fit(text: str, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont | Image
     return "…" + text
 
 
-def compose(query: Tile, matches: Sequence[Tile], out: Path | None = None,
-            tile: int = TILE) -> Image.Image:
+def compose(
+    query: Tile, matches: Sequence[Tile], out: Path | None = None, tile: int = TILE
+) -> Image.Image:
     """Render the composite; write it to `out` as PNG when given."""
     columns = max(len(matches), 1)
     width = columns * tile + (columns + 1) * MARGIN
@@ -97,8 +105,14 @@ def compose(query: Tile, matches: Sequence[Tile], out: Path | None = None,
     return canvas
 
 
-def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, item: Tile, at: tuple[int, int],
-           side: int, title_size: int) -> None:
+def _paste(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    item: Tile,
+    at: tuple[int, int],
+    side: int,
+    title_size: int,
+) -> None:
     x, y = at
     if item.photo is None:
         picture = _placeholder(side, "image not available")
@@ -106,11 +120,16 @@ def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, item: Tile, at: tuple
         picture = face_crop(item.photo, item.box, side)
     canvas.paste(picture, (x, y))
     title_font, sub_font = _font(title_size), _font(13)
-    draw.text((x, y + side + 4), _fit(item.title, draw, title_font, side), fill=INK,
-              font=title_font)
+    draw.text(
+        (x, y + side + 4), _fit(item.title, draw, title_font, side), fill=INK, font=title_font
+    )
     if item.subtitle:
-        draw.text((x, y + side + 8 + title_size), _fit(item.subtitle, draw, sub_font, side),
-                  fill=MUTED, font=sub_font)
+        draw.text(
+            (x, y + side + 8 + title_size),
+            _fit(item.subtitle, draw, sub_font, side),
+            fill=MUTED,
+            font=sub_font,
+        )
 
 
 PhotoLoader = Callable[[str], Photo | None]

@@ -145,13 +145,16 @@ def _open(path: Path) -> _Source:
     return _restore(kind, stream, counter, total, raw.close)
 
 
-def _restore(kind: str, stream: IO[bytes], counter: _Counting, total: int,
-             close_raw: Callable[[], None]) -> _Source:
+def _restore(
+    kind: str, stream: IO[bytes], counter: _Counting, total: int, close_raw: Callable[[], None]
+) -> _Source:
     """Turn a custom or tar archive into plain SQL with pg_restore (it connects nowhere)."""
     stderr = io.BytesIO()
     proc = subprocess.Popen(
         [str(tool_path("pg_restore")), "-f", "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdin and proc.stdout and proc.stderr
 
@@ -168,8 +171,10 @@ def _restore(kind: str, stream: IO[bytes], counter: _Counting, total: int,
     def drain() -> None:
         stderr.write(proc.stderr.read())  # type: ignore[union-attr]
 
-    threads = [threading.Thread(target=feed, daemon=True),
-               threading.Thread(target=drain, daemon=True)]
+    threads = [
+        threading.Thread(target=feed, daemon=True),
+        threading.Thread(target=drain, daemon=True),
+    ]
     for thread in threads:
         thread.start()
 
@@ -337,8 +342,9 @@ def _create_table_columns(statement: str) -> tuple[str, ...]:
     columns = []
     for line in body.splitlines():
         line = line.strip()
-        if not line or re.match(r"(CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE|LIKE)\b",
-                                line, re.I):
+        if not line or re.match(
+            r"(CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE|LIKE)\b", line, re.I
+        ):
             continue
         name = re.match(_IDENT, line)
         if name:
@@ -381,12 +387,16 @@ def check_vector(text: str) -> str | None:
 def _quick_vector_ok(text: str) -> bool:
     """A cheap test that passes every good vector; rows it fails get check_vector's reason."""
     inner_commas = text.count(",")
-    return (inner_commas == DIMENSION - 1 and _VECTOR_CHARS.fullmatch(text) is not None
-            and ",," not in text and "[," not in text and ",]" not in text)
+    return (
+        inner_commas == DIMENSION - 1
+        and _VECTOR_CHARS.fullmatch(text) is not None
+        and ",," not in text
+        and "[," not in text
+        and ",]" not in text
+    )
 
 
-def check_row(source: str | None, age: str | None, sex: str | None, race: str | None
-              ) -> str | None:
+def check_row(source: str | None, age: str | None, sex: str | None, race: str | None) -> str | None:
     """Why a row's non-vector fields are unusable, or None."""
     if not source:
         return "image_key is empty"
@@ -432,8 +442,12 @@ def copy_escape(text: str) -> bytes:
     data = text.encode("utf-8", "surrogateescape")
     if not any(c in data for c in b"\\\t\n\r"):
         return data
-    return (data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
-            .replace(b"\r", b"\\r"))
+    return (
+        data.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
 
 
 # Loading ---------------------------------------------------------------------------
@@ -447,8 +461,15 @@ class _Loader:
     again without its bad rows.
     """
 
-    def __init__(self, conn: psycopg.Connection, report: LoadReport, strict: bool,
-                 gallery: Gallery, known: set[str], grew: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        report: LoadReport,
+        strict: bool,
+        gallery: Gallery,
+        known: set[str],
+        grew: Callable[[int], None],
+    ) -> None:
         self.conn = conn
         self.report = report
         self.strict = strict
@@ -457,16 +478,20 @@ class _Loader:
         self.prefix = str(gallery.id).encode()
         self.batch: list[tuple[int, str, bytes]] = []  # (line, image_key, COPY row)
         self.statement = sql.SQL(
-            "COPY faces (gallery_id, source, age, sex, race, embedding) FROM STDIN")
+            "COPY faces (gallery_id, source, age, sex, race, embedding) FROM STDIN"
+        )
 
     def bad(self, line: int, reason: str) -> None:
         if self.strict:
-            raise BadDump(f"line {line}: {reason}; nothing was loaded "
-                          "(without --strict bad rows are skipped and listed)")
+            raise BadDump(
+                f"line {line}: {reason}; nothing was loaded "
+                "(without --strict bad rows are skipped and listed)"
+            )
         self.report.bad_rows.append(BadRow(line, reason))
 
-    def add(self, line: int, source: bytes, age: bytes, sex: bytes, race: bytes,
-            vector: bytes) -> None:
+    def add(
+        self, line: int, source: bytes, age: bytes, sex: bytes, race: bytes, vector: bytes
+    ) -> None:
         """One row, each field in COPY text form (source escaped as COPY escapes it)."""
         self.report.rows_read += 1
         try:
@@ -479,10 +504,15 @@ class _Loader:
                 age = str(int(age)).encode()
             except ValueError:
                 age = b"?" + age
-        reason = check_row(key, age.decode("utf-8", "replace"), sex.decode("utf-8", "replace"),
-                           race.decode("utf-8", "replace"))
-        if reason is None and not (vector[:1] == b"[" and vector[-1:] == b"]"
-                                   and vector.count(b",") == DIMENSION - 1):
+        reason = check_row(
+            key,
+            age.decode("utf-8", "replace"),
+            sex.decode("utf-8", "replace"),
+            race.decode("utf-8", "replace"),
+        )
+        if reason is None and not (
+            vector[:1] == b"[" and vector[-1:] == b"]" and vector.count(b",") == DIMENSION - 1
+        ):
             reason = check_vector(vector.decode("utf-8", "replace")) or "embedding is malformed"
         if reason is not None:
             self.bad(line, reason)
@@ -517,8 +547,10 @@ class _Loader:
                 with self.conn.transaction():
                     self._copy(good)
             except psycopg.DataError as exc:
-                raise BadDump(f"the server refused rows between lines {batch[0][0]} and "
-                              f"{batch[-1][0]}: {str(exc).splitlines()[0]}") from exc
+                raise BadDump(
+                    f"the server refused rows between lines {batch[0][0]} and "
+                    f"{batch[-1][0]}: {str(exc).splitlines()[0]}"
+                ) from exc
             kept = set(good)
             batch = [item for item in batch if item[2] in kept]
         self.report.rows_loaded += len(batch)
@@ -530,8 +562,7 @@ class _Loader:
                 copy.write(b"\n".join(rows[start : start + 256]) + b"\n")
 
 
-_VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])",
-                    re.I)
+_VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])", re.I)
 
 
 class _Reader:
@@ -585,8 +616,12 @@ class _Reader:
             self.loader.bad(number, "the dump ends inside the faces data (truncated file)")
         if not splitter.empty and splitter.parts and "".join(splitter.parts).strip():
             self.report.ignored.append(
-                Ignored(splitter.start, "unfinished statement at the end of the file: "
-                        + _summary("".join(splitter.parts))))
+                Ignored(
+                    splitter.start,
+                    "unfinished statement at the end of the file: "
+                    + _summary("".join(splitter.parts)),
+                )
+            )
 
     def _statement(self, statement: str, start: int) -> tuple[str, ...] | str | None:
         """Handle one statement; return faces' columns or another table's name for COPY."""
@@ -604,8 +639,7 @@ class _Reader:
             match = _INSERT.match(body)
             if match is not None and _table_name(match.group("table")) == "faces":
                 self.found_faces = True
-                columns = (_column_list(match.group("columns")) or self.columns
-                           or DEFAULT_COLUMNS)
+                columns = _column_list(match.group("columns")) or self.columns or DEFAULT_COLUMNS
                 self._insert_rows(body, match.end(), start, columns)
                 return None
         elif head.startswith("CREATE"):
@@ -620,8 +654,10 @@ class _Reader:
         fields = raw.rstrip(b"\r\n").split(b"\t")
         if len(fields) != len(columns):
             self.loader.report.rows_read += 1
-            self.loader.bad(number, f"{len(fields)} fields, expected {len(columns)} "
-                                    "(a truncated or damaged line)")
+            self.loader.bad(
+                number,
+                f"{len(fields)} fields, expected {len(columns)} (a truncated or damaged line)",
+            )
             return
         values = dict(zip(columns, fields, strict=True))
         for name in NEEDED:
@@ -630,8 +666,14 @@ class _Reader:
                 self.loader.report.rows_read += 1
                 self.loader.bad(number, f"{name} is missing or NULL")
                 return
-        self.loader.add(number, values["image_key"], values["age"], values["sex"],
-                        values["race"], values["embedding"])
+        self.loader.add(
+            number,
+            values["image_key"],
+            values["age"],
+            values["sex"],
+            values["race"],
+            values["embedding"],
+        )
 
     def _insert_rows(self, body: str, pos: int, start: int, columns: tuple[str, ...]) -> None:
         line = start + body.count("\n", 0, pos)
@@ -651,16 +693,19 @@ class _Reader:
                 if match is None:
                     break
                 quoted, null, number, end = match.groups()
-                values.append(None if null else quoted.replace("''", "'")
-                              if quoted is not None else number)
+                values.append(
+                    None if null else quoted.replace("''", "'") if quoted is not None else number
+                )
                 pos = match.end()
                 if end == ")":
                     closed = True
                     break
             self.loader.report.rows_read += 1
             if not closed:
-                self.loader.bad(line, "could not read this INSERT's values; "
-                                      "the rest of the statement is skipped")
+                self.loader.bad(
+                    line,
+                    "could not read this INSERT's values; the rest of the statement is skipped",
+                )
                 return
             line_of_row = line
             line += body.count("\n", begin, pos)
@@ -673,8 +718,7 @@ class _Reader:
                     self.loader.bad(line_of_row, f"{missing[0]} is missing or NULL")
                 else:
                     self.loader.report.rows_read -= 1  # add() counts it
-                    self.loader.add(line_of_row, *(copy_escape(row[name] or "")
-                                                   for name in NEEDED))
+                    self.loader.add(line_of_row, *(copy_escape(row[name] or "") for name in NEEDED))
             while pos < len(body) and body[pos] in " \t\r\n":
                 pos += 1
             if pos < len(body) and body[pos] == ",":
@@ -724,25 +768,35 @@ def load_dump(
 
     def tick() -> None:
         if progress:
-            progress(min(source.counter.count, source.total), source.total,
-                     report.rows_loaded + len(loader.batch))
+            progress(
+                min(source.counter.count, source.total),
+                source.total,
+                report.rows_loaded + len(loader.batch),
+            )
 
     try:
         with conn.transaction():
             # One load per gallery at a time; the faces it finds present stay right.
             conn.execute("SELECT pg_advisory_xact_lock(4242002, hashtext(%s))", (name,))
             gallery = _gallery_in_transaction(conn, repo, name)
-            known = {row[0] for row in conn.execute(
-                "SELECT source FROM faces WHERE gallery_id = %s AND face_index = 0",
-                (gallery.id,))}
+            known = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT source FROM faces WHERE gallery_id = %s AND face_index = 0",
+                    (gallery.id,),
+                )
+            }
             indexed = repo.has_index(gallery)
 
             def grew(rows: int) -> None:
                 nonlocal indexed
                 # Adding many rows to a live HNSW index is far slower than building it again.
                 if indexed and rows > max(2000, len(known) // 4):
-                    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
-                        sql.Identifier(gallery.index_name)))
+                    conn.execute(
+                        sql.SQL("DROP INDEX IF EXISTS {}").format(
+                            sql.Identifier(gallery.index_name)
+                        )
+                    )
                     indexed = False
 
             loader = _Loader(conn, report, strict, gallery, known, grew)

@@ -172,8 +172,9 @@ class Embedder:
             out.extend(np.asarray(row[0]["embedding"], dtype=np.float32) for row in rows)
         return np.vstack(out)
 
-    def embed_photo(self, photo: Photo, all_faces: bool = False,
-                    detector: str | None = None) -> list[EmbeddedFace]:
+    def embed_photo(
+        self, photo: Photo, all_faces: bool = False, detector: str | None = None
+    ) -> list[EmbeddedFace]:
         """Detect and embed the largest face (or every face) of a photo."""
         faces = self.detect(photo, detector)
         if not all_faces:
@@ -184,11 +185,14 @@ class Embedder:
             for face, vector in zip(faces, vectors, strict=True)
         ]
 
-    def embed_query(self, photo: Photo, name: str, detector: str | None = None,
-                    all_faces: bool = False) -> list[EmbeddedFace]:
+    def embed_query(
+        self, photo: Photo, name: str, detector: str | None = None, all_faces: bool = False
+    ) -> list[EmbeddedFace]:
         """Like embed_photo, for a query: no face is an error, not an empty list."""
         faces = self.embed_photo(photo, all_faces, detector)
         if not faces:
-            raise NoFaceFound(f"{name}: no face found; try a clearer, front-facing photo "
-                              "or another detector (--detector)")
+            raise NoFaceFound(
+                f"{name}: no face found; try a clearer, front-facing photo "
+                "or another detector (--detector)"
+            )
         return faces

@@ -39,8 +39,11 @@ class Photo:
         import cv2
 
         factor = max(height, width) / max_side
-        size = ((max_side, max_side) if square
-                else (max(1, round(width / factor)), max(1, round(height / factor))))
+        size = (
+            (max_side, max_side)
+            if square
+            else (max(1, round(width / factor)), max(1, round(height / factor)))
+        )
         pixels = cv2.resize(self.pixels, size, interpolation=cv2.INTER_AREA)
         return Photo(pixels, self.scale * factor)
 

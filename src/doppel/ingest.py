@@ -98,16 +98,21 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _prepared_stream(paths: list[Path], known: dict[str, str], resize_to: int | None,
-                     workers: int) -> Iterator[Prepared]:
+def _prepared_stream(
+    paths: list[Path], known: dict[str, str], resize_to: int | None, workers: int
+) -> Iterator[Prepared]:
     """Prepared files in order, decoded by `workers` processes with bounded look-ahead."""
     if workers <= 0 or len(paths) < 16:
         for path in paths:
             yield prepare(str(path), known.get(str(path)), resize_to)
         return
     # spawn, not fork: the parent may hold TensorFlow threads, which fork would break.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         pending: list[Future[Prepared]] = []
         window = 8 * workers + 32
         todo = iter(paths)
@@ -216,11 +221,19 @@ def ingest(
         for item, faces in pending:
             for face in faces:
                 age, sex, race = labels[position] if labels else (None, None, None)
-                rows.append(NewFace(
-                    item.source, item.content_hash, face.index, vectors[position],
-                    None if skip_detection else face.box,
-                    None if skip_detection else face.confidence, age, sex, race,
-                ))
+                rows.append(
+                    NewFace(
+                        item.source,
+                        item.content_hash,
+                        face.index,
+                        vectors[position],
+                        None if skip_detection else face.box,
+                        None if skip_detection else face.confidence,
+                        age,
+                        sex,
+                        race,
+                    )
+                )
                 position += 1
         report.faces_added += len(rows)
         report.images_added += len(pending)
@@ -234,8 +247,9 @@ def ingest(
                 report.skipped += 1
             elif item.status == "unreadable":
                 report.unreadable.append(f"{item.source}\t{item.detail}")
-                images.append(ImageRecord(item.source, item.content_hash, "unreadable",
-                                          item.detail))
+                images.append(
+                    ImageRecord(item.source, item.content_hash, "unreadable", item.detail)
+                )
             else:
                 assert item.photo is not None
                 faces = embedder.detect(item.photo)
@@ -256,8 +270,9 @@ def ingest(
             flush()
     finally:
         writer.close()
-    report.index_built = (repo.ensure_index(gallery, m, ef_construction)
-                          if repo.face_count(gallery) else False)
+    report.index_built = (
+        repo.ensure_index(gallery, m, ef_construction) if repo.face_count(gallery) else False
+    )
     report.seconds = time.perf_counter() - start
     if report.no_face or report.unreadable:
         report.listed_in = _write_problems(report, log_dir)
@@ -274,4 +289,3 @@ def _write_problems(report: IngestReport, log_dir: Path | None) -> Path | None:
     lines += [f"unreadable\t{entry}" for entry in report.unreadable]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,36 +29,113 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("Facenet512", "recognition", 512, "facenet512_weights.h5",
-                  _RELEASES + "facenet512_weights.h5", "default; best accuracy for its cost", input_size=160),
-        ModelSpec("Facenet", "recognition", 128, "facenet_weights.h5",
-                  _RELEASES + "facenet_weights.h5", input_size=160),
-        ModelSpec("ArcFace", "recognition", 512, "arcface_weights.h5",
-                  _RELEASES + "arcface_weights.h5", input_size=112),
-        ModelSpec("Dlib", "recognition", 128, "dlib_face_recognition_resnet_model_v1.dat",
-                  "https://dlib.net/files/dlib_face_recognition_resnet_model_v1.dat.bz2",
-                  "weights ship with face_recognition_models; works offline", input_size=150),
-        ModelSpec("VGG-Face", "recognition", 4096, "vgg_face_weights.h5",
-                  _RELEASES + "vgg_face_weights.h5", input_size=224),
-        ModelSpec("GhostFaceNet", "recognition", 512, "ghostfacenet_v1.h5",
-                  "https://github.com/HamadYA/GhostFaceNets/releases/download/v1.2/GhostFaceNet_W1.3_S1_ArcFace.h5", input_size=112),
-        ModelSpec("mtcnn", "detector", None, None, None,
-                  "default detector; weights ship with the mtcnn package"),
-        ModelSpec("dlib", "detector", None, "shape_predictor_5_face_landmarks.dat",
-                  "https://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2",
-                  "weights ship with face_recognition_models; fast, misses small faces"),
-        ModelSpec("retinaface", "detector", None, "retinaface.h5",
-                  _RELEASES + "retinaface.h5", "most accurate, slowest on CPU"),
-        ModelSpec("opencv", "detector", None, None, None,
-                  "fastest, least accurate; needs Haar cascade files (Debian: opencv-data)"),
-        ModelSpec("skip", "detector", None, None, None,
-                  "no detection: for pre-aligned face crops such as FFHQ"),
-        ModelSpec("Age", "attributes", None, "age_model_weights.h5",
-                  _RELEASES + "age_model_weights.h5"),
-        ModelSpec("Gender", "attributes", None, "gender_model_weights.h5",
-                  _RELEASES + "gender_model_weights.h5"),
-        ModelSpec("Race", "attributes", None, "race_model_single_batch.h5",
-                  _RELEASES + "race_model_single_batch.h5"),
+        ModelSpec(
+            "Facenet512",
+            "recognition",
+            512,
+            "facenet512_weights.h5",
+            _RELEASES + "facenet512_weights.h5",
+            "default; best accuracy for its cost",
+            input_size=160,
+        ),
+        ModelSpec(
+            "Facenet",
+            "recognition",
+            128,
+            "facenet_weights.h5",
+            _RELEASES + "facenet_weights.h5",
+            input_size=160,
+        ),
+        ModelSpec(
+            "ArcFace",
+            "recognition",
+            512,
+            "arcface_weights.h5",
+            _RELEASES + "arcface_weights.h5",
+            input_size=112,
+        ),
+        ModelSpec(
+            "Dlib",
+            "recognition",
+            128,
+            "dlib_face_recognition_resnet_model_v1.dat",
+            "https://dlib.net/files/dlib_face_recognition_resnet_model_v1.dat.bz2",
+            "weights ship with face_recognition_models; works offline",
+            input_size=150,
+        ),
+        ModelSpec(
+            "VGG-Face",
+            "recognition",
+            4096,
+            "vgg_face_weights.h5",
+            _RELEASES + "vgg_face_weights.h5",
+            input_size=224,
+        ),
+        ModelSpec(
+            "GhostFaceNet",
+            "recognition",
+            512,
+            "ghostfacenet_v1.h5",
+            "https://github.com/HamadYA/GhostFaceNets/releases/download/v1.2/GhostFaceNet_W1.3_S1_ArcFace.h5",
+            input_size=112,
+        ),
+        ModelSpec(
+            "mtcnn",
+            "detector",
+            None,
+            None,
+            None,
+            "default detector; weights ship with the mtcnn package",
+        ),
+        ModelSpec(
+            "dlib",
+            "detector",
+            None,
+            "shape_predictor_5_face_landmarks.dat",
+            "https://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2",
+            "weights ship with face_recognition_models; fast, misses small faces",
+        ),
+        ModelSpec(
+            "retinaface",
+            "detector",
+            None,
+            "retinaface.h5",
+            _RELEASES + "retinaface.h5",
+            "most accurate, slowest on CPU",
+        ),
+        ModelSpec(
+            "opencv",
+            "detector",
+            None,
+            None,
+            None,
+            "fastest, least accurate; needs Haar cascade files (Debian: opencv-data)",
+        ),
+        ModelSpec(
+            "skip",
+            "detector",
+            None,
+            None,
+            None,
+            "no detection: for pre-aligned face crops such as FFHQ",
+        ),
+        ModelSpec(
+            "Age", "attributes", None, "age_model_weights.h5", _RELEASES + "age_model_weights.h5"
+        ),
+        ModelSpec(
+            "Gender",
+            "attributes",
+            None,
+            "gender_model_weights.h5",
+            _RELEASES + "gender_model_weights.h5",
+        ),
+        ModelSpec(
+            "Race",
+            "attributes",
+            None,
+            "race_model_single_batch.h5",
+            _RELEASES + "race_model_single_batch.h5",
+        ),
     ]
 }
 
@@ -87,10 +165,9 @@ def spec(name: str, kind: str | None = None) -> ModelSpec:
         if key.lower() == name.lower() and kind in (None, value.kind):
             return value
     what = {"recognition": "face recognition model", "detector": "face detector"}.get(
-        kind or "", "model or detector")
-    raise UnknownModel(
-        f"unknown {what} {name!r}; `doppel models` lists the ones doppel supports"
+        kind or "", "model or detector"
     )
+    raise UnknownModel(f"unknown {what} {name!r}; `doppel models` lists the ones doppel supports")
 
 
 def _bundled(file_name: str) -> Path | None:
@@ -133,10 +210,10 @@ def require(name: str, kind: str | None = None) -> None:
     bundled = _bundled(model.weights)
     if bundled is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        if target.is_symlink():
+            target.unlink()  # dangling: the package it pointed into has moved
+        with contextlib.suppress(FileExistsError):  # another process linked it first
             target.symlink_to(bundled)
-        except FileExistsError:
-            pass
         return
     if os.environ.get("DOPPEL_ALLOW_DOWNLOAD", "") not in ("", "0"):
         return  # DeepFace downloads it on first use.

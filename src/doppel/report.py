@@ -51,20 +51,36 @@ def plot_pca(result: ResembleResult, out: Path) -> Path:
     everything = np.vstack([result.people_embeddings, result.target_embeddings])
     coords, share = pca_2d(everything)
     people_xy = coords[: len(result.people_embeddings)]
-    target_xy = coords[len(result.people_embeddings):]
+    target_xy = coords[len(result.people_embeddings) :]
     fig, ax = plt.subplots(figsize=(7.5, 6), dpi=110)
-    for index, (name, colour) in enumerate(zip(result.people, _colours(len(result.people)),
-                                               strict=True)):
+    for index, (name, colour) in enumerate(
+        zip(result.people, _colours(len(result.people)), strict=True)
+    ):
         mine = people_xy[result.people_labels == index]
-        ax.scatter(mine[:, 0], mine[:, 1], s=70, color=colour, alpha=0.85,
-                   edgecolors="white", linewidths=0.8, label=f"{name} ({len(mine)} photos)")
+        ax.scatter(
+            mine[:, 0],
+            mine[:, 1],
+            s=70,
+            color=colour,
+            alpha=0.85,
+            edgecolors="white",
+            linewidths=0.8,
+            label=f"{name} ({len(mine)} photos)",
+        )
         centre = mine.mean(axis=0)
         ax.scatter(*centre, s=220, marker="X", color=colour, edgecolors="black", linewidths=0.8)
-    ax.scatter(target_xy[:, 0], target_xy[:, 1], s=260, marker="*", color="black",
-               edgecolors="yellow", linewidths=0.8, label=f"target ({len(target_xy)} photos)",
-               zorder=5)
-    ax.scatter([], [], s=120, marker="X", color="grey", edgecolors="black",
-               label="person's mean")
+    ax.scatter(
+        target_xy[:, 0],
+        target_xy[:, 1],
+        s=260,
+        marker="*",
+        color="black",
+        edgecolors="yellow",
+        linewidths=0.8,
+        label=f"target ({len(target_xy)} photos)",
+        zorder=5,
+    )
+    ax.scatter([], [], s=120, marker="X", color="grey", edgecolors="black", label="person's mean")
     ax.set_xlabel(f"PC1 ({share[0]:.0%} of variance)")
     ax.set_ylabel(f"PC2 ({share[1]:.0%} of variance)")
     ax.set_title(f"Face embeddings in 2-D (PCA, {result.config.model})")
@@ -82,8 +98,7 @@ def plot_scores(result: ResembleResult, out: Path) -> Path:
     n = len(result.methods)
     cols = min(n, 2)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), dpi=110, squeeze=False)
     colours = _colours(len(result.people))
     x = np.arange(len(result.people))
     for ax, method in zip(axes.flat, result.methods, strict=False):
@@ -91,19 +106,30 @@ def plot_scores(result: ResembleResult, out: Path) -> Path:
         low = np.array([method.intervals[p].low for p in result.people])
         high = np.array([method.intervals[p].high for p in result.people])
         ax.bar(x, values, color=colours, edgecolor="black", linewidth=0.6)
-        ax.errorbar(x, values, yerr=[values - low, high - values], fmt="none", ecolor="black",
-                    capsize=6, linewidth=1.3, label="95% interval (bootstrap)")
+        ax.errorbar(
+            x,
+            values,
+            yerr=[values - low, high - values],
+            fmt="none",
+            ecolor="black",
+            capsize=6,
+            linewidth=1.3,
+            label="95% interval (bootstrap)",
+        )
         for xi, value in zip(x, values, strict=True):
-            ax.annotate(f"{value:.3f}", (xi, value), textcoords="offset points",
-                        xytext=(14, 3), fontsize=9)
+            ax.annotate(
+                f"{value:.3f}", (xi, value), textcoords="offset points", xytext=(14, 3), fontsize=9
+            )
         if method.unit == "probability":
             ax.set_ylim(0, 1.08)
         else:
             floor = max(-1.0, float(low.min()) - 0.1)
             ax.set_ylim(floor, min(1.0, float(high.max()) + 0.05))
         loo = f"{method.loo_accuracy:.0%}" if method.loo_accuracy is not None else "n/a"
-        ax.set_title(f"{method.title}\nLOO accuracy {loo}, first in {method.support:.0%} "
-                     "of resamples", fontsize=10)
+        ax.set_title(
+            f"{method.title}\nLOO accuracy {loo}, first in {method.support:.0%} of resamples",
+            fontsize=10,
+        )
         ax.set_xticks(x, result.people)
         ax.set_ylabel(method.unit)
         ax.grid(axis="y", alpha=0.3)
@@ -132,14 +158,25 @@ def plot_per_photo(result: ResembleResult, out: Path) -> Path:
     for i, row in enumerate(matrix):
         best = int(np.argmax(row))
         for j, value in enumerate(row):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=9,
-                    color="black" if value > threshold else "white",
-                    fontweight="bold" if j == best else "normal")
-        ax.add_patch(plt.Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red",
-                                   linewidth=2))
+            ax.text(
+                j,
+                i,
+                f"{value:.3f}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="black" if value > threshold else "white",
+                fontweight="bold" if j == best else "normal",
+            )
+        ax.add_patch(
+            plt.Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+        )
     fig.colorbar(image, ax=ax, label=f"{result.basis.title} ({result.basis.unit})")
-    ax.set_title("Each target photo: closest person boxed in red\n(! = closest to someone "
-                 "other than the verdict)", fontsize=10)
+    ax.set_title(
+        "Each target photo: closest person boxed in red\n(! = closest to someone "
+        "other than the verdict)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -153,15 +190,19 @@ def plot_timeline(result: ResembleResult, out: Path) -> Path:
     n = len(result.methods)
     cols = min(n, 2)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.6 * rows), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.6 * rows), dpi=110, squeeze=False)
     colours = _colours(len(result.people))
     x = np.arange(len(periods))
     labels = [f"{p.label}\n({len(p.photos)})" for p in periods]
     for ax, method in zip(axes.flat, result.methods, strict=False):
         for person, colour in zip(result.people, colours, strict=True):
-            ax.plot(x, [p.scores[method.name][person] for p in periods], marker="o",
-                    color=colour, label=person)
+            ax.plot(
+                x,
+                [p.scores[method.name][person] for p in periods],
+                marker="o",
+                color=colour,
+                label=person,
+            )
         ax.set_xticks(x, labels, fontsize=8)
         ax.set_title(method.title, fontsize=10)
         ax.set_ylabel(method.unit)
@@ -180,35 +221,57 @@ def plot_timeline(result: ResembleResult, out: Path) -> Path:
 
 def as_dict(result: ResembleResult) -> dict[str, Any]:
     """Every number of the run, ready for json.dumps."""
+
     def interval(method: Any, person: str) -> list[float]:
         return [method.intervals[person].low, method.intervals[person].high]
 
     return {
-        "config": {"model": result.config.model, "detector": result.config.detector,
-                   "align": result.config.align, "normalization": result.config.normalization},
+        "config": {
+            "model": result.config.model,
+            "detector": result.config.detector,
+            "align": result.config.align,
+            "normalization": result.config.normalization,
+        },
         "people": {name: {"photos": photos} for name, photos in result.person_photos.items()},
         "verdict": result.verdict,
         "leader": result.leader,
         "bootstrap": {"rounds": result.bootstrap_rounds, "seed": result.seed, "level": 0.95},
         "methods": [
-            {"name": m.name, "title": m.title, "unit": m.unit, "winner": m.winner,
-             "ranking": m.ranking, "support": m.support, "strength": m.strength,
-             "margin": m.margin, "loo_accuracy": m.loo_accuracy, "loo_photos": m.loo_photos,
-             "scores": m.scores,
-             "intervals": {p: interval(m, p) for p in result.people},
-             "per_photo": {t.path: dict(zip(result.people, map(float, row), strict=True))
-                           for t, row in zip(result.targets, m.per_photo, strict=True)}}
+            {
+                "name": m.name,
+                "title": m.title,
+                "unit": m.unit,
+                "winner": m.winner,
+                "ranking": m.ranking,
+                "support": m.support,
+                "strength": m.strength,
+                "margin": m.margin,
+                "loo_accuracy": m.loo_accuracy,
+                "loo_photos": m.loo_photos,
+                "scores": m.scores,
+                "intervals": {p: interval(m, p) for p in result.people},
+                "per_photo": {
+                    t.path: dict(zip(result.people, map(float, row), strict=True))
+                    for t, row in zip(result.targets, m.per_photo, strict=True)
+                },
+            }
             for m in result.methods
         ],
         "per_photo_basis": result.per_photo_basis,
         "targets": [
-            {"path": t.path, "closest": t.closest, "scores": t.scores, "votes": t.votes,
-             "face_count": t.face_count, "outlier": t.outlier}
+            {
+                "path": t.path,
+                "closest": t.closest,
+                "scores": t.scores,
+                "votes": t.votes,
+                "face_count": t.face_count,
+                "outlier": t.outlier,
+            }
             for t in result.targets
         ],
-        "periods": None if result.periods is None else [
-            {"label": p.label, "photos": p.photos, "scores": p.scores} for p in result.periods
-        ],
+        "periods": None
+        if result.periods is None
+        else [{"label": p.label, "photos": p.photos, "scores": p.scores} for p in result.periods],
         "skipped": {"no_face": result.no_face, "unreadable": result.unreadable},
         "notes": result.notes,
         "embedding": {"embedded": result.embedded, "from_cache": result.from_cache},
@@ -220,7 +283,8 @@ def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = N
     marks = classes or [""] * len(rows)
     body = "".join(
         (f'<tr class="{mark}">' if mark else "<tr>")
-        + "".join(f"<td>{c}</td>" for c in row) + "</tr>"
+        + "".join(f"<td>{c}</td>" for c in row)
+        + "</tr>"
         for row, mark in zip(rows, marks, strict=True)
     )
     return f"<table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
@@ -250,12 +314,17 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
             iv = m.intervals[p]
             text = f"{m.scores[p]:.3f} <small>[{iv.low:.3f}, {iv.high:.3f}]</small>"
             cells.append(f'<span class="win">{text}</span>' if p == m.winner else text)
-        loo = (f"{m.loo_accuracy:.0%} <small>({m.loo_photos} photos)</small>"
-               if m.loo_accuracy is not None else "n/a")
+        loo = (
+            f"{m.loo_accuracy:.0%} <small>({m.loo_photos} photos)</small>"
+            if m.loo_accuracy is not None
+            else "n/a"
+        )
         cells += [esc(m.winner), f"{m.support:.0%}", loo, esc(m.unit)]
         method_rows.append(cells)
-    methods_table = _table(["method", *result.people, "first", "first in resamples",
-                            "LOO accuracy", "unit"], method_rows)
+    methods_table = _table(
+        ["method", *result.people, "first", "first in resamples", "LOO accuracy", "unit"],
+        method_rows,
+    )
     photo_rows = []
     for t in result.targets:
         cells = [esc(Path(t.path).name)]
@@ -264,9 +333,17 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
         note = f"{t.face_count} faces, largest used" if t.face_count > 1 else ""
         cells += [esc(t.closest), votes, note]
         photo_rows.append(cells)
-    photos_table = _table(["target photo", *[f"{p} ({result.basis.title})" for p in result.people],
-                           "closest", "methods' votes", "note"], photo_rows,
-                          ["outlier" if t.outlier else "" for t in result.targets])
+    photos_table = _table(
+        [
+            "target photo",
+            *[f"{p} ({result.basis.title})" for p in result.people],
+            "closest",
+            "methods' votes",
+            "note",
+        ],
+        photo_rows,
+        ["outlier" if t.outlier else "" for t in result.targets],
+    )
     figures = "".join(
         f'<figure><img src="{esc(path.name)}" alt="{esc(title)}">'
         f"<figcaption>{esc(title)}</figcaption></figure>"
@@ -274,16 +351,21 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
     )
     period_html = ""
     if result.periods:
-        rows = [[esc(p.label), str(len(p.photos))]
-                + [esc(p.first(m.name)) for m in result.methods]
-                for p in result.periods]
+        rows = [
+            [esc(p.label), str(len(p.photos))] + [esc(p.first(m.name)) for m in result.methods]
+            for p in result.periods
+        ]
         period_html = "<h2>Over time</h2>" + _table(
-            ["period", "photos", *[f"first by {m.title}" for m in result.methods]], rows)
+            ["period", "photos", *[f"first by {m.title}" for m in result.methods]], rows
+        )
     skipped = [f"{esc(p)}: no face found, skipped" for p in result.no_face]
     skipped += [esc(p) for p in result.unreadable]
     skipped += [esc(n) for n in result.notes]
-    skipped_html = ("<h2>Notes</h2><ul>" + "".join(f"<li>{s}</li>" for s in skipped) + "</ul>"
-                    if skipped else "")
+    skipped_html = (
+        "<h2>Notes</h2><ul>" + "".join(f"<li>{s}</li>" for s in skipped) + "</ul>"
+        if skipped
+        else ""
+    )
     people = ", ".join(f"{esc(n)} ({len(p)} photos)" for n, p in result.person_photos.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>doppel resemble: {esc(result.leader)}</title>

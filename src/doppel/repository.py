@@ -23,12 +23,34 @@ DEFAULT_EF_CONSTRUCTION = 128
 DEFAULT_EF_SEARCH = 400
 
 FACE_COLUMNS = (
-    "gallery_id", "source", "content_hash", "face_index", "box_x", "box_y", "box_w", "box_h",
-    "confidence", "age", "sex", "race", "embedding",
+    "gallery_id",
+    "source",
+    "content_hash",
+    "face_index",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "confidence",
+    "age",
+    "sex",
+    "race",
+    "embedding",
 )
 FACE_TYPES = (
-    "int4", "text", "text", "int4", "int4", "int4", "int4", "int4",
-    "float4", "int4", "text", "text", "vector",  # text: sex is char(1)
+    "int4",
+    "text",
+    "text",
+    "int4",
+    "int4",
+    "int4",
+    "int4",
+    "int4",
+    "float4",
+    "int4",
+    "text",
+    "text",
+    "vector",  # text: sex is char(1)
 )
 
 
@@ -173,7 +195,9 @@ class Repository:
         rows = self.conn.execute(self._GALLERY_SELECT + " ORDER BY name").fetchall()
         return [self._gallery_from_row(row) for row in rows]
 
-    def ensure_gallery(self, name: str, config: EmbeddingConfig, storage: str = "vector") -> Gallery:
+    def ensure_gallery(
+        self, name: str, config: EmbeddingConfig, storage: str = "vector"
+    ) -> Gallery:
         """The named gallery, created with this configuration if new; refuses a mismatch."""
         if storage not in ("vector", "halfvec"):
             raise UsageError(f"storage must be vector or halfvec, not {storage!r}")
@@ -184,8 +208,15 @@ class Repository:
             self.conn.execute(
                 "INSERT INTO galleries (name, model, detector, align, normalization, dimension,"
                 " storage) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
-                (name, config.model, config.detector, config.align, config.normalization,
-                 config.dimension, storage),
+                (
+                    name,
+                    config.model,
+                    config.detector,
+                    config.align,
+                    config.normalization,
+                    config.dimension,
+                    storage,
+                ),
             )
             return self.gallery(name)
         if existing.config != config:
@@ -203,19 +234,27 @@ class Repository:
         out = []
         for gallery in self.galleries():
             faces = self.face_count(gallery)
-            counts: dict[str, int] = dict(self.conn.execute(
-                "SELECT status, count(*) FROM images WHERE gallery_id = %s GROUP BY status",
-                (gallery.id,),
-            ).fetchall())
+            counts: dict[str, int] = dict(
+                self.conn.execute(
+                    "SELECT status, count(*) FROM images WHERE gallery_id = %s GROUP BY status",
+                    (gallery.id,),
+                ).fetchall()
+            )
             index = self.conn.execute(
                 "SELECT pg_relation_size(to_regclass(%s))", (gallery.index_name,)
             ).fetchone()
             has_index = index is not None and index[0] is not None
-            out.append(GalleryStats(
-                gallery, faces, sum(counts.values()), counts.get("no_face", 0),
-                counts.get("unreadable", 0), gallery.index_name if has_index else None,
-                int(index[0]) if has_index and index else 0,
-            ))
+            out.append(
+                GalleryStats(
+                    gallery,
+                    faces,
+                    sum(counts.values()),
+                    counts.get("no_face", 0),
+                    counts.get("unreadable", 0),
+                    gallery.index_name if has_index else None,
+                    int(index[0]) if has_index and index else 0,
+                )
+            )
         return out
 
     def attribute_values(self, gallery: Gallery) -> AttributeValues | None:
@@ -223,12 +262,14 @@ class Repository:
         row = self.conn.execute(
             "SELECT array_remove(array_agg(DISTINCT sex::text), NULL),"
             " array_remove(array_agg(DISTINCT race), NULL), min(age), max(age)"
-            " FROM faces WHERE gallery_id = %s", (gallery.id,),
+            " FROM faces WHERE gallery_id = %s",
+            (gallery.id,),
         ).fetchone()
         if row is None or not (row[0] or row[1] or row[2] is not None):
             return None
-        return AttributeValues(tuple(sorted(row[0] or [])), tuple(sorted(row[1] or [])),
-                               row[2], row[3])
+        return AttributeValues(
+            tuple(sorted(row[0] or [])), tuple(sorted(row[1] or [])), row[2], row[3]
+        )
 
     def face_count(self, gallery: Gallery) -> int:
         row = self.conn.execute(
@@ -245,8 +286,9 @@ class Repository:
         )
         return dict(rows.fetchall())
 
-    def write_batch(self, gallery: Gallery, images: Sequence[ImageRecord],
-                    faces: Sequence[NewFace]) -> None:
+    def write_batch(
+        self, gallery: Gallery, images: Sequence[ImageRecord], faces: Sequence[NewFace]
+    ) -> None:
         """Record files and their faces in one transaction, replacing earlier versions."""
         with self.conn.transaction():
             sources = [image.source for image in images]
@@ -259,15 +301,23 @@ class Repository:
                     "DELETE FROM images WHERE gallery_id = %s AND source = ANY(%s)",
                     (gallery.id, sources),
                 )
-                with self.conn.cursor() as cur, cur.copy(
-                    "COPY images (gallery_id, source, content_hash, status, detail)"
-                    " FROM STDIN WITH (FORMAT BINARY)"
-                ) as copy:
+                with (
+                    self.conn.cursor() as cur,
+                    cur.copy(
+                        "COPY images (gallery_id, source, content_hash, status, detail)"
+                        " FROM STDIN WITH (FORMAT BINARY)"
+                    ) as copy,
+                ):
                     copy.set_types(["int4", "text", "text", "text", "text"])
                     for image in images:
                         copy.write_row(
-                            (gallery.id, image.source, image.content_hash, image.status,
-                             image.detail)
+                            (
+                                gallery.id,
+                                image.source,
+                                image.content_hash,
+                                image.status,
+                                image.detail,
+                            )
                         )
             self.copy_faces(gallery, faces, "faces")
 
@@ -282,13 +332,23 @@ class Repository:
             copy.set_types(list(FACE_TYPES))
             for face in faces:
                 box = face.box
-                copy.write_row((
-                    gallery.id, face.source, face.content_hash, face.face_index,
-                    box.x if box else None, box.y if box else None,
-                    box.w if box else None, box.h if box else None,
-                    face.confidence, face.age, face.sex, face.race,
-                    np.asarray(face.embedding, dtype=np.float32),
-                ))
+                copy.write_row(
+                    (
+                        gallery.id,
+                        face.source,
+                        face.content_hash,
+                        face.face_index,
+                        box.x if box else None,
+                        box.y if box else None,
+                        box.w if box else None,
+                        box.h if box else None,
+                        face.confidence,
+                        face.age,
+                        face.sex,
+                        face.race,
+                        np.asarray(face.embedding, dtype=np.float32),
+                    )
+                )
                 count += 1
         return count
 
@@ -304,8 +364,9 @@ class Repository:
         found = row.fetchone()
         return bool(found and found[0])
 
-    def ensure_index(self, gallery: Gallery, m: int = DEFAULT_M,
-                     ef_construction: int = DEFAULT_EF_CONSTRUCTION) -> bool:
+    def ensure_index(
+        self, gallery: Gallery, m: int = DEFAULT_M, ef_construction: int = DEFAULT_EF_CONSTRUCTION
+    ) -> bool:
         """Build the gallery's HNSW cosine index if missing; return whether it was built.
 
         Building once after a bulk load is much faster than growing it row by row,
@@ -315,31 +376,42 @@ class Repository:
             return False
         ops = "halfvec_cosine_ops" if gallery.storage == "halfvec" else "vector_cosine_ops"
         # HNSW builds fast only while its graph fits in maintenance_work_mem.
-        memory = _build_memory_mib(self.face_count(gallery), gallery.dimension,
-                                   gallery.storage, m)
-        self.conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
-            sql.Literal(f"{memory}MB")))
+        memory = _build_memory_mib(self.face_count(gallery), gallery.dimension, gallery.storage, m)
+        self.conn.execute(
+            sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB"))
+        )
         self.conn.execute(
             sql.SQL(
                 "CREATE INDEX IF NOT EXISTS {} ON faces USING hnsw ({} {})"
                 " WITH (m = {}, ef_construction = {}) WHERE gallery_id = {}"
             ).format(
-                sql.Identifier(gallery.index_name), self._vector_expr(gallery), sql.SQL(ops),
-                sql.Literal(m), sql.Literal(ef_construction), sql.Literal(gallery.id),
+                sql.Identifier(gallery.index_name),
+                self._vector_expr(gallery),
+                sql.SQL(ops),
+                sql.Literal(m),
+                sql.Literal(ef_construction),
+                sql.Literal(gallery.id),
             )
         )
         self.conn.execute("RESET maintenance_work_mem")
         return True
 
     def drop_index(self, gallery: Gallery) -> None:
-        self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
-            sql.Identifier(gallery.index_name)))
+        self.conn.execute(
+            sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(gallery.index_name))
+        )
 
     # Search --------------------------------------------------------------------
 
-    def search(self, gallery: Gallery, vector: np.ndarray, k: int = 5,
-               filters: Filters | None = None, exact: bool = False,
-               ef_search: int = DEFAULT_EF_SEARCH) -> list[Match]:
+    def search(
+        self,
+        gallery: Gallery,
+        vector: np.ndarray,
+        k: int = 5,
+        filters: Filters | None = None,
+        exact: bool = False,
+        ef_search: int = DEFAULT_EF_SEARCH,
+    ) -> list[Match]:
         """The k faces nearest to vector by cosine distance, through the HNSW index.
 
         With filters, pgvector's iterative scan keeps looking until k rows pass them;
@@ -362,8 +434,15 @@ class Repository:
             raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
         return matches
 
-    def _search(self, gallery: Gallery, vector: np.ndarray, k: int, filters: Filters,
-                exact: bool, ef_search: int) -> list[Match]:
+    def _search(
+        self,
+        gallery: Gallery,
+        vector: np.ndarray,
+        k: int,
+        filters: Filters,
+        exact: bool,
+        ef_search: int,
+    ) -> list[Match]:
         conditions: list[sql.Composable] = [
             sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))
         ]
@@ -392,8 +471,7 @@ class Repository:
             "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
             " {left} <=> {right} AS distance FROM faces WHERE {where}"
             " ORDER BY distance LIMIT {k}"
-        ).format(left=left, right=right, where=sql.SQL(" AND ").join(conditions),
-                 k=sql.Literal(k))
+        ).format(left=left, right=right, where=sql.SQL(" AND ").join(conditions), k=sql.Literal(k))
         from pgvector import Vector
 
         with self.conn.transaction():
@@ -404,7 +482,8 @@ class Repository:
                     self._iterative_scan = has_iterative_scan(self.conn)
                 # One round trip for both settings.
                 settings = sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-                    sql.Literal(max(ef_search, k)))
+                    sql.Literal(max(ef_search, k))
+                )
                 if self._iterative_scan:
                     settings += sql.SQL("; SET LOCAL hnsw.iterative_scan = relaxed_order")
                 self.conn.execute(settings)
@@ -414,15 +493,19 @@ class Repository:
         # relaxed_order may return rows slightly out of order; sort them.
         rows.sort(key=lambda row: row[10])
         return [
-            Match(rank, Face(row[0], row[1], row[2], _box(*row[3:7]), row[7],
-                             row[8], row[9]), float(row[10]))
+            Match(
+                rank,
+                Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9]),
+                float(row[10]),
+            )
             for rank, row in enumerate(rows, start=1)
         ]
 
     def face(self, face_id: int) -> Face | None:
         row = self.conn.execute(
             "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race"
-            " FROM faces WHERE id = %s", (face_id,),
+            " FROM faces WHERE id = %s",
+            (face_id,),
         ).fetchone()
         if row is None:
             return None

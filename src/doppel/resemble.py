@@ -60,12 +60,14 @@ class Collection:
     from_cache: int = 0
 
 
-_CACHE_COLUMNS = ("content_hash, face_index, face_count, box_x, box_y, box_w, box_h, "
-                  "confidence, embedding")
+_CACHE_COLUMNS = (
+    "content_hash, face_index, face_count, box_x, box_y, box_w, box_h, confidence, embedding"
+)
 
 
-def _cached_rows(conn: psycopg.Connection, config: EmbeddingConfig,
-                 hashes: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+def _cached_rows(
+    conn: psycopg.Connection, config: EmbeddingConfig, hashes: Sequence[str]
+) -> dict[str, tuple[Any, ...]]:
     rows = conn.execute(
         f"SELECT {_CACHE_COLUMNS} FROM embedding_cache"
         " WHERE config = %s AND content_hash = ANY(%s) AND face_index = 0",
@@ -79,8 +81,15 @@ def _from_row(path: Path, row: tuple[Any, ...]) -> PhotoFace:
     if count == 0 or vector is None:
         return PhotoFace(path, row[0], 0, None, cached=True)
     box = Box(x, y, w, h) if x is not None else None
-    return PhotoFace(path, row[0], count, np.asarray(vector.to_numpy(), dtype=np.float32),
-                     box, confidence, cached=True)
+    return PhotoFace(
+        path,
+        row[0],
+        count,
+        np.asarray(vector.to_numpy(), dtype=np.float32),
+        box,
+        confidence,
+        cached=True,
+    )
 
 
 def _store(conn: psycopg.Connection, config: EmbeddingConfig, face: PhotoFace) -> None:
@@ -88,15 +97,26 @@ def _store(conn: psycopg.Connection, config: EmbeddingConfig, face: PhotoFace) -
     conn.execute(
         f"INSERT INTO embedding_cache (config, {_CACHE_COLUMNS})"
         " VALUES (%s, %s, 0, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (config.key, face.content_hash, face.face_count,
-         box.x if box else None, box.y if box else None,
-         box.w if box else None, box.h if box else None, face.confidence,
-         face.embedding),
+        (
+            config.key,
+            face.content_hash,
+            face.face_count,
+            box.x if box else None,
+            box.y if box else None,
+            box.w if box else None,
+            box.h if box else None,
+            face.confidence,
+            face.embedding,
+        ),
     )
 
 
-def embed_photos(conn: psycopg.Connection, paths: Sequence[Path], embedder: Embedder,
-                 progress: Progress | None = None) -> Collection:
+def embed_photos(
+    conn: psycopg.Connection,
+    paths: Sequence[Path],
+    embedder: Embedder,
+    progress: Progress | None = None,
+) -> Collection:
     """Embed the largest face of each photo, reusing the cache by file content and model.
 
     New results, 'no face' included, are written to embedding_cache as they come, so an
@@ -128,8 +148,9 @@ def embed_photos(conn: psycopg.Connection, paths: Sequence[Path], embedder: Embe
                 face = PhotoFace(path, digest, len(detected), None)
                 if detected:
                     vector = embedder.embed_crops([detected[0].crop])[0]
-                    face = PhotoFace(path, digest, len(detected), vector, detected[0].box,
-                                     detected[0].confidence)
+                    face = PhotoFace(
+                        path, digest, len(detected), vector, detected[0].box, detected[0].confidence
+                    )
                 _store(conn, config, face)
                 conn.commit()
                 result.faces.append(face)
@@ -159,8 +180,9 @@ class Method:
     title: ClassVar[str]
     unit: ClassVar[str]  # "cosine similarity" or "probability"
 
-    def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-               targets: np.ndarray) -> np.ndarray:
+    def scores(
+        self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+    ) -> np.ndarray:
         """An (n_targets, n_people) array: higher means more alike."""
         raise NotImplementedError
 
@@ -184,8 +206,9 @@ class MeanCosine(Method):
     title = "mean cosine"
     unit = "cosine similarity"
 
-    def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-               targets: np.ndarray) -> np.ndarray:
+    def scores(
+        self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+    ) -> np.ndarray:
         sims = _unit(targets) @ _unit(people).T
         return np.stack([sims[:, labels == p].mean(axis=1) for p in range(n_people)], axis=1)
 
@@ -198,8 +221,9 @@ class Centroid(Method):
     title = "centroid cosine"
     unit = "cosine similarity"
 
-    def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-               targets: np.ndarray) -> np.ndarray:
+    def scores(
+        self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+    ) -> np.ndarray:
         unit = _unit(people)
         centres = np.stack([unit[labels == p].mean(axis=0) for p in range(n_people)])
         return _unit(targets) @ _unit(centres).T
@@ -222,8 +246,9 @@ class KNearest(Method):
         smallest = int(np.bincount(labels).min()) if len(labels) else 1
         return max(1, min(5, smallest, len(labels)))
 
-    def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-               targets: np.ndarray) -> np.ndarray:
+    def scores(
+        self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+    ) -> np.ndarray:
         k = self.effective_k(labels)
         sims = _unit(targets) @ _unit(people).T
         nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
@@ -246,8 +271,9 @@ class Logistic(Method):
     title: ClassVar[str] = "logistic regression"
     unit: ClassVar[str] = "probability"
 
-    def scores(self, people: np.ndarray, labels: np.ndarray, n_people: int,
-               targets: np.ndarray) -> np.ndarray:
+    def scores(
+        self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
+    ) -> np.ndarray:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -272,8 +298,9 @@ def build_methods(names: Sequence[str] | None = None, **options: Any) -> list[Me
     built = []
     for name in chosen:
         cls = METHODS[name]
-        accepted: set[str] = ({f.name for f in dataclasses.fields(cls)}
-                              if dataclasses.is_dataclass(cls) else set())
+        accepted: set[str] = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        )
         built.append(cls(**{k: v for k, v in options.items() if k in accepted and v is not None}))
     return built
 
@@ -318,8 +345,9 @@ class MethodResult:
         return "moderate" if self.support >= MODERATE_SUPPORT else "weak"
 
 
-def leave_one_out(method: Method, people: np.ndarray, labels: np.ndarray,
-                  n_people: int) -> tuple[float | None, int]:
+def leave_one_out(
+    method: Method, people: np.ndarray, labels: np.ndarray, n_people: int
+) -> tuple[float | None, int]:
     """Accuracy at naming the person of each people photo from all the other photos.
 
     A photo whose person has no other photo is left out (nobody could name it).
@@ -341,8 +369,9 @@ def _first(scores: np.ndarray) -> int:
     return int(np.argmax(scores))
 
 
-def bootstrap(per_photo: np.ndarray, rounds: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-              level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bootstrap(
+    per_photo: np.ndarray, rounds: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample the target photos: (low, high) percentile interval per person, and the
     share of resamples in which each person comes first."""
     n = per_photo.shape[0]
@@ -355,8 +384,15 @@ def bootstrap(per_photo: np.ndarray, rounds: int = DEFAULT_BOOTSTRAP, seed: int 
     return low, high, firsts
 
 
-def evaluate(method: Method, people: np.ndarray, labels: np.ndarray, names: Sequence[str],
-             targets: np.ndarray, rounds: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> MethodResult:
+def evaluate(
+    method: Method,
+    people: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    targets: np.ndarray,
+    rounds: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> MethodResult:
     """Score the target with one method, bootstrap over its photos, and check the method by LOO."""
     n_people = len(names)
     per_photo = method.scores(people, labels, n_people, targets)
@@ -398,11 +434,16 @@ def verdict(results: Sequence[MethodResult], photos: int) -> str:
         return f"The evidence is split: {camps}."
     agreeing = [r for r in results if r.winner == leader]
     strong = sum(r.strength == "strong" for r in agreeing)
-    head = (f"All {total} methods put {leader} first" if count == total
-            else f"{count} of {total} methods put {leader} first")
+    head = (
+        f"All {total} methods put {leader} first"
+        if count == total
+        else f"{count} of {total} methods put {leader} first"
+    )
     if strong == count:
-        how = (f"each strongly: {leader} stays first in at least {STRONG_SUPPORT:.0%} of "
-               f"resamples of the {photos} target photo{'s' if photos != 1 else ''}")
+        how = (
+            f"each strongly: {leader} stays first in at least {STRONG_SUPPORT:.0%} of "
+            f"resamples of the {photos} target photo{'s' if photos != 1 else ''}"
+        )
     elif strong:
         how = f"{strong} of them strongly (first in at least {STRONG_SUPPORT:.0%} of resamples)"
     else:
@@ -416,8 +457,10 @@ def verdict(results: Sequence[MethodResult], photos: int) -> str:
     if photos == 1:
         sentence += "; with one target photo there is nothing to resample, so add photos"
     if accuracies and min(accuracies) < 0.75:
-        sentence += (f"; yet some of them tell the people apart on their own photos only "
-                     f"{min(accuracies):.0%} of the time, so take it lightly")
+        sentence += (
+            f"; yet some of them tell the people apart on their own photos only "
+            f"{min(accuracies):.0%} of the time, so take it lightly"
+        )
     return sentence + "."
 
 
@@ -472,8 +515,13 @@ class Period:
         return max(scores, key=lambda person: scores[person])
 
 
-def by_period(moments: Sequence[datetime], results: Sequence[MethodResult],
-              names: Sequence[str], photos: Sequence[str], unit: str = "auto") -> list[Period]:
+def by_period(
+    moments: Sequence[datetime],
+    results: Sequence[MethodResult],
+    names: Sequence[str],
+    photos: Sequence[str],
+    unit: str = "auto",
+) -> list[Period]:
     """Group the target photos by capture period and average each method's scores within it."""
     if unit not in PERIODS:
         raise UsageError(f"unknown period {unit!r}; use one of {', '.join(PERIODS)}")
@@ -482,9 +530,14 @@ def by_period(moments: Sequence[datetime], results: Sequence[MethodResult],
     for i in sorted(range(len(moments)), key=lambda i: moments[i]):
         groups.setdefault(period_of(moments[i], unit), []).append(i)
     return [
-        Period(label, [photos[i] for i in idx],
-               {r.name: {p: float(r.per_photo[idx, j].mean()) for j, p in enumerate(names)}
-                for r in results})
+        Period(
+            label,
+            [photos[i] for i in idx],
+            {
+                r.name: {p: float(r.per_photo[idx, j].mean()) for j, p in enumerate(names)}
+                for r in results
+            },
+        )
         for label, idx in groups.items()
     ]
 
@@ -540,13 +593,16 @@ class ResembleResult:
 def person_folders(people_dir: Path) -> list[Path]:
     """The person folders of PEOPLE_DIR (hidden ones ignored), at least two of them."""
     if not people_dir.is_dir():
-        raise UsageError(f"{people_dir}: no such folder; give a folder with one subfolder "
-                         "of photos per person")
+        raise UsageError(
+            f"{people_dir}: no such folder; give a folder with one subfolder of photos per person"
+        )
     folders = sorted(p for p in people_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
         found = f"only {folders[0].name}" if folders else "none"
-        raise UsageError(f"{people_dir} needs a folder per person, two or more ({found} found); "
-                         "e.g. people/mum/*.jpg and people/dad/*.jpg")
+        raise UsageError(
+            f"{people_dir} needs a folder per person, two or more ({found} found); "
+            "e.g. people/mum/*.jpg and people/dad/*.jpg"
+        )
     return folders
 
 
@@ -597,36 +653,58 @@ def resemble(
             raise NoFaceFound(
                 f"person {name} ({people_dir / name}): none of its {len(person_paths[name])} "
                 "photos has a usable face; add clearer, front-facing photos or try another "
-                "detector (--detector)")
+                "detector (--detector)"
+            )
         person_photos[name] = [str(f.path) for f in usable]
         vectors.extend(f.embedding for f in usable if f.embedding is not None)
         labels.extend([index] * len(usable))
     targets = [by_path[p] for p in target_paths if p in by_path and by_path[p].usable]
     no_face = [str(p) for p in target_paths if p in by_path and not by_path[p].usable]
     if not targets:
-        raise NoFaceFound(f"no face found in any of the {len(target_paths)} photos in "
-                          f"{target_dir}; try clearer photos or another detector (--detector)")
+        raise NoFaceFound(
+            f"no face found in any of the {len(target_paths)} photos in "
+            f"{target_dir}; try clearer photos or another detector (--detector)"
+        )
     people_x = np.vstack(vectors).astype(np.float32)
     target_x = np.vstack([t.embedding for t in targets if t.embedding is not None])
     target_x = target_x.astype(np.float32)
-    shared = {f.content_hash for f in targets} & {by_path[Path(p)].content_hash
-                                                   for ps in person_photos.values() for p in ps}
+    shared = {f.content_hash for f in targets} & {
+        by_path[Path(p)].content_hash for ps in person_photos.values() for p in ps
+    }
     if shared:
-        notes.append(f"{len(shared)} target photo(s) are also among the people's photos; "
-                     "they inflate the scores of that person")
+        notes.append(
+            f"{len(shared)} target photo(s) are also among the people's photos; "
+            "they inflate the scores of that person"
+        )
     moments = [capture_time(face.path) for face in targets] if by_date else None
-    result = analyse(names, people_x, np.asarray(labels), target_x,
-                     [str(t.path) for t in targets], embedder.config,
-                     person_photos=person_photos, face_counts=[t.face_count for t in targets],
-                     methods=methods, k=k, rounds=rounds, seed=seed, moments=moments,
-                     period=period)
+    result = analyse(
+        names,
+        people_x,
+        np.asarray(labels),
+        target_x,
+        [str(t.path) for t in targets],
+        embedder.config,
+        person_photos=person_photos,
+        face_counts=[t.face_count for t in targets],
+        methods=methods,
+        k=k,
+        rounds=rounds,
+        seed=seed,
+        moments=moments,
+        period=period,
+    )
     if result.periods is not None and len(result.periods) == 1:
-        notes.append(f"all target photos fall in one period ({result.periods[0].label}); "
-                     "--by-date shows a trend only for photos taken at different times")
+        notes.append(
+            f"all target photos fall in one period ({result.periods[0].label}); "
+            "--by-date shows a trend only for photos taken at different times"
+        )
     return dataclasses.replace(
-        result, no_face=no_face,
-        unreadable=[f"{p}: {why}" for p, why in collection.unreadable], notes=notes,
-        embedded=collection.embedded, from_cache=collection.from_cache,
+        result,
+        no_face=no_face,
+        unreadable=[f"{p}: {why}" for p, why in collection.unreadable],
+        notes=notes,
+        embedded=collection.embedded,
+        from_cache=collection.from_cache,
     )
 
 
@@ -666,20 +744,43 @@ def analyse(
         row = basis.per_photo[i]
         closest = names[_first(row)]
         votes = Counter(names[_first(r.per_photo[i])] for r in results)
-        rows.append(TargetPhoto(
-            name, closest, {p: float(row[j]) for j, p in enumerate(names)},
-            {p: votes.get(p, 0) for p in names}, counts[i], closest != leader))
-    periods = (by_period(moments, results, names, target_names, period)
-               if moments is not None else None)
+        rows.append(
+            TargetPhoto(
+                name,
+                closest,
+                {p: float(row[j]) for j, p in enumerate(names)},
+                {p: votes.get(p, 0) for p in names},
+                counts[i],
+                closest != leader,
+            )
+        )
+    periods = (
+        by_period(moments, results, names, target_names, period) if moments is not None else None
+    )
     if person_photos is None:
-        person_photos = {p: [f"{p} photo {n + 1}" for n in range(int((labels == i).sum()))]
-                         for i, p in enumerate(names)}
+        person_photos = {
+            p: [f"{p} photo {n + 1}" for n in range(int((labels == i).sum()))]
+            for i, p in enumerate(names)
+        }
     return ResembleResult(
-        config=config, people=names, person_photos=person_photos, methods=results,
-        verdict=summary, targets=rows, per_photo_basis=basis.name,
-        people_embeddings=people, people_labels=labels, target_embeddings=targets,
-        no_face=[], unreadable=[], notes=[], embedded=0, from_cache=0,
-        bootstrap_rounds=rounds, seed=seed, periods=periods,
+        config=config,
+        people=names,
+        person_photos=person_photos,
+        methods=results,
+        verdict=summary,
+        targets=rows,
+        per_photo_basis=basis.name,
+        people_embeddings=people,
+        people_labels=labels,
+        target_embeddings=targets,
+        no_face=[],
+        unreadable=[],
+        notes=[],
+        embedded=0,
+        from_cache=0,
+        bootstrap_rounds=rounds,
+        seed=seed,
+        periods=periods,
     )
 
 
@@ -698,4 +799,3 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     share = var / var.sum() if var.sum() > 0 else np.zeros_like(var)
     padded = list(share[:2]) + [0.0] * (2 - min(2, len(share)))
     return coords, (float(padded[0]), float(padded[1]))
-

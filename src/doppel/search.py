@@ -70,8 +70,13 @@ def find(
     filters = filters or Filters()
     # Leave the query photo itself out when the gallery holds it.
     own_hash = imaging.file_hash(photo_path)
-    filters = Filters(filters.sex, filters.races, filters.age_min, filters.age_max,
-                      (*filters.exclude_hashes, own_hash))
+    filters = Filters(
+        filters.sex,
+        filters.races,
+        filters.age_min,
+        filters.age_max,
+        (*filters.exclude_hashes, own_hash),
+    )
     results = [
         QueryResult(face, repo.search(gallery, face.embedding, k, filters, exact, ef_search))
         for face in faces

@@ -60,9 +60,16 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 # Larger photos would take gigabytes to decode; no camera needs more.
 MAX_PIXELS = 80_000_000
 REPORT_SUFFIXES = {
-    ".html": "text/html", ".json": "application/json", ".png": "image/png",
-    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
-    ".svg": "image/svg+xml", ".css": "text/css", ".txt": "text/plain", ".csv": "text/csv",
+    ".html": "text/html",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+    ".css": "text/css",
+    ".txt": "text/plain",
+    ".csv": "text/csv",
 }
 UPLOAD_TTL_S = 15 * 60
 UPLOADS_HELD = 8
@@ -71,8 +78,14 @@ UPLOADS_HELD = 8
 DRAIN_LIMIT = 256 * 2**20
 
 STATUS = {
-    UnknownGallery: 404, EmptyGallery: 409, NoFaceFound: 422, UnreadableImage: 415,
-    UsageError: 400, GalleryMismatch: 409, WeightsMissing: 503, DatabaseUnavailable: 503,
+    UnknownGallery: 404,
+    EmptyGallery: 409,
+    NoFaceFound: 422,
+    UnreadableImage: 415,
+    UsageError: 400,
+    GalleryMismatch: 409,
+    WeightsMissing: 503,
+    DatabaseUnavailable: 503,
 }
 
 
@@ -87,6 +100,7 @@ def is_loopback(host: str) -> bool:
 
 
 # API shapes -------------------------------------------------------------------------
+
 
 class BoxOut(BaseModel):
     x: int
@@ -189,6 +203,7 @@ class HealthOut(BaseModel):
 
 # State ------------------------------------------------------------------------------
 
+
 @dataclass
 class Upload:
     """A photo sent by the user, held in memory with what was worked out from it."""
@@ -223,8 +238,11 @@ class UploadStore:
             self._expire()
             upload = self._items.get(upload_id)
             if upload is None:
-                raise HTTPException(404, f"no upload {upload_id!r}: it expired or was never "
-                                         "made; send the photo again to /api/uploads")
+                raise HTTPException(
+                    404,
+                    f"no upload {upload_id!r}: it expired or was never "
+                    "made; send the photo again to /api/uploads",
+                )
             self._items.move_to_end(upload_id)
             return upload
 
@@ -241,8 +259,9 @@ class UploadStore:
 class Library:
     """The library behind the app: one connection and the embedders, used one at a time."""
 
-    def __init__(self, settings: Settings,
-                 connect: Callable[[Settings], psycopg.Connection] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, connect: Callable[[Settings], psycopg.Connection] | None = None
+    ) -> None:
         from doppel.db import connect as db_connect
 
         self.settings = settings
@@ -294,14 +313,16 @@ class Library:
             self.loaded.add(f"{gallery.config.model}/{detector}")
         return detector, upload.detections[detector]
 
-    def embedding(self, upload: Upload, gallery: Gallery,
-                  index: int) -> tuple[DetectedFace, np.ndarray]:
+    def embedding(
+        self, upload: Upload, gallery: Gallery, index: int
+    ) -> tuple[DetectedFace, np.ndarray]:
         detector, faces = self.detect(upload, gallery)
         if not faces:
             raise NoFaceFound(f"{upload.name}: no face found; try a clearer, front-facing photo")
         if index >= len(faces):
-            raise UsageError(f"{upload.name} has {len(faces)} face(s); choose face 0 to "
-                             f"{len(faces) - 1}")
+            raise UsageError(
+                f"{upload.name} has {len(faces)} face(s); choose face 0 to {len(faces) - 1}"
+            )
         key = (gallery.config.key, detector, index)
         if key not in upload.embeddings:
             with self.model_lock:
@@ -311,6 +332,7 @@ class Library:
 
 
 # Helpers ----------------------------------------------------------------------------
+
 
 def read_image(data: bytes, name: str) -> Photo:
     """Decode an upload, accepting only the image formats browsers show (by content)."""
@@ -325,14 +347,17 @@ def read_image(data: bytes, name: str) -> Photo:
             with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
                 width, height = img.size
                 img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError):
-        raise UnreadableImage(f"{name}: not an image (JPEG, PNG, WebP, BMP or GIF expected, "
-                              "judged by its content, not its name)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise UnreadableImage(
+            f"{name}: not an image (JPEG, PNG, WebP, BMP or GIF expected, "
+            "judged by its content, not its name)"
+        ) from None
     if width * height > MAX_PIXELS:
-        raise UnreadableImage(f"{name}: {width}x{height} pixels is more than this server "
-                              f"decodes ({MAX_PIXELS // 1_000_000} megapixels); send a "
-                              "smaller photo")
+        raise UnreadableImage(
+            f"{name}: {width}x{height} pixels is more than this server "
+            f"decodes ({MAX_PIXELS // 1_000_000} megapixels); send a "
+            "smaller photo"
+        )
     return imaging.decode(data, name)
 
 
@@ -363,10 +388,17 @@ def detected_out(face: DetectedFace) -> DetectedOut:
 def match_out(match: Match) -> MatchOut:
     face = match.face
     return MatchOut(
-        rank=match.rank, similarity=round(match.similarity, 6),
-        distance=round(match.distance, 6), face_id=face.id, source=face.source,
-        name=Path(face.source).name or face.source, age=face.age, sex=face.sex,
-        race=face.race, box=box_out(face.box), image_url=f"/api/faces/{face.id}/image",
+        rank=match.rank,
+        similarity=round(match.similarity, 6),
+        distance=round(match.distance, 6),
+        face_id=face.id,
+        source=face.source,
+        name=Path(face.source).name or face.source,
+        age=face.age,
+        sex=face.sex,
+        race=face.race,
+        box=box_out(face.box),
+        image_url=f"/api/faces/{face.id}/image",
         crop_url=f"/api/faces/{face.id}/image?crop=true",
     )
 
@@ -376,8 +408,12 @@ def gallery_attributes(repo: Repository, gallery: Gallery) -> AttributesOut | No
     values = repo.attribute_values(gallery)
     if values is None:
         return None
-    return AttributesOut(sexes=list(values.sexes), races=list(values.races),
-                         age_min=values.age_min, age_max=values.age_max)
+    return AttributesOut(
+        sexes=list(values.sexes),
+        races=list(values.races),
+        age_min=values.age_min,
+        age_max=values.age_max,
+    )
 
 
 @dataclass(frozen=True)
@@ -498,10 +534,17 @@ class BodyLimit:
             {"detail": f"upload too large: the limit is {mib:g} MiB; send a smaller photo"},
             status_code=413,
         ).body
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -510,6 +553,7 @@ class _TooBig(Exception):
 
 
 # The app ----------------------------------------------------------------------------
+
 
 def create_app(
     settings: Settings,
@@ -564,8 +608,7 @@ def create_app(
             return found[0]
         if not found:
             raise EmptyGallery("no gallery yet; make one with `doppel ingest DIR`")
-        raise UsageError("several galleries; name one ("
-                         + ", ".join(g.name for g in found) + ")")
+        raise UsageError("several galleries; name one (" + ", ".join(g.name for g in found) + ")")
 
     def take_upload(data: bytes, name: str) -> Upload:
         photo = read_image(data, name)
@@ -588,16 +631,26 @@ def create_app(
             target = pick_gallery(repo, body.gallery)
         face, vector = library.embedding(upload, target, body.face)
         embedded = time.perf_counter()
-        filters = Filters(body.sex.upper() if body.sex else None, tuple(body.races),
-                          body.age_min, body.age_max, (upload.content_hash,))
+        filters = Filters(
+            body.sex.upper() if body.sex else None,
+            tuple(body.races),
+            body.age_min,
+            body.age_max,
+            (upload.content_hash,),
+        )
         with library.repo() as repo:
             matches = repo.search(target, vector, body.k, filters, body.exact)
         done = time.perf_counter()
         return SearchOut(
-            gallery=target.name, upload_id=upload.id, face=detected_out(face),
+            gallery=target.name,
+            upload_id=upload.id,
+            face=detected_out(face),
             matches=[match_out(m) for m in matches],
-            seconds={"embed": round(embedded - start, 4), "search": round(done - embedded, 4),
-                     "total": round(done - start, 4)},
+            seconds={
+                "embed": round(embedded - start, 4),
+                "search": round(done - embedded, 4),
+                "total": round(done - start, 4),
+            },
         )
 
     @app.get("/api/health", response_model=HealthOut, tags=["server"])
@@ -612,8 +665,13 @@ def create_app(
         """The galleries to search, with the attribute values each can be filtered on."""
         with library.repo() as repo:
             items = [
-                GalleryOut(name=g.name, model=g.config.model, detector=g.config.detector,
-                           faces=repo.face_count(g), attributes=gallery_attributes(repo, g))
+                GalleryOut(
+                    name=g.name,
+                    model=g.config.model,
+                    detector=g.config.detector,
+                    faces=repo.face_count(g),
+                    attributes=gallery_attributes(repo, g),
+                )
                 for g in repo.galleries()
             ]
         default = gallery or (items[0].name if len(items) == 1 else None)
@@ -638,15 +696,26 @@ def create_app(
         uploads.add(upload)
         height, width = upload.photo.pixels.shape[:2]
         return UploadOut(
-            upload_id=upload.id, name=upload.name, width=round(width * upload.photo.scale),
-            height=round(height * upload.photo.scale), detector=detector,
-            faces=[detected_out(f) for f in faces], kept=keep(upload),
+            upload_id=upload.id,
+            name=upload.name,
+            width=round(width * upload.photo.scale),
+            height=round(height * upload.photo.scale),
+            detector=detector,
+            faces=[detected_out(f) for f in faces],
+            kept=keep(upload),
         )
 
-    @app.get("/api/uploads/{upload_id}/image", tags=["search"],
-             responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
-    def upload_image(upload_id: str, face: Annotated[int | None, Query(ge=0)] = None,
-                     size: Annotated[int, Query(ge=32, le=2048)] = 1024) -> Response:
+    @app.get(
+        "/api/uploads/{upload_id}/image",
+        tags=["search"],
+        responses={200: {"content": {"image/jpeg": {}}}},
+        response_class=Response,
+    )
+    def upload_image(
+        upload_id: str,
+        face: Annotated[int | None, Query(ge=0)] = None,
+        size: Annotated[int, Query(ge=32, le=2048)] = 1024,
+    ) -> Response:
         """The uploaded photo (upright, as JPEG), or one of its faces with face=N."""
         upload = uploads.get(upload_id)
         photo = imaging.decode(upload.data, upload.name, max_side=max(size, 640))
@@ -654,8 +723,9 @@ def create_app(
             return Response(jpeg(scaled(photo, size)), media_type="image/jpeg")
         for faces in upload.detections.values():
             if face < len(faces):
-                return Response(jpeg(face_crop(photo, faces[face].box, min(size, 512))),
-                                media_type="image/jpeg")
+                return Response(
+                    jpeg(face_crop(photo, faces[face].box, min(size, 512))), media_type="image/jpeg"
+                )
         raise HTTPException(404, f"the upload has no face {face}")
 
     @app.delete("/api/uploads/{upload_id}", status_code=204, tags=["search"])
@@ -683,15 +753,30 @@ def create_app(
     ) -> FindOut:
         """Upload and search in one call; the photo is not held after the answer."""
         upload = take_upload(file.file.read(), Path(file.filename or "upload").name)
-        body = SearchIn(upload_id=upload.id, face=face, gallery=gallery_name, k=k, sex=sex,
-                        races=race or [], age_min=age_min, age_max=age_max)
+        body = SearchIn(
+            upload_id=upload.id,
+            face=face,
+            gallery=gallery_name,
+            k=k,
+            sex=sex,
+            races=race or [],
+            age_min=age_min,
+            age_max=age_max,
+        )
         result = run_search(upload, body)
         faces = next(iter(upload.detections.values()))
-        return FindOut(**result.model_dump(exclude={"upload_id"}), upload_id=None,
-                       faces=[detected_out(f) for f in faces])
+        return FindOut(
+            **result.model_dump(exclude={"upload_id"}),
+            upload_id=None,
+            faces=[detected_out(f) for f in faces],
+        )
 
-    @app.get("/api/faces/{face_id}/image", tags=["galleries"],
-             responses={200: {"content": {"image/jpeg": {}}}}, response_class=Response)
+    @app.get(
+        "/api/faces/{face_id}/image",
+        tags=["galleries"],
+        responses={200: {"content": {"image/jpeg": {}}}},
+        response_class=Response,
+    )
     def face_image(face_id: int, crop: bool = False) -> Response:
         """A gallery face's photo (at most 1024 px), or a square crop around the face."""
         key = (face_id, crop)
@@ -704,15 +789,15 @@ def create_app(
                 raise HTTPException(404, f"no face with id {face_id}")
             photo = sources.load_source(found.source)
             if photo is None:
-                raise HTTPException(404, f"face {face_id}'s photo is no longer at "
-                                         f"{found.source}")
+                raise HTTPException(404, f"face {face_id}'s photo is no longer at {found.source}")
             cached = jpeg(face_crop(photo, found.box, 320) if crop else scaled(photo, 1024))
             with cache_lock:
                 image_cache[key] = cached
                 while len(image_cache) > 256:
                     image_cache.popitem(last=False)
-        return Response(cached, media_type="image/jpeg",
-                        headers={"cache-control": "private, max-age=3600"})
+        return Response(
+            cached, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"}
+        )
 
     def reports_found() -> dict[str, Report]:
         return {r.id: r for r in find_reports(reports_dir, report_cwd)}
@@ -722,22 +807,30 @@ def create_app(
         """Resemblance reports written by `doppel resemble`, newest first."""
         out = []
         for r in reports_found().values():
-            pictures = sorted(p.name for p in r.folder.iterdir()
-                              if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file())
-            out.append(ReportOut(
-                id=r.id, name=r.folder.name, folder=str(r.folder),
-                modified=datetime.fromtimestamp(r.modified, tz=timezone.utc),
-                title=report_title(r.folder),
-                index_url=f"/reports/{r.id}/index.html"
-                if (r.folder / "index.html").is_file() else None,
-                json_url=f"/reports/{r.id}/report.json"
-                if (r.folder / "report.json").is_file() else None,
-                pictures=[f"/reports/{r.id}/{name}" for name in pictures],
-            ))
+            pictures = sorted(
+                p.name
+                for p in r.folder.iterdir()
+                if p.suffix.lower() in (".png", ".jpg", ".jpeg") and p.is_file()
+            )
+            out.append(
+                ReportOut(
+                    id=r.id,
+                    name=r.folder.name,
+                    folder=str(r.folder),
+                    modified=datetime.fromtimestamp(r.modified, tz=timezone.utc),
+                    title=report_title(r.folder),
+                    index_url=f"/reports/{r.id}/index.html"
+                    if (r.folder / "index.html").is_file()
+                    else None,
+                    json_url=f"/reports/{r.id}/report.json"
+                    if (r.folder / "report.json").is_file()
+                    else None,
+                    pictures=[f"/reports/{r.id}/{name}" for name in pictures],
+                )
+            )
         return out
 
-    @app.get("/reports/{report_id}/{file_path:path}", tags=["reports"],
-             response_class=FileResponse)
+    @app.get("/reports/{report_id}/{file_path:path}", tags=["reports"], response_class=FileResponse)
     def report_file(report_id: str, file_path: str) -> FileResponse:
         """A file inside a report folder; nothing outside the folder is served."""
         report = reports_found().get(report_id)
@@ -750,10 +843,14 @@ def create_app(
         if media is None:
             raise HTTPException(403, f"{target.suffix or 'this'} files are not served")
         # A report is shown in a sandboxed frame; it may not script this origin.
-        return FileResponse(target, media_type=media, headers={
-            "content-security-policy": "sandbox allow-scripts allow-popups",
-            "x-content-type-options": "nosniff",
-        })
+        return FileResponse(
+            target,
+            media_type=media,
+            headers={
+                "content-security-policy": "sandbox allow-scripts allow-popups",
+                "x-content-type-options": "nosniff",
+            },
+        )
 
     static = resources.files("doppel") / "static"
 

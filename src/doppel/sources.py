@@ -35,8 +35,9 @@ def roots_file(settings: Settings) -> Path:
 def image_roots(settings: Settings | None = None) -> list[Path]:
     """Folders to look for FFHQ images in: DOPPEL_IMAGE_ROOT first, then recorded ones."""
     settings = settings or Settings.from_env()
-    roots = [Path(p).expanduser() for p in os.environ.get("DOPPEL_IMAGE_ROOT", "").split(
-        os.pathsep) if p]
+    roots = [
+        Path(p).expanduser() for p in os.environ.get("DOPPEL_IMAGE_ROOT", "").split(os.pathsep) if p
+    ]
     try:
         recorded = roots_file(settings).read_text(encoding="utf-8").splitlines()
     except OSError:

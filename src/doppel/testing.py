@@ -34,8 +34,9 @@ def write_random_facenet512(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def clustered_vectors(n: int, dim: int = 512, per_identity: int = 5, noise: float = 0.35,
-                      seed: int = 0) -> np.ndarray:
+def clustered_vectors(
+    n: int, dim: int = 512, per_identity: int = 5, noise: float = 0.35, seed: int = 0
+) -> np.ndarray:
     """Vectors shaped like face embeddings: many identities, a few noisy samples of each.
 
     Each identity is a random unit direction; its samples scatter around it, so
@@ -46,7 +47,9 @@ def clustered_vectors(n: int, dim: int = 512, per_identity: int = 5, noise: floa
     centres = rng.standard_normal((identities, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     owner = rng.integers(0, identities, size=n)
-    samples = centres[owner] + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    samples = centres[owner] + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(
+        dim
+    )
     samples /= np.linalg.norm(samples, axis=1, keepdims=True)
     return samples.astype(np.float32)
 
@@ -77,9 +80,18 @@ def drop_database(server_url: str, url: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", *,
-                     seed: int = 0, compress: bool = False, urls: bool = False,
-                     setup_sql: str = "", extra_args: tuple[str, ...] = ()) -> Path:
+def write_faces_dump(
+    server_url: str,
+    out: Path,
+    rows: int,
+    fmt: str = "plain",
+    *,
+    seed: int = 0,
+    compress: bool = False,
+    urls: bool = False,
+    setup_sql: str = "",
+    extra_args: tuple[str, ...] = (),
+) -> Path:
     """Make a dump like the original project's `sql_dump.sql` with the real pg_dump.
 
     A scratch database on the server gets the original `faces` table, filled with
@@ -115,23 +127,36 @@ def write_faces_dump(server_url: str, out: Path, rows: int, fmt: str = "plain", 
             ages = rng.integers(1, 80, size=rows)
             sexes = rng.choice(["F", "M"], size=rows)
             races = rng.choice(DUMP_RACES, size=rows)
-            with conn.cursor() as cur, cur.copy(
-                "COPY faces (image_key, age, sex, race, embedding) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY faces (image_key, age, sex, race, embedding)"
+                    " FROM STDIN WITH (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["text", "int4", "text", "text", "vector"])
                 for i in range(rows):
-                    key = (f"https://example.invalid/ffhq/{i:05d}.png" if urls
-                           else f"/data/ffhq/images1024x1024/{i // 1000 * 1000:05d}/{i:05d}.png")
+                    key = (
+                        f"https://example.invalid/ffhq/{i:05d}.png"
+                        if urls
+                        else f"/data/ffhq/images1024x1024/{i // 1000 * 1000:05d}/{i:05d}.png"
+                    )
                     copy.write_row((key, int(ages[i]), str(sexes[i]), str(races[i]), vectors[i]))
-        args = {"plain": [], "inserts": ["--inserts"], "column-inserts": ["--column-inserts"],
-                "custom": ["-Fc"]}[fmt]
+        args = {
+            "plain": [],
+            "inserts": ["--inserts"],
+            "column-inserts": ["--column-inserts"],
+            "custom": ["-Fc"],
+        }[fmt]
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as handle:
-            proc = subprocess.Popen([str(tool_path("pg_dump")), *args, *extra_args, url],
-                                    stdout=subprocess.PIPE)
+            proc = subprocess.Popen(
+                [str(tool_path("pg_dump")), *args, *extra_args, url], stdout=subprocess.PIPE
+            )
             assert proc.stdout is not None
-            target = gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress \
-                else handle
+            target = (
+                gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=1) if compress else handle
+            )
             while chunk := proc.stdout.read(1 << 20):
                 target.write(chunk)
             if compress:

@@ -206,7 +206,7 @@ def ingest_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
     gallery: Annotated[
         str | None,
-        typer.Option("--gallery", "-g", help="Gallery name [default: the folder's name]."),
+        typer.Option("--gallery", "-g", help="Gallery name (default: the folder's name)."),
     ] = None,
     model: ModelOpt = DEFAULT_MODEL,
     detector: DetectorOpt = DEFAULT_DETECTOR,
@@ -224,7 +224,7 @@ def ingest_cmd(
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
     workers: Annotated[
-        int | None, typer.Option(min=0, help="Decoding processes [default: one per core].")
+        int | None, typer.Option(min=0, help="Decoding processes (default: one per core).")
     ] = None,
     m: MOpt = None,
     ef_construction: EfConstructionOpt = None,
@@ -258,7 +258,7 @@ def load_dump_cmd(
         ),
     ],
     gallery: Annotated[
-        str | None, typer.Option("--gallery", "-g", help="Gallery name [default: the file's name].")
+        str | None, typer.Option("--gallery", "-g", help="Gallery name (default: the file's name).")
     ] = None,
     image_root: Annotated[
         Path | None,
@@ -364,7 +364,7 @@ def find_cmd(
             "--gallery",
             "-g",
             envvar="DOPPEL_GALLERY",
-            help="Gallery to search [default: the only one].",
+            help="Gallery to search (default: the only one).",
         ),
     ] = None,
     in_dir: Annotated[
@@ -375,7 +375,7 @@ def find_cmd(
     detector: Annotated[
         str | None,
         typer.Option(
-            "--detector", "-d", help="Detector for the query [default: the gallery's, or mtcnn]."
+            "--detector", "-d", help="Detector for the query (default: the gallery's, or mtcnn)."
         ),
     ] = None,
     all_faces: Annotated[
@@ -400,7 +400,7 @@ def find_cmd(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Composite PNG [default: doppel-<photo>.png]."),
+        typer.Option("--out", "-o", help="Composite PNG (default: doppel-<photo>.png)."),
     ] = None,
     no_picture: Annotated[
         bool, typer.Option("--no-picture", help="Do not write the composite.")
@@ -540,7 +540,7 @@ def resemble_cmd(
         typer.Option(
             "-k",
             min=1,
-            help="Neighbours for knn [default: the smallest person's photo count, at most 5].",
+            help="Neighbours for knn (default: the smallest person's photo count, at most 5).",
         ),
     ] = None,
     rounds: Annotated[

@@ -13,8 +13,9 @@ import numpy as np
 from doppel.errors import UnreadableImage
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
-# Detection time grows with pixels; faces stay detectable well below this.
-MAX_SIDE = 640
+# Photos are decoded at most this size (a side): enough to cut faces sharply,
+# small enough to keep memory bounded. Detection runs on a smaller copy.
+MAX_SIDE = 1600
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import psycopg
 from doppel import imaging
 from doppel.embedder import Box, Embedder, EmbeddingConfig
 from doppel.errors import DoppelError, NoFaceFound, UsageError
+from doppel.repository import CachedEmbedding, Repository
 
 Progress = Callable[[int, int], None]
 
@@ -60,54 +61,15 @@ class Collection:
     from_cache: int = 0
 
 
-_CACHE_COLUMNS = (
-    "content_hash, face_index, face_count, box_x, box_y, box_w, box_h, confidence, embedding"
-)
-
-
-def _cached_rows(
-    conn: psycopg.Connection, config: EmbeddingConfig, hashes: Sequence[str]
-) -> dict[str, tuple[Any, ...]]:
-    rows = conn.execute(
-        f"SELECT {_CACHE_COLUMNS} FROM embedding_cache"
-        " WHERE config = %s AND content_hash = ANY(%s) AND face_index = 0",
-        (config.key, list(hashes)),
-    ).fetchall()
-    return {row[0]: row for row in rows}
-
-
-def _from_row(path: Path, row: tuple[Any, ...]) -> PhotoFace:
-    _, _, count, x, y, w, h, confidence, vector = row
-    if count == 0 or vector is None:
-        return PhotoFace(path, row[0], 0, None, cached=True)
-    box = Box(x, y, w, h) if x is not None else None
+def _from_cache(path: Path, entry: CachedEmbedding) -> PhotoFace:
     return PhotoFace(
         path,
-        row[0],
-        count,
-        np.asarray(vector.to_numpy(), dtype=np.float32),
-        box,
-        confidence,
+        entry.content_hash,
+        entry.face_count,
+        entry.embedding,
+        entry.box,
+        entry.confidence,
         cached=True,
-    )
-
-
-def _store(conn: psycopg.Connection, config: EmbeddingConfig, face: PhotoFace) -> None:
-    box = face.box
-    conn.execute(
-        f"INSERT INTO embedding_cache (config, {_CACHE_COLUMNS})"
-        " VALUES (%s, %s, 0, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (
-            config.key,
-            face.content_hash,
-            face.face_count,
-            box.x if box else None,
-            box.y if box else None,
-            box.w if box else None,
-            box.h if box else None,
-            face.confidence,
-            face.embedding,
-        ),
     )
 
 
@@ -130,13 +92,14 @@ def embed_photos(
             hashes[path] = imaging.file_hash(path)
         except DoppelError as exc:
             result.unreadable.append((path, str(exc)))
-    cached = _cached_rows(conn, config, sorted(set(hashes.values())))
+    repo = Repository(conn)
+    cached = repo.cached_embeddings(config.key, sorted(set(hashes.values())))
     total = len(paths)
     done = len(result.unreadable)
     for path, digest in hashes.items():
-        row = cached.get(digest)
-        if row is not None:
-            result.faces.append(_from_row(path, row))
+        entry = cached.get(digest)
+        if entry is not None:
+            result.faces.append(_from_cache(path, entry))
             result.from_cache += 1
         else:
             try:
@@ -151,8 +114,12 @@ def embed_photos(
                     face = PhotoFace(
                         path, digest, len(detected), vector, detected[0].box, detected[0].confidence
                     )
-                _store(conn, config, face)
-                conn.commit()
+                repo.cache_embedding(
+                    config.key,
+                    CachedEmbedding(
+                        digest, face.face_count, face.embedding, face.box, face.confidence
+                    ),
+                )
                 result.faces.append(face)
                 result.embedded += 1
         done += 1

@@ -2,8 +2,9 @@
 
 The dump is untrusted input: none of its SQL runs. Its text is split into statements
 here, only the rows of the `faces` table are read (from COPY data or INSERT values),
-validated, and streamed into a temporary staging table; the gallery then appears or
-grows in one transaction. Everything else the dump held is reported and ignored.
+validated (vectors parsed here, in batches) and sent with binary COPY inside one
+transaction, so the gallery appears or grows in one step. Everything else the dump
+held is reported and ignored.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import math
+import queue
 import re
+import struct
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -29,6 +32,8 @@ from doppel.db import tool_path
 from doppel.embedder import EmbeddingConfig
 from doppel.errors import BadDump, GalleryMismatch
 from doppel.repository import Gallery, Repository, describe
+from doppel.vectortext import check_vector, read_vectors
+from doppel.workers import process_pool
 
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
 DIMENSION = 512
@@ -37,6 +42,8 @@ RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispani
 DEFAULT_COLUMNS = ("id", "image_key", "age", "sex", "race", "embedding")
 NEEDED = ("image_key", "age", "sex", "race", "embedding")
 BATCH_ROWS = 5000
+# Large reads: each one lets the sender thread take the GIL, and getting it back costs.
+READ_BUFFER = 8 << 20
 
 # (bytes read, bytes in all, rows accepted so far)
 Progress = Callable[[int, int, int], None]
@@ -134,9 +141,9 @@ def _open(path: Path) -> _Source:
     if not path.is_file():
         raise BadDump(f"{path}: no such file")
     kind = detect_format(path)
-    raw = path.open("rb")
+    raw = path.open("rb", buffering=0)
     counter = _Counting(raw)
-    stream: IO[bytes] = io.BufferedReader(counter, 1 << 20)
+    stream: IO[bytes] = io.BufferedReader(counter, READ_BUFFER)
     if kind.endswith("(gzip)"):
         stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
     total = path.stat().st_size
@@ -354,47 +361,6 @@ def _create_table_columns(statement: str) -> tuple[str, ...]:
 
 # Checking rows ---------------------------------------------------------------------
 
-_VECTOR_CHARS = re.compile(r"\[[-+0-9.eE,]*\]")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def check_vector(text: str) -> str | None:
-    """Why a vector's text is unusable (not 512 finite float4 numbers), or None."""
-    if text.startswith("[") and not text.endswith("]"):
-        return "embedding has no closing ] (a truncated line)"
-    if not text.startswith("[") or not text.endswith("]"):
-        return "embedding is not a [..] vector"
-    inner = text[1:-1]
-    count = inner.count(",") + 1 if inner else 0
-    if count != DIMENSION:
-        return f"embedding has {count} numbers, not {DIMENSION}"
-    numbers = inner.split(",")
-    for number in numbers:
-        if not _NUMBER.fullmatch(number.strip()):
-            try:
-                value = float(number)
-            except ValueError:
-                return f"embedding holds {number.strip()[:20]!r}, not a number"
-            if not math.isfinite(value):
-                return f"embedding holds {number.strip()!r}, not a finite number"
-            return f"embedding holds {number.strip()[:20]!r}, not a plain number"
-        if abs(float(number)) > _FLOAT32_MAX:
-            return f"embedding holds {number.strip()[:20]!r}, out of float4 range"
-    return None
-
-
-def _quick_vector_ok(text: str) -> bool:
-    """A cheap test that passes every good vector; rows it fails get check_vector's reason."""
-    inner_commas = text.count(",")
-    return (
-        inner_commas == DIMENSION - 1
-        and _VECTOR_CHARS.fullmatch(text) is not None
-        and ",," not in text
-        and "[," not in text
-        and ",]" not in text
-    )
-
 
 def check_row(source: str | None, age: str | None, sex: str | None, race: str | None) -> str | None:
     """Why a row's non-vector fields are unusable, or None."""
@@ -452,13 +418,25 @@ def copy_escape(text: str) -> bytes:
 
 # Loading ---------------------------------------------------------------------------
 
+_SEX_FIELDS = {sex.encode(): struct.pack("!i", 1) + sex.encode() for sex in SEXES}
+_RACE_FIELDS = {race.encode(): struct.pack("!i", len(race)) + race.encode() for race in RACES}
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_NULL = b"\\N"
+_VECTOR_HEADER = struct.pack("!ihh", 4 + 4 * DIMENSION, DIMENSION, 0)
+
+
+# A checked row waiting for its vector: (line, image_key, its binary COPY fields
+# before the vector).
+_Row = tuple[int, str, bytes]
+
 
 class _Loader:
-    """Sends good rows straight to the faces table in COPY batches, each under a savepoint.
+    """Checks rows and hands them, in batches, to a _Sender that stores them.
 
-    All batches belong to the caller's one transaction, so the rows become visible
-    together at its commit; a batch the server refuses is checked row by row and sent
-    again without its bad rows.
+    Everything but the vectors is checked here, as the dump is read. A dump of more
+    than one batch gets a worker process that parses the vectors of one batch while
+    the next is read; the sender thread alone uses the connection until close().
     """
 
     def __init__(
@@ -470,23 +448,20 @@ class _Loader:
         known: set[str],
         grew: Callable[[int], None],
     ) -> None:
-        self.conn = conn
         self.report = report
         self.strict = strict
-        self.known = known  # image_keys in the gallery or already taken from this dump
-        self.grew = grew
-        self.prefix = str(gallery.id).encode()
-        self.batch: list[tuple[int, str, bytes]] = []  # (line, image_key, COPY row)
-        self.statement = sql.SQL(
-            "COPY faces (gallery_id, source, age, sex, race, embedding) FROM STDIN"
-        )
+        self.rows: list[_Row] = []
+        self.texts: list[bytes] = []
+        self.row_head = struct.pack("!hii", 6, 4, gallery.id)
+        self.pool: ProcessPoolExecutor | None = None
+        self.sender = _Sender(conn, report, strict, known, grew)
 
     def bad(self, line: int, reason: str) -> None:
         if self.strict:
-            raise BadDump(
-                f"line {line}: {reason}; nothing was loaded "
-                "(without --strict bad rows are skipped and listed)"
-            )
+            # Rows before this one may have bad vectors: the first bad row is the one named.
+            self.flush(last=True)
+            self.close()
+            raise _strict_error(line, reason)
         self.report.bad_rows.append(BadRow(line, reason))
 
     def add(
@@ -495,71 +470,182 @@ class _Loader:
         """One row, each field in COPY text form (source escaped as COPY escapes it)."""
         self.report.rows_read += 1
         try:
-            key = copy_unescape(source).decode("utf-8")
+            raw_key = copy_unescape(source)
+            key = raw_key.decode("utf-8")
         except UnicodeDecodeError:
             self.bad(line, "image_key is not valid UTF-8")
             return
-        if not age.isdigit():
-            try:
-                age = str(int(age)).encode()
-            except ValueError:
-                age = b"?" + age
-        reason = check_row(
-            key,
-            age.decode("utf-8", "replace"),
-            sex.decode("utf-8", "replace"),
-            race.decode("utf-8", "replace"),
+        sex_field = _SEX_FIELDS.get(sex)
+        race_field = _RACE_FIELDS.get(race)
+        years = int(age) if age.isdigit() and len(age) < 10 else None
+        if sex_field is None or race_field is None or years is None or not key or "\x00" in key:
+            if not age.isdigit():
+                try:
+                    age = str(int(age)).encode()
+                except ValueError:
+                    age = b"?" + age
+            reason = check_row(
+                key,
+                age.decode("utf-8", "replace"),
+                sex.decode("utf-8", "replace"),
+                race.decode("utf-8", "replace"),
+            )
+            if reason is not None:
+                self.bad(line, reason)
+                return
+            years, sex_field, race_field = int(age), _SEX_FIELDS[sex], _RACE_FIELDS[race]
+        if vector[:1] != b"[" or vector[-1:] != b"]":
+            reason = check_vector(vector.decode("utf-8", "replace"), DIMENSION)
+            self.bad(line, reason or "embedding is not a [..] vector")
+            return
+        head = b"".join(
+            (
+                self.row_head,
+                struct.pack("!i", len(raw_key)),
+                raw_key,
+                struct.pack("!ii", 4, years),
+                sex_field,
+                race_field,
+            )
         )
-        if reason is None and not (
-            vector[:1] == b"[" and vector[-1:] == b"]" and vector.count(b",") == DIMENSION - 1
-        ):
-            reason = check_vector(vector.decode("utf-8", "replace")) or "embedding is malformed"
-        if reason is not None:
-            self.bad(line, reason)
-            return
-        if key in self.known:
-            self.report.rows_present += 1
-            return
-        self.known.add(key)
-        self.batch.append((line, key, b"\t".join((self.prefix, source, age, sex, race, vector))))
-        if len(self.batch) >= BATCH_ROWS:
+        self.rows.append((line, key, head))
+        self.texts.append(vector[1:-1])
+        if len(self.rows) >= BATCH_ROWS:
             self.flush()
 
-    def flush(self) -> None:
-        """COPY the batch; when the server refuses it, find the bad rows and send the rest."""
-        if not self.batch:
-            return
-        batch, self.batch = self.batch, []
-        try:
-            with self.conn.transaction():
-                self._copy([row for _, _, row in batch])
-        except psycopg.DataError:
-            good = []
-            for line, key, row in batch:
-                vector = row.rsplit(b"\t", 1)[1]
-                reason = check_vector(vector.decode("utf-8", "replace"))
-                if reason is None:
-                    good.append(row)
-                else:
-                    self.known.discard(key)
-                    self.bad(line, reason)
-            try:
-                with self.conn.transaction():
-                    self._copy(good)
-            except psycopg.DataError as exc:
-                raise BadDump(
-                    f"the server refused rows between lines {batch[0][0]} and "
-                    f"{batch[-1][0]}: {str(exc).splitlines()[0]}"
-                ) from exc
-            kept = set(good)
-            batch = [item for item in batch if item[2] in kept]
-        self.report.rows_loaded += len(batch)
-        self.grew(self.report.rows_loaded)
+    @property
+    def pending(self) -> int:
+        """Rows accepted here but not yet stored."""
+        return len(self.rows) + self.sender.queued
 
-    def _copy(self, rows: list[bytes]) -> None:
-        with self.conn.cursor() as cur, cur.copy(self.statement) as copy:
-            for start in range(0, len(rows), 256):
-                copy.write(b"\n".join(rows[start : start + 256]) + b"\n")
+    def flush(self, *, last: bool = False) -> None:
+        """Send the batch on; `last` when no more rows follow (no worker is started)."""
+        if not self.rows:
+            return
+        rows, texts = self.rows, self.texts
+        self.rows, self.texts = [], []
+        if self.pool is None:
+            # The sender reads this batch's vectors itself while the worker starts.
+            if not last:
+                self.pool = process_pool(1)
+            self.sender.send(rows, texts)
+        else:
+            self.sender.send(rows, self.pool.submit(read_vectors, texts, DIMENSION))
+
+    def close(self) -> None:
+        """Wait for the sender to store what it has (the connection is the caller's again)."""
+        try:
+            self.sender.close()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+                self.pool = None
+
+
+def _strict_error(line: int, reason: str) -> BadDump:
+    return BadDump(
+        f"line {line}: {reason}; nothing was loaded "
+        "(without --strict bad rows are skipped and listed)"
+    )
+
+
+_Vectors = Future[tuple[np.ndarray, list[tuple[int, str]]]] | list[bytes]
+
+
+class _Sender:
+    """Stores batches with binary COPY from a thread of its own, at most three waiting.
+
+    The connection belongs to this thread until close(); a failure is raised again in
+    the caller's thread at its next send() or at close(). Duplicate image_keys are
+    dropped here, in the dump's order, once bad vectors are out.
+    """
+
+    STATEMENT = sql.SQL(
+        "COPY faces (gallery_id, source, age, sex, race, embedding) FROM STDIN (FORMAT BINARY)"
+    )
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        report: LoadReport,
+        strict: bool,
+        known: set[str],
+        grew: Callable[[int], None],
+    ) -> None:
+        self.conn = conn
+        self.report = report
+        self.strict = strict
+        self.known = known  # image_keys in the gallery or already taken from this dump
+        self.grew = grew
+        self.queue: queue.Queue[tuple[list[_Row], _Vectors] | None] = queue.Queue(maxsize=3)
+        self.queued = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="doppel-copy", daemon=True)
+        self.thread.start()
+
+    def send(self, rows: list[_Row], vectors: _Vectors) -> None:
+        """Queue a batch: its rows and their vectors' texts, or a worker's reading of them."""
+        self._raise()
+        self.queued += len(rows)
+        self.queue.put((rows, vectors))
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            rows, vectors = item
+            try:
+                if self.error is None:
+                    self._store(rows, vectors)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+                self.error = exc
+            finally:
+                self.queued -= len(rows)
+
+    def _store(self, rows: list[_Row], work: _Vectors) -> None:
+        if isinstance(work, Future):
+            vectors, bad = work.result()
+        else:
+            vectors, bad = read_vectors(work, DIMENSION)
+        if bad:
+            if self.strict:
+                raise _strict_error(rows[bad[0][0]][0], bad[0][1])
+            self.report.bad_rows.extend(BadRow(rows[n][0], reason) for n, reason in bad)
+            skip = {n for n, _ in bad}
+            rows = [row for n, row in enumerate(rows) if n not in skip]
+        size = 4 * DIMENSION
+        stored = vectors.astype(">f4").tobytes()
+        parts = [_COPY_SIGNATURE]
+        count = 0
+        for n, (_, key, head) in enumerate(rows):
+            if key in self.known:
+                self.report.rows_present += 1
+                continue
+            self.known.add(key)
+            parts += (head, _VECTOR_HEADER, stored[n * size : (n + 1) * size])
+            count += 1
+        if not count:
+            return
+        parts.append(_COPY_TRAILER)
+        self.grew(self.report.rows_loaded + count)
+        try:
+            with self.conn.cursor() as cur, cur.copy(self.STATEMENT) as copy:
+                copy.write(b"".join(parts))
+        except psycopg.DataError as exc:
+            raise BadDump(
+                f"the server refused rows between lines {rows[0][0]} and {rows[-1][0]}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+        self.report.rows_loaded += count
 
 
 _VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])", re.I)
@@ -572,6 +658,8 @@ class _Reader:
         self.loader = loader
         self.report = report
         self.columns: tuple[str, ...] | None = None  # from CREATE TABLE faces
+        self._positions_of: tuple[str, ...] = ()  # the COPY columns _positions was made for
+        self._positions: list[int] = []  # where each NEEDED field is in a COPY row
         self.found_faces = False
 
     def run(self, lines: Iterator[bytes], tick: Callable[[], None]) -> None:
@@ -651,7 +739,8 @@ class _Reader:
         return None
 
     def _copy_row(self, raw: bytes, number: int, columns: tuple[str, ...]) -> None:
-        fields = raw.rstrip(b"\r\n").split(b"\t")
+        # The vector is the long field: split off the others without scanning it.
+        fields = raw.rstrip(b"\r\n").split(b"\t", len(columns) - 1)
         if len(fields) != len(columns):
             self.loader.report.rows_read += 1
             self.loader.bad(
@@ -659,21 +748,15 @@ class _Reader:
                 f"{len(fields)} fields, expected {len(columns)} (a truncated or damaged line)",
             )
             return
-        values = dict(zip(columns, fields, strict=True))
-        for name in NEEDED:
-            value = values.get(name)
-            if value is None or value == b"\\N":
-                self.loader.report.rows_read += 1
-                self.loader.bad(number, f"{name} is missing or NULL")
-                return
-        self.loader.add(
-            number,
-            values["image_key"],
-            values["age"],
-            values["sex"],
-            values["race"],
-            values["embedding"],
-        )
+        if columns != self._positions_of:
+            self._positions_of = columns
+            self._positions = [columns.index(name) if name in columns else -1 for name in NEEDED]
+        values = [fields[n] if n >= 0 else _COPY_NULL for n in self._positions]
+        if _COPY_NULL in values:
+            self.loader.report.rows_read += 1
+            self.loader.bad(number, f"{NEEDED[values.index(_COPY_NULL)]} is missing or NULL")
+            return
+        self.loader.add(number, *values)
 
     def _insert_rows(self, body: str, pos: int, start: int, columns: tuple[str, ...]) -> None:
         line = start + body.count("\n", 0, pos)
@@ -771,7 +854,7 @@ def load_dump(
             progress(
                 min(source.counter.count, source.total),
                 source.total,
-                report.rows_loaded + len(loader.batch),
+                report.rows_loaded + loader.pending,
             )
 
     try:
@@ -801,8 +884,12 @@ def load_dump(
 
             loader = _Loader(conn, report, strict, gallery, known, grew)
             reader = _Reader(loader, report)
-            reader.run(source.lines, tick)
-            loader.flush()
+            try:
+                reader.run(source.lines, tick)
+                loader.flush(last=True)
+            finally:
+                loader.close()
+            report.bad_rows.sort(key=lambda bad: bad.line)
             if not reader.found_faces:
                 tables = sorted({i.what for i in report.ignored if "TABLE" in i.what.upper()})
                 raise BadDump(

@@ -7,10 +7,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from doppel.repository import (
     NewFace,
     Repository,
 )
+from doppel.workers import process_pool
 
 Progress = Callable[[int, int], None]
 
@@ -85,19 +85,6 @@ def prepare(path: str, known_hash: str | None, resize_to: int | None) -> Prepare
     return Prepared(path, digest, "ok", photo)
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a decoding worker: end when the ingesting process dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before prctl took effect
-        os._exit(1)
-
-
 def _prepared_stream(
     paths: list[Path], known: dict[str, str], resize_to: int | None, workers: int
 ) -> Iterator[Prepared]:
@@ -106,13 +93,7 @@ def _prepared_stream(
         for path in paths:
             yield prepare(str(path), known.get(str(path)), resize_to)
         return
-    # spawn, not fork: the parent may hold TensorFlow threads, which fork would break.
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=get_context("spawn"),
-        initializer=_die_with_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
+    with process_pool(workers) as pool:
         pending: list[Future[Prepared]] = []
         window = 8 * workers + 32
         todo = iter(paths)

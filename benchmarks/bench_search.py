@@ -31,6 +31,7 @@ from benchlib import (  # noqa: E402
     machine_line,
     peak_rss_mib,
     private_home,
+    server_cpu_seconds,
     server_memory_mib,
     table,
 )
@@ -134,7 +135,11 @@ def clone_gallery(conn, repo, source, name: str, storage: str):  # type: ignore[
 
 
 def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path):  # type: ignore[no-untyped-def]
-    """Build the index, capped by statement_timeout; (seconds or None, MiB, server MiB)."""
+    """Build the index, capped by statement_timeout.
+
+    Returns (seconds or None, index MiB, server MiB, server CPU seconds); the CPU
+    seconds hardly depend on what else the machine runs, unlike the seconds.
+    """
     import psycopg
 
     repo.drop_index(gallery)
@@ -143,6 +148,7 @@ def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path
     if cap:
         conn.execute(f"SET statement_timeout = {int(cap * 1000)}")
     start = time.perf_counter()
+    cpu = server_cpu_seconds(pgdata)
     try:
         with MemorySampler(pgdata) as sampler:
             repo.ensure_index(gallery, m=m, ef_construction=efc)
@@ -158,7 +164,7 @@ def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path
     size = conn.execute(
         "SELECT coalesce(pg_relation_size(to_regclass(%s)), 0)", (gallery.index_name,)
     ).fetchone()[0]
-    return seconds, size / 2**20, sampler.peak
+    return seconds, size / 2**20, sampler.peak, server_cpu_seconds(pgdata) - cpu
 
 
 def sweep(repo, gallery, held_out: np.ndarray, truth: np.ndarray, ef: int, exact: bool = False):  # type: ignore[no-untyped-def]
@@ -270,7 +276,7 @@ def main() -> None:
         out = []
         for storage, gallery in galleries.items():
             for m, efc in builds:
-                seconds, mib, server = build(
+                seconds, mib, server, cpu = build(
                     conn, repo, gallery, m, efc, args.time_cap, settings.pgdata
                 )
                 if seconds is None:
@@ -280,6 +286,7 @@ def main() -> None:
                             m,
                             efc,
                             f">{args.time_cap:.0f} (cancelled)",
+                            f"{cpu:.0f}",
                             "-",
                             f"{server:.0f}",
                             "-",
@@ -299,6 +306,7 @@ def main() -> None:
                             m,
                             efc,
                             seconds,
+                            f"{cpu:.0f}",
                             mib,
                             f"{server:.0f}",
                             ef,
@@ -317,6 +325,7 @@ def main() -> None:
                     "m",
                     "ef_constr",
                     "build s",
+                    "build cpu s",
                     "index MiB",
                     "server MiB",
                     "ef_search",

@@ -94,6 +94,27 @@ def server_memory_mib(pgdata: Path) -> tuple[float, float]:
     return total / 1024, peak / 1024
 
 
+def server_cpu_seconds(pgdata: Path) -> float:
+    """CPU seconds (user + system) used so far by the server under pgdata: its live
+    processes plus those that ended (parallel index-build workers), which the
+    postmaster has waited for and so counts as its children."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in [postmaster, *_children(postmaster)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if pid == postmaster:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / tick
+
+
 class ChildPeak(threading.Thread):
     """Largest peak RSS (VmHWM) of any child process seen while running, sampled.
 

@@ -54,3 +54,43 @@ def test_walk_finds_image_suffixes_in_any_case(tmp_path: Path) -> None:
         "e.bmp",
         "g.jpg",
     ]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "I;16"])
+def test_png_decodes_to_the_same_rgb_pixels_as_pillow(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    img = Image.fromarray(pixels)
+    img = img.convert("I;16") if mode == "I;16" else img.convert(mode)
+    path = tmp_path / "photo.png"
+    img.save(path)
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    if mode == "I;16":  # Pillow narrows 16-bit grey by clipping; decoders keep the top byte
+        expected = np.asarray(Image.open(path).point(lambda v: v / 256).convert("RGB"))
+    photo = load(path)
+    assert photo.pixels.shape == (48, 64, 3) and photo.pixels.dtype == np.uint8
+    assert np.abs(photo.pixels.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_png_with_exif_orientation_is_turned(tmp_path: Path) -> None:
+    pixels = np.zeros((100, 200, 3), dtype=np.uint8)
+    pixels[:, :100] = (255, 0, 0)  # left half red
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    path = tmp_path / "rotated.png"
+    img.save(path, exif=exif)
+    assert b"eXIf" in path.read_bytes()
+    photo = load(path)
+    assert photo.pixels.shape[:2] == (200, 100)
+    assert tuple(photo.pixels[10, 50]) == (255, 0, 0)  # red on top, and in RGB order
+    assert tuple(photo.pixels[190, 50]) == (0, 0, 0)
+
+
+def test_big_png_is_scaled_down(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (3200, 2000), (10, 200, 30)).save(path, compress_level=1)
+    photo = load(path)
+    assert photo.pixels.shape[:2] == (1000, MAX_SIDE)
+    assert photo.scale == pytest.approx(2)
+    assert tuple(photo.pixels[500, 800]) == (10, 200, 30)

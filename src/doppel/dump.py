@@ -450,6 +450,7 @@ class _Loader:
     ) -> None:
         self.report = report
         self.strict = strict
+        self.known = known  # image_keys in the gallery or already taken from this dump
         self.rows: list[_Row] = []
         self.texts: list[bytes] = []
         self.row_head = struct.pack("!hii", 6, 4, gallery.id)
@@ -498,6 +499,10 @@ class _Loader:
             reason = check_vector(vector.decode("utf-8", "replace"), DIMENSION)
             self.bad(line, reason or "embedding is not a [..] vector")
             return
+        if key in self.known:
+            self.report.rows_present += 1
+            return
+        self.known.add(key)
         head = b"".join(
             (
                 self.row_head,
@@ -556,8 +561,7 @@ class _Sender:
     """Stores batches with binary COPY from a thread of its own, at most three waiting.
 
     The connection belongs to this thread until close(); a failure is raised again in
-    the caller's thread at its next send() or at close(). Duplicate image_keys are
-    dropped here, in the dump's order, once bad vectors are out.
+    the caller's thread at its next send() or at close().
     """
 
     STATEMENT = sql.SQL(
@@ -621,21 +625,17 @@ class _Sender:
                 raise _strict_error(rows[bad[0][0]][0], bad[0][1])
             self.report.bad_rows.extend(BadRow(rows[n][0], reason) for n, reason in bad)
             skip = {n for n, _ in bad}
+            self.known.difference_update(rows[n][1] for n in skip)  # a later copy may load
             rows = [row for n, row in enumerate(rows) if n not in skip]
         size = 4 * DIMENSION
         stored = vectors.astype(">f4").tobytes()
-        parts = [_COPY_SIGNATURE]
-        count = 0
-        for n, (_, key, head) in enumerate(rows):
-            if key in self.known:
-                self.report.rows_present += 1
-                continue
-            self.known.add(key)
-            parts += (head, _VECTOR_HEADER, stored[n * size : (n + 1) * size])
-            count += 1
-        if not count:
+        if not rows:
             return
+        parts = [_COPY_SIGNATURE]
+        for n, (_, _, head) in enumerate(rows):
+            parts += (head, _VECTOR_HEADER, stored[n * size : (n + 1) * size])
         parts.append(_COPY_TRAILER)
+        count = len(rows)
         self.grew(self.report.rows_loaded + count)
         try:
             with self.conn.cursor() as cur, cur.copy(self.STATEMENT) as copy:
@@ -870,11 +870,12 @@ def load_dump(
                 )
             }
             indexed = repo.has_index(gallery)
+            present = len(known)
 
             def grew(rows: int) -> None:
                 nonlocal indexed
                 # Adding many rows to a live HNSW index is far slower than building it again.
-                if indexed and rows > max(2000, len(known) // 4):
+                if indexed and rows > max(2000, present // 4):
                     conn.execute(
                         sql.SQL("DROP INDEX IF EXISTS {}").format(
                             sql.Identifier(gallery.index_name)

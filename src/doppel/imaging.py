@@ -107,7 +107,21 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _decode_png(data: bytes, max_side: int | None) -> Photo | None:
-    """PNG through OpenCV, about a third faster than Pillow (FFHQ is PNG); None to fall back."""
+    """PNG (FFHQ's format) through libspng, else OpenCV: both faster than Pillow.
+
+    libspng (pyspng) decodes a 1024x1024 PNG in about two thirds of OpenCV's time and
+    gives RGB directly; it ignores EXIF orientation, so a PNG with an eXIf chunk goes
+    to OpenCV, which applies it. None means: let Pillow try (and explain the failure).
+    """
+    if b"eXIf" not in data:
+        try:
+            import pyspng
+
+            rgb = pyspng.load(data, format="RGB")
+        except (ImportError, RuntimeError, ValueError):
+            rgb = None
+        if rgb is not None and rgb.ndim == 3 and rgb.dtype == np.uint8:
+            return Photo(rgb, 1.0).shrunk(max_side)
     try:
         import cv2
     except ImportError:
@@ -116,7 +130,8 @@ def _decode_png(data: bytes, max_side: int | None) -> Photo | None:
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         return None
-    return Photo(np.ascontiguousarray(bgr[:, :, ::-1]), 1.0).shrunk(max_side)
+    small = Photo(bgr, 1.0).shrunk(max_side)  # shrink first: then the BGR->RGB copy is small
+    return Photo(np.ascontiguousarray(small.pixels[:, :, ::-1]), small.scale)
 
 
 def _rotated(img: object) -> bool:

@@ -19,11 +19,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (  # noqa: E402
+    ChildPeak,
+    current_peak_rss_mib,
     load,
     machine_line,
     peak_rss_mib,
     private_home,
     process_cpu_seconds,
+    reset_peak_rss,
     table,
 )
 
@@ -64,7 +67,10 @@ def main() -> None:
             os.environ["DOPPEL_DATABASE_URL"] = create_database(server_url, "bench")
             with connect(Settings.from_env()) as conn:
                 server_before, client_before = process_cpu_seconds(conn.info.backend_pid), own_cpu()
-                first = load_dump(conn, path, "ffhq", build_index=False)
+                reset_peak_rss()
+                with ChildPeak() as helpers:  # the vector-reading worker, pg_restore
+                    first = load_dump(conn, path, "ffhq", build_index=False)
+                peak = current_peak_rss_mib()
                 server = process_cpu_seconds(conn.info.backend_pid) - server_before
                 client = own_cpu() - client_before
                 if not args.no_index:
@@ -86,6 +92,8 @@ def main() -> None:
                     f"{first.rate:,.0f}",
                     f"{client:.1f}",
                     f"{server:.1f}",
+                    f"{peak:.0f}",
+                    f"{helpers.mib:.0f}",
                     f"{first.index_seconds:.1f}" if first.index_built else "-",
                     again.rows_loaded,
                     f"{again.seconds:.1f}",
@@ -112,6 +120,8 @@ def main() -> None:
                     "rows/s",
                     "client cpu s",
                     "server cpu s",
+                    "peak MiB",
+                    "helper MiB",
                     "index s",
                     "2nd load rows",
                     "2nd load s",
@@ -119,7 +129,11 @@ def main() -> None:
                 rows,
             )
         )
-        print(f"peak RSS of this process: {peak_rss_mib():.0f} MiB; load average {load()}")
+        print(
+            f"peak MiB: this process during the load (reset before each); helper MiB: its "
+            f"largest child. Whole run: {peak_rss_mib():.0f} MiB (making the dumps included); "
+            f"load average {load()}"
+        )
 
 
 if __name__ == "__main__":

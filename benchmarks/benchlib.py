@@ -6,6 +6,8 @@ import os
 import platform
 import resource
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -52,6 +54,20 @@ def machine_line() -> str:
 def peak_rss_mib(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident memory in MiB of this process (or of its waited-for children)."""
     return resource.getrusage(who).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak RSS (VmHWM) afresh from its current size (Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def current_peak_rss_mib() -> float:
+    """This process's peak RSS since start or since reset_peak_rss()."""
+    return _status_kib(os.getpid(), "VmHWM") / 1024
 
 
 def _children(pid: int) -> list[int]:
@@ -169,6 +185,8 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
     os.environ["DEEPFACE_HOME"] = str(home / "deepface")
     os.environ.pop("DOPPEL_DATABASE_URL", None)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # A benchmark stopped with kill (SIGTERM) still stops its server and removes its home.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         yield home
     finally:
@@ -178,6 +196,7 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
         try:
             stop_embedded(Settings.from_env())
         finally:
+            signal.signal(signal.SIGTERM, previous)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

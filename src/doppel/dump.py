@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -32,7 +31,7 @@ from doppel.db import tool_path
 from doppel.embedder import EmbeddingConfig
 from doppel.errors import BadDump, GalleryMismatch
 from doppel.repository import Gallery, Repository, describe
-from doppel.vectortext import check_vector, read_vectors
+from doppel.vectortext import check_vector, copy_data
 from doppel.workers import process_pool
 
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
@@ -420,15 +419,11 @@ def copy_escape(text: str) -> bytes:
 
 _SEX_FIELDS = {sex.encode(): struct.pack("!i", 1) + sex.encode() for sex in SEXES}
 _RACE_FIELDS = {race.encode(): struct.pack("!i", len(race)) + race.encode() for race in RACES}
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
-_COPY_TRAILER = struct.pack("!h", -1)
 _COPY_NULL = b"\\N"
-_VECTOR_HEADER = struct.pack("!ihh", 4 + 4 * DIMENSION, DIMENSION, 0)
 
 
-# A checked row waiting for its vector: (line, image_key, its binary COPY fields
-# before the vector).
-_Row = tuple[int, str, bytes]
+# A checked row waiting for its vector: (line, image_key).
+_Row = tuple[int, str]
 
 
 class _Loader:
@@ -452,6 +447,7 @@ class _Loader:
         self.strict = strict
         self.known = known  # image_keys in the gallery or already taken from this dump
         self.rows: list[_Row] = []
+        self.heads: list[bytes] = []  # each row's binary COPY fields before the vector
         self.texts: list[bytes] = []
         self.row_head = struct.pack("!hii", 6, 4, gallery.id)
         self.pool: ProcessPoolExecutor | None = None
@@ -513,7 +509,8 @@ class _Loader:
                 race_field,
             )
         )
-        self.rows.append((line, key, head))
+        self.rows.append((line, key))
+        self.heads.append(head)
         self.texts.append(vector[1:-1])
         if len(self.rows) >= BATCH_ROWS:
             self.flush()
@@ -527,15 +524,15 @@ class _Loader:
         """Send the batch on; `last` when no more rows follow (no worker is started)."""
         if not self.rows:
             return
-        rows, texts = self.rows, self.texts
-        self.rows, self.texts = [], []
+        rows, heads, texts = self.rows, self.heads, self.texts
+        self.rows, self.heads, self.texts = [], [], []
         if self.pool is None:
-            # The sender reads this batch's vectors itself while the worker starts.
+            # The sender encodes this batch itself while the worker starts.
             if not last:
                 self.pool = process_pool(1)
-            self.sender.send(rows, texts)
+            self.sender.send(rows, (heads, texts))
         else:
-            self.sender.send(rows, self.pool.submit(read_vectors, texts, DIMENSION))
+            self.sender.send(rows, self.pool.submit(copy_data, heads, texts, DIMENSION))
 
     def close(self) -> None:
         """Wait for the sender to store what it has (the connection is the caller's again)."""
@@ -554,7 +551,8 @@ def _strict_error(line: int, reason: str) -> BadDump:
     )
 
 
-_Vectors = Future[tuple[np.ndarray, list[tuple[int, str]]]] | list[bytes]
+# A batch's COPY data with its bad rows, from the worker; or its heads and vector texts.
+_Work = Future[tuple[bytes, list[tuple[int, str]]]] | tuple[list[bytes], list[bytes]]
 
 
 class _Sender:
@@ -581,17 +579,17 @@ class _Sender:
         self.strict = strict
         self.known = known  # image_keys in the gallery or already taken from this dump
         self.grew = grew
-        self.queue: queue.Queue[tuple[list[_Row], _Vectors] | None] = queue.Queue(maxsize=3)
+        self.queue: queue.Queue[tuple[list[_Row], _Work] | None] = queue.Queue(maxsize=3)
         self.queued = 0
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="doppel-copy", daemon=True)
         self.thread.start()
 
-    def send(self, rows: list[_Row], vectors: _Vectors) -> None:
-        """Queue a batch: its rows and their vectors' texts, or a worker's reading of them."""
+    def send(self, rows: list[_Row], work: _Work) -> None:
+        """Queue a batch: its rows, and their COPY data or what to make it from."""
         self._raise()
         self.queued += len(rows)
-        self.queue.put((rows, vectors))
+        self.queue.put((rows, work))
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -606,40 +604,29 @@ class _Sender:
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
-            rows, vectors = item
+            rows, work = item
             try:
                 if self.error is None:
-                    self._store(rows, vectors)
+                    self._store(rows, work)
             except BaseException as exc:  # noqa: BLE001 - raised again in the caller
                 self.error = exc
             finally:
                 self.queued -= len(rows)
 
-    def _store(self, rows: list[_Row], work: _Vectors) -> None:
-        if isinstance(work, Future):
-            vectors, bad = work.result()
-        else:
-            vectors, bad = read_vectors(work, DIMENSION)
+    def _store(self, rows: list[_Row], work: _Work) -> None:
+        data, bad = work.result() if isinstance(work, Future) else copy_data(*work, DIMENSION)
         if bad:
             if self.strict:
                 raise _strict_error(rows[bad[0][0]][0], bad[0][1])
             self.report.bad_rows.extend(BadRow(rows[n][0], reason) for n, reason in bad)
-            skip = {n for n, _ in bad}
-            self.known.difference_update(rows[n][1] for n in skip)  # a later copy may load
-            rows = [row for n, row in enumerate(rows) if n not in skip]
-        size = 4 * DIMENSION
-        stored = vectors.astype(">f4").tobytes()
-        if not rows:
+            self.known.difference_update(rows[n][1] for n, _ in bad)  # a later copy may load
+        count = len(rows) - len(bad)
+        if not count:
             return
-        parts = [_COPY_SIGNATURE]
-        for n, (_, _, head) in enumerate(rows):
-            parts += (head, _VECTOR_HEADER, stored[n * size : (n + 1) * size])
-        parts.append(_COPY_TRAILER)
-        count = len(rows)
         self.grew(self.report.rows_loaded + count)
         try:
             with self.conn.cursor() as cur, cur.copy(self.STATEMENT) as copy:
-                copy.write(b"".join(parts))
+                copy.write(data)
         except psycopg.DataError as exc:
             raise BadDump(
                 f"the server refused rows between lines {rows[0][0]} and {rows[-1][0]}: "

@@ -1,4 +1,5 @@
-"""pgvector's text form ("[0.1,-2.5e-05,...]"): checked one at a time, read many at once.
+"""pgvector's text form ("[0.1,-2.5e-05,...]"): checked one at a time, read many at
+once, and turned into binary COPY data.
 
 Kept apart from dump.py so that the worker process reading vectors for a dump load
 imports numpy and pandas only.
@@ -9,10 +10,13 @@ from __future__ import annotations
 import io
 import math
 import re
+import struct
 
 import numpy as np
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # flags, no extension
+COPY_TRAILER = struct.pack("!h", -1)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -89,3 +93,28 @@ def read_vectors(texts: list[bytes], dimension: int) -> tuple[np.ndarray, list[t
     if vectors is None:  # check_vector passed each text: only a parser quirk lands here
         vectors = np.array([text.split(b",") for text in good], dtype=np.float32)
     return vectors, bad
+
+
+def copy_data(
+    heads: list[bytes], texts: list[bytes], dimension: int
+) -> tuple[bytes, list[tuple[int, str]]]:
+    """Binary COPY data for a batch of rows, and (index, reason) for rows left out.
+
+    Each row is its other fields, already encoded (`heads`, field count first), then
+    its vector, read from its text (without brackets) and sent as pgvector's binary
+    form: dimension, a reserved zero, and big-endian float4s. Rows whose vector is bad
+    are left out.
+    """
+    vectors, bad = read_vectors(texts, dimension)
+    skip = {n for n, _ in bad}
+    size = 4 * dimension
+    stored = vectors.astype(">f4").tobytes()
+    header = struct.pack("!ihh", 4 + size, dimension, 0)
+    parts = [COPY_SIGNATURE]
+    good = 0
+    for n, head in enumerate(heads):
+        if n not in skip:
+            parts += (head, header, stored[good * size : (good + 1) * size])
+            good += 1
+    parts.append(COPY_TRAILER)
+    return b"".join(parts), bad

@@ -101,6 +101,41 @@ def test_vectors_survive_exactly(
     assert toast == (0,)
 
 
+def test_a_user_without_superuser_rights_loads_the_same(
+    conn: psycopg.Connection, database_url: str, dumps: dict[str, Path]
+) -> None:
+    import dataclasses
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from doppel.db import connect
+
+    # The per-row gallery check is skipped only where session_replication_role may be
+    # set (a superuser, as here); an ordinary role keeps the check and loads the same.
+    with conn.transaction():
+        assert dump._skip_gallery_checks(conn, Repository(conn).ensure_gallery("su", dump.CONFIG))
+        assert conn.execute("SHOW session_replication_role").fetchone() == ("replica",)
+    assert conn.execute("SHOW session_replication_role").fetchone() == ("origin",)
+    conn.execute("CREATE ROLE doppel_plain LOGIN")
+    try:
+        conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO doppel_plain")
+        conn.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO doppel_plain")
+        params = conninfo_to_dict(database_url)
+        params["user"] = "doppel_plain"
+        settings = dataclasses.replace(Settings.from_env(), database_url=make_conninfo(**params))
+        with connect(settings) as plain:
+            assert plain.execute("SHOW is_superuser").fetchone() == ("off",)
+            report = dump.load_dump(plain, dumps["plain"], "ffhq")
+            assert (report.rows_loaded, report.bad_rows) == (ROWS, [])
+            with plain.transaction():
+                gallery = Repository(plain).gallery("ffhq")
+                assert not dump._skip_gallery_checks(plain, gallery)
+        assert count(conn, "ffhq") == ROWS
+    finally:
+        conn.execute("DROP OWNED BY doppel_plain")
+        conn.execute("DROP ROLE doppel_plain")
+
+
 def test_loading_twice_adds_nothing(conn: psycopg.Connection, dumps: dict[str, Path]) -> None:
     dump.load_dump(conn, dumps["plain"], "ffhq")
     again = dump.load_dump(conn, dumps["custom"], "ffhq")

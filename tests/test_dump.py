@@ -125,7 +125,8 @@ def test_a_user_without_superuser_rights_loads_the_same(
         settings = dataclasses.replace(Settings.from_env(), database_url=make_conninfo(**params))
         with connect(settings) as plain:
             assert plain.execute("SHOW is_superuser").fetchone() == ("off",)
-            report = dump.load_dump(plain, dumps["plain"], "ffhq")
+            # (Building the index would need the table's owner; the rows do not.)
+            report = dump.load_dump(plain, dumps["plain"], "ffhq", build_index=False)
             assert (report.rows_loaded, report.bad_rows) == (ROWS, [])
             with plain.transaction():
                 gallery = Repository(plain).gallery("ffhq")

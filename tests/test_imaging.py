@@ -12,15 +12,19 @@ from doppel.errors import UnreadableImage
 from doppel.imaging import MAX_SIDE, iter_images, load
 
 
-def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+def _rotated_photo(path: Path, **options: object) -> Path:
+    """A 200x100 image, left half red, whose EXIF says: turn 90° clockwise to show."""
     pixels = np.zeros((100, 200, 3), dtype=np.uint8)
-    pixels[:, :100] = (255, 0, 0)  # left half red
+    pixels[:, :100] = (255, 0, 0)
     img = Image.fromarray(pixels)
     exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90° clockwise when shown
-    path = tmp_path / "rotated.jpg"
-    img.save(path, exif=exif, quality=95)
-    photo = load(path)
+    exif[0x0112] = 6
+    img.save(path, exif=exif, **options)
+    return path
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    photo = load(_rotated_photo(tmp_path / "rotated.jpg", quality=95))
     assert photo.pixels.shape[:2] == (200, 100)
     assert photo.pixels[10, 50, 0] > 200  # red now on top
     assert photo.pixels[190, 50, 0] < 60
@@ -73,14 +77,8 @@ def test_png_decodes_to_the_same_rgb_pixels_as_pillow(tmp_path: Path, mode: str)
 
 
 def test_png_with_exif_orientation_is_turned(tmp_path: Path) -> None:
-    pixels = np.zeros((100, 200, 3), dtype=np.uint8)
-    pixels[:, :100] = (255, 0, 0)  # left half red
-    img = Image.fromarray(pixels)
-    exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90° clockwise when shown
-    path = tmp_path / "rotated.png"
-    img.save(path, exif=exif)
-    assert b"eXIf" in path.read_bytes()
+    path = _rotated_photo(tmp_path / "rotated.png")
+    assert b"eXIf" in path.read_bytes()  # so OpenCV, not libspng, decodes it
     photo = load(path)
     assert photo.pixels.shape[:2] == (200, 100)
     assert tuple(photo.pixels[10, 50]) == (255, 0, 0)  # red on top, and in RGB order

@@ -137,6 +137,31 @@ def test_a_user_without_superuser_rights_loads_the_same(
         conn.execute("DROP ROLE doppel_plain")
 
 
+@pytest.mark.parametrize("fmt", ["plain", "inserts"])
+def test_a_latin1_dump_keeps_its_accented_paths(
+    conn: psycopg.Connection, server_url: str, tmp_path: Path, fmt: str
+) -> None:
+    path = write_faces_dump(
+        server_url, tmp_path / "latin1.sql", 20, fmt, extra_args=("--encoding=LATIN1",)
+    )
+    data = path.read_bytes()
+    assert b"SET client_encoding = 'LATIN1'" in data
+    plain_key = b"images1024x1024/00000/00001.png"
+    assert data.count(plain_key) == 1
+    path.write_bytes(data.replace(plain_key, "images1024x1024/café/00001.png".encode("latin-1")))
+    report = dump.load_dump(conn, path, "ffhq", build_index=False)
+    assert (report.rows_loaded, report.bad_rows) == (20, [])
+    sources = {row[0] for row in conn.execute("SELECT source FROM faces")}
+    assert "/data/ffhq/images1024x1024/café/00001.png" in sources
+
+
+def test_an_unknown_encoding_is_a_clear_error(conn: psycopg.Connection, tmp_path: Path) -> None:
+    path = tmp_path / "odd.sql"
+    path.write_text("SET client_encoding = 'MULE_INTERNAL';\nCREATE TABLE public.faces (id int);\n")
+    with pytest.raises(BadDump, match="MULE_INTERNAL encoding"):
+        dump.load_dump(conn, path, "ffhq")
+
+
 def test_loading_twice_adds_nothing(conn: psycopg.Connection, dumps: dict[str, Path]) -> None:
     dump.load_dump(conn, dumps["plain"], "ffhq")
     again = dump.load_dump(conn, dumps["custom"], "ffhq")

@@ -321,7 +321,44 @@ _ROUTINE = re.compile(
     rf"|CREATE\s+(?:UNIQUE\s+)?INDEX\s+\S+\s+ON\s+(?:ONLY\s+)?{_FACES_OBJECT}\s)",
     re.I,
 )
+_CLIENT_ENCODING = re.compile(r"SET\s+client_encoding\s*(?:=|TO)\s*'([^']*)'", re.I)
+# PostgreSQL's names of encodings that Python spells otherwise.
+_ENCODINGS = {
+    "UTF8": "utf-8",
+    "SQL_ASCII": "utf-8",  # no encoding at all; UTF-8 is the likeliest content
+    "LATIN1": "iso8859-1",
+    "LATIN2": "iso8859-2",
+    "LATIN3": "iso8859-3",
+    "LATIN4": "iso8859-4",
+    "LATIN5": "iso8859-9",
+    "LATIN6": "iso8859-10",
+    "LATIN7": "iso8859-13",
+    "LATIN8": "iso8859-14",
+    "LATIN9": "iso8859-15",
+    "LATIN10": "iso8859-16",
+    "UHC": "cp949",
+    "SJIS": "shift_jis",
+    "JOHAB": "johab",
+    "KOI8R": "koi8-r",
+    "KOI8U": "koi8-u",
+}
 _ROUTINE_META = ("\\restrict", "\\unrestrict", "\\connect")
+
+
+def python_encoding(name: str) -> str:
+    """Python's codec for a PostgreSQL encoding name (as in SET client_encoding)."""
+    import codecs
+
+    upper = name.strip().upper()
+    candidate = _ENCODINGS.get(upper)
+    if candidate is None:  # WIN1252 -> cp1252, ISO_8859_5 -> iso8859-5, EUC_JP -> eucjp
+        compact = upper.replace("_", "").lower()
+        candidate = "cp" + upper[3:] if upper.startswith("WIN") else compact
+        candidate = re.sub(r"^iso8859(\d+)$", r"iso8859-\1", candidate)
+    try:
+        return codecs.lookup(candidate).name
+    except LookupError:
+        raise BadDump(f"the dump is in the {name} encoding, which doppel cannot read") from None
 
 
 def _unquote(name: str) -> str:
@@ -402,9 +439,9 @@ def copy_unescape(field: bytes) -> bytes:
     return _COPY_UNESCAPE.sub(one, field)
 
 
-def copy_escape(text: str) -> bytes:
+def copy_escape(text: str, encoding: str = "utf-8") -> bytes:
     """Encode a value as a COPY text-format field."""
-    data = text.encode("utf-8", "surrogateescape")
+    data = text.encode(encoding, "replace")
     if not any(c in data for c in b"\\\t\n\r"):
         return data
     return (
@@ -446,6 +483,7 @@ class _Loader:
         self.report = report
         self.strict = strict
         self.known = known  # image_keys in the gallery or already taken from this dump
+        self.encoding = "utf-8"  # the dump's, from its SET client_encoding
         self.rows: list[_Row] = []
         self.heads: list[bytes] = []  # each row's binary COPY fields before the vector
         self.texts: list[bytes] = []
@@ -468,10 +506,12 @@ class _Loader:
         self.report.rows_read += 1
         try:
             raw_key = copy_unescape(source)
-            key = raw_key.decode("utf-8")
+            key = raw_key.decode(self.encoding)
         except UnicodeDecodeError:
-            self.bad(line, "image_key is not valid UTF-8")
+            self.bad(line, f"image_key is not valid {self.encoding}")
             return
+        if self.encoding != "utf-8":
+            raw_key = key.encode("utf-8")  # the connection speaks UTF-8
         sex_field = _SEX_FIELDS.get(sex)
         race_field = _RACE_FIELDS.get(race)
         years = int(age) if age.isdigit() and len(age) < 10 else None
@@ -670,7 +710,7 @@ class _Reader:
                     assert other_copy is not None
                     other_copy = (other_copy[0], other_copy[1], other_copy[2] + 1)
                 continue
-            text = raw.decode("utf-8", "replace")
+            text = raw.decode(self.loader.encoding, "replace")
             if splitter.empty:
                 stripped = text.strip()
                 if not stripped or stripped.startswith("--"):
@@ -703,6 +743,10 @@ class _Reader:
         body = statement.lstrip()
         start += statement[: len(statement) - len(body)].count("\n")
         head = body[:12].upper()
+        if head.startswith("SET"):
+            match = _CLIENT_ENCODING.match(body)
+            if match is not None:
+                self.loader.encoding = python_encoding(match.group(1))
         if head.startswith("COPY"):
             match = _COPY_FROM_STDIN.match(body)
             if match is not None:
@@ -788,7 +832,10 @@ class _Reader:
                     self.loader.bad(line_of_row, f"{missing[0]} is missing or NULL")
                 else:
                     self.loader.report.rows_read -= 1  # add() counts it
-                    self.loader.add(line_of_row, *(copy_escape(row[name] or "") for name in NEEDED))
+                    self.loader.add(
+                        line_of_row,
+                        *(copy_escape(row[name] or "", self.loader.encoding) for name in NEEDED),
+                    )
             while pos < len(body) and body[pos] in " \t\r\n":
                 pos += 1
             if pos < len(body) and body[pos] == ",":

@@ -237,15 +237,17 @@ def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, di
     return path, reasons
 
 
-@pytest.mark.parametrize("batch", [dump.BATCH_ROWS, 7])
+@pytest.fixture(params=[dump.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
+def batch_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Both ways vectors are read: in this process (one batch), or batch by batch, the
+    first in this process and the rest by the worker process."""
+    monkeypatch.setattr(dump, "BATCH_ROWS", request.param)
+    return int(request.param)
+
+
 def test_hostile_dump_loads_good_rows_and_runs_nothing(
-    conn: psycopg.Connection,
-    server_url: str,
-    tmp_path: Path,
-    batch: int,
-    monkeypatch: pytest.MonkeyPatch,
+    conn: psycopg.Connection, server_url: str, tmp_path: Path, batch_rows: int
 ) -> None:
-    monkeypatch.setattr(dump, "BATCH_ROWS", batch)
     conn.execute("CREATE TABLE important (x int)")
     conn.commit()
     marker = tmp_path / "pwned"
@@ -274,17 +276,11 @@ def test_hostile_dump_loads_good_rows_and_runs_nothing(
     assert conn.execute("SELECT to_regproc('evil') IS NULL").fetchone() == (True,)
 
 
-@pytest.mark.parametrize("batch", [dump.BATCH_ROWS, 7])
 def test_strict_stops_at_the_first_bad_row(
-    conn: psycopg.Connection,
-    server_url: str,
-    tmp_path: Path,
-    batch: int,
-    monkeypatch: pytest.MonkeyPatch,
+    conn: psycopg.Connection, server_url: str, tmp_path: Path, batch_rows: int
 ) -> None:
     # The first bad row has a bad vector, which the worker finds; a later one a bad sex,
     # which is found as the dump is read: the first in the file is the one named.
-    monkeypatch.setattr(dump, "BATCH_ROWS", batch)
     path, reasons = _hostile_dump(server_url, tmp_path, tmp_path / "marker")
     with pytest.raises(BadDump, match=f"line {min(reasons)}: .*512"):
         dump.load_dump(conn, path, "ffhq", strict=True)

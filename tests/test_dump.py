@@ -22,7 +22,7 @@ from doppel.config import Settings
 from doppel.errors import BadDump
 from doppel.repository import Filters, Repository
 from doppel.testing import write_faces_dump
-from doppel.vectortext import check_vector
+from doppel.vectortext import check_vector, read_vectors
 
 ROWS = 300
 
@@ -85,7 +85,7 @@ def test_vectors_survive_exactly(
 ) -> None:
     from doppel.testing import clustered_vectors
 
-    # Small batches: the first is read in this process, the rest by the worker process.
+    # Small batches: many batches, each read and sent on its own.
     monkeypatch.setattr(dump, "BATCH_ROWS", 64)
     report = dump.load_dump(conn, dumps[fmt], "ffhq")
     assert report.rows_loaded == ROWS
@@ -239,8 +239,8 @@ def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, di
 
 @pytest.fixture(params=[dump.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
 def batch_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Both ways vectors are read: in this process (one batch), or batch by batch, the
-    first in this process and the rest by the worker process."""
+    """All rows in one batch, or in many: bad rows are found within a batch and across
+    batches, and the first one in the file is still the one --strict names."""
     monkeypatch.setattr(dump, "BATCH_ROWS", request.param)
     return int(request.param)
 
@@ -279,8 +279,8 @@ def test_hostile_dump_loads_good_rows_and_runs_nothing(
 def test_strict_stops_at_the_first_bad_row(
     conn: psycopg.Connection, server_url: str, tmp_path: Path, batch_rows: int
 ) -> None:
-    # The first bad row has a bad vector, which the worker finds; a later one a bad sex,
-    # which is found as the dump is read: the first in the file is the one named.
+    # The first bad row has a bad vector, found when its batch is read; a later one a bad
+    # sex, found as the dump is read: the first in the file is the one named.
     path, reasons = _hostile_dump(server_url, tmp_path, tmp_path / "marker")
     with pytest.raises(BadDump, match=f"line {min(reasons)}: .*512"):
         dump.load_dump(conn, path, "ffhq", strict=True)
@@ -326,6 +326,48 @@ def test_check_vector_reasons() -> None:
     assert "finite" in (check_vector(good.replace("0.5", "inf", 1), 512) or "")
     assert "range" in (check_vector(good.replace("0.5", "1e40", 1), 512) or "")
     assert check_vector("0.5", 512) is not None
+
+
+def test_vectors_are_read_as_the_server_reads_them(conn: psycopg.Connection) -> None:
+    """doppel's reading of vector text accepts what pgvector's own input accepts (JSON
+    numbers, and the forms JSON lacks, like ".5"), with the same float4 values, and
+    refuses the rest."""
+    numbers = [f"{x:.9g}" for x in np.random.default_rng(1).normal(0, 2, 8)]
+    accepted = [
+        "[" + ",".join(numbers) + "]",
+        "[" + ", ".join(numbers[:7]) + ",1]",  # spaces, and an integer
+        "[.5,-.25,+1,2.,1e3,-0,3E-2,3.4028234e38]",  # not JSON, but pgvector reads them
+        "[ 0.1 ,0.2,0.3,0.4,0.5,0.6,0.7,0.8 ]",
+    ]
+    refused = [
+        "[" + ",".join(numbers[:7]) + "]",  # 7 numbers
+        "[" + ",".join(numbers) + ",1]",  # 9
+        "[[" + ",".join(numbers[:4]) + "]," + ",".join(numbers[4:]) + "]",  # nested
+        "[NaN," + ",".join(numbers[1:]) + "]",
+        "[inf," + ",".join(numbers[1:]) + "]",
+        "[1e39," + ",".join(numbers[1:]) + "]",  # beyond float4
+        '["1",' + ",".join(numbers[1:]) + "]",
+        "[null," + ",".join(numbers[1:]) + "]",
+        "[" + ",".join(numbers) + ",]",
+    ]
+    vectors, bad = read_vectors([text.encode() for text in accepted], 8)
+    assert bad == []
+    for text in refused:  # each beside good ones, and all together
+        assert [n for n, _ in read_vectors([accepted[0].encode(), text.encode()], 8)[1]] == [1]
+    texts = accepted + refused
+    assert [n for n, _ in read_vectors([text.encode() for text in texts], 8)[1]] == list(
+        range(len(accepted), len(texts))
+    )
+    server = []
+    for text in accepted:
+        row = conn.execute("SELECT %s::vector(8)::real[]", (text,)).fetchone()
+        assert row is not None
+        server.append(row[0])
+    assert np.array_equal(vectors, np.array(server, dtype=np.float32))
+    for text in refused:
+        with pytest.raises(psycopg.DataError):
+            conn.execute("SELECT %s::vector(8)", (text,))
+        conn.rollback()
 
 
 def test_cli_load_dump_then_filtered_find(

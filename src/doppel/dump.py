@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,7 +31,6 @@ from doppel.embedder import EmbeddingConfig
 from doppel.errors import BadDump, GalleryMismatch
 from doppel.repository import Gallery, Repository, describe
 from doppel.vectortext import check_vector, copy_data
-from doppel.workers import process_pool
 
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
 DIMENSION = 512
@@ -466,9 +464,11 @@ _Row = tuple[int, str]
 class _Loader:
     """Checks rows and hands them, in batches, to a _Sender that stores them.
 
-    Everything but the vectors is checked here, as the dump is read. A dump of more
-    than one batch gets a worker process that parses the vectors of one batch while
-    the next is read; the sender thread alone uses the connection until close().
+    Each row is checked as the dump is read, and each batch's vectors are read when
+    the batch is full (simdjson holds the GIL, so another thread would not overlap
+    with this one, and a worker process costs more to feed than the parse itself).
+    The sender thread alone uses the connection until close(), so the server stores
+    one batch while the next is read.
     """
 
     def __init__(
@@ -488,13 +488,12 @@ class _Loader:
         self.heads: list[bytes] = []  # each row's binary COPY fields before the vector
         self.texts: list[bytes] = []
         self.row_head = struct.pack("!hii", 6, 4, gallery.id)
-        self.pool: ProcessPoolExecutor | None = None
-        self.sender = _Sender(conn, report, strict, known, grew)
+        self.sender = _Sender(conn, report, grew)
 
     def bad(self, line: int, reason: str) -> None:
         if self.strict:
             # Rows before this one may have bad vectors: the first bad row is the one named.
-            self.flush(last=True)
+            self.flush()
             self.close()
             raise _strict_error(line, reason)
         self.report.bad_rows.append(BadRow(line, reason))
@@ -551,7 +550,7 @@ class _Loader:
         )
         self.rows.append((line, key))
         self.heads.append(head)
-        self.texts.append(vector[1:-1])
+        self.texts.append(vector)
         if len(self.rows) >= BATCH_ROWS:
             self.flush()
 
@@ -560,28 +559,22 @@ class _Loader:
         """Rows accepted here but not yet stored."""
         return len(self.rows) + self.sender.queued
 
-    def flush(self, *, last: bool = False) -> None:
-        """Send the batch on; `last` when no more rows follow (no worker is started)."""
+    def flush(self) -> None:
+        """Read the batch's vectors and hand its COPY data to the sender."""
         if not self.rows:
             return
         rows, heads, texts = self.rows, self.heads, self.texts
         self.rows, self.heads, self.texts = [], [], []
-        if self.pool is None:
-            # The sender encodes this batch itself while the worker starts.
-            if not last:
-                self.pool = process_pool(1)
-            self.sender.send(rows, (heads, texts))
-        else:
-            self.sender.send(rows, self.pool.submit(copy_data, heads, texts, DIMENSION))
+        data, bad = copy_data(heads, texts, DIMENSION)
+        for n, reason in bad:
+            self.bad(rows[n][0], reason)
+            self.known.discard(rows[n][1])  # a later row with this key may load
+        if len(rows) > len(bad):
+            self.sender.send(rows[0][0], rows[-1][0], len(rows) - len(bad), data)
 
     def close(self) -> None:
         """Wait for the sender to store what it has (the connection is the caller's again)."""
-        try:
-            self.sender.close()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(cancel_futures=True)
-                self.pool = None
+        self.sender.close()
 
 
 def _strict_error(line: int, reason: str) -> BadDump:
@@ -591,8 +584,8 @@ def _strict_error(line: int, reason: str) -> BadDump:
     )
 
 
-# A batch's COPY data with its bad rows, from the worker; or its heads and vector texts.
-_Work = Future[tuple[bytes, list[tuple[int, str]]]] | tuple[list[bytes], list[bytes]]
+# A batch for the sender: its first and last line, its row count and its COPY data.
+_Batch = tuple[int, int, int, bytes]
 
 
 class _Sender:
@@ -607,29 +600,22 @@ class _Sender:
     )
 
     def __init__(
-        self,
-        conn: psycopg.Connection,
-        report: LoadReport,
-        strict: bool,
-        known: set[str],
-        grew: Callable[[int], None],
+        self, conn: psycopg.Connection, report: LoadReport, grew: Callable[[int], None]
     ) -> None:
         self.conn = conn
         self.report = report
-        self.strict = strict
-        self.known = known  # image_keys in the gallery or already taken from this dump
         self.grew = grew
-        self.queue: queue.Queue[tuple[list[_Row], _Work] | None] = queue.Queue(maxsize=3)
+        self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=3)
         self.queued = 0
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="doppel-copy", daemon=True)
         self.thread.start()
 
-    def send(self, rows: list[_Row], work: _Work) -> None:
-        """Queue a batch: its rows, and their COPY data or what to make it from."""
+    def send(self, first_line: int, last_line: int, count: int, data: bytes) -> None:
+        """Queue a batch's COPY data: `count` rows from the dump's lines first to last."""
         self._raise()
-        self.queued += len(rows)
-        self.queue.put((rows, work))
+        self.queued += count
+        self.queue.put((first_line, last_line, count, data))
 
     def close(self) -> None:
         if self.thread.is_alive():
@@ -643,33 +629,23 @@ class _Sender:
             raise error
 
     def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            rows, work = item
+        while (batch := self.queue.get()) is not None:
             try:
                 if self.error is None:
-                    self._store(rows, work)
+                    self._store(*batch)
             except BaseException as exc:  # noqa: BLE001 - raised again in the caller
                 self.error = exc
             finally:
-                self.queued -= len(rows)
+                self.queued -= batch[2]
 
-    def _store(self, rows: list[_Row], work: _Work) -> None:
-        data, bad = work.result() if isinstance(work, Future) else copy_data(*work, DIMENSION)
-        if bad:
-            if self.strict:
-                raise _strict_error(rows[bad[0][0]][0], bad[0][1])
-            self.report.bad_rows.extend(BadRow(rows[n][0], reason) for n, reason in bad)
-            self.known.difference_update(rows[n][1] for n, _ in bad)  # a later copy may load
-        count = len(rows) - len(bad)
-        if not count:
-            return
+    def _store(self, first_line: int, last_line: int, count: int, data: bytes) -> None:
         self.grew(self.report.rows_loaded + count)
         try:
             with self.conn.cursor() as cur, cur.copy(self.STATEMENT) as copy:
                 copy.write(data)
         except psycopg.DataError as exc:
             raise BadDump(
-                f"the server refused rows between lines {rows[0][0]} and {rows[-1][0]}: "
+                f"the server refused rows between lines {first_line} and {last_line}: "
                 f"{str(exc).splitlines()[0]}"
             ) from exc
         self.report.rows_loaded += count
@@ -922,7 +898,7 @@ def load_dump(
             reader = _Reader(loader, report)
             try:
                 reader.run(source.lines, tick)
-                loader.flush(last=True)
+                loader.flush()
             finally:
                 loader.close()
             report.bad_rows.sort(key=lambda bad: bad.line)

@@ -1,13 +1,9 @@
 """pgvector's text form ("[0.1,-2.5e-05,...]"): checked one at a time, read many at
 once, and turned into binary COPY data.
-
-Kept apart from dump.py so that the worker process reading vectors for a dump load
-imports numpy and pandas only.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import struct
@@ -45,53 +41,52 @@ def check_vector(text: str, dimension: int) -> str | None:
 
 
 def parse_vectors(texts: list[bytes], dimension: int) -> np.ndarray | None:
-    """Many vectors' texts, each without its brackets, as one (n, dimension) float32 array.
+    """Many vectors' texts as one (n, dimension) float32 array; None if any is unusable.
 
-    pandas' C parser reads all the numbers in one call, several times faster than
-    PostgreSQL's own vector input. The texts are joined with an "inf" between them, so
-    a text with too few or too many numbers moves the separators and shows. None means
-    some text is not `dimension` finite float4 numbers; check_vector tells which and why.
+    pgvector's text form is a JSON array, so simdjson reads each one, several times
+    faster than PostgreSQL's own vector input. A text must hold exactly `dimension`
+    numbers at its top level (a nested array would be flattened by as_buffer, so the
+    top-level count is checked too). None means some text is not `dimension` finite
+    float4 numbers, or is written in a way JSON does not allow (".5", "+1"):
+    check_vector tells which and why.
     """
-    import pandas as pd
+    import simdjson
 
+    parse = simdjson.Parser().parse
+    numbers = bytearray()
     try:
-        column = pd.read_csv(
-            io.BytesIO(b",inf,".join(texts)),
-            header=None,
-            lineterminator=",",
-            dtype=np.float64,
-            na_filter=False,
-            quoting=3,  # csv.QUOTE_NONE: a quote is just a bad number
-            engine="c",
-        )
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        for text in texts:
+            array = parse(text)
+            if not isinstance(array, simdjson.Array) or len(array) != dimension:
+                return None
+            numbers += array.as_buffer(of_type="d")
+            del array  # the parser is reused only once nothing refers to its last document
+    except (ValueError, TypeError, RuntimeError):
         return None
-    values = column[0].to_numpy()
-    if values.size != len(texts) * (dimension + 1) - 1:
+    if len(numbers) != len(texts) * dimension * 8:
         return None
-    rows = np.append(values, np.inf).reshape(len(texts), dimension + 1)
-    vectors = rows[:, :dimension]
-    if not np.isinf(rows[:, dimension]).all() or not (np.abs(vectors) <= FLOAT32_MAX).all():
-        return None  # a separator out of place, or a number that is NaN, inf or too big
+    vectors = np.frombuffer(numbers, np.float64).reshape(len(texts), dimension)
+    if vectors.size and not -FLOAT32_MAX <= vectors.min() <= vectors.max() <= FLOAT32_MAX:
+        return None  # too big for a float4
     return vectors.astype(np.float32)
 
 
 def read_vectors(texts: list[bytes], dimension: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """The good vectors of a batch (texts without brackets), in order, and (index,
-    reason) for each bad one."""
+    """The good vectors of a batch of texts ("[..]"), in order, and (index, reason) for
+    each bad one."""
     vectors = parse_vectors(texts, dimension)
     if vectors is not None:
         return vectors, []
     bad = []
     for n, text in enumerate(texts):
-        reason = check_vector("[" + text.decode("utf-8", "replace") + "]", dimension)
+        reason = check_vector(text.decode("utf-8", "replace"), dimension)
         if reason is not None:
             bad.append((n, reason))
     skip = {n for n, _ in bad}
     good = [text for n, text in enumerate(texts) if n not in skip]
     vectors = parse_vectors(good, dimension) if good else np.empty((0, dimension), np.float32)
     if vectors is None:  # check_vector passed each text: only a parser quirk lands here
-        vectors = np.array([text.split(b",") for text in good], dtype=np.float32)
+        vectors = np.array([text[1:-1].split(b",") for text in good], dtype=np.float32)
     return vectors, bad
 
 
@@ -101,20 +96,19 @@ def copy_data(
     """Binary COPY data for a batch of rows, and (index, reason) for rows left out.
 
     Each row is its other fields, already encoded (`heads`, field count first), then
-    its vector, read from its text (without brackets) and sent as pgvector's binary
-    form: dimension, a reserved zero, and big-endian float4s. Rows whose vector is bad
-    are left out.
+    its vector, read from its text ("[..]") and sent as pgvector's binary form: its
+    length, the dimension, a reserved zero, and big-endian float4s. Rows whose vector
+    is bad are left out.
     """
     vectors, bad = read_vectors(texts, dimension)
-    skip = {n for n, _ in bad}
+    if bad:
+        skip = {n for n, _ in bad}
+        heads = [head for n, head in enumerate(heads) if n not in skip]
     size = 4 * dimension
-    stored = vectors.astype(">f4").tobytes()
+    stored = memoryview(vectors.astype(">f4").tobytes())
     header = struct.pack("!ihh", 4 + size, dimension, 0)
-    parts = [COPY_SIGNATURE]
-    good = 0
+    parts: list[bytes | memoryview] = [COPY_SIGNATURE]
     for n, head in enumerate(heads):
-        if n not in skip:
-            parts += (head, header, stored[good * size : (good + 1) * size])
-            good += 1
+        parts += (head, header, stored[n * size : (n + 1) * size])
     parts.append(COPY_TRAILER)
     return b"".join(parts), bad

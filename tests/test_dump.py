@@ -353,6 +353,54 @@ def test_damaged_gzip_is_a_clear_error_and_loads_nothing(
     assert Repository(conn).find_gallery("ffhq") is None
 
 
+def test_one_line_inserts_read_as_the_general_path_reads_them(
+    conn: psycopg.Connection,
+    dumps: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pg_dump's one-row INSERT lines are read straight from bytes; awkward ones (quotes,
+    commas and parentheses in a key, E'' strings, two rows in one statement, NULLs,
+    other tables) give the same rows, bad rows and ignored statements as the general
+    statement-by-statement path."""
+    lines = dumps["column-inserts"].read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith("INSERT INTO public.faces"))
+    head = lines[first][: lines[first].index("VALUES") + 7]
+    vector = lines[first][lines[first].index("'[") : lines[first].rindex("]'") + 2]
+    awkward = [
+        f"{head}(9001, 'it''s, odd); \\ key', 30, 'F', 'asian', {vector});\n",
+        f"{head}(9002, E'/e\\x41.png', 30, 'F', 'asian', {vector});\n",
+        f"{head}(9003, '/a.png', 30, 'F', 'asian', {vector}), (9004, '/b.png', 31, 'M',"
+        f" 'white', {vector});\n",
+        f"{head}(9005, NULL, 30, 'F', 'asian', {vector});\n",
+        "INSERT INTO public.other VALUES (1, 'x');\n",
+        f"{head}(9006, '/neg.png', -0, 'M', 'black', {vector});\n",
+        f"{head}(9007, '/short.png', 30, 'F', 'asian', '[1,2]');\n",
+        f"{head}(9008, '/spaced.png' ,  30 , 'F','asian',{vector} ) ;\n",
+    ]
+    path = tmp_path / "awkward.sql"
+    path.write_text("".join(lines[: first + 1] + awkward + lines[first + 1 :]))
+
+    def loaded(gallery: str) -> tuple[object, ...]:
+        report = dump.load_dump(conn, path, gallery, build_index=False)
+        rows = conn.execute(
+            "SELECT source, age, sex, race, embedding::text FROM faces f"
+            " JOIN galleries g ON g.id = f.gallery_id WHERE g.name = %s ORDER BY source",
+            (gallery,),
+        ).fetchall()
+        return rows, report.bad_rows, report.ignored, report.rows_read
+
+    fast = loaded("fast")
+    monkeypatch.setattr(dump._Reader, "_one_line_insert", lambda *_: False)
+    general = loaded("general")
+    assert fast == general
+    rows, bad_rows, ignored, _ = fast
+    sources = {row[0] for row in rows}  # type: ignore[attr-defined]
+    assert {"it's, odd); \\ key", "/a.png", "/b.png", "/neg.png", "/spaced.png"} <= sources
+    assert [bad.line - first - 1 for bad in bad_rows] == [2, 4, 7]  # type: ignore[attr-defined]
+    assert any("public.other" in item.what for item in ignored)  # type: ignore[attr-defined]
+
+
 def test_insert_rows_report_their_own_lines(
     conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path
 ) -> None:

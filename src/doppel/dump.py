@@ -559,19 +559,6 @@ def copy_unescape(field: bytes) -> bytes:
     return _COPY_UNESCAPE.sub(one, field)
 
 
-def copy_escape(text: str, encoding: str = "utf-8") -> bytes:
-    """Encode a value as a COPY text-format field."""
-    data = text.encode(encoding, "replace")
-    if not any(c in data for c in b"\\\t\n\r"):
-        return data
-    return (
-        data.replace(b"\\", b"\\\\")
-        .replace(b"\t", b"\\t")
-        .replace(b"\n", b"\\n")
-        .replace(b"\r", b"\\r")
-    )
-
-
 # Loading ---------------------------------------------------------------------------
 
 _SEX_FIELDS = {sex.encode(): struct.pack("!i", 1) + sex.encode() for sex in SEXES}
@@ -621,12 +608,11 @@ class _Loader:
         self.report.bad_rows.append(BadRow(line, reason))
 
     def add(
-        self, line: int, source: bytes, age: bytes, sex: bytes, race: bytes, vector: bytes
+        self, line: int, raw_key: bytes, age: bytes, sex: bytes, race: bytes, vector: bytes
     ) -> None:
-        """One row, each field in COPY text form (source escaped as COPY escapes it)."""
+        """One row, each field as the dump's bytes (the key with no escapes left)."""
         self.report.rows_read += 1
         try:
-            raw_key = copy_unescape(source)
             key = raw_key.decode(self.encoding)
         except UnicodeDecodeError:
             self.bad(line, f"image_key is not valid {self.encoding}")
@@ -773,6 +759,44 @@ class _Sender:
         self.report.rows_loaded += count
 
 
+_PLAIN_VALUE = re.compile(rb"\s*(NULL|[-+]?[0-9][0-9.eE+-]*)\s*")
+
+
+def _row_values(line: bytes, pos: int) -> list[bytes | None] | None:
+    """The values of `(v, 'text', NULL, ...);` from pos (just after the parenthesis) to
+    the end of the line: quoted strings with their '' undone, numbers as written, None
+    for NULL. None when the line is anything else (E'' strings, a second row, ...)."""
+    values: list[bytes | None] = []
+    end = len(line)
+    while True:
+        while line[pos : pos + 1] == b" ":
+            pos += 1
+        if line[pos : pos + 1] == b"'":
+            close = line.find(b"'", pos + 1)
+            doubled = False
+            while close >= 0 and line[close + 1 : close + 2] == b"'":
+                close, doubled = line.find(b"'", close + 2), True
+            if close < 0:
+                return None
+            value = line[pos + 1 : close]
+            values.append(value.replace(b"''", b"'") if doubled else value)
+            pos = close + 1
+        else:
+            match = _PLAIN_VALUE.match(line, pos)
+            if match is None:
+                return None
+            values.append(None if match.group(1) == b"NULL" else match.group(1))
+            pos = match.end()
+        while line[pos : pos + 1] == b" ":
+            pos += 1
+        separator = line[pos : pos + 1]
+        pos += 1
+        if separator == b")":
+            return values if line[pos:end].rstrip() == b";" else None
+        if separator != b",":
+            return None
+
+
 _VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])", re.I)
 
 
@@ -786,6 +810,9 @@ class _Reader:
         self._positions_of: tuple[str, ...] = ()  # the COPY columns _positions was made for
         self._positions: list[int] = []  # where each NEEDED field is in a COPY row
         self.found_faces = False
+        # One-line INSERT heads seen: [value count, where each NEEDED value is], or []
+        # when the INSERT is not into faces.
+        self._insert_heads: dict[bytes, list[int]] = {}
 
     def run(self, lines: Iterator[bytes], tick: Callable[[], None]) -> None:
         splitter = _Splitter()
@@ -807,6 +834,12 @@ class _Reader:
                 else:
                     assert other_copy is not None
                     other_copy = (other_copy[0], other_copy[1], other_copy[2] + 1)
+                continue
+            if (
+                splitter.empty
+                and raw.startswith(b"INSERT INTO ")
+                and self._one_line_insert(raw, number)
+            ):
                 continue
             text = raw.decode(self.loader.encoding, "replace")
             if splitter.empty:
@@ -885,7 +918,41 @@ class _Reader:
             self.loader.report.rows_read += 1
             self.loader.bad(number, f"{NEEDED[values.index(_COPY_NULL)]} is missing or NULL")
             return
+        values[0] = copy_unescape(values[0])
         self.loader.add(number, *values)
+
+    def _one_line_insert(self, raw: bytes, number: int) -> bool:
+        """Read a one-row INSERT into faces on one line, as pg_dump writes them, straight
+        from its bytes. False (nothing done) for anything else, which then takes the
+        general path through _Splitter and _insert_rows."""
+        values_at = raw.find(b" VALUES (", 12, 4096)
+        if values_at < 0:
+            return False
+        head = raw[: values_at + 8]
+        known = self._insert_heads.get(head)
+        if known is None:
+            match = _INSERT.fullmatch(head.decode(self.loader.encoding, "replace"))
+            if match is None or _table_name(match.group("table")) != "faces":
+                known = self._insert_heads[head] = []
+            else:
+                columns = _column_list(match.group("columns")) or self.columns or DEFAULT_COLUMNS
+                known = self._insert_heads[head] = [
+                    len(columns),
+                    *(columns.index(name) if name in columns else -1 for name in NEEDED),
+                ]
+        if not known:
+            return False
+        values = _row_values(raw, values_at + 9)
+        if values is None or len(values) != known[0]:
+            return False
+        self.found_faces = True
+        fields = [values[n] if n >= 0 else None for n in known[1:]]
+        if None in fields:
+            self.loader.report.rows_read += 1
+            self.loader.bad(number, f"{NEEDED[fields.index(None)]} is missing or NULL")
+        else:
+            self.loader.add(number, *fields)  # type: ignore[arg-type]
+        return True
 
     def _insert_rows(self, body: str, pos: int, start: int, columns: tuple[str, ...]) -> None:
         line = start + body.count("\n", 0, pos)
@@ -932,7 +999,7 @@ class _Reader:
                     self.loader.report.rows_read -= 1  # add() counts it
                     self.loader.add(
                         line_of_row,
-                        *(copy_escape(row[name] or "", self.loader.encoding) for name in NEEDED),
+                        *((row[name] or "").encode(self.loader.encoding) for name in NEEDED),
                     )
             while pos < len(body) and body[pos] in " \t\r\n":
                 pos += 1

@@ -20,15 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import psycopg
-from isal import isal_zlib
 from psycopg import sql
 
 from doppel.db import tool_path
+from doppel.dumpfile import READ_BUFFER, ArchiveHead, Inflating, archive_lines, lines_of
 from doppel.embedder import EmbeddingConfig
 from doppel.errors import BadDump, GalleryMismatch
 from doppel.repository import Gallery, Repository, describe
@@ -41,10 +40,6 @@ RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispani
 DEFAULT_COLUMNS = ("id", "image_key", "age", "sex", "race", "embedding")
 NEEDED = ("image_key", "age", "sex", "race", "embedding")
 BATCH_ROWS = 5000
-# Large reads: each one lets the sender thread take the GIL, and getting it back costs.
-READ_BUFFER = 8 << 20
-# A faces row is about 6 kB of text; a longer line is refused, so memory stays bounded.
-MAX_LINE = 16 << 20
 
 # (bytes read, bytes in all, rows accepted so far)
 Progress = Callable[[int, int, int], None]
@@ -107,95 +102,6 @@ class _Counting(io.RawIOBase):
         return n or 0
 
 
-_GZIP_WBITS = 16 + isal_zlib.MAX_WBITS  # a gzip header and trailer around deflate data
-_INFLATE_ERROR = cast(type[Exception], isal_zlib.IsalError)  # the stub says otherwise
-
-
-class _Inflating(io.RawIOBase):
-    """gzip data, inflated ahead by a thread of its own.
-
-    ISA-L inflates about 1.4 times as fast as zlib and lets go of the GIL while it
-    works, so the dump is inflated on one core while it is read on the other
-    (GzipFile would do both in turn, in small steps). Each call yields at most
-    OUT_MAX bytes, so memory stays flat even for a gzip bomb. Damaged or cut-off
-    data is a BadDump at the point where it is read.
-    """
-
-    IN_CHUNK = 1 << 20
-    OUT_MAX = 4 << 20
-
-    def __init__(self, compressed: IO[bytes], path: Path) -> None:
-        self.compressed = compressed
-        self.path = path
-        self.chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
-        self.pending = memoryview(b"")
-        self.finished = False
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._inflate, name="doppel-gunzip", daemon=True)
-        self.thread.start()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self.pending:
-            if self.finished:
-                return 0
-            item = self.chunks.get()
-            if isinstance(item, BaseException):
-                self.finished = True
-                raise item
-            if not item:
-                self.finished = True
-                return 0
-            self.pending = memoryview(item)
-        n = min(len(buffer), len(self.pending))
-        buffer[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self) -> None:
-        self.stopping.set()
-        while self.thread.is_alive():  # unblock a put() so that the thread sees the stop
-            with contextlib.suppress(queue.Empty):
-                self.chunks.get(timeout=0.05)
-        super().close()
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self.stopping.is_set():
-            with contextlib.suppress(queue.Full):
-                self.chunks.put(item, timeout=0.05)
-                return
-
-    def _inflate(self) -> None:
-        inflater = isal_zlib.decompressobj(_GZIP_WBITS)
-        fresh = True  # no byte of the current gzip member seen yet
-        try:
-            while not self.stopping.is_set() and (data := self.compressed.read(self.IN_CHUNK)):
-                while data or not fresh:
-                    if fresh:
-                        data = data.lstrip(b"\x00")  # zero padding between members is allowed
-                        if not data:
-                            break
-                        fresh = False
-                    out = inflater.decompress(data, self.OUT_MAX)
-                    if out:
-                        self._put(out)
-                    data = inflater.unconsumed_tail
-                    if inflater.eof:  # a member ended; another may follow
-                        data = inflater.unused_data
-                        inflater, fresh = isal_zlib.decompressobj(_GZIP_WBITS), True
-                    elif not data and len(out) < self.OUT_MAX:
-                        break  # all input taken and no output held back: read more
-            if not fresh:
-                raise BadDump(f"{self.path}: the gzip data ends early (a cut-off file?)")
-            self._put(b"")
-        except _INFLATE_ERROR as exc:
-            self._put(BadDump(f"{self.path}: gzip data is damaged ({exc})"))
-        except BaseException as exc:  # noqa: BLE001 - raised again where the data is read
-            self._put(exc)
-
-
 @dataclass
 class _Source:
     """The dump as plain SQL lines (bytes), however it was stored."""
@@ -207,18 +113,8 @@ class _Source:
     close: Callable[[], None]
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The stream's lines, each with its newline; one over MAX_LINE is a BadDump."""
-    for number, line in enumerate(iter(partial(stream.readline, MAX_LINE), b""), 1):
-        if len(line) == MAX_LINE and not line.endswith(b"\n"):
-            raise BadDump(
-                f"line {number} is longer than {MAX_LINE >> 20} MiB: this is not a dump of faces"
-            )
-        yield line
-
-
-def detect_format(path: Path) -> str:
-    """plain, custom or tar, with a " (gzip)" suffix when compressed: judged by content."""
+def _head(path: Path) -> tuple[bytes, bool]:
+    """The first 512 bytes of the dump (inflated if gzipped), and whether it was."""
     with path.open("rb") as handle:
         head = handle.read(512)
         gzipped = head[:2] == b"\x1f\x8b"
@@ -228,6 +124,12 @@ def detect_format(path: Path) -> str:
                 head = gzip.GzipFile(fileobj=handle).read(512)
             except (OSError, EOFError) as exc:
                 raise BadDump(f"{path}: gzip data is damaged ({exc})") from exc
+    return head, gzipped
+
+
+def detect_format(path: Path) -> str:
+    """plain, custom or tar, with a " (gzip)" suffix when compressed: judged by content."""
+    head, gzipped = _head(path)
     if head[:5] == b"PGDMP":
         kind = "custom"
     elif head[257:262] == b"ustar":
@@ -246,7 +148,7 @@ def _open(path: Path) -> _Source:
     stream: IO[bytes] = io.BufferedReader(counter, READ_BUFFER)
     close = raw.close
     if kind.endswith("(gzip)"):
-        inflating = _Inflating(stream, path)
+        inflating = Inflating(stream, path)
         stream = io.BufferedReader(inflating, READ_BUFFER)
 
         def close() -> None:
@@ -255,7 +157,10 @@ def _open(path: Path) -> _Source:
 
     total = path.stat().st_size
     if kind.startswith("plain"):
-        return _Source(kind, _lines(stream), counter, total, close)
+        return _Source(kind, lines_of(stream), counter, total, close)
+    archive = ArchiveHead.parse(_head(path)[0]) if kind.startswith("custom") else None
+    if archive is not None:
+        return _Source(kind, archive_lines(stream, path, archive), counter, total, close)
     return _restore(kind, stream, counter, total, close)
 
 
@@ -305,7 +210,7 @@ def _restore(
         thread.start()
 
     def lines() -> Iterator[bytes]:
-        yield from _lines(proc.stdout)  # type: ignore[arg-type]
+        yield from lines_of(proc.stdout)  # type: ignore[arg-type]
         code = proc.wait()
         for thread in threads:
             thread.join()

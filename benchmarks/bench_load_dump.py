@@ -68,7 +68,7 @@ def main() -> None:
             with connect(Settings.from_env()) as conn:
                 server_before, client_before = process_cpu_seconds(conn.info.backend_pid), own_cpu()
                 reset_peak_rss()
-                with ChildPeak() as helpers:  # the vector-reading worker, pg_restore
+                with ChildPeak() as helpers:  # pg_restore, for archives it reads
                     first = load_dump(conn, path, "ffhq", build_index=False)
                 peak = current_peak_rss_mib()
                 server = process_cpu_seconds(conn.info.backend_pid) - server_before

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -298,6 +299,19 @@ def test_dump_without_faces_is_a_clear_error(conn: psycopg.Connection, tmp_path:
     assert Repository(conn).find_gallery("ffhq") is None
 
 
+def _load_and_read(
+    conn: psycopg.Connection, path: Path, gallery: str
+) -> tuple[list[tuple[Any, ...]], dump.LoadReport]:
+    """Load a dump into a gallery; its faces (ordered by source) and the report."""
+    report = dump.load_dump(conn, path, gallery, build_index=False)
+    rows = conn.execute(
+        "SELECT source, age, sex, race, embedding::text FROM faces f"
+        " JOIN galleries g ON g.id = f.gallery_id WHERE g.name = %s ORDER BY source",
+        (gallery,),
+    ).fetchall()
+    return rows, report
+
+
 @pytest.mark.parametrize("damage", ["cut-in-contents", "cut-in-data", "corrupt-data"])
 def test_damaged_custom_archive_is_a_clear_error(
     conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path, damage: str
@@ -351,22 +365,13 @@ def test_custom_archives_read_as_pg_restore_reads_them(
         setup_sql=HOSTILE_SETUP + " SELECT lo_from_bytea(0, 'a large object');",
         extra_args=("--compress", compression),
     )
-
-    def loaded(gallery: str) -> tuple[object, ...]:
-        report = dump.load_dump(conn, path, gallery, build_index=False)
-        rows = conn.execute(
-            "SELECT source, age, sex, race, embedding::text FROM faces f"
-            " JOIN galleries g ON g.id = f.gallery_id WHERE g.name = %s ORDER BY source",
-            (gallery,),
-        ).fetchall()
-        return rows, report.bad_rows, sorted({item.what for item in report.ignored})
-
-    own = loaded("own")
+    own_rows, own = _load_and_read(conn, path, "own")
     monkeypatch.setattr(dumpfile.ArchiveHead, "parse", classmethod(lambda *_: None))
-    restored = loaded("restored")
-    assert own[0] == restored[0] and len(own[0]) == ROWS  # type: ignore[arg-type]
-    assert own[1] == restored[1] == []
-    ignored, by_restore = set(own[2]), set(restored[2])  # type: ignore[call-overload]
+    restored_rows, restored = _load_and_read(conn, path, "restored")
+    assert own_rows == restored_rows and len(own_rows) == ROWS
+    assert own.bad_rows == restored.bad_rows == []
+    ignored = {item.what for item in own.ignored}
+    by_restore = {item.what for item in restored.ignored}
     assert ignored <= by_restore
     assert {
         what
@@ -409,25 +414,19 @@ def test_one_line_inserts_read_as_the_general_path_reads_them(
     ]
     path = tmp_path / "awkward.sql"
     path.write_text("".join(lines[: first + 1] + awkward + lines[first + 1 :]))
-
-    def loaded(gallery: str) -> tuple[object, ...]:
-        report = dump.load_dump(conn, path, gallery, build_index=False)
-        rows = conn.execute(
-            "SELECT source, age, sex, race, embedding::text FROM faces f"
-            " JOIN galleries g ON g.id = f.gallery_id WHERE g.name = %s ORDER BY source",
-            (gallery,),
-        ).fetchall()
-        return rows, report.bad_rows, report.ignored, report.rows_read
-
-    fast = loaded("fast")
+    rows, fast = _load_and_read(conn, path, "fast")
     monkeypatch.setattr(dump._Reader, "_one_line_insert", lambda *_: False)
-    general = loaded("general")
-    assert fast == general
-    rows, bad_rows, ignored, _ = fast
-    sources = {row[0] for row in rows}  # type: ignore[attr-defined]
+    general_rows, general = _load_and_read(conn, path, "general")
+    assert rows == general_rows
+    assert (fast.bad_rows, fast.ignored, fast.rows_read) == (
+        general.bad_rows,
+        general.ignored,
+        general.rows_read,
+    )
+    sources = {row[0] for row in rows}
     assert {"it's, odd); \\ key", "/a.png", "/b.png", "/neg.png", "/spaced.png"} <= sources
-    assert [bad.line - first - 1 for bad in bad_rows] == [2, 4, 7]  # type: ignore[attr-defined]
-    assert any("public.other" in item.what for item in ignored)  # type: ignore[attr-defined]
+    assert [bad.line - first - 1 for bad in fast.bad_rows] == [2, 4, 7]
+    assert any("public.other" in item.what for item in fast.ignored)
 
 
 def test_insert_rows_report_their_own_lines(

@@ -40,6 +40,8 @@ RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispani
 DEFAULT_COLUMNS = ("id", "image_key", "age", "sex", "race", "embedding")
 NEEDED = ("image_key", "age", "sex", "race", "embedding")
 BATCH_ROWS = 5000
+# The first batches are smaller, so that the server has work sooner.
+FIRST_BATCH_ROWS = 500
 
 # (bytes read, bytes in all, rows accepted so far)
 Progress = Callable[[int, int, int], None]
@@ -502,6 +504,7 @@ class _Loader:
         self.heads: list[bytes] = []  # each row's binary COPY fields before the vector
         self.texts: list[bytes] = []
         self.row_head = struct.pack("!hii", 6, 4, gallery.id)
+        self.batch_rows = min(FIRST_BATCH_ROWS, BATCH_ROWS)  # doubles up to BATCH_ROWS
         self.sender = _Sender(conn, report, grew)
 
     def bad(self, line: int, reason: str) -> None:
@@ -564,8 +567,9 @@ class _Loader:
         self.rows.append((line, key))
         self.heads.append(head)
         self.texts.append(vector)
-        if len(self.rows) >= BATCH_ROWS:
+        if len(self.rows) >= self.batch_rows:
             self.flush()
+            self.batch_rows = min(2 * self.batch_rows, BATCH_ROWS)
 
     @property
     def pending(self) -> int:

@@ -429,6 +429,53 @@ def test_one_line_inserts_read_as_the_general_path_reads_them(
     assert any("public.other" in item.what for item in fast.ignored)
 
 
+def test_gzip_members_and_padding_are_read_through(
+    conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path
+) -> None:
+    """A gzip file may hold several members, with zero bytes between them (as `cat a.gz
+    b.gz` and some tape tools make): the dump is what they hold together."""
+    import gzip
+
+    text = gzip.decompress(dumps["plain-gzip"].read_bytes())
+    middle = text.index(b"\n", len(text) // 2) + 1  # a cut inside the faces rows
+    path = tmp_path / "members.sql.gz"
+    path.write_bytes(
+        gzip.compress(text[:1000])
+        + gzip.compress(text[1000:middle])
+        + b"\x00" * 512
+        + gzip.compress(text[middle:])
+    )
+    report = dump.load_dump(conn, path, "ffhq", build_index=False)
+    assert (report.rows_loaded, report.bad_rows) == (ROWS, [])
+
+
+def test_an_endless_line_is_refused_with_bounded_memory(
+    conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dumpfile, "MAX_LINE", 1 << 16)
+    path = tmp_path / "endless.sql"
+    path.write_bytes(b"SET x = 1;\n" + b"(" * (1 << 18) + b"\n")
+    with pytest.raises(BadDump, match="line 2 is longer than"):
+        dump.load_dump(conn, path, "ffhq")
+
+
+@pytest.mark.parametrize("damage", ["cut", "corrupt"])
+def test_damaged_gzip_is_a_clear_error_and_loads_nothing(
+    conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path, damage: str
+) -> None:
+    data = bytearray(dumps["plain-gzip"].read_bytes())
+    if damage == "cut":
+        data = data[: len(data) * 3 // 4]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
+    path = tmp_path / "damaged.sql.gz"
+    path.write_bytes(bytes(data))
+    expected = "ends early" if damage == "cut" else "is damaged"
+    with pytest.raises(BadDump, match=f"compressed data {expected}"):
+        dump.load_dump(conn, path, "ffhq")
+    assert Repository(conn).find_gallery("ffhq") is None
+
+
 def test_insert_rows_report_their_own_lines(
     conn: psycopg.Connection, dumps: dict[str, Path], tmp_path: Path
 ) -> None:

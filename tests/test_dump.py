@@ -289,6 +289,31 @@ def test_strict_stops_at_the_first_bad_row(
     assert Repository(conn).find_gallery("ffhq") is None
 
 
+@pytest.mark.parametrize("fmt", ["custom", "plain-gzip", "custom-gzip"])
+def test_a_stopped_load_leaves_no_inflating_thread(
+    conn: psycopg.Connection, server_url: str, tmp_path: Path, fmt: str
+) -> None:
+    """--strict stops at an empty image_key (which PostgreSQL allows and doppel does
+    not) while the rest is still being inflated: the inflating threads stop with it."""
+    path = write_faces_dump(
+        server_url,
+        tmp_path / f"{fmt}.dump",
+        10_000,  # more than the inflating thread holds ahead (about 40 MB)
+        fmt.removesuffix("-gzip"),
+        compress=fmt.endswith("-gzip"),
+        setup_sql="INSERT INTO faces (image_key, age, sex, race, embedding)"
+        " VALUES ('', 30, 'F', 'white', array_fill(0.1, ARRAY[512])::vector)",
+    )
+    with pytest.raises(BadDump, match="image_key is empty"):
+        try:
+            dump.load_dump(conn, path, "ffhq", strict=True)
+        finally:
+            # Stopped by the time the error arrives, while its traceback still holds
+            # the reading's frames (not later, when they are collected).
+            running = [t.name for t in threading.enumerate() if t.name == "doppel-gunzip"]
+    assert running == []
+
+
 def test_dump_without_faces_is_a_clear_error(conn: psycopg.Connection, tmp_path: Path) -> None:
     path = tmp_path / "other.sql"
     path.write_text(

@@ -162,7 +162,13 @@ def _open(path: Path) -> _Source:
         return _Source(kind, lines_of(stream), counter, total, close)
     archive = ArchiveHead.parse(_head(path)[0]) if kind.startswith("custom") else None
     if archive is not None:
-        return _Source(kind, archive_lines(stream, path, archive), counter, total, close)
+        lines = archive_lines(stream, path, archive)
+
+        def close_archive() -> None:
+            lines.close()  # its inflating thread first: it reads from the file
+            close()
+
+        return _Source(kind, lines, counter, total, close_archive)
     return _restore(kind, stream, counter, total, close)
 
 

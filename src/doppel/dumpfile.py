@@ -13,7 +13,7 @@ import contextlib
 import io
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -301,13 +301,14 @@ class _Chunks(io.RawIOBase):
             pass
 
 
-def archive_lines(stream: IO[bytes], path: Path, head: ArchiveHead) -> Iterator[bytes]:
+def archive_lines(stream: IO[bytes], path: Path, head: ArchiveHead) -> Generator[bytes, None, None]:
     """The SQL that `pg_restore -f -` would print for a custom archive, as lines: each
     entry's definition, and for each table's data its COPY statement and rows.
 
     Nothing is run; the caller reads these lines as it reads a plain dump. Data
     blocks follow the table of contents in its order, as pg_dump writes them. Owners
     (ALTER ... OWNER TO) are left out, and large objects are listed but not read.
+    Close the generator when stopping early: that stops its inflating thread.
     """
     archive = _Archive(stream, path, head)
     for entry in archive.entries():

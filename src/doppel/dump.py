@@ -131,7 +131,10 @@ def _head(path: Path) -> tuple[bytes, bool]:
 
 def detect_format(path: Path) -> str:
     """plain, custom or tar, with a " (gzip)" suffix when compressed: judged by content."""
-    head, gzipped = _head(path)
+    return _format(*_head(path))
+
+
+def _format(head: bytes, gzipped: bool) -> str:
     if head[:5] == b"PGDMP":
         kind = "custom"
     elif head[257:262] == b"ustar":
@@ -144,7 +147,8 @@ def detect_format(path: Path) -> str:
 def _open(path: Path) -> _Source:
     if not path.is_file():
         raise BadDump(f"{path}: no such file")
-    kind = detect_format(path)
+    head, gzipped = _head(path)
+    kind = _format(head, gzipped)
     raw = path.open("rb", buffering=0)
     counter = _Counting(raw)
     stream: IO[bytes] = io.BufferedReader(counter, READ_BUFFER)
@@ -160,7 +164,7 @@ def _open(path: Path) -> _Source:
     total = path.stat().st_size
     if kind.startswith("plain"):
         return _Source(kind, lines_of(stream), counter, total, close)
-    archive = ArchiveHead.parse(_head(path)[0]) if kind.startswith("custom") else None
+    archive = ArchiveHead.parse(head) if kind.startswith("custom") else None
     if archive is not None:
         lines = archive_lines(stream, path, archive)
 
@@ -682,7 +686,6 @@ def _row_values(line: bytes, pos: int) -> list[bytes | None] | None:
     the end of the line: quoted strings with their '' undone, numbers as written, None
     for NULL. None when the line is anything else (E'' strings, a second row, ...)."""
     values: list[bytes | None] = []
-    end = len(line)
     while True:
         while line[pos : pos + 1] == b" ":
             pos += 1
@@ -707,7 +710,7 @@ def _row_values(line: bytes, pos: int) -> list[bytes | None] | None:
         separator = line[pos : pos + 1]
         pos += 1
         if separator == b")":
-            return values if line[pos:end].rstrip() == b";" else None
+            return values if line[pos:].rstrip() == b";" else None
         if separator != b",":
             return None
 
@@ -914,7 +917,10 @@ class _Reader:
                     self.loader.report.rows_read -= 1  # add() counts it
                     self.loader.add(
                         line_of_row,
-                        *((row[name] or "").encode(self.loader.encoding) for name in NEEDED),
+                        *(
+                            (row[name] or "").encode(self.loader.encoding, "replace")
+                            for name in NEEDED
+                        ),
                     )
             while pos < len(body) and body[pos] in " \t\r\n":
                 pos += 1

@@ -32,10 +32,10 @@ def doppel_accuracy(
     folder: Path, ids: dict[str, str], model: str, detector: str
 ) -> tuple[int, float]:
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
     from doppel.search import find
+    from doppel.store.db import connect
 
     with connect(Settings.from_env()) as conn:
         start = time.perf_counter()
@@ -54,7 +54,7 @@ def deepface_accuracy(
 ) -> tuple[int, float]:
     from deepface import DeepFace
 
-    from doppel.models import require
+    from doppel.faces.catalog import require
 
     require(model, "recognition")
     require(detector, "detector")
@@ -98,7 +98,7 @@ def main() -> None:
         )
     finally:
         from doppel.config import Settings
-        from doppel.db import stop_embedded
+        from doppel.store.db import stop_embedded
 
         stop_embedded(Settings.from_env())
         shutil.rmtree(home, ignore_errors=True)

@@ -52,11 +52,11 @@ STEPS = [
 def make_gallery(size: int) -> float:
     """Load `size` clustered 128-d vectors pointing at real photos; return seconds."""
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import EmbeddingConfig
-    from doppel.imaging import iter_images
-    from doppel.repository import NewFace, Repository
-    from doppel.testing import clustered_vectors
+    from doppel.faces.embed import EmbeddingConfig
+    from doppel.faces.imaging import iter_images
+    from doppel.store.db import connect
+    from doppel.store.repository import NewFace, Repository
+    from tests.helpers import clustered_vectors
 
     start = time.perf_counter()
     photos = [str(p) for p in iter_images(SHARED_FACES / "deepface-unit")]
@@ -89,11 +89,11 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
         clock = now
 
     import doppel.cli  # noqa: F401  what the command loads before it runs
-    from doppel import imaging
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.repository import Filters, Repository
+    from doppel.faces import imaging
     from doppel.search import embedder_for, query_detector, render
+    from doppel.store.db import connect
+    from doppel.store.repository import Filters, Repository
 
     if first:
         from deepface import DeepFace  # noqa: F401  (TensorFlow comes with it)
@@ -117,7 +117,7 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     lap("detection")
     vectors = embedder.embed_crops([face.crop for face in faces])
     lap("embedding")
-    from doppel.embedder import EmbeddedFace
+    from doppel.faces.embed import EmbeddedFace
     from doppel.search import QueryResult
 
     matches = repo.search(gallery, vectors[0], 5, Filters(exclude_hashes=(own_hash,)))
@@ -142,8 +142,8 @@ def _phase(args: argparse.Namespace) -> None:
     warm = {key: statistics.median(run[key] for run in warm_runs) for key in warm_runs[0]}
     # The library's own entry point, twice in one process: the second call is warm.
     from doppel.config import Settings
-    from doppel.db import connect
     from doppel.search import find
+    from doppel.store.db import connect
 
     with connect(Settings.from_env()) as conn:
         library = []

@@ -45,12 +45,12 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
     from deepface import DeepFace
     from deepface.modules import modeling
 
-    from doppel import models
     from doppel.config import Settings
-    from doppel.db import connect
+    from doppel.faces import catalog
+    from doppel.store.db import connect
 
-    models.require(model, "recognition")
-    models.require(detector, "detector")
+    catalog.require(model, "recognition")
+    catalog.require(detector, "detector")
     modeling.build_model(task="facial_recognition", model_name=model)
     settings = Settings.from_env()
     conn = connect(settings)
@@ -97,10 +97,10 @@ def doppel_ingest(
 ) -> dict:
     """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
-    from doppel.repository import Repository
+    from doppel.store.db import connect
+    from doppel.store.repository import Repository
 
     embedder = Embedder(
         EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
@@ -141,7 +141,7 @@ def doppel_ingest(
 def _phase(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     if args.phase == "loop":
-        from doppel.imaging import iter_images
+        from doppel.faces.imaging import iter_images
 
         files = list(iter_images(folder))
         step = max(1, len(files) // args.loop_files)

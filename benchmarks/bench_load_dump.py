@@ -30,7 +30,7 @@ from benchlib import (  # noqa: E402
     table,
 )
 
-from doppel.testing import create_database  # noqa: E402
+from tests.helpers import create_database  # noqa: E402
 
 FORMATS = ("plain", "inserts", "column-inserts", "custom", "plain-gzip")
 
@@ -50,9 +50,9 @@ def main() -> None:
 
     with private_home() as home:
         from doppel.config import Settings
-        from doppel.db import connect, embedded_uri
-        from doppel.dump import load_dump
-        from doppel.testing import write_faces_dump
+        from doppel.dump.loader import load_dump
+        from doppel.store.db import connect, embedded_uri
+        from tests.helpers import write_faces_dump
 
         server_url = embedded_uri(Settings.from_env())
         print(machine_line())
@@ -74,7 +74,7 @@ def main() -> None:
                 server = process_cpu_seconds(conn.info.backend_pid) - server_before
                 client = own_cpu() - client_before
                 if not args.no_index:
-                    from doppel.repository import Repository
+                    from doppel.store.repository import Repository
 
                     begin = time.perf_counter()
                     first.index_built = Repository(conn).ensure_index(

@@ -69,7 +69,7 @@ def generate(size: int, queries: int, seed: int):  # type: ignore[no-untyped-def
     Chunks come from separate seeds, so identities never span chunks; the queries are
     fresh samples of chunk 0's identities, like a photo of someone in the gallery.
     """
-    from doppel.testing import clustered_vectors
+    from tests.helpers import clustered_vectors
 
     first = clustered_vectors(min(size, CHUNK) + queries, DIM, seed=seed)
     held_out, first = first[:queries], first[queries:]
@@ -102,8 +102,8 @@ def exact_top(
 
 
 def load_gallery(conn, repo, name: str, storage: str, chunks, held_out):  # type: ignore[no-untyped-def]
-    from doppel.embedder import EmbeddingConfig
-    from doppel.repository import NewFace
+    from doppel.faces.embed import EmbeddingConfig
+    from doppel.store.repository import NewFace
 
     gallery = repo.ensure_gallery(name, EmbeddingConfig("Facenet512", "skip", False), storage)
     best = None
@@ -169,7 +169,7 @@ def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path
 
 def sweep(repo, gallery, held_out: np.ndarray, truth: np.ndarray, ef: int, exact: bool = False):  # type: ignore[no-untyped-def]
     """(recall@5, p50 ms, p99 ms) over the held-out queries, as doppel find searches."""
-    from doppel.repository import Filters
+    from doppel.store.repository import Filters
 
     # find always leaves the query photo's own hash out; do the same.
     filters = Filters(exclude_hashes=("0" * 32,))
@@ -187,9 +187,9 @@ def sweep(repo, gallery, held_out: np.ndarray, truth: np.ndarray, ef: int, exact
 
 def incremental(conn, repo, size: int, pgdata: Path) -> list[list[object]]:  # type: ignore[no-untyped-def]
     """Loading into an existing index (row by row into the graph) against build-after-load."""
-    from doppel.embedder import EmbeddingConfig
-    from doppel.repository import NewFace
-    from doppel.testing import clustered_vectors
+    from doppel.faces.embed import EmbeddingConfig
+    from doppel.store.repository import NewFace
+    from tests.helpers import clustered_vectors
 
     vectors = clustered_vectors(size, DIM, seed=99)
     rows = []
@@ -245,8 +245,8 @@ def main() -> None:
 
     print(machine_line())
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.repository import Repository
+    from doppel.store.db import connect
+    from doppel.store.repository import Repository
 
     with private_home():
         settings = Settings.from_env()

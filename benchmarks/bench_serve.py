@@ -59,10 +59,10 @@ def main() -> None:
     import uvicorn
 
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
-    from doppel.server import create_app
+    from doppel.store.db import connect
+    from doppel.web.app import create_app
 
     print(machine_line())
     with private_home() as home:

@@ -51,7 +51,7 @@ def main() -> None:
     import pyspng
     from PIL import Image
 
-    from doppel import imaging
+    from doppel.faces import imaging
 
     folder = Path(args.faces_dir or "/tmp/doppel-bench-ffhq")
     generate(folder, args.files)
@@ -90,7 +90,7 @@ def main() -> None:
 
     with private_home() as home:
         install_random_facenet512(home)
-        from doppel.embedder import Embedder, EmbeddingConfig
+        from doppel.faces.embed import Embedder, EmbeddingConfig
 
         embedder = Embedder(EmbeddingConfig("Facenet512", "skip", align=False))
         embedder.warm_up()

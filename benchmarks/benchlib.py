@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmarks share the tests' data helpers: `from tests.helpers import ...`.
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
 SHARED_FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
 
 
@@ -191,7 +194,7 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
         yield home
     finally:
         from doppel.config import Settings
-        from doppel.db import stop_embedded
+        from doppel.store.db import stop_embedded
 
         try:
             stop_embedded(Settings.from_env())
@@ -208,8 +211,8 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
 
 def install_random_facenet512(home: Path) -> None:
     """Random-weight Facenet512 (the real architecture, the same compute) into DEEPFACE_HOME."""
-    from doppel.models import install
-    from doppel.testing import write_random_facenet512
+    from doppel.faces.catalog import install
+    from tests.helpers import write_random_facenet512
 
     path = write_random_facenet512(home / "facenet512-random.h5")
     install("Facenet512", path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from doppel.testing import create_database, drop_database
+from tests.helpers import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
@@ -64,7 +64,7 @@ def doppel_home() -> Iterator[Path]:
         os.environ.pop(key, None)
     yield home
     from doppel.config import Settings
-    from doppel.db import stop_embedded
+    from doppel.store.db import stop_embedded
 
     if not os.environ.get("DOPPEL_TEST_DATABASE_URL"):
         stop_embedded(Settings.from_env())
@@ -83,7 +83,7 @@ def scratch_home() -> Iterator[Path]:
     home = Path(tempfile.mkdtemp(prefix="doppel-scratch-"))
     yield home
     from doppel.config import Settings
-    from doppel.db import stop_embedded
+    from doppel.store.db import stop_embedded
 
     stop_embedded(Settings(home, None, "Dlib", "mtcnn", False))
     shutil.rmtree(home, ignore_errors=True)
@@ -96,7 +96,7 @@ def server_url(doppel_home: Path) -> str:
     if url:
         return url
     from doppel.config import Settings
-    from doppel.db import embedded_uri
+    from doppel.store.db import embedded_uri
 
     return embedded_uri(Settings.from_env())
 
@@ -116,9 +116,9 @@ def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     embedded once per session with the Dlib model and the mtcnn detector.
     Tests must not change it; they get its URL."""
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
+    from doppel.store.db import connect
 
     url = create_database(server_url)
     settings = Settings.from_env()
@@ -132,7 +132,7 @@ def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
     """A connection to the fresh test database, schema applied, pgvector registered."""
     from doppel.config import Settings
-    from doppel.db import connect
+    from doppel.store.db import connect
 
     connection = connect(Settings.from_env())
     yield connection
@@ -146,7 +146,7 @@ def facenet_weights(doppel_home: Path, tmp_path_factory: pytest.TempPathFactory)
     The real weights cannot be downloaded here; random ones exercise the same code path
     and cost the same compute. Never use them for accuracy claims.
     """
-    from doppel.testing import write_random_facenet512
+    from tests.helpers import write_random_facenet512
 
     path = tmp_path_factory.mktemp("weights") / "facenet512_weights.h5"
     write_random_facenet512(path)

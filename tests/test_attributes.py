@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doppel import attributes, dump
+from doppel.dump import loader as dump
 from doppel.errors import WeightsMissing
-from doppel.repository import Filters
+from doppel.faces import attributes
+from doppel.store.repository import Filters
 
 FILES = {
     "Age": "age_model_weights.h5",

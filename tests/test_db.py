@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from doppel.cli import app
 from doppel.config import Settings
-from doppel.db import connect, embedded_uri, parse_version, redact
+from doppel.store.db import connect, embedded_uri, parse_version, redact
 
 runner = CliRunner()
 
@@ -32,7 +32,7 @@ def test_schema_is_applied_once_and_is_idempotent(database_url: str) -> None:
 
 
 def test_setup_sql_works_by_hand_with_psql(server_url: str, database_url: str) -> None:
-    from doppel.db import tool_path
+    from doppel.store.db import tool_path
 
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(

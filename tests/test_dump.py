@@ -18,13 +18,15 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from doppel import dump, dumpfile, sources
+from doppel import sources
 from doppel.cli import app
 from doppel.config import Settings
+from doppel.dump import files as dumpfile
+from doppel.dump import loader as dump
 from doppel.errors import BadDump
-from doppel.repository import Filters, Repository
-from doppel.testing import write_faces_dump
-from doppel.vectortext import check_vector, read_vectors
+from doppel.store.repository import Filters, Repository
+from doppel.store.vectors import check_vector, read_vectors
+from tests.helpers import write_faces_dump
 
 ROWS = 300
 
@@ -85,7 +87,7 @@ def test_vectors_survive_exactly(
     fmt: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from doppel.testing import clustered_vectors
+    from tests.helpers import clustered_vectors
 
     # Small batches: many batches, each read and sent on its own.
     monkeypatch.setattr(dump, "BATCH_ROWS", 64)
@@ -110,7 +112,7 @@ def test_a_user_without_superuser_rights_loads_the_same(
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    from doppel.db import connect
+    from doppel.store.db import connect
 
     # The per-row gallery check is skipped only where session_replication_role may be
     # set (a superuser, as here); an ordinary role keeps the check and loads the same.
@@ -573,7 +575,7 @@ def test_cli_load_dump_then_filtered_find(
     facenet_weights: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from doppel.models import install
+    from doppel.faces.catalog import install
 
     install("Facenet512", facenet_weights)
     path = write_faces_dump(server_url, tmp_path / "sql_dump.sql", 1500, seed=5)

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from doppel.cli import app
 from doppel.config import Settings
-from doppel.db import connect
-from doppel.repository import Filters, Repository
 from doppel.search import find
+from doppel.store.db import connect
+from doppel.store.repository import Filters, Repository
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from doppel.errors import UnreadableImage
-from doppel.imaging import MAX_SIDE, iter_images, load
+from doppel.faces.imaging import MAX_SIDE, iter_images, load
 
 
 def _rotated_photo(path: Path, **options: object) -> Path:

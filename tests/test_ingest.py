@@ -16,10 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from doppel.cli import app
-from doppel.embedder import Embedder, EmbeddingConfig
+from doppel.faces.catalog import install
+from doppel.faces.embed import Embedder, EmbeddingConfig
 from doppel.ingest import ingest
-from doppel.models import install
-from doppel.repository import Repository
+from doppel.store.repository import Repository
 
 runner = CliRunner()
 

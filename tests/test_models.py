@@ -10,10 +10,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from doppel.cli import app
-from doppel.embedder import Embedder, EmbeddingConfig
 from doppel.errors import UnknownModel, WeightsMissing
-from doppel.imaging import load
-from doppel.models import install, model_status, require, spec
+from doppel.faces.catalog import install, model_status, require, spec
+from doppel.faces.embed import Embedder, EmbeddingConfig
+from doppel.faces.imaging import load
 
 runner = CliRunner()
 

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from doppel import resemble as rs
-from doppel.embedder import EmbeddingConfig
 from doppel.errors import NoFaceFound, UsageError
-from doppel.report import write_report
+from doppel.faces.embed import EmbeddingConfig
+from doppel.resemble import analysis as rs
+from doppel.resemble.report import write_report
 
 CONFIG = EmbeddingConfig("Dlib", "mtcnn")
 
@@ -306,8 +306,8 @@ def cache_url(server_url: str) -> Iterator[str]:
 
 def _run(url: str, people: Path, target: Path, **options: object) -> rs.ResembleResult:
     from doppel.config import Settings
-    from doppel.db import connect
     from doppel.search import embedder_for
+    from doppel.store.db import connect
 
     settings = Settings.from_env()
     settings = Settings(settings.home, url, settings.model, settings.detector, settings.debug)

@@ -57,10 +57,10 @@ def gallery_url(
 ) -> Iterator[str]:
     """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
     from doppel.config import Settings
-    from doppel.db import connect
-    from doppel.embedder import EmbeddingConfig
+    from doppel.faces.embed import EmbeddingConfig
     from doppel.ingest import ingest
     from doppel.search import embedder_for
+    from doppel.store.db import connect
 
     folder = tmp_path_factory.mktemp("gallery")
     for name in GALLERY_PHOTOS:
@@ -131,7 +131,7 @@ def _uvicorn(app: object) -> Iterator[str]:
 def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`doppel serve`'s app, models loaded, with a report folder to list."""
     from doppel.config import Settings
-    from doppel.server import create_app
+    from doppel.web.app import create_app
 
     reports = tmp_path_factory.mktemp("reports")
     report_name = _make_report(reports)
@@ -288,7 +288,7 @@ def test_uploads_are_saved_only_when_asked(
     served: Served, unit_faces: Path, tmp_path: Path
 ) -> None:
     from doppel.config import Settings
-    from doppel.server import create_app
+    from doppel.web.app import create_app
 
     settings = replace(Settings.from_env(), database_url=served.database_url)
     kept = tmp_path / "kept"
@@ -309,7 +309,7 @@ def test_uploads_are_saved_only_when_asked(
 
 
 def test_loopback_detection() -> None:
-    from doppel.server import is_loopback
+    from doppel.web.app import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")

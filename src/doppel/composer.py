@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from doppel.embedder import Box
-from doppel.imaging import Photo
+from doppel.faces.embed import Box
+from doppel.faces.imaging import Photo
 
 TILE = 256
 MARGIN = 16

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from doppel import imaging
-from doppel.embedder import Embedder
 from doppel.errors import DoppelError, UsageError
-from doppel.repository import (
+from doppel.faces import imaging
+from doppel.faces.embed import Embedder
+from doppel.store.repository import (
     DEFAULT_EF_CONSTRUCTION,
     DEFAULT_M,
     Gallery,

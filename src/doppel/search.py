@@ -8,11 +8,12 @@ from pathlib import Path
 
 import psycopg
 
-from doppel import imaging, sources
+from doppel import sources
 from doppel.composer import Tile, compose
-from doppel.embedder import EmbeddedFace, Embedder, EmbeddingConfig
-from doppel.imaging import Photo
-from doppel.repository import DEFAULT_EF_SEARCH, Filters, Gallery, Match, Repository
+from doppel.faces import imaging
+from doppel.faces.embed import EmbeddedFace, Embedder, EmbeddingConfig
+from doppel.faces.imaging import Photo
+from doppel.store.repository import DEFAULT_EF_SEARCH, Filters, Gallery, Match, Repository
 
 
 @dataclass(frozen=True)

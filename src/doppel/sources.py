@@ -17,10 +17,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from doppel import imaging
 from doppel.config import Settings
 from doppel.errors import DoppelError, UsageError
-from doppel.imaging import Photo
+from doppel.faces import imaging
+from doppel.faces.imaging import Photo
 
 FETCH_TIMEOUT = 4.0
 MAX_DOWNLOAD = 32 * 2**20

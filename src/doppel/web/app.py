@@ -32,10 +32,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from doppel import imaging, sources
+from doppel import sources
 from doppel.composer import face_crop
 from doppel.config import Settings
-from doppel.embedder import Box, DetectedFace
 from doppel.errors import (
     DatabaseUnavailable,
     DoppelError,
@@ -47,9 +46,11 @@ from doppel.errors import (
     UsageError,
     WeightsMissing,
 )
-from doppel.imaging import Photo
-from doppel.repository import Filters, Gallery, Match, Repository
+from doppel.faces import imaging
+from doppel.faces.embed import Box, DetectedFace
+from doppel.faces.imaging import Photo
 from doppel.search import embedder_for, query_detector
+from doppel.store.repository import Filters, Gallery, Match, Repository
 
 log = logging.getLogger("doppel.server")
 
@@ -262,7 +263,7 @@ class Library:
     def __init__(
         self, settings: Settings, connect: Callable[[Settings], psycopg.Connection] | None = None
     ) -> None:
-        from doppel.db import connect as db_connect
+        from doppel.store.db import connect as db_connect
 
         self.settings = settings
         self._connect = connect or db_connect
@@ -852,7 +853,7 @@ def create_app(
             },
         )
 
-    static = resources.files("doppel") / "static"
+    static = resources.files("doppel.web") / "static"
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel import imaging, models
 from doppel.config import Settings
 from doppel.errors import NoFaceFound
-from doppel.repository import Filters
+from doppel.faces import catalog, imaging
+from doppel.store.repository import Filters
 
 ATTRIBUTE_MODELS = ("Age", "Gender", "Race")
 INPUT_SIDE = 224
@@ -22,13 +22,13 @@ class AttributePredictor:
 
     def __init__(self, batch_size: int = 16) -> None:
         for name in ATTRIBUTE_MODELS:
-            models.require(name, "attributes")
+            catalog.require(name, "attributes")
         self.batch_size = batch_size
         self._clients: dict[str, object] | None = None
 
     def _models(self) -> dict[str, object]:
         if self._clients is None:
-            from doppel.embedder import _quiet_tensorflow
+            from doppel.faces.embed import _quiet_tensorflow
 
             _quiet_tensorflow()
             from deepface.modules import modeling
@@ -76,7 +76,7 @@ def predict_photo(
     photo_path: Path, detector: str | None = None, predictor: AttributePredictor | None = None
 ) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
 
     predictor = predictor or AttributePredictor()
     settings = Settings.from_env()

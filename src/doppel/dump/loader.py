@@ -26,12 +26,12 @@ from typing import IO
 import psycopg
 from psycopg import sql
 
-from doppel.db import tool_path
-from doppel.dumpfile import READ_BUFFER, ArchiveHead, Inflating, archive_lines, lines_of
-from doppel.embedder import EmbeddingConfig
+from doppel.dump.files import READ_BUFFER, ArchiveHead, Inflating, archive_lines, lines_of
 from doppel.errors import BadDump, GalleryMismatch
-from doppel.repository import Gallery, Repository, describe
-from doppel.vectortext import check_vector, copy_data
+from doppel.faces.embed import EmbeddingConfig
+from doppel.store.db import tool_path
+from doppel.store.repository import Gallery, Repository, describe
+from doppel.store.vectors import check_vector, copy_data
 
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
 DIMENSION = 512

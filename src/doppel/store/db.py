@@ -14,7 +14,7 @@ from pgvector.psycopg import register_vector
 
 from doppel.config import Settings
 from doppel.errors import DatabaseUnavailable
-from doppel.migrations import STEPS
+from doppel.store.migrations import STEPS
 
 MIN_PGVECTOR = (0, 5, 0)  # HNSW
 HALFVEC_PGVECTOR = (0, 7, 0)
@@ -153,7 +153,7 @@ def has_halfvec(conn: psycopg.Connection) -> bool:
 
 def schema_sql() -> str:
     """The text of setup.sql, shipped inside the package."""
-    return resources.files("doppel").joinpath("setup.sql").read_text(encoding="utf-8")
+    return resources.files("doppel.store").joinpath("setup.sql").read_text(encoding="utf-8")
 
 
 def apply_schema(conn: psycopg.Connection) -> None:

@@ -105,7 +105,7 @@ def write_faces_dump(
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from doppel.db import tool_path
+    from doppel.store.db import tool_path
 
     if fmt not in DUMP_FORMATS:
         raise ValueError(f"fmt must be one of {DUMP_FORMATS}")

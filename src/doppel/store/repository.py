@@ -11,9 +11,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from doppel.db import has_halfvec, has_iterative_scan
-from doppel.embedder import Box, EmbeddingConfig
 from doppel.errors import EmptyGallery, GalleryMismatch, UnknownGallery, UsageError
+from doppel.faces.embed import Box, EmbeddingConfig
+from doppel.store.db import has_halfvec, has_iterative_scan
 
 # Measured on 70,000 clustered 512-d vectors (benchmarks/bench_search.py,
 # docs/benchmarks.md): m=16/ef_construction=64 stays below recall@5 0.95 even at

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from doppel.resemble import ResembleResult, pca_2d
+from doppel.resemble.analysis import ResembleResult, pca_2d
 
 DEFAULT_REPORT_DIR = Path("resemble-report")
 

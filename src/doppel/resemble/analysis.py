@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 import numpy as np
 import psycopg
 
-from doppel import imaging
-from doppel.embedder import Box, Embedder, EmbeddingConfig
 from doppel.errors import DoppelError, NoFaceFound, UsageError
-from doppel.repository import CachedEmbedding, Repository
+from doppel.faces import imaging
+from doppel.faces.embed import Box, Embedder, EmbeddingConfig
+from doppel.store.repository import CachedEmbedding, Repository
 
 Progress = Callable[[int, int], None]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from doppel import models
 from doppel.errors import NoFaceFound
-from doppel.imaging import Photo
+from doppel.faces import catalog
+from doppel.faces.imaging import Photo
 
 # Faces are found on a copy this size (a side); they are cut from the full photo.
 DETECT_SIDE = 640
@@ -29,7 +29,7 @@ class EmbeddingConfig:
 
     @property
     def dimension(self) -> int:
-        dim = models.spec(self.model, "recognition").dimension
+        dim = catalog.spec(self.model, "recognition").dimension
         assert dim is not None
         return dim
 
@@ -95,15 +95,15 @@ class Embedder:
     """Detects faces and embeds them with one configuration; loads models on first use."""
 
     def __init__(self, config: EmbeddingConfig, batch_size: int = 32) -> None:
-        spec = models.spec(config.model, "recognition")
-        detector = models.spec(config.detector, "detector")
+        spec = catalog.spec(config.model, "recognition")
+        detector = catalog.spec(config.detector, "detector")
         self.config = EmbeddingConfig(spec.name, detector.name, config.align, config.normalization)
         self.batch_size = batch_size
         self._ready = False
 
     @property
     def input_size(self) -> int:
-        size = models.spec(self.config.model, "recognition").input_size
+        size = catalog.spec(self.config.model, "recognition").input_size
         assert size is not None
         return size
 
@@ -111,8 +111,8 @@ class Embedder:
         """Check weights and build the models now rather than on the first face."""
         if self._ready:
             return
-        models.require(self.config.model, "recognition")
-        models.require(self.config.detector, "detector")
+        catalog.require(self.config.model, "recognition")
+        catalog.require(self.config.detector, "detector")
         _quiet_tensorflow()
         from deepface.modules import modeling
 
@@ -126,7 +126,7 @@ class Embedder:
             height, width = photo.pixels.shape[:2]
             box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
             return [DetectedFace(0, box, 0.0, photo.bgr)]
-        models.require(detector, "detector")
+        catalog.require(detector, "detector")
         _quiet_tensorflow()
         import cv2
         from deepface.modules import detection, modeling

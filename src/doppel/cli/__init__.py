@@ -106,7 +106,7 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _connect(settings: Settings):  # type: ignore[no-untyped-def]
-    from doppel.db import connect
+    from doppel.store.db import connect
 
     return connect(settings)
 
@@ -162,16 +162,16 @@ def _ingest(
     m: int | None = None,
     ef_construction: int | None = None,
 ) -> None:
-    from doppel.embedder import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder, EmbeddingConfig
     from doppel.ingest import ingest
-    from doppel.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+    from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
 
     embedder = Embedder(
         EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
     )
     labeller = None
     if attributes:
-        from doppel.attributes import AttributePredictor
+        from doppel.faces.attributes import AttributePredictor
 
         labeller = AttributePredictor().predict_crops
     with _connect(settings) as conn, progress_bar(f"ingest {gallery}") as update:
@@ -273,7 +273,7 @@ def load_dump_cmd(
     ] = False,
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
-    from doppel.dump import load_dump
+    from doppel.dump.loader import load_dump
     from doppel.sources import add_image_root
 
     settings = Settings.from_env()
@@ -326,7 +326,7 @@ def load_dump_cmd(
 def _pick_gallery(settings: Settings, gallery: str | None) -> str:
     if gallery:
         return gallery
-    from doppel.repository import Repository
+    from doppel.store.repository import Repository
 
     with _connect(settings) as conn:
         names = [g.name for g in Repository(conn).galleries()]
@@ -418,8 +418,8 @@ def find_cmd(
     ] = None,
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTO."""
-    from doppel.repository import Filters
     from doppel.search import find
+    from doppel.store.repository import Filters
 
     settings = Settings.from_env()
     if not photo.is_file():
@@ -435,7 +435,7 @@ def find_cmd(
     picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
     with _connect(settings) as conn:
         if same_attributes:
-            from doppel.attributes import same_attribute_filters
+            from doppel.faces.attributes import same_attribute_filters
 
             filters = same_attribute_filters(photo, filters)
         result = find(
@@ -563,9 +563,9 @@ def resemble_cmd(
     ] = Path("resemble-report"),
 ) -> None:
     """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
-    from doppel.embedder import EmbeddingConfig
-    from doppel.report import write_report
-    from doppel.resemble import resemble
+    from doppel.faces.embed import EmbeddingConfig
+    from doppel.resemble.analysis import resemble
+    from doppel.resemble.report import write_report
     from doppel.search import embedder_for
 
     settings = Settings.from_env()
@@ -645,8 +645,8 @@ def _print_resemble(result: Any) -> None:
 @friendly
 def db_status() -> None:
     """Where the database is, its versions, and each gallery with its faces and index."""
-    from doppel.db import server_info
-    from doppel.repository import Repository, describe
+    from doppel.store.db import server_info
+    from doppel.store.repository import Repository, describe
 
     settings = Settings.from_env()
     with _connect(settings) as conn:
@@ -685,7 +685,7 @@ def db_status() -> None:
 @friendly
 def db_stop() -> None:
     """Stop doppel's embedded PostgreSQL server (the next command starts it again)."""
-    from doppel.db import stop_embedded
+    from doppel.store.db import stop_embedded
 
     settings = Settings.from_env()
     if settings.database_url:
@@ -700,7 +700,7 @@ def models_list(ctx: typer.Context) -> None:
     """List supported models and detectors, with whether their weights are present."""
     if ctx.invoked_subcommand is not None:
         return
-    from doppel.models import all_status, weights_dir
+    from doppel.faces.catalog import all_status, weights_dir
 
     table = Table(title=f"models (weights folder: {weights_dir()})")
     for column in ("name", "kind", "dim", "weights", "where", "note"):
@@ -721,7 +721,7 @@ def models_install(
     file: Annotated[Path, typer.Argument(help="The weights file you downloaded.")],
 ) -> None:
     """Install a weights file downloaded elsewhere, where DeepFace looks for it."""
-    from doppel.models import install
+    from doppel.faces.catalog import install
 
     target = install(name, file)
     out.print(f"installed {file} as {target}", highlight=False)
@@ -770,7 +770,7 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Serve the look-alike search page and its JSON API (/api/docs), models loaded once."""
-    from doppel.server import create_app, is_loopback, serve
+    from doppel.web.app import create_app, is_loopback, serve
 
     settings = Settings.from_env()
     if not is_loopback(host):
@@ -808,7 +808,7 @@ def index_rebuild(
     """Drop a gallery's HNSW index and build it again, e.g. with other --m/--ef-construction."""
     import time
 
-    from doppel.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
+    from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
 
     settings = Settings.from_env()
     name = _pick_gallery(settings, gallery)

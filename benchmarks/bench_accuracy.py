@@ -32,10 +32,11 @@ def doppel_accuracy(
     folder: Path, ids: dict[str, str], model: str, detector: str
 ) -> tuple[int, float]:
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.search import find
     from doppel.store.db import connect
+    from doppel.types import EmbeddingConfig
 
     with connect(Settings.from_env()) as conn:
         start = time.perf_counter()

@@ -52,10 +52,10 @@ STEPS = [
 def make_gallery(size: int) -> float:
     """Load `size` clustered 128-d vectors pointing at real photos; return seconds."""
     from doppel.config import Settings
-    from doppel.faces.embed import EmbeddingConfig
     from doppel.faces.imaging import iter_images
     from doppel.store.db import connect
-    from doppel.store.repository import NewFace, Repository
+    from doppel.store.repository import Repository
+    from doppel.types import EmbeddingConfig, NewFace
     from tests.helpers import clustered_vectors
 
     start = time.perf_counter()
@@ -89,11 +89,14 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
         clock = now
 
     import doppel.cli  # noqa: F401  what the command loads before it runs
+    from doppel.composer import render
     from doppel.config import Settings
     from doppel.faces import imaging
-    from doppel.search import embedder_for, query_detector, render
+    from doppel.faces.embed import embedder_for
+    from doppel.search import query_detector
     from doppel.store.db import connect
-    from doppel.store.repository import Filters, Repository
+    from doppel.store.repository import Repository
+    from doppel.types import Filters
 
     if first:
         from deepface import DeepFace  # noqa: F401  (TensorFlow comes with it)
@@ -117,8 +120,7 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     lap("detection")
     vectors = embedder.embed_crops([face.crop for face in faces])
     lap("embedding")
-    from doppel.faces.embed import EmbeddedFace
-    from doppel.search import QueryResult
+    from doppel.types import EmbeddedFace, QueryResult
 
     matches = repo.search(gallery, vectors[0], 5, Filters(exclude_hashes=(own_hash,)))
     lap("query")

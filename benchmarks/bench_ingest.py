@@ -97,10 +97,11 @@ def doppel_ingest(
 ) -> dict:
     """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.db import connect
     from doppel.store.repository import Repository
+    from doppel.types import EmbeddingConfig
 
     embedder = Embedder(
         EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size

@@ -102,8 +102,7 @@ def exact_top(
 
 
 def load_gallery(conn, repo, name: str, storage: str, chunks, held_out):  # type: ignore[no-untyped-def]
-    from doppel.faces.embed import EmbeddingConfig
-    from doppel.store.repository import NewFace
+    from doppel.types import EmbeddingConfig, NewFace
 
     gallery = repo.ensure_gallery(name, EmbeddingConfig("Facenet512", "skip", False), storage)
     best = None
@@ -169,7 +168,7 @@ def build(conn, repo, gallery, m: int, efc: int, cap: float | None, pgdata: Path
 
 def sweep(repo, gallery, held_out: np.ndarray, truth: np.ndarray, ef: int, exact: bool = False):  # type: ignore[no-untyped-def]
     """(recall@5, p50 ms, p99 ms) over the held-out queries, as doppel find searches."""
-    from doppel.store.repository import Filters
+    from doppel.types import Filters
 
     # find always leaves the query photo's own hash out; do the same.
     filters = Filters(exclude_hashes=("0" * 32,))
@@ -187,8 +186,7 @@ def sweep(repo, gallery, held_out: np.ndarray, truth: np.ndarray, ef: int, exact
 
 def incremental(conn, repo, size: int, pgdata: Path) -> list[list[object]]:  # type: ignore[no-untyped-def]
     """Loading into an existing index (row by row into the graph) against build-after-load."""
-    from doppel.faces.embed import EmbeddingConfig
-    from doppel.store.repository import NewFace
+    from doppel.types import EmbeddingConfig, NewFace
     from tests.helpers import clustered_vectors
 
     vectors = clustered_vectors(size, DIM, seed=99)

@@ -59,9 +59,10 @@ def main() -> None:
     import uvicorn
 
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.db import connect
+    from doppel.types import EmbeddingConfig
     from doppel.web.app import create_app
 
     print(machine_line())

@@ -90,7 +90,8 @@ def main() -> None:
 
     with private_home() as home:
         install_random_facenet512(home)
-        from doppel.faces.embed import Embedder, EmbeddingConfig
+        from doppel.faces.embed import Embedder
+        from doppel.types import EmbeddingConfig
 
         embedder = Embedder(EmbeddingConfig("Facenet512", "skip", align=False))
         embedder.warm_up()

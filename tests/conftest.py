@@ -116,9 +116,10 @@ def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     embedded once per session with the Dlib model and the mtcnn detector.
     Tests must not change it; they get its URL."""
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.db import connect
+    from doppel.types import EmbeddingConfig
 
     url = create_database(server_url)
     settings = Settings.from_env()

@@ -54,7 +54,6 @@ def clustered_vectors(
     return samples.astype(np.float32)
 
 
-DUMP_RACES = ("asian", "white", "middle eastern", "indian", "latino hispanic", "black")
 DUMP_FORMATS = ("plain", "inserts", "column-inserts", "custom")
 
 
@@ -105,6 +104,7 @@ def write_faces_dump(
     import psycopg
     from pgvector.psycopg import register_vector
 
+    from doppel.dump.loader import RACES
     from doppel.store.db import tool_path
 
     if fmt not in DUMP_FORMATS:
@@ -126,7 +126,7 @@ def write_faces_dump(
             vectors = clustered_vectors(rows, seed=seed)
             ages = rng.integers(1, 80, size=rows)
             sexes = rng.choice(["F", "M"], size=rows)
-            races = rng.choice(DUMP_RACES, size=rows)
+            races = rng.choice(sorted(RACES), size=rows)
             with (
                 conn.cursor() as cur,
                 cur.copy(

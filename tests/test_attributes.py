@@ -11,7 +11,7 @@ import pytest
 from doppel.dump import loader as dump
 from doppel.errors import WeightsMissing
 from doppel.faces import attributes
-from doppel.store.repository import Filters
+from doppel.types import Filters
 
 FILES = {
     "Age": "age_model_weights.h5",

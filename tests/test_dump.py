@@ -24,8 +24,9 @@ from doppel.config import Settings
 from doppel.dump import files as dumpfile
 from doppel.dump import loader as dump
 from doppel.errors import BadDump
-from doppel.store.repository import Filters, Repository
+from doppel.store.repository import Repository
 from doppel.store.vectors import check_vector, read_vectors
+from doppel.types import Filters
 from tests.helpers import write_faces_dump
 
 ROWS = 300

@@ -13,7 +13,8 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.search import find
 from doppel.store.db import connect
-from doppel.store.repository import Filters, Repository
+from doppel.store.repository import Repository
+from doppel.types import Filters
 
 runner = CliRunner()
 

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from doppel.cli import app
 from doppel.errors import UnknownModel, WeightsMissing
 from doppel.faces.catalog import install, model_status, require, spec
-from doppel.faces.embed import Embedder, EmbeddingConfig
+from doppel.faces.embed import Embedder
 from doppel.faces.imaging import load
+from doppel.types import EmbeddingConfig
 
 runner = CliRunner()
 

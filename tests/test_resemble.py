@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from doppel.errors import NoFaceFound, UsageError
-from doppel.faces.embed import EmbeddingConfig
 from doppel.resemble import analysis as rs
 from doppel.resemble.report import write_report
+from doppel.types import EmbeddingConfig
 
 CONFIG = EmbeddingConfig("Dlib", "mtcnn")
 
@@ -306,7 +306,7 @@ def cache_url(server_url: str) -> Iterator[str]:
 
 def _run(url: str, people: Path, target: Path, **options: object) -> rs.ResembleResult:
     from doppel.config import Settings
-    from doppel.search import embedder_for
+    from doppel.faces.embed import embedder_for
     from doppel.store.db import connect
 
     settings = Settings.from_env()

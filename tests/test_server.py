@@ -57,10 +57,10 @@ def gallery_url(
 ) -> Iterator[str]:
     """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
     from doppel.config import Settings
-    from doppel.faces.embed import EmbeddingConfig
+    from doppel.faces.embed import embedder_for
     from doppel.ingest import ingest
-    from doppel.search import embedder_for
     from doppel.store.db import connect
+    from doppel.types import EmbeddingConfig
 
     folder = tmp_path_factory.mktemp("gallery")
     for name in GALLERY_PHOTOS:

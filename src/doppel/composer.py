@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from doppel.faces.embed import Box
+from doppel import sources
 from doppel.faces.imaging import Photo
+from doppel.types import Box, Match, QueryResult
 
 TILE = 256
 MARGIN = 16
@@ -132,4 +133,20 @@ def _paste(
         )
 
 
-PhotoLoader = Callable[[str], Photo | None]
+def caption(match: Match) -> tuple[str, str]:
+    """Title and subtitle for a match's tile: rank, similarity, file name, attributes."""
+    name = Path(match.face.source).name or match.face.source
+    attrs = ", ".join(str(a) for a in (match.face.sex, match.face.age, match.face.race) if a)
+    title = f"#{match.rank}  {match.similarity:.3f}"
+    return title, f"{name}  {attrs}".strip()
+
+
+def render(photo: Photo, result: QueryResult, out: Path) -> Path:
+    """The composite picture of one query face and its matches, written to out."""
+    query = Tile(photo, result.face.box, "query", "")
+    tiles = []
+    for match in result.matches:
+        title, subtitle = caption(match)
+        tiles.append(Tile(sources.load_source(match.face.source), match.face.box, title, subtitle))
+    compose(query, tiles, out)
+    return out

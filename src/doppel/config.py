@@ -8,7 +8,6 @@ from pathlib import Path
 
 DEFAULT_MODEL = "Facenet512"
 DEFAULT_DETECTOR = "mtcnn"
-DEFAULT_GALLERY = "default"
 
 
 def load_dotenv_once() -> None:

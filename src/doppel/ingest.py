@@ -18,14 +18,8 @@ import psycopg
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
-from doppel.store.repository import (
-    DEFAULT_EF_CONSTRUCTION,
-    DEFAULT_M,
-    Gallery,
-    ImageRecord,
-    NewFace,
-    Repository,
-)
+from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
+from doppel.types import Gallery, ImageRecord, NewFace
 from doppel.workers import process_pool
 
 Progress = Callable[[int, int], None]

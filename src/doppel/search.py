@@ -1,27 +1,21 @@
-"""`doppel find` as a library call: embed the query like the gallery, search, compose."""
+"""`doppel find` as a library call: embed the query like the gallery, search, compose.
+
+The CLI and the web app both search through find().
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import psycopg
 
-from doppel import sources
-from doppel.composer import Tile, compose
+from doppel.composer import render
 from doppel.faces import imaging
-from doppel.faces.embed import EmbeddedFace, Embedder, EmbeddingConfig
+from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
-from doppel.store.repository import DEFAULT_EF_SEARCH, Filters, Gallery, Match, Repository
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """One face of the query photo and the gallery faces nearest to it."""
-
-    face: EmbeddedFace
-    matches: list[Match]
+from doppel.store.repository import DEFAULT_EF_SEARCH, Repository
+from doppel.types import Filters, Gallery, QueryResult
 
 
 @dataclass(frozen=True)
@@ -31,12 +25,6 @@ class FindResult:
     photo: Photo
     results: list[QueryResult]
     composite: Path | None
-
-
-@lru_cache(maxsize=8)
-def embedder_for(config: EmbeddingConfig) -> Embedder:
-    """One Embedder per configuration per process, so models load once."""
-    return Embedder(config)
 
 
 def query_detector(gallery: Gallery, override: str | None, default: str) -> str:
@@ -85,21 +73,3 @@ def find(
     if composite is not None:
         render(photo, results[0], composite)
     return FindResult(gallery, str(photo_path), photo, results, composite)
-
-
-def caption(match: Match) -> tuple[str, str]:
-    """Title and subtitle for a match's tile: rank, similarity, file name, attributes."""
-    name = Path(match.face.source).name or match.face.source
-    attrs = ", ".join(str(a) for a in (match.face.sex, match.face.age, match.face.race) if a)
-    title = f"#{match.rank}  {match.similarity:.3f}"
-    return title, f"{name}  {attrs}".strip()
-
-
-def render(photo: Photo, result: QueryResult, out: Path) -> Path:
-    query = Tile(photo, result.face.box, "query", "")
-    tiles = []
-    for match in result.matches:
-        title, subtitle = caption(match)
-        tiles.append(Tile(sources.load_source(match.face.source), match.face.box, title, subtitle))
-    compose(query, tiles, out)
-    return out

@@ -162,9 +162,10 @@ def _ingest(
     m: int | None = None,
     ef_construction: int | None = None,
 ) -> None:
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+    from doppel.types import EmbeddingConfig
 
     embedder = Embedder(
         EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
@@ -419,7 +420,7 @@ def find_cmd(
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTO."""
     from doppel.search import find
-    from doppel.store.repository import Filters
+    from doppel.types import Filters
 
     settings = Settings.from_env()
     if not photo.is_file():
@@ -563,10 +564,10 @@ def resemble_cmd(
     ] = Path("resemble-report"),
 ) -> None:
     """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
-    from doppel.faces.embed import EmbeddingConfig
+    from doppel.faces.embed import embedder_for
     from doppel.resemble.analysis import resemble
     from doppel.resemble.report import write_report
-    from doppel.search import embedder_for
+    from doppel.types import EmbeddingConfig
 
     settings = Settings.from_env()
     embedder = embedder_for(EmbeddingConfig(model, detector, align=detector != "skip"))
@@ -646,7 +647,8 @@ def _print_resemble(result: Any) -> None:
 def db_status() -> None:
     """Where the database is, its versions, and each gallery with its faces and index."""
     from doppel.store.db import server_info
-    from doppel.store.repository import Repository, describe
+    from doppel.store.repository import Repository
+    from doppel.types import describe
 
     settings = Settings.from_env()
     with _connect(settings) as conn:

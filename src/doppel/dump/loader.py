@@ -28,10 +28,10 @@ from psycopg import sql
 
 from doppel.dump.files import READ_BUFFER, ArchiveHead, Inflating, archive_lines, lines_of
 from doppel.errors import BadDump, GalleryMismatch
-from doppel.faces.embed import EmbeddingConfig
 from doppel.store.db import tool_path
-from doppel.store.repository import Gallery, Repository, describe
+from doppel.store.repository import Repository
 from doppel.store.vectors import check_vector, copy_data
+from doppel.types import EmbeddingConfig, Gallery, describe
 
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
 DIMENSION = 512
@@ -127,11 +127,6 @@ def _head(path: Path) -> tuple[bytes, bool]:
             except (OSError, EOFError) as exc:
                 raise BadDump(f"{path}: gzip data is damaged ({exc})") from exc
     return head, gzipped
-
-
-def detect_format(path: Path) -> str:
-    """plain, custom or tar, with a " (gzip)" suffix when compressed: judged by content."""
-    return _format(*_head(path))
 
 
 def _format(head: bytes, gzipped: bool) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 from doppel.config import Settings
 from doppel.errors import NoFaceFound
 from doppel.faces import catalog, imaging
-from doppel.store.repository import Filters
+from doppel.types import Filters
 
 ATTRIBUTE_MODELS = ("Age", "Gender", "Race")
 INPUT_SIDE = 224
@@ -28,9 +28,9 @@ class AttributePredictor:
 
     def _models(self) -> dict[str, object]:
         if self._clients is None:
-            from doppel.faces.embed import _quiet_tensorflow
+            from doppel.faces.runtime import quiet_tensorflow
 
-            _quiet_tensorflow()
+            quiet_tensorflow()
             from deepface.modules import modeling
 
             self._clients = {
@@ -76,7 +76,8 @@ def predict_photo(
     photo_path: Path, detector: str | None = None, predictor: AttributePredictor | None = None
 ) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
-    from doppel.faces.embed import Embedder, EmbeddingConfig
+    from doppel.faces.embed import Embedder
+    from doppel.types import EmbeddingConfig
 
     predictor = predictor or AttributePredictor()
     settings = Settings.from_env()

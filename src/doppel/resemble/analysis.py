@@ -21,8 +21,9 @@ import psycopg
 
 from doppel.errors import DoppelError, NoFaceFound, UsageError
 from doppel.faces import imaging
-from doppel.faces.embed import Box, Embedder, EmbeddingConfig
-from doppel.store.repository import CachedEmbedding, Repository
+from doppel.faces.embed import Embedder
+from doppel.store.repository import Repository
+from doppel.types import Box, CachedEmbedding, EmbeddingConfig
 
 Progress = Callable[[int, int], None]
 

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from doppel.errors import EmptyGallery, GalleryMismatch, UnknownGallery, UsageError
-from doppel.faces.embed import Box, EmbeddingConfig
 from doppel.store.db import has_halfvec, has_iterative_scan
+from doppel.types import (
+    AttributeValues,
+    Box,
+    CachedEmbedding,
+    EmbeddingConfig,
+    Face,
+    Filters,
+    Gallery,
+    GalleryStats,
+    ImageRecord,
+    Match,
+    NewFace,
+    describe,
+)
 
 # Measured on 70,000 clustered 512-d vectors (benchmarks/bench_search.py,
 # docs/benchmarks.md): m=16/ef_construction=64 stays below recall@5 0.95 even at
@@ -52,114 +63,6 @@ FACE_TYPES = (
     "text",
     "vector",  # text: sex is char(1)
 )
-
-
-@dataclass(frozen=True)
-class Gallery:
-    id: int
-    name: str
-    config: EmbeddingConfig
-    dimension: int
-    storage: str
-    created_at: datetime
-
-    @property
-    def index_name(self) -> str:
-        return f"faces_hnsw_g{self.id}"
-
-
-@dataclass(frozen=True)
-class GalleryStats:
-    gallery: Gallery
-    faces: int
-    images: int
-    no_face: int
-    unreadable: int
-    index: str | None
-    index_bytes: int
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """A row to write: where the face came from, its box and its vector."""
-
-    source: str
-    content_hash: str | None
-    face_index: int
-    embedding: np.ndarray
-    box: Box | None = None
-    confidence: float | None = None
-    age: int | None = None
-    sex: str | None = None
-    race: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """The outcome of looking at one file: ok, no_face or unreadable."""
-
-    source: str
-    content_hash: str
-    status: str
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Face:
-    id: int
-    source: str
-    face_index: int
-    box: Box | None
-    age: int | None
-    sex: str | None
-    race: str | None
-
-
-@dataclass(frozen=True)
-class Match:
-    rank: int
-    face: Face
-    distance: float
-
-    @property
-    def similarity(self) -> float:
-        return 1.0 - self.distance
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Attribute filters for a search; empty means none."""
-
-    sex: str | None = None
-    races: tuple[str, ...] = ()
-    age_min: int | None = None
-    age_max: int | None = None
-    exclude_hashes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def any_attribute(self) -> bool:
-        return bool(self.sex or self.races or self.age_min is not None or self.age_max is not None)
-
-
-@dataclass(frozen=True)
-class CachedEmbedding:
-    """The largest face of a loose photo, by file content (embedding None: no face)."""
-
-    content_hash: str
-    face_count: int
-    embedding: np.ndarray | None
-    box: Box | None = None
-    confidence: float | None = None
-
-
-@dataclass(frozen=True)
-class AttributeValues:
-    """The attribute values a gallery holds, to offer as search filters."""
-
-    sexes: tuple[str, ...]
-    races: tuple[str, ...]
-    age_min: int | None
-    age_max: int | None
 
 
 def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | None:
@@ -236,10 +139,6 @@ class Repository:
                 f"{describe(config)}; use another --gallery name or the same options"
             )
         return existing
-
-    def drop_gallery(self, name: str) -> None:
-        gallery = self.gallery(name)
-        self.conn.execute("DELETE FROM galleries WHERE id = %s", (gallery.id,))
 
     def stats(self) -> list[GalleryStats]:
         out = []
@@ -578,8 +477,3 @@ def _build_memory_mib(faces: int, dimension: int, storage: str, m: int) -> int:
     except (OSError, ValueError):
         physical = 8192
     return max(1024, min(wanted, physical // 2))
-
-
-def describe(config: EmbeddingConfig) -> str:
-    align = "aligned" if config.align else "not aligned"
-    return f"{config.model} ({config.detector} detector, {align}, {config.normalization})"

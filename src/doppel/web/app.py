@@ -47,10 +47,11 @@ from doppel.errors import (
     WeightsMissing,
 )
 from doppel.faces import imaging
-from doppel.faces.embed import Box, DetectedFace
+from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
-from doppel.search import embedder_for, query_detector
-from doppel.store.repository import Filters, Gallery, Match, Repository
+from doppel.search import query_detector
+from doppel.store.repository import Repository
+from doppel.types import Box, DetectedFace, Filters, Gallery, Match
 
 log = logging.getLogger("doppel.server")
 

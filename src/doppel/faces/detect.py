@@ -1,0 +1,84 @@
+"""Faces in a photo: DeepFace's detectors, boxes in file pixels and aligned crops."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from doppel.faces import catalog
+from doppel.faces.imaging import Photo
+from doppel.faces.runtime import quiet_tensorflow
+from doppel.types import Box, DetectedFace
+
+# Faces are found on a copy this size (a side); they are cut from the full photo.
+DETECT_SIDE = 640
+
+
+def detect_faces(photo: Photo, detector: str, align: bool = True) -> list[DetectedFace]:
+    """Every face in the photo, largest first; an empty list when there is none."""
+    if detector == "skip":
+        height, width = photo.pixels.shape[:2]
+        box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
+        return [DetectedFace(0, box, 0.0, photo.bgr)]
+    catalog.require(detector, "detector")
+    quiet_tensorflow()
+    import cv2
+    from deepface.modules import detection, modeling
+
+    bgr = photo.bgr
+    height, width = bgr.shape[:2]
+    # Find faces on a small copy (detection cost grows with pixels), then cut and
+    # align each face from the full-resolution image, as DeepFace does on the file.
+    shrink = max(height, width) / DETECT_SIDE if max(height, width) > DETECT_SIDE else 1.0
+    small = bgr
+    if shrink > 1.0:
+        size = (round(width / shrink), round(height / shrink))
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    regions = modeling.build_model(task="face_detector", model_name=detector).detect_faces(small)
+    if not regions:
+        return []
+    # The black border lets alignment rotate faces near an edge (DeepFace does the same).
+    border_y, border_x = (height // 2, width // 2) if align else (0, 0)
+    padded = cv2.copyMakeBorder(
+        bgr, border_y, border_y, border_x, border_x, cv2.BORDER_CONSTANT, value=[0, 0, 0]
+    )
+
+    def up(point: tuple[int, int] | None) -> tuple[int, int] | None:
+        if point is None:
+            return None
+        return round(point[0] * shrink) + border_x, round(point[1] * shrink) + border_y
+
+    faces = []
+    for region in regions:
+        scaled = dataclasses.replace(
+            region,
+            x=round(region.x * shrink) + border_x,
+            y=round(region.y * shrink) + border_y,
+            w=round(region.w * shrink),
+            h=round(region.h * shrink),
+            left_eye=up(region.left_eye),
+            right_eye=up(region.right_eye),
+            nose=up(region.nose),
+            mouth_left=up(region.mouth_left),
+            mouth_right=up(region.mouth_right),
+        )
+        face = detection.extract_face(
+            facial_area=scaled,
+            img=padded,
+            align=align,
+            expand_percentage=0,
+            width_border=border_x,
+            height_border=border_y,
+            detector_backend=detector,
+        )
+        if face.img.size == 0:
+            continue
+        k = shrink * photo.scale  # small-copy pixels to file pixels
+        box = Box(
+            round(region.x * k), round(region.y * k), round(region.w * k), round(region.h * k)
+        )
+        crop = np.ascontiguousarray(face.img, dtype=np.float32) / 255.0
+        faces.append((box, float(region.confidence or 0.0), crop))
+    faces.sort(key=lambda face: face[0].area, reverse=True)
+    return [DetectedFace(i, box, conf, crop) for i, (box, conf, crop) in enumerate(faces)]

@@ -1,0 +1,185 @@
+"""doppel's value types: plain frozen dataclasses shared by every layer.
+
+Nothing heavy is imported here (no DeepFace, no database driver), so the store, the
+dump loader, the composer and the web schemas can use these types without loading
+the face pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """Everything that decides what vector a face gets; galleries record it."""
+
+    model: str
+    detector: str
+    align: bool = True
+    normalization: str = "base"
+
+    @property
+    def dimension(self) -> int:
+        from doppel.faces import catalog  # the catalogue is light: no model loads
+
+        dim = catalog.spec(self.model, "recognition").dimension
+        assert dim is not None
+        return dim
+
+    @property
+    def key(self) -> str:
+        """A stable text key, used to cache embeddings per configuration."""
+        return f"{self.model}|{self.detector}|{int(self.align)}|{self.normalization}"
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face found in a photo: its box in file pixels and the aligned crop (BGR, 0..1)."""
+
+    index: int
+    box: Box
+    confidence: float
+    crop: np.ndarray
+
+
+@dataclass(frozen=True)
+class EmbeddedFace:
+    index: int
+    box: Box
+    confidence: float
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Gallery:
+    id: int
+    name: str
+    config: EmbeddingConfig
+    dimension: int
+    storage: str
+    created_at: datetime
+
+    @property
+    def index_name(self) -> str:
+        return f"faces_hnsw_g{self.id}"
+
+
+@dataclass(frozen=True)
+class GalleryStats:
+    gallery: Gallery
+    faces: int
+    images: int
+    no_face: int
+    unreadable: int
+    index: str | None
+    index_bytes: int
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A row to write: where the face came from, its box and its vector."""
+
+    source: str
+    content_hash: str | None
+    face_index: int
+    embedding: np.ndarray
+    box: Box | None = None
+    confidence: float | None = None
+    age: int | None = None
+    sex: str | None = None
+    race: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """The outcome of looking at one file: ok, no_face or unreadable."""
+
+    source: str
+    content_hash: str
+    status: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Face:
+    id: int
+    source: str
+    face_index: int
+    box: Box | None
+    age: int | None
+    sex: str | None
+    race: str | None
+
+
+@dataclass(frozen=True)
+class Match:
+    rank: int
+    face: Face
+    distance: float
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 - self.distance
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Attribute filters for a search; empty means none."""
+
+    sex: str | None = None
+    races: tuple[str, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    exclude_hashes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class CachedEmbedding:
+    """The largest face of a loose photo, by file content (embedding None: no face)."""
+
+    content_hash: str
+    face_count: int
+    embedding: np.ndarray | None
+    box: Box | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class AttributeValues:
+    """The attribute values a gallery holds, to offer as search filters."""
+
+    sexes: tuple[str, ...]
+    races: tuple[str, ...]
+    age_min: int | None
+    age_max: int | None
+
+
+def describe(config: EmbeddingConfig) -> str:
+    align = "aligned" if config.align else "not aligned"
+    return f"{config.model} ({config.detector} detector, {align}, {config.normalization})"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One face of the query photo and the gallery faces nearest to it."""
+
+    face: EmbeddedFace
+    matches: list[Match]

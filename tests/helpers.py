@@ -104,7 +104,7 @@ def write_faces_dump(
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from doppel.dump.loader import RACES
+    from doppel.dump.rows import RACES
     from doppel.store.db import tool_path
 
     if fmt not in DUMP_FORMATS:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doppel.dump import loader as dump
+from doppel.dump import rows
 from doppel.errors import WeightsMissing
 from doppel.faces import attributes
 from doppel.types import Filters
@@ -75,5 +75,5 @@ def test_random_weight_models_give_valid_labels(
     for age, sex, race in labels:
         assert isinstance(age, int) and 0 <= age <= 100
         assert sex in ("F", "M")
-        assert race in dump.RACES
+        assert race in rows.RACES
     assert attributes.AttributePredictor().predict_crops([]) == []

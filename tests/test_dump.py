@@ -23,6 +23,7 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.dump import files as dumpfile
 from doppel.dump import loader as dump
+from doppel.dump import rows as dump_rows
 from doppel.errors import BadDump
 from doppel.store.repository import Repository
 from doppel.store.vectors import check_vector, read_vectors
@@ -78,7 +79,7 @@ def test_every_pg_dump_format_loads_all_rows(
     row = conn.execute("SELECT source, age, sex, race FROM faces ORDER BY source LIMIT 1")
     source, age, sex, race = row.fetchone()  # type: ignore[misc]
     assert source == "/data/ffhq/images1024x1024/00000/00000.png"
-    assert isinstance(age, int) and sex in ("F", "M") and race in dump.RACES
+    assert isinstance(age, int) and sex in ("F", "M") and race in dump_rows.RACES
 
 
 @pytest.mark.parametrize("fmt", ["plain", "inserts"])
@@ -91,7 +92,7 @@ def test_vectors_survive_exactly(
     from tests.helpers import clustered_vectors
 
     # Small batches: many batches, each read and sent on its own.
-    monkeypatch.setattr(dump, "BATCH_ROWS", 64)
+    monkeypatch.setattr(dump_rows, "BATCH_ROWS", 64)
     report = dump.load_dump(conn, dumps[fmt], "ffhq")
     assert report.rows_loaded == ROWS
     expected = clustered_vectors(ROWS, seed=0)
@@ -242,11 +243,11 @@ def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, di
     return path, reasons
 
 
-@pytest.fixture(params=[dump.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
+@pytest.fixture(params=[dump_rows.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
 def batch_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """All rows in one batch, or in many: bad rows are found within a batch and across
     batches, and the first one in the file is still the one --strict names."""
-    monkeypatch.setattr(dump, "BATCH_ROWS", request.param)
+    monkeypatch.setattr(dump_rows, "BATCH_ROWS", request.param)
     return int(request.param)
 
 
@@ -443,7 +444,7 @@ def test_one_line_inserts_read_as_the_general_path_reads_them(
     path = tmp_path / "awkward.sql"
     path.write_text("".join(lines[: first + 1] + awkward + lines[first + 1 :]))
     rows, fast = _load_and_read(conn, path, "fast")
-    monkeypatch.setattr(dump._Reader, "_one_line_insert", lambda *_: False)
+    monkeypatch.setattr(dump_rows.Reader, "_one_line_insert", lambda *_: False)
     general_rows, general = _load_and_read(conn, path, "general")
     assert rows == general_rows
     assert (fast.bad_rows, fast.ignored, fast.rows_read) == (

@@ -172,11 +172,8 @@ def ingest(
     new_files = sum(1 for path in paths if str(path) not in known)
     if new_files:
         embedder.warm_up()  # fail on missing weights before any work
-    # Growing an HNSW graph row by row is several times slower than building it once
-    # after the load (benchmarks/bench_search.py), so a load bigger than the gallery
-    # drops the index and rebuilds it at the end.
-    if new_files > repo.face_count(gallery) and repo.has_index(gallery):
-        repo.drop_index(gallery)
+    if new_files and repo.has_index(gallery):
+        repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
     workers = (os.cpu_count() or 1) if workers is None else workers
     resize_to = embedder.input_size if skip_detection else None
 

@@ -32,6 +32,9 @@ from doppel.types import (
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 128
 DEFAULT_EF_SEARCH = 400
+# A load adding more rows than this (or than a quarter of the gallery, if more) drops
+# the HNSW index and builds it again at the end: see drop_index_before_bulk_load.
+BULK_LOAD_MIN_ROWS = 2000
 
 FACE_COLUMNS = (
     "gallery_id",
@@ -133,11 +136,7 @@ class Repository:
                 ),
             )
             return self.gallery(name)
-        if existing.config != config:
-            raise GalleryMismatch(
-                f"gallery {name!r} holds faces embedded as {describe(existing.config)}, not "
-                f"{describe(config)}; use another --gallery name or the same options"
-            )
+        check_config(existing, config)
         return existing
 
     def stats(self) -> list[GalleryStats]:
@@ -353,6 +352,18 @@ class Repository:
             sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(gallery.index_name))
         )
 
+    def drop_index_before_bulk_load(self, gallery: Gallery, adding: int, present: int) -> bool:
+        """Drop the gallery's index when a load adds enough rows that rebuilding it is cheaper.
+
+        Growing an HNSW graph row by row is several times slower than building it once
+        after the load (benchmarks/bench_search.py), so both ingest and load-dump drop
+        the index past this threshold and build it again at the end. True if dropped.
+        """
+        if not bulk_load_drops_index(adding, present):
+            return False
+        self.drop_index(gallery)
+        return True
+
     # Search --------------------------------------------------------------------
 
     def search(
@@ -462,6 +473,20 @@ class Repository:
         if row is None:
             return None
         return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9])
+
+
+def bulk_load_drops_index(adding: int, present: int) -> bool:
+    """Whether adding rows to a gallery of `present` faces should drop its index first."""
+    return adding > max(BULK_LOAD_MIN_ROWS, present // 4)
+
+
+def check_config(gallery: Gallery, config: EmbeddingConfig) -> None:
+    """Refuse faces embedded another way than the gallery's own."""
+    if gallery.config != config:
+        raise GalleryMismatch(
+            f"gallery {gallery.name!r} holds faces embedded as {describe(gallery.config)}, not "
+            f"{describe(config)}; use another --gallery name or the gallery's own options"
+        )
 
 
 def _build_memory_mib(faces: int, dimension: int, storage: str, m: int) -> int:

@@ -1,0 +1,507 @@
+"""Rows of the faces table, read three ways: COPY data, one-line INSERTs, other INSERTs.
+
+Reader walks the dump's lines, Batcher checks each row and packs it, in batches,
+as binary COPY data for the sender (doppel.dump.loader.Sender), which stores it.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from doppel.dump.sql import (
+    CLIENT_ENCODING,
+    COPY_FROM_STDIN,
+    CREATE_TABLE,
+    INSERT,
+    ROUTINE,
+    ROUTINE_META,
+    Splitter,
+    column_list,
+    create_table_columns,
+    python_encoding,
+    summary,
+    table_name,
+)
+from doppel.errors import BadDump
+from doppel.store.vectors import check_vector, copy_data
+from doppel.types import Gallery
+
+if TYPE_CHECKING:
+    from doppel.dump.loader import Sender
+
+DIMENSION = 512
+SEXES = frozenset({"F", "M"})
+RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispanic", "black"})
+DEFAULT_COLUMNS = ("id", "image_key", "age", "sex", "race", "embedding")
+NEEDED = ("image_key", "age", "sex", "race", "embedding")
+BATCH_ROWS = 5000
+# The first batches are smaller, so that the server has work sooner.
+FIRST_BATCH_ROWS = 500
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row of the faces table that was skipped, with the dump line it came from."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """Something in the dump other than the faces rows, which was not run."""
+
+    line: int
+    what: str
+
+
+@dataclass
+class LoadReport:
+    """What `load_dump` did: rows loaded, already present, skipped, and what it ignored."""
+
+    gallery: str
+    path: Path
+    format: str
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_present: int = 0
+    bad_rows: list[BadRow] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+    seconds: float = 0.0
+    index_seconds: float = 0.0
+    index_built: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Rows read per second, excluding the index build."""
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_row(source: str | None, age: str | None, sex: str | None, race: str | None) -> str | None:
+    """Why a row's non-vector fields are unusable, or None."""
+    if not source:
+        return "image_key is empty"
+    if "\x00" in source:
+        return "image_key holds a NUL character"
+    if age is None:
+        return "age is missing"
+    try:
+        years = int(age)
+    except ValueError:
+        return f"age {age[:20]!r} is not an integer"
+    if not -(2**31) <= years < 2**31:
+        return f"age {age[:20]!r} is out of range"
+    if sex not in SEXES:
+        return f"sex {str(sex)[:20]!r} is not F or M"
+    if race not in RACES:
+        return f"race {str(race)[:30]!r} is not one of {', '.join(sorted(RACES))}"
+    return None
+
+
+_COPY_UNESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.S)
+_COPY_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def copy_unescape(field: bytes) -> bytes:
+    """Decode a COPY text-format field (backslash escapes) to the bytes it stands for."""
+    if b"\\" not in field:
+        return field
+
+    def one(match: re.Match[bytes]) -> bytes:
+        octal, hexa, other = match.groups()
+        if octal:
+            return bytes([int(octal, 8) & 0xFF])
+        if hexa:
+            return bytes([int(hexa, 16)])
+        return _COPY_SIMPLE.get(other, other)
+
+    return _COPY_UNESCAPE.sub(one, field)
+
+
+_SEX_FIELDS = {sex.encode(): struct.pack("!i", 1) + sex.encode() for sex in SEXES}
+_RACE_FIELDS = {race.encode(): struct.pack("!i", len(race)) + race.encode() for race in RACES}
+_COPY_NULL = b"\\N"
+
+
+# A checked row waiting for its vector: (line, image_key).
+_Row = tuple[int, str]
+
+
+class Batcher:
+    """Checks rows and hands them, in batches, to a Sender that stores them.
+
+    Each row is checked as the dump is read, and each batch's vectors are read when
+    the batch is full (simdjson holds the GIL, so another thread would not overlap
+    with this one, and a worker process costs more to feed than the parse itself).
+    The sender thread alone uses the connection until close(), so the server stores
+    one batch while the next is read.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        report: LoadReport,
+        strict: bool,
+        gallery: Gallery,
+        known: set[str],
+    ) -> None:
+        self.report = report
+        self.strict = strict
+        self.known = known  # image_keys in the gallery or already taken from this dump
+        self.encoding = "utf-8"  # the dump's, from its SET client_encoding
+        self.rows: list[_Row] = []
+        self.heads: list[bytes] = []  # each row's binary COPY fields before the vector
+        self.texts: list[bytes] = []
+        self.row_head = struct.pack("!hii", 6, 4, gallery.id)
+        self.batch_rows = min(FIRST_BATCH_ROWS, BATCH_ROWS)  # doubles up to BATCH_ROWS
+        self.sender = sender
+
+    def bad(self, line: int, reason: str) -> None:
+        if self.strict:
+            # Rows before this one may have bad vectors: the first bad row is the one named.
+            self.flush()
+            self.close()
+            raise _strict_error(line, reason)
+        self.report.bad_rows.append(BadRow(line, reason))
+
+    def add(
+        self, line: int, raw_key: bytes, age: bytes, sex: bytes, race: bytes, vector: bytes
+    ) -> None:
+        """One row, each field as the dump's bytes (the key with no escapes left)."""
+        self.report.rows_read += 1
+        try:
+            key = raw_key.decode(self.encoding)
+        except UnicodeDecodeError:
+            self.bad(line, f"image_key is not valid {self.encoding}")
+            return
+        if self.encoding != "utf-8":
+            raw_key = key.encode("utf-8")  # the connection speaks UTF-8
+        sex_field = _SEX_FIELDS.get(sex)
+        race_field = _RACE_FIELDS.get(race)
+        years = int(age) if age.isdigit() and len(age) < 10 else None
+        if sex_field is None or race_field is None or years is None or not key or "\x00" in key:
+            if not age.isdigit():
+                try:
+                    age = str(int(age)).encode()
+                except ValueError:
+                    age = b"?" + age
+            reason = check_row(
+                key,
+                age.decode("utf-8", "replace"),
+                sex.decode("utf-8", "replace"),
+                race.decode("utf-8", "replace"),
+            )
+            if reason is not None:
+                self.bad(line, reason)
+                return
+            years, sex_field, race_field = int(age), _SEX_FIELDS[sex], _RACE_FIELDS[race]
+        if vector[:1] != b"[" or vector[-1:] != b"]":
+            reason = check_vector(vector.decode("utf-8", "replace"), DIMENSION)
+            self.bad(line, reason or "embedding is not a [..] vector")
+            return
+        if key in self.known:
+            self.report.rows_present += 1
+            return
+        self.known.add(key)
+        head = b"".join(
+            (
+                self.row_head,
+                struct.pack("!i", len(raw_key)),
+                raw_key,
+                struct.pack("!ii", 4, years),
+                sex_field,
+                race_field,
+            )
+        )
+        self.rows.append((line, key))
+        self.heads.append(head)
+        self.texts.append(vector)
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+            self.batch_rows = min(2 * self.batch_rows, BATCH_ROWS)
+
+    @property
+    def pending(self) -> int:
+        """Rows accepted here but not yet stored."""
+        return len(self.rows) + self.sender.queued
+
+    def flush(self) -> None:
+        """Read the batch's vectors and hand its COPY data to the sender."""
+        if not self.rows:
+            return
+        rows, heads, texts = self.rows, self.heads, self.texts
+        self.rows, self.heads, self.texts = [], [], []
+        data, bad = copy_data(heads, texts, DIMENSION)
+        for n, reason in bad:
+            self.bad(rows[n][0], reason)
+            self.known.discard(rows[n][1])  # a later row with this key may load
+        if len(rows) > len(bad):
+            self.sender.send(rows[0][0], rows[-1][0], len(rows) - len(bad), data)
+
+    def close(self) -> None:
+        """Wait for the sender to store what it has (the connection is the caller's again)."""
+        self.sender.close()
+
+
+def _strict_error(line: int, reason: str) -> BadDump:
+    return BadDump(
+        f"line {line}: {reason}; nothing was loaded "
+        "(without --strict bad rows are skipped and listed)"
+    )
+
+
+_PLAIN_VALUE = re.compile(rb"\s*(NULL|[-+]?[0-9][0-9.eE+-]*)\s*")
+
+
+def _row_values(line: bytes, pos: int) -> list[bytes | None] | None:
+    """The values of `(v, 'text', NULL, ...);` from pos (just after the parenthesis) to
+    the end of the line: quoted strings with their '' undone, numbers as written, None
+    for NULL. None when the line is anything else (E'' strings, a second row, ...)."""
+    values: list[bytes | None] = []
+    while True:
+        while line[pos : pos + 1] == b" ":
+            pos += 1
+        if line[pos : pos + 1] == b"'":
+            close = line.find(b"'", pos + 1)
+            doubled = False
+            while close >= 0 and line[close + 1 : close + 2] == b"'":
+                close, doubled = line.find(b"'", close + 2), True
+            if close < 0:
+                return None
+            value = line[pos + 1 : close]
+            values.append(value.replace(b"''", b"'") if doubled else value)
+            pos = close + 1
+        else:
+            match = _PLAIN_VALUE.match(line, pos)
+            if match is None:
+                return None
+            values.append(None if match.group(1) == b"NULL" else match.group(1))
+            pos = match.end()
+        while line[pos : pos + 1] == b" ":
+            pos += 1
+        separator = line[pos : pos + 1]
+        pos += 1
+        if separator == b")":
+            return values if line[pos:].rstrip() == b";" else None
+        if separator != b",":
+            return None
+
+
+_VALUE = re.compile(r"\s*(?:'([^']*(?:''[^']*)*)'|(NULL)|([-+]?[0-9][0-9.eE+-]*))\s*([,)])", re.I)
+
+
+class Reader:
+    """Walks the dump's statements and data, feeding faces rows to the loader."""
+
+    def __init__(self, loader: Batcher, report: LoadReport) -> None:
+        self.loader = loader
+        self.report = report
+        self.columns: tuple[str, ...] | None = None  # from CREATE TABLE faces
+        self._positions_of: tuple[str, ...] = ()  # the COPY columns _positions was made for
+        self._positions: list[int] = []  # where each NEEDED field is in a COPY row
+        self.found_faces = False
+        # One-line INSERT heads seen: [value count, where each NEEDED value is], or []
+        # when the INSERT is not into faces.
+        self._insert_heads: dict[bytes, list[int]] = {}
+
+    def run(self, lines: Iterator[bytes], tick: Callable[[], None]) -> None:
+        splitter = Splitter()
+        number = 0
+        copy_into: tuple[str, ...] | None = None  # faces columns while in its COPY data
+        other_copy: tuple[int, str, int] | None = None  # (line, summary, rows) of another's
+        for raw in lines:
+            number += 1
+            if number & 0x3FF == 0:
+                tick()
+            if copy_into is not None or other_copy is not None:
+                if raw.startswith(b"\\.") and raw[2:].strip() == b"":
+                    if other_copy is not None:
+                        line, what, rows = other_copy
+                        self.report.ignored.append(Ignored(line, f"{what} ({rows} rows)"))
+                    copy_into = other_copy = None
+                elif copy_into is not None:
+                    self._copy_row(raw, number, copy_into)
+                else:
+                    assert other_copy is not None
+                    other_copy = (other_copy[0], other_copy[1], other_copy[2] + 1)
+                continue
+            if (
+                splitter.empty
+                and raw.startswith(b"INSERT INTO ")
+                and self._one_line_insert(raw, number)
+            ):
+                continue
+            text = raw.decode(self.loader.encoding, "replace")
+            if splitter.empty:
+                stripped = text.strip()
+                if not stripped or stripped.startswith("--"):
+                    continue
+                if stripped.startswith("\\"):
+                    if not stripped.startswith(ROUTINE_META):
+                        self.report.ignored.append(Ignored(number, summary(stripped)))
+                    continue
+            for statement, start in splitter.feed(text, number):
+                target = self._statement(statement, start)
+                if target is None:
+                    continue
+                if isinstance(target, tuple):
+                    copy_into = target
+                else:
+                    other_copy = (start, target, 0)
+        if copy_into is not None:
+            self.loader.bad(number, "the dump ends inside the faces data (truncated file)")
+        if not splitter.empty and splitter.parts and "".join(splitter.parts).strip():
+            self.report.ignored.append(
+                Ignored(
+                    splitter.start,
+                    "unfinished statement at the end of the file: "
+                    + summary("".join(splitter.parts)),
+                )
+            )
+
+    def _statement(self, statement: str, start: int) -> tuple[str, ...] | str | None:
+        """Handle one statement; return faces' columns or another table's name for COPY."""
+        body = statement.lstrip()
+        start += statement[: len(statement) - len(body)].count("\n")
+        head = body[:12].upper()
+        if head.startswith("SET"):
+            match = CLIENT_ENCODING.match(body)
+            if match is not None:
+                self.loader.encoding = python_encoding(match.group(1))
+        if head.startswith("COPY"):
+            match = COPY_FROM_STDIN.match(body)
+            if match is not None:
+                if table_name(match.group("table")) == "faces":
+                    self.found_faces = True
+                    return column_list(match.group("columns")) or self.columns or DEFAULT_COLUMNS
+                return f"COPY {match.group('table')} FROM stdin"
+        elif head.startswith("INSERT"):
+            match = INSERT.match(body)
+            if match is not None and table_name(match.group("table")) == "faces":
+                self.found_faces = True
+                columns = column_list(match.group("columns")) or self.columns or DEFAULT_COLUMNS
+                self._insert_rows(body, match.end(), start, columns)
+                return None
+        elif head.startswith("CREATE"):
+            match = CREATE_TABLE.match(body)
+            if match is not None and table_name(match.group("table")) == "faces":
+                self.columns = create_table_columns(body)
+        if not ROUTINE.match(body):
+            self.report.ignored.append(Ignored(start, summary(body)))
+        return None
+
+    def _copy_row(self, raw: bytes, number: int, columns: tuple[str, ...]) -> None:
+        # The vector is the long field: split off the others without scanning it.
+        fields = raw.rstrip(b"\r\n").split(b"\t", len(columns) - 1)
+        if len(fields) != len(columns):
+            self.loader.report.rows_read += 1
+            self.loader.bad(
+                number,
+                f"{len(fields)} fields, expected {len(columns)} (a truncated or damaged line)",
+            )
+            return
+        if columns != self._positions_of:
+            self._positions_of = columns
+            self._positions = [columns.index(name) if name in columns else -1 for name in NEEDED]
+        values = [fields[n] if n >= 0 else _COPY_NULL for n in self._positions]
+        if _COPY_NULL in values:
+            self.loader.report.rows_read += 1
+            self.loader.bad(number, f"{NEEDED[values.index(_COPY_NULL)]} is missing or NULL")
+            return
+        values[0] = copy_unescape(values[0])
+        self.loader.add(number, *values)
+
+    def _one_line_insert(self, raw: bytes, number: int) -> bool:
+        """Read a one-row INSERT into faces on one line, as pg_dump writes them, straight
+        from its bytes. False (nothing done) for anything else, which then takes the
+        general path through Splitter and _insert_rows."""
+        values_at = raw.find(b" VALUES (", 12, 4096)
+        if values_at < 0:
+            return False
+        head = raw[: values_at + 8]
+        known = self._insert_heads.get(head)
+        if known is None:
+            match = INSERT.fullmatch(head.decode(self.loader.encoding, "replace"))
+            if match is None or table_name(match.group("table")) != "faces":
+                known = self._insert_heads[head] = []
+            else:
+                columns = column_list(match.group("columns")) or self.columns or DEFAULT_COLUMNS
+                known = self._insert_heads[head] = [
+                    len(columns),
+                    *(columns.index(name) if name in columns else -1 for name in NEEDED),
+                ]
+        if not known:
+            return False
+        values = _row_values(raw, values_at + 9)
+        if values is None or len(values) != known[0]:
+            return False
+        self.found_faces = True
+        fields = [values[n] if n >= 0 else None for n in known[1:]]
+        if None in fields:
+            self.loader.report.rows_read += 1
+            self.loader.bad(number, f"{NEEDED[fields.index(None)]} is missing or NULL")
+        else:
+            self.loader.add(number, *fields)  # type: ignore[arg-type]
+        return True
+
+    def _insert_rows(self, body: str, pos: int, start: int, columns: tuple[str, ...]) -> None:
+        line = start + body.count("\n", 0, pos)
+        while True:
+            while pos < len(body) and body[pos] in " \t\r\n":
+                if body[pos] == "\n":
+                    line += 1
+                pos += 1
+            if pos >= len(body) or body[pos] != "(":
+                break
+            begin = pos
+            pos += 1
+            values: list[str | None] = []
+            closed = False
+            while True:
+                match = _VALUE.match(body, pos)
+                if match is None:
+                    break
+                quoted, null, number, end = match.groups()
+                values.append(
+                    None if null else quoted.replace("''", "'") if quoted is not None else number
+                )
+                pos = match.end()
+                if end == ")":
+                    closed = True
+                    break
+            self.loader.report.rows_read += 1
+            if not closed:
+                self.loader.bad(
+                    line,
+                    "could not read this INSERT's values; the rest of the statement is skipped",
+                )
+                return
+            line_of_row = line
+            line += body.count("\n", begin, pos)
+            if len(values) != len(columns):
+                self.loader.bad(line_of_row, f"{len(values)} values, expected {len(columns)}")
+            else:
+                row = dict(zip(columns, values, strict=True))
+                missing = [name for name in NEEDED if row.get(name) is None]
+                if missing:
+                    self.loader.bad(line_of_row, f"{missing[0]} is missing or NULL")
+                else:
+                    self.loader.report.rows_read -= 1  # add() counts it
+                    self.loader.add(
+                        line_of_row,
+                        *(
+                            (row[name] or "").encode(self.loader.encoding, "replace")
+                            for name in NEEDED
+                        ),
+                    )
+            while pos < len(body) and body[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(body) and body[pos] == ",":
+                pos += 1
+                continue
+            break

@@ -5,17 +5,37 @@ The CLI and the web app both search through find().
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
 
 from doppel.composer import render
+from doppel.errors import UnreadableImage
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
 from doppel.store.repository import DEFAULT_EF_SEARCH, Repository
-from doppel.types import Filters, Gallery, QueryResult
+from doppel.types import EmbeddedFace, Filters, Gallery, QueryResult
+
+
+@dataclass(frozen=True)
+class Query:
+    """The photo to search with: its name (for messages), pixels and content hash."""
+
+    name: str
+    photo: Photo
+    content_hash: str
+
+    @classmethod
+    def from_path(cls, path: Path) -> Query:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadableImage(f"{path}: {exc.strerror or exc}") from exc
+        return cls(str(path), imaging.decode(data, str(path)), imaging.content_hash(data))
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,14 @@ class FindResult:
     photo: Photo
     results: list[QueryResult]
     composite: Path | None
+    embed_seconds: float = 0.0
+    search_seconds: float = 0.0
+
+
+# The faces of a query, embedded for a gallery: (gallery, detector) -> faces, largest first.
+# find() embeds with the gallery's cached Embedder unless the caller brings its own
+# (the web app keeps each upload's faces, so that picking another face costs nothing).
+QueryFaces = Callable[[Gallery, str], list[EmbeddedFace]]
 
 
 def query_detector(gallery: Gallery, override: str | None, default: str) -> str:
@@ -36,8 +64,8 @@ def query_detector(gallery: Gallery, override: str | None, default: str) -> str:
 
 def find(
     conn: psycopg.Connection,
-    photo_path: Path,
-    gallery_name: str,
+    query: Path | Query,
+    gallery_name: str | None = None,
     *,
     k: int = 5,
     filters: Filters | None = None,
@@ -47,29 +75,35 @@ def find(
     default_detector: str = "mtcnn",
     composite: Path | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
+    faces: QueryFaces | None = None,
 ) -> FindResult:
-    """Search the gallery for the faces most like those in the photo."""
+    """Search a gallery for the faces most like those in the photo.
+
+    gallery_name None means the only gallery there is. The query photo itself is left
+    out of the matches when the gallery holds it (same file content).
+    """
+    start = time.perf_counter()
     repo = Repository(conn)
-    gallery = repo.gallery(gallery_name)
-    photo = imaging.load(photo_path)
-    embedder = embedder_for(gallery.config)
-    faces = embedder.embed_query(
-        photo, str(photo_path), query_detector(gallery, detector, default_detector), all_faces
-    )
+    gallery = repo.pick_gallery(gallery_name)
+    if isinstance(query, Path):
+        query = Query.from_path(query)
+    chosen = query_detector(gallery, detector, default_detector)
+    if faces is None:
+        embedded = embedder_for(gallery.config).embed_query(
+            query.photo, query.name, chosen, all_faces
+        )
+    else:
+        embedded = faces(gallery, chosen)
+    searched = time.perf_counter()
     filters = filters or Filters()
-    # Leave the query photo itself out when the gallery holds it.
-    own_hash = imaging.file_hash(photo_path)
-    filters = Filters(
-        filters.sex,
-        filters.races,
-        filters.age_min,
-        filters.age_max,
-        (*filters.exclude_hashes, own_hash),
-    )
+    filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, query.content_hash))
     results = [
         QueryResult(face, repo.search(gallery, face.embedding, k, filters, exact, ef_search))
-        for face in faces
+        for face in embedded
     ]
+    done = time.perf_counter()
     if composite is not None:
-        render(photo, results[0], composite)
-    return FindResult(gallery, str(photo_path), photo, results, composite)
+        render(query.photo, results[0], composite)
+    return FindResult(
+        gallery, query.name, query.photo, results, composite, searched - start, done - searched
+    )

@@ -324,23 +324,6 @@ def load_dump_cmd(
     )
 
 
-def _pick_gallery(settings: Settings, gallery: str | None) -> str:
-    if gallery:
-        return gallery
-    from doppel.store.repository import Repository
-
-    with _connect(settings) as conn:
-        names = [g.name for g in Repository(conn).galleries()]
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise UsageError(
-            "no gallery yet; run `doppel ingest DIR`, `doppel load-dump FILE`, "
-            "or `doppel find PHOTO --in DIR`"
-        )
-    raise UsageError(f"several galleries ({', '.join(names)}); choose one with --gallery")
-
-
 def _parse_age(value: str | None) -> tuple[int | None, int | None]:
     if not value:
         return None, None
@@ -420,6 +403,7 @@ def find_cmd(
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTO."""
     from doppel.search import find
+    from doppel.store.repository import DEFAULT_EF_SEARCH
     from doppel.types import Filters
 
     settings = Settings.from_env()
@@ -430,7 +414,6 @@ def find_cmd(
     if in_dir is not None:
         gallery = gallery or in_dir.resolve().name
         _ingest(settings, in_dir, gallery, model, settings.detector, False, 32, None)
-    name = _pick_gallery(settings, gallery)
     age_min, age_max = _parse_age(age)
     filters = Filters(sex.upper() if sex else None, tuple(race or ()), age_min, age_max)
     picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
@@ -442,7 +425,7 @@ def find_cmd(
         result = find(
             conn,
             photo,
-            name,
+            gallery,
             k=k,
             filters=filters,
             exact=exact,
@@ -450,7 +433,7 @@ def find_cmd(
             detector=detector,
             default_detector=settings.detector,
             composite=picture,
-            **({"ef_search": ef_search} if ef_search else {}),
+            ef_search=ef_search or DEFAULT_EF_SEARCH,
         )
     _print_find(result, as_json)
 
@@ -813,13 +796,12 @@ def index_rebuild(
     from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
 
     settings = Settings.from_env()
-    name = _pick_gallery(settings, gallery)
     m, ef_construction = m or DEFAULT_M, ef_construction or DEFAULT_EF_CONSTRUCTION
     with _connect(settings) as conn:
         repo = Repository(conn)
-        target = repo.gallery(name)
+        target = repo.pick_gallery(gallery)
         err.print(
-            f"building the HNSW index of {name} ({repo.face_count(target)} faces, "
+            f"building the HNSW index of {target.name} ({repo.face_count(target)} faces, "
             f"m={m}, ef_construction={ef_construction}) ...",
             highlight=False,
         )
@@ -828,7 +810,7 @@ def index_rebuild(
         repo.ensure_index(target, m, ef_construction)
         size = next(s.index_bytes for s in repo.stats() if s.gallery.id == target.id)
     out.print(
-        f"index of {name} rebuilt in {time.perf_counter() - start:.1f} s ({size / 2**20:.1f} MiB)",
+        f"index of {target.name} rebuilt in {time.perf_counter() - start:.1f} s ({size / 2**20:.1f} MiB)",
         highlight=False,
     )
 

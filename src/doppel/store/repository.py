@@ -108,6 +108,20 @@ class Repository:
             )
         return found
 
+    def pick_gallery(self, name: str | None) -> Gallery:
+        """The named gallery, or with no name the only one there is."""
+        if name:
+            return self.gallery(name)
+        found = self.galleries()
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise EmptyGallery(
+                "no gallery yet; make one with `doppel ingest DIR` or `doppel load-dump FILE`"
+            )
+        names = ", ".join(g.name for g in found)
+        raise UsageError(f"several galleries ({names}); choose one with --gallery")
+
     def galleries(self) -> list[Gallery]:
         rows = self.conn.execute(self._GALLERY_SELECT + " ORDER BY name").fetchall()
         return [self._gallery_from_row(row) for row in rows]

@@ -1,0 +1,68 @@
+"""Galleries: what there is to search, the faces' pictures, and the server's health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import Response
+
+from doppel import sources
+from doppel.composer import face_crop
+from doppel.web.pictures import jpeg, scaled
+from doppel.web.schemas import GalleriesOut, GalleryOut, HealthOut, attributes_out
+from doppel.web.state import AppState, app_state
+
+router = APIRouter()
+State = Annotated[AppState, Depends(app_state)]
+
+
+@router.get("/api/health", response_model=HealthOut, tags=["server"])
+def health(state: State) -> HealthOut:
+    """Whether the server and its database answer."""
+    with state.db.repo() as repo:
+        count = len(repo.galleries())
+    return HealthOut(status="ok", galleries=count, models_loaded=sorted(state.models.loaded))
+
+
+@router.get("/api/galleries", response_model=GalleriesOut, tags=["galleries"])
+def galleries(state: State) -> GalleriesOut:
+    """The galleries to search, with the attribute values each can be filtered on."""
+    with state.db.repo() as repo:
+        items = [
+            GalleryOut(
+                name=g.name,
+                model=g.config.model,
+                detector=g.config.detector,
+                faces=repo.face_count(g),
+                attributes=attributes_out(repo.attribute_values(g)),
+            )
+            for g in repo.galleries()
+        ]
+    default = state.gallery or (items[0].name if len(items) == 1 else None)
+    return GalleriesOut(default=default, galleries=items)
+
+
+@router.get(
+    "/api/faces/{face_id}/image",
+    tags=["galleries"],
+    responses={200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+)
+def face_image(state: State, face_id: int, crop: bool = False) -> Response:
+    """A gallery face's photo (at most 1024 px), or a square crop around the face."""
+    key = (face_id, crop)
+    cached = state.pictures.get(key)
+    if cached is None:
+        with state.db.repo() as repo:
+            found = repo.face(face_id)
+        if found is None:
+            raise HTTPException(404, f"no face with id {face_id}")
+        photo = sources.load_source(found.source)
+        if photo is None:
+            raise HTTPException(404, f"face {face_id}'s photo is no longer at {found.source}")
+        cached = jpeg(face_crop(photo, found.box, 320) if crop else scaled(photo, 1024))
+        state.pictures.put(key, cached)
+    return Response(
+        cached, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"}
+    )

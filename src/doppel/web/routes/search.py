@@ -1,0 +1,165 @@
+"""Searching: upload a photo, see its faces, search with one of them (or all in one call).
+
+Searches go through doppel.search.find, as the CLI's do; this module only keeps each
+upload's detected faces and vectors, so that choosing another face, gallery or k
+does not detect or embed again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import Response
+
+from doppel.composer import face_crop
+from doppel.faces import imaging
+from doppel.search import Query as SearchQuery
+from doppel.search import find as find_faces
+from doppel.types import EmbeddedFace, Filters, Gallery
+from doppel.web.pictures import jpeg, scaled
+from doppel.web.schemas import FindOut, SearchIn, SearchOut, UploadOut, detected_out, match_out
+from doppel.web.state import AppState, app_state
+from doppel.web.uploads import Upload, keep, take_upload
+
+router = APIRouter(tags=["search"])
+State = Annotated[AppState, Depends(app_state)]
+PhotoFile = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF.")]
+
+
+def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
+    """One face of an upload searched in a gallery, through the library's find()."""
+
+    def chosen_face(gallery: Gallery, detector: str) -> list[EmbeddedFace]:
+        face, vector = state.models.embedding(upload, gallery, detector, body.face)
+        return [EmbeddedFace(face.index, face.box, face.confidence, vector)]
+
+    filters = Filters(
+        body.sex.upper() if body.sex else None, tuple(body.races), body.age_min, body.age_max
+    )
+    with state.db.connection() as conn:
+        result = find_faces(
+            conn,
+            SearchQuery(upload.name, upload.photo, upload.content_hash),
+            body.gallery or state.gallery,
+            k=body.k,
+            filters=filters,
+            exact=body.exact,
+            default_detector=state.settings.detector,
+            faces=chosen_face,
+        )
+    (found,) = result.results
+    return SearchOut(
+        gallery=result.gallery.name,
+        upload_id=upload.id,
+        face=detected_out(found.face),
+        matches=[match_out(m) for m in found.matches],
+        seconds={
+            "embed": round(result.embed_seconds, 4),
+            "search": round(result.search_seconds, 4),
+            "total": round(result.embed_seconds + result.search_seconds, 4),
+        },
+    )
+
+
+@router.post("/api/uploads", response_model=UploadOut)
+def upload_photo(
+    state: State,
+    file: PhotoFile,
+    gallery_name: Annotated[str | None, Form(alias="gallery")] = None,
+) -> UploadOut:
+    """Send a photo and get the faces found in it, largest first.
+
+    The photo stays in memory for 15 minutes (or until 8 newer ones) so that
+    /api/search can use it; it is written to disk only when the server was started
+    with --keep-uploads.
+    """
+    data = file.file.read()
+    upload = take_upload(data, Path(file.filename or "upload").name)
+    with state.db.repo() as repo:
+        target = repo.pick_gallery(gallery_name or state.gallery)
+    detector = state.models.detector_for(target)
+    faces = state.models.detect(upload, target, detector)
+    state.uploads.add(upload)
+    height, width = upload.photo.pixels.shape[:2]
+    return UploadOut(
+        upload_id=upload.id,
+        name=upload.name,
+        width=round(width * upload.photo.scale),
+        height=round(height * upload.photo.scale),
+        detector=detector,
+        faces=[detected_out(f) for f in faces],
+        kept=keep(upload, state.keep_uploads),
+    )
+
+
+@router.get(
+    "/api/uploads/{upload_id}/image",
+    responses={200: {"content": {"image/jpeg": {}}}},
+    response_class=Response,
+)
+def upload_image(
+    state: State,
+    upload_id: str,
+    face: Annotated[int | None, Query(ge=0)] = None,
+    size: Annotated[int, Query(ge=32, le=2048)] = 1024,
+) -> Response:
+    """The uploaded photo (upright, as JPEG), or one of its faces with face=N."""
+    upload = state.uploads.get(upload_id)
+    photo = imaging.decode(upload.data, upload.name, max_side=max(size, 640))
+    if face is None:
+        return Response(jpeg(scaled(photo, size)), media_type="image/jpeg")
+    for faces in upload.detections.values():
+        if face < len(faces):
+            return Response(
+                jpeg(face_crop(photo, faces[face].box, min(size, 512))), media_type="image/jpeg"
+            )
+    raise HTTPException(404, f"the upload has no face {face}")
+
+
+@router.delete("/api/uploads/{upload_id}", status_code=204)
+def forget_upload(state: State, upload_id: str) -> Response:
+    """Forget an upload now rather than when it expires."""
+    if not state.uploads.forget(upload_id):
+        raise HTTPException(404, f"no upload {upload_id!r}")
+    return Response(status_code=204)
+
+
+@router.post("/api/search", response_model=SearchOut)
+def search(state: State, body: SearchIn) -> SearchOut:
+    """The k gallery faces most like one face of an uploaded photo."""
+    return run_search(state, state.uploads.get(body.upload_id), body)
+
+
+@router.post("/api/find", response_model=FindOut)
+def find(
+    state: State,
+    file: PhotoFile,
+    gallery_name: Annotated[str | None, Form(alias="gallery")] = None,
+    k: Annotated[int, Form(ge=1, le=100)] = 5,
+    face: Annotated[int, Form(ge=0, description="Which face, largest first.")] = 0,
+    sex: Annotated[str | None, Form(pattern="^[FMfm]$")] = None,
+    race: Annotated[list[str] | None, Form()] = None,
+    age_min: Annotated[int | None, Form(ge=0, le=150)] = None,
+    age_max: Annotated[int | None, Form(ge=0, le=150)] = None,
+) -> FindOut:
+    """Upload and search in one call; the photo is not held after the answer."""
+    upload = take_upload(file.file.read(), Path(file.filename or "upload").name)
+    body = SearchIn(
+        upload_id=upload.id,
+        face=face,
+        gallery=gallery_name,
+        k=k,
+        sex=sex,
+        races=race or [],
+        age_min=age_min,
+        age_max=age_max,
+    )
+    result = run_search(state, upload, body)
+    faces = next(iter(upload.detections.values()))
+    return FindOut(
+        **result.model_dump(exclude={"upload_id"}),
+        upload_id=None,
+        faces=[detected_out(f) for f in faces],
+    )

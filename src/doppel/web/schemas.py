@@ -1,0 +1,149 @@
+"""The JSON API's shapes, and the conversions from doppel's value types to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from doppel.types import AttributeValues, Box, DetectedFace, EmbeddedFace, Match
+
+
+class BoxOut(BaseModel):
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+class DetectedOut(BaseModel):
+    index: int = Field(description="Faces are numbered largest first.")
+    box: BoxOut = Field(description="In pixels of the photo as uploaded (EXIF-rotated).")
+    confidence: float
+
+
+class UploadOut(BaseModel):
+    upload_id: str = Field(description="Refer to the photo with this in /api/search.")
+    name: str
+    width: int
+    height: int
+    detector: str
+    faces: list[DetectedOut]
+    kept: str | None = Field(None, description="Where the photo was saved, if it was.")
+
+
+class MatchOut(BaseModel):
+    rank: int
+    similarity: float = Field(description="Cosine similarity, 1 - distance.")
+    distance: float
+    face_id: int
+    source: str
+    name: str
+    age: int | None
+    sex: str | None
+    race: str | None
+    box: BoxOut | None
+    image_url: str
+    crop_url: str
+
+
+class SearchIn(BaseModel):
+    upload_id: str
+    face: int = Field(0, ge=0, description="Index of the face in the upload, largest first.")
+    gallery: str | None = Field(None, description="Default: the server's, or the only one.")
+    k: int = Field(5, ge=1, le=100)
+    sex: str | None = Field(None, pattern="^[FMfm]$")
+    races: list[str] = Field(default_factory=list)
+    age_min: int | None = Field(None, ge=0, le=150)
+    age_max: int | None = Field(None, ge=0, le=150)
+    exact: bool = False
+
+
+class SearchOut(BaseModel):
+    gallery: str
+    upload_id: str | None
+    face: DetectedOut
+    matches: list[MatchOut]
+    seconds: dict[str, float] = Field(description="Time spent: embed, search, total.")
+
+
+class FindOut(SearchOut):
+    faces: list[DetectedOut]
+
+
+class AttributesOut(BaseModel):
+    sexes: list[str]
+    races: list[str]
+    age_min: int | None
+    age_max: int | None
+
+
+class GalleryOut(BaseModel):
+    name: str
+    model: str
+    detector: str
+    faces: int
+    attributes: AttributesOut | None = Field(description="Null when no face has attributes.")
+
+
+class GalleriesOut(BaseModel):
+    default: str | None
+    galleries: list[GalleryOut]
+
+
+class ReportOut(BaseModel):
+    id: str
+    name: str
+    folder: str
+    modified: datetime
+    title: str | None
+    index_url: str | None
+    json_url: str | None
+    pictures: list[str]
+
+
+class HealthOut(BaseModel):
+    status: str
+    galleries: int
+    models_loaded: list[str]
+
+
+def box_out(box: Box | None) -> BoxOut | None:
+    return None if box is None else BoxOut(x=box.x, y=box.y, w=box.w, h=box.h)
+
+
+def detected_out(face: DetectedFace | EmbeddedFace) -> DetectedOut:
+    box = box_out(face.box)
+    assert box is not None
+    return DetectedOut(index=face.index, box=box, confidence=round(face.confidence, 4))
+
+
+def match_out(match: Match) -> MatchOut:
+    face = match.face
+    return MatchOut(
+        rank=match.rank,
+        similarity=round(match.similarity, 6),
+        distance=round(match.distance, 6),
+        face_id=face.id,
+        source=face.source,
+        name=Path(face.source).name or face.source,
+        age=face.age,
+        sex=face.sex,
+        race=face.race,
+        box=box_out(face.box),
+        image_url=f"/api/faces/{face.id}/image",
+        crop_url=f"/api/faces/{face.id}/image?crop=true",
+    )
+
+
+def attributes_out(values: AttributeValues | None) -> AttributesOut | None:
+    """The attribute values present in a gallery, to offer as filters."""
+    if values is None:
+        return None
+    return AttributesOut(
+        sexes=list(values.sexes),
+        races=list(values.races),
+        age_min=values.age_min,
+        age_max=values.age_max,
+    )

@@ -1,0 +1,169 @@
+"""What the web app holds for its lifetime: one connection, the face models, uploads.
+
+The app keeps one database connection and one embedder per gallery configuration for
+the life of the process, so only the first search pays for loading models. Routes
+reach this state through the `app_state` dependency.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from fastapi import Request
+
+from doppel.config import Settings
+from doppel.errors import NoFaceFound, UsageError
+from doppel.faces.embed import embedder_for
+from doppel.faces.imaging import Photo
+from doppel.search import query_detector
+from doppel.store.repository import Repository
+from doppel.types import DetectedFace, Gallery
+from doppel.web.uploads import Upload, UploadStore
+
+# Gallery pictures kept, as JPEG bytes, for the result pages' thumbnails.
+PICTURES_HELD = 256
+
+
+class Database:
+    """The app's one database connection, used by one request at a time."""
+
+    def __init__(
+        self, settings: Settings, connect: Callable[[Settings], psycopg.Connection] | None = None
+    ) -> None:
+        from doppel.store.db import connect as db_connect
+
+        self.settings = settings
+        self._connect = connect or db_connect
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """The connection (opened again if it broke), committed or rolled back after."""
+        with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self._connect(self.settings)
+            try:
+                yield self._conn
+                self._conn.commit()
+            except BaseException:
+                if not self._conn.closed:
+                    self._conn.rollback()
+                raise
+
+    @contextmanager
+    def repo(self) -> Iterator[Repository]:
+        with self.connection() as conn:
+            yield Repository(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class FaceModels:
+    """The embedders behind the app; DeepFace's models are shared, one photo at a time."""
+
+    def __init__(self, default_detector: str) -> None:
+        self.default_detector = default_detector
+        self.lock = threading.Lock()
+        self.loaded: set[str] = set()
+
+    def detector_for(self, gallery: Gallery) -> str:
+        return query_detector(gallery, None, self.default_detector)
+
+    def warm_up(self, galleries: list[Gallery]) -> None:
+        """Load the models of every gallery now, so the first search is as fast as the rest."""
+        blank = Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0)
+        for gallery in galleries:
+            embedder = embedder_for(gallery.config)
+            detector = self.detector_for(gallery)
+            with self.lock:
+                embedder.warm_up()
+                embedder.detect(blank, detector)
+            self.loaded.add(f"{gallery.config.model}/{detector}")
+
+    def detect(self, upload: Upload, gallery: Gallery, detector: str) -> list[DetectedFace]:
+        """The upload's faces by this detector, found once per upload."""
+        if detector not in upload.detections:
+            with self.lock:
+                faces = embedder_for(gallery.config).detect(upload.photo, detector)
+            upload.detections[detector] = faces
+            self.loaded.add(f"{gallery.config.model}/{detector}")
+        return upload.detections[detector]
+
+    def embedding(
+        self, upload: Upload, gallery: Gallery, detector: str, index: int
+    ) -> tuple[DetectedFace, np.ndarray]:
+        """One face of the upload and its vector for the gallery, embedded once per upload."""
+        faces = self.detect(upload, gallery, detector)
+        if not faces:
+            raise NoFaceFound(f"{upload.name}: no face found; try a clearer, front-facing photo")
+        if index >= len(faces):
+            raise UsageError(
+                f"{upload.name} has {len(faces)} face(s); choose face 0 to {len(faces) - 1}"
+            )
+        key = (gallery.config.key, detector, index)
+        if key not in upload.embeddings:
+            with self.lock:
+                vector = embedder_for(gallery.config).embed_crops([faces[index].crop])[0]
+            upload.embeddings[key] = vector
+        return faces[index], upload.embeddings[key]
+
+
+class PictureCache:
+    """Gallery pictures as JPEG bytes, the most recently used few."""
+
+    def __init__(self, size: int = PICTURES_HELD) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[int, bool], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, bool]) -> bytes | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple[int, bool], data: bytes) -> None:
+        with self._lock:
+            self._items[key] = data
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+@dataclass
+class AppState:
+    """Everything the routes share; one per app, kept in app.state.doppel."""
+
+    settings: Settings
+    gallery: str | None = None  # searched when a request names none
+    reports_dir: Path | None = None
+    report_cwd: Path | None = None
+    keep_uploads: Path | None = None
+    db: Database = field(init=False)
+    models: FaceModels = field(init=False)
+    uploads: UploadStore = field(default_factory=UploadStore)
+    pictures: PictureCache = field(default_factory=PictureCache)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings)
+        self.models = FaceModels(self.settings.detector)
+
+    def warm_up(self) -> None:
+        with self.db.repo() as repo:
+            galleries = repo.galleries()
+        self.models.warm_up(galleries)
+
+
+def app_state(request: Request) -> AppState:
+    """The dependency that hands a route the app's state."""
+    state: AppState = request.app.state.doppel
+    return state

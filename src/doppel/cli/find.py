@@ -1,0 +1,192 @@
+"""`doppel find`: the faces of a gallery most like the face in a photo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from doppel.cli.common import ModelOpt, connect, err, friendly, out
+from doppel.cli.ingest import ingest_folder
+from doppel.config import DEFAULT_MODEL, Settings
+from doppel.errors import UsageError
+
+
+def _parse_age(value: str | None) -> tuple[int | None, int | None]:
+    if not value:
+        return None, None
+    low, sep, high = value.partition("-")
+    try:
+        return (int(low) if low else None), (
+            int(high) if sep and high else int(low) if not sep else None
+        )
+    except ValueError:
+        raise typer.BadParameter(
+            "use MIN-MAX, MIN- or -MAX, e.g. 20-35", param_hint="--age"
+        ) from None
+
+
+@friendly
+def find_cmd(
+    photo: Annotated[Path, typer.Argument(help="Photo with the face to look for.")],
+    gallery: Annotated[
+        str | None,
+        typer.Option(
+            "--gallery",
+            "-g",
+            envvar="DOPPEL_GALLERY",
+            help="Gallery to search (default: the only one).",
+        ),
+    ] = None,
+    in_dir: Annotated[
+        Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many matches.")] = 5,
+    model: ModelOpt = DEFAULT_MODEL,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector", "-d", help="Detector for the query (default: the gallery's, or mtcnn)."
+        ),
+    ] = None,
+    all_faces: Annotated[
+        bool,
+        typer.Option(
+            "--all-faces", help="Search with every face in the photo, not only the largest."
+        ),
+    ] = False,
+    sex: Annotated[str | None, typer.Option(help="Only faces of this sex (F or M).")] = None,
+    race: Annotated[
+        list[str] | None, typer.Option(help="Only faces of this race (repeatable).")
+    ] = None,
+    age: Annotated[str | None, typer.Option(help="Only faces in this age range, MIN-MAX.")] = None,
+    same_attributes: Annotated[
+        bool,
+        typer.Option(
+            "--same-attributes", help="Predict the query's sex and race and filter on them."
+        ),
+    ] = False,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Exact search without the index (slow; to check it).")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Composite PNG (default: doppel-<photo>.png)."),
+    ] = None,
+    no_picture: Annotated[
+        bool, typer.Option("--no-picture", help="Do not write the composite.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    ef_search: Annotated[
+        int | None,
+        typer.Option(
+            "--ef-search",
+            envvar="DOPPEL_EF_SEARCH",
+            min=1,
+            max=1000,
+            help="HNSW candidates per search (default 400); more: better recall, slower.",
+        ),
+    ] = None,
+) -> None:
+    """Find the faces in a gallery most like the face in PHOTO."""
+    from doppel.search import find
+    from doppel.store.repository import DEFAULT_EF_SEARCH
+    from doppel.types import Filters
+
+    settings = Settings.from_env()
+    if not photo.is_file():
+        raise UsageError(f"{photo}: no such file")
+    if sex is not None and sex.upper() not in ("F", "M"):
+        raise typer.BadParameter("use F or M", param_hint="--sex")
+    if in_dir is not None:
+        gallery = gallery or in_dir.resolve().name
+        ingest_folder(settings, in_dir, gallery, model, settings.detector, False, 32, None)
+    age_min, age_max = _parse_age(age)
+    filters = Filters(sex.upper() if sex else None, tuple(race or ()), age_min, age_max)
+    picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
+    with connect(settings) as conn:
+        if same_attributes:
+            from doppel.faces.attributes import same_attribute_filters
+
+            filters = same_attribute_filters(photo, filters)
+        result = find(
+            conn,
+            photo,
+            gallery,
+            k=k,
+            filters=filters,
+            exact=exact,
+            all_faces=all_faces,
+            detector=detector,
+            default_detector=settings.detector,
+            composite=picture,
+            ef_search=ef_search or DEFAULT_EF_SEARCH,
+        )
+    _print_find(result, as_json)
+
+
+def _short(source: str) -> str:
+    """A source as the user would type it: relative to the working folder when inside it."""
+    try:
+        return os.path.relpath(source) if os.path.isabs(source) else source
+    except ValueError:
+        return source
+
+
+def _print_find(result: Any, as_json: bool) -> None:
+    if as_json:
+        payload = {
+            "gallery": result.gallery.name,
+            "query": result.query,
+            "composite": str(result.composite) if result.composite else None,
+            "faces": [
+                {
+                    "box": vars(item.face.box),
+                    "matches": [
+                        {
+                            "rank": m.rank,
+                            "similarity": round(m.similarity, 6),
+                            "distance": round(m.distance, 6),
+                            "face_id": m.face.id,
+                            "source": m.face.source,
+                            "age": m.face.age,
+                            "sex": m.face.sex,
+                            "race": m.face.race,
+                        }
+                        for m in item.matches
+                    ],
+                }
+                for item in result.results
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for number, item in enumerate(result.results, start=1):
+        table = Table(
+            title=f"{result.query} in gallery {result.gallery.name}"
+            + (f" (face {number})" if len(result.results) > 1 else "")
+        )
+        for column, justify in (
+            ("rank", "right"),
+            ("similarity", "right"),
+            ("distance", "right"),
+            ("source", "left"),
+            ("attributes", "left"),
+        ):
+            table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        for m in item.matches:
+            attrs = ", ".join(str(a) for a in (m.face.sex, m.face.age, m.face.race) if a)
+            table.add_row(
+                str(m.rank),
+                f"{m.similarity:.4f}",
+                f"{m.distance:.4f}",
+                _short(m.face.source),
+                attrs or "-",
+            )
+        out.print(table)
+    if result.composite:
+        err.print(f"composite written to {result.composite}", highlight=False)

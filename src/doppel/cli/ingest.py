@@ -1,0 +1,202 @@
+"""`doppel ingest` and `doppel load-dump`: filling a gallery from photos or a dump."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from doppel.cli.common import (
+    DetectorOpt,
+    EfConstructionOpt,
+    ModelOpt,
+    MOpt,
+    connect,
+    err,
+    friendly,
+    progress_bar,
+)
+from doppel.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
+
+
+def ingest_folder(
+    settings: Settings,
+    folder: Path,
+    gallery: str,
+    model: str,
+    detector: str,
+    all_faces: bool,
+    batch_size: int,
+    workers: int | None,
+    storage: str = "vector",
+    attributes: bool = False,
+    m: int | None = None,
+    ef_construction: int | None = None,
+) -> None:
+    from doppel.faces.embed import Embedder
+    from doppel.ingest import ingest
+    from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+    from doppel.types import EmbeddingConfig
+
+    embedder = Embedder(
+        EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
+    )
+    labeller = None
+    if attributes:
+        from doppel.faces.attributes import AttributePredictor
+
+        labeller = AttributePredictor().predict_crops
+    with connect(settings) as conn, progress_bar(f"ingest {gallery}") as update:
+        report = ingest(
+            conn,
+            folder,
+            gallery,
+            embedder,
+            all_faces=all_faces,
+            batch_size=batch_size,
+            workers=workers,
+            log_dir=settings.log_dir,
+            progress=update,
+            storage=storage,
+            attributes=labeller,
+            m=m or DEFAULT_M,
+            ef_construction=ef_construction or DEFAULT_EF_CONSTRUCTION,
+        )
+    err.print(
+        f"{report.faces_added} faces added from {report.images_added} files "
+        f"({report.rate:.1f} files/s); {report.skipped} already present, "
+        f"{len(report.no_face)} without a face, {len(report.unreadable)} unreadable"
+        + (f"; listed in {report.listed_in}" if report.listed_in else "")
+        + ("; HNSW index built" if report.index_built else ""),
+        highlight=False,
+    )
+
+
+@friendly
+def ingest_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
+    gallery: Annotated[
+        str | None,
+        typer.Option("--gallery", "-g", help="Gallery name (default: the folder's name)."),
+    ] = None,
+    model: ModelOpt = DEFAULT_MODEL,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    all_faces: Annotated[
+        bool,
+        typer.Option(
+            "--all-faces/--largest-face", help="Keep every face of a photo, or only the largest."
+        ),
+    ] = False,
+    attributes: Annotated[
+        bool, typer.Option("--attributes", help="Predict age, sex and race for each face.")
+    ] = False,
+    halfvec: Annotated[
+        bool, typer.Option("--halfvec", help="Store the index in half precision (new galleries).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Decoding processes (default: one per core).")
+    ] = None,
+    m: MOpt = None,
+    ef_construction: EfConstructionOpt = None,
+) -> None:
+    """Embed every photo under FOLDER into a gallery; run again to resume or update."""
+    settings = Settings.from_env()
+    ingest_folder(
+        settings,
+        folder,
+        gallery or folder.resolve().name,
+        model,
+        detector,
+        all_faces,
+        batch_size,
+        workers,
+        "halfvec" if halfvec else "vector",
+        attributes,
+        m,
+        ef_construction,
+    )
+
+
+@friendly
+def load_dump_cmd(
+    dump: Annotated[
+        Path,
+        typer.Argument(
+            help="pg_dump of the original faces table: plain SQL, "
+            "INSERTs or custom format, gzip or not."
+        ),
+    ],
+    gallery: Annotated[
+        str | None, typer.Option("--gallery", "-g", help="Gallery name (default: the file's name).")
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-root",
+            envvar="DOPPEL_IMAGE_ROOT",
+            help="Local copy of FFHQ for the pictures; dump paths map onto it by NNNNN/NNNNN.png.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad row instead of skipping it.")
+    ] = False,
+) -> None:
+    """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
+    from doppel.dump.loader import load_dump
+    from doppel.sources import add_image_root
+
+    settings = Settings.from_env()
+    if image_root is not None:
+        image_root = add_image_root(image_root, settings)
+    columns = [
+        TextColumn(f"load {dump.name}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]:,} rows {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with connect(settings) as conn, Progress(*columns, console=err) as bar:
+        task = bar.add_task("load", total=None, rows=0, rate="")
+
+        def update(done: int, total: int, rows: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"({rows / elapsed:,.0f}/s)" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=total, rows=rows, rate=rate)
+
+        report = load_dump(conn, dump, gallery, strict=strict, progress=update)
+    listed = None
+    if report.bad_rows or report.ignored:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        listed = settings.log_dir / f"load-dump-{report.gallery}.txt"
+        listed.write_text(
+            "".join(f"bad row\tline {b.line}\t{b.reason}\n" for b in report.bad_rows)
+            + "".join(f"ignored\tline {i.line}\t{i.what}\n" for i in report.ignored),
+            encoding="utf-8",
+        )
+    for bad in report.bad_rows[:5]:
+        err.print(f"bad row at line {bad.line}: {bad.reason}", highlight=False)
+    for item in report.ignored[:5]:
+        err.print(f"ignored (not run) at line {item.line}: {item.what}", highlight=False)
+    err.print(
+        f"{report.rows_loaded:,} faces loaded into gallery {report.gallery} from a "
+        f"{report.format} dump in {report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
+        f"{report.rows_present:,} already present, {len(report.bad_rows):,} bad rows skipped, "
+        f"{len(report.ignored):,} other statements ignored"
+        + (f" (listed in {listed})" if listed else "")
+        + (f"; HNSW index built in {report.index_seconds:.1f} s" if report.index_built else "")
+        + (f"; images from {image_root}" if image_root else ""),
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,76 @@
+"""`doppel serve`: the web page and its JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from doppel.cli.common import err, friendly
+from doppel.config import Settings
+
+
+@friendly
+def serve_cmd(
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", "-p", envvar="DOPPEL_PORT", min=1, max=65535, help="TCP port to listen on."
+        ),
+    ] = 8765,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            envvar="DOPPEL_HOST",
+            help="Address to listen on; anything but loopback lets other machines in.",
+        ),
+    ] = "127.0.0.1",
+    gallery: Annotated[
+        str | None,
+        typer.Option(
+            "--gallery", "-g", envvar="DOPPEL_GALLERY", help="Gallery the page starts with."
+        ),
+    ] = None,
+    reports: Annotated[
+        Path | None,
+        typer.Option(
+            "--reports",
+            envvar="DOPPEL_REPORTS",
+            help="Folder of `doppel resemble` reports (default: $DOPPEL_HOME/reports).",
+        ),
+    ] = None,
+    max_upload: Annotated[
+        int, typer.Option("--max-upload", min=1, max=1024, help="Largest upload accepted, in MiB.")
+    ] = 20,
+    keep_uploads: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep-uploads",
+            help="Save uploaded photos in this folder (default: they are never written to disk).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the look-alike search page and its JSON API (/api/docs), models loaded once."""
+    from doppel.web.app import create_app, is_loopback, serve
+
+    settings = Settings.from_env()
+    if not is_loopback(host):
+        err.print(
+            f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this "
+            "machine can search your galleries and see their photos",
+            highlight=False,
+        )
+    app_ = create_app(
+        settings,
+        gallery=gallery,
+        reports_dir=reports or settings.home / "reports",
+        report_cwd=Path.cwd(),
+        max_upload=max_upload * 2**20,
+        keep_uploads=keep_uploads,
+    )
+    err.print(
+        f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)", highlight=False
+    )
+    serve(app_, host, port)

@@ -1,6 +1,6 @@
 -- doppel's schema. Applied automatically by doppel; usable by hand with
 --   psql "$DOPPEL_DATABASE_URL" -f setup.sql
--- Later changes are numbered steps in src/doppel/migrations.py.
+-- Later changes are numbered steps in src/doppel/store/migrations.py.
 
 CREATE EXTENSION IF NOT EXISTS vector;
 
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS images (
 );
 
 -- Embeddings have no fixed dimension here: each gallery gets its own partial
--- HNSW index on embedding::vector(dimension) (see repository.py).
+-- HNSW index on embedding::vector(dimension) (see src/doppel/store/repository.py).
 CREATE TABLE IF NOT EXISTS faces (
     id           bigserial PRIMARY KEY,
     gallery_id   integer NOT NULL REFERENCES galleries ON DELETE CASCADE,

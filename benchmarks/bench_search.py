@@ -1,6 +1,6 @@
 """Search at FFHQ scale: HNSW build time, size, recall@5 against exact search, latency.
 
-Galleries of 512-d vectors shaped like face embeddings (doppel.testing.clustered_vectors:
+Galleries of 512-d vectors shaped like face embeddings (tests.helpers.clustered_vectors:
 many identities, several noisy samples each), searched through doppel's own
 Repository.search, as `doppel find` does. Vector against halfvec, a few (m,
 ef_construction) builds, an ef_search sweep. Examples:

@@ -73,7 +73,7 @@ def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | No
 
 
 class Repository:
-    """All of doppel's SQL, on a connection from doppel.db.connect (autocommit).
+    """All of doppel's SQL, on a connection from doppel.store.db.connect (autocommit).
 
     Statements stand alone; writes that must land together run in conn.transaction().
     """

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from doppel.errors import NoFaceFound, UsageError
 from doppel.resemble import analysis as rs
+from doppel.resemble import dates, methods, trust
 from doppel.resemble.report import write_report
 from doppel.types import EmbeddingConfig
 
@@ -68,7 +69,7 @@ def test_every_method_puts_the_right_person_first() -> None:
 
 def test_probabilities_sum_to_one() -> None:
     names, people, labels, target = people_and_target(seed=3)
-    for method in rs.build_methods(["knn", "logistic"]):
+    for method in methods.build_methods(["knn", "logistic"]):
         scores = method.scores(people, labels, len(names), target)
         np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-9)
 
@@ -77,12 +78,12 @@ def test_bootstrap_is_seeded_and_narrows_with_more_photos() -> None:
     rng = np.random.default_rng(1)
     few = rng.normal(0.5, 0.1, size=(5, 2))
     many = rng.normal(0.5, 0.1, size=(200, 2))
-    first = rs.bootstrap(few, rounds=500, seed=7)
-    again = rs.bootstrap(few, rounds=500, seed=7)
+    first = trust.bootstrap(few, rounds=500, seed=7)
+    again = trust.bootstrap(few, rounds=500, seed=7)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     width_few = first[1] - first[0]
-    low, high, _ = rs.bootstrap(many, rounds=500, seed=7)
+    low, high, _ = trust.bootstrap(many, rounds=500, seed=7)
     assert np.all(high - low < width_few)
 
 
@@ -103,14 +104,14 @@ def test_indistinguishable_people_show_in_leave_one_out_and_verdict() -> None:
     )
 
 
-def _method_result(name: str, winner: str, support: float, loo: float = 1.0) -> rs.MethodResult:
+def _method_result(name: str, winner: str, support: float, loo: float = 1.0) -> trust.MethodResult:
     other = "b" if winner == "a" else "a"
-    return rs.MethodResult(
+    return trust.MethodResult(
         name,
         name,
         "probability",
         {winner: 0.8, other: 0.2},
-        {winner: rs.Interval(0.7, 0.9), other: rs.Interval(0.1, 0.3)},
+        {winner: trust.Interval(0.7, 0.9), other: trust.Interval(0.1, 0.3)},
         winner,
         support,
         loo,
@@ -121,32 +122,32 @@ def _method_result(name: str, winner: str, support: float, loo: float = 1.0) -> 
 
 def test_verdict_sentences() -> None:
     agree = [_method_result(n, "a", 1.0) for n in ("m1", "m2", "m3")]
-    assert rs.verdict(agree, 3) == (
+    assert trust.verdict(agree, 3) == (
         "All 3 methods put a first, each strongly: a stays first "
         "in at least 95% of resamples of the 3 target photos."
     )
     mostly = [*agree[:2], _method_result("m3", "b", 0.6)]
-    text = rs.verdict(mostly, 3)
+    text = trust.verdict(mostly, 3)
     assert text.startswith("2 of 3 methods put a first") and "m3 favours b" in text
     split = [_method_result("m1", "a", 0.9), _method_result("m2", "b", 0.9)]
-    assert rs.verdict(split, 3) == "The evidence is split: m1 favours a; m2 favours b."
+    assert trust.verdict(split, 3) == "The evidence is split: m1 favours a; m2 favours b."
     weak = [_method_result(n, "a", 0.6, loo=0.5) for n in ("m1", "m2")]
-    text = rs.verdict(weak, 3)
+    text = trust.verdict(weak, 3)
     assert "weakly" in text and "60%" in text and "take it lightly" in text
 
 
 def test_knn_default_k_fits_small_sets() -> None:
-    knn = rs.KNearest()
+    knn = methods.KNearest()
     assert knn.effective_k(np.repeat([0, 1], [2, 9])) == 2
     assert knn.effective_k(np.repeat([0, 1], [8, 9])) == 5
-    assert rs.KNearest(k=3).effective_k(np.repeat([0, 1], [2, 9])) == 3
-    [built] = rs.build_methods(["knn"], k=4)
-    assert isinstance(built, rs.KNearest) and built.k == 4
+    assert methods.KNearest(k=3).effective_k(np.repeat([0, 1], [2, 9])) == 3
+    [built] = methods.build_methods(["knn"], k=4)
+    assert isinstance(built, methods.KNearest) and built.k == 4
 
 
 def test_a_new_method_joins_without_touching_the_others() -> None:
     @dataclass
-    class Nearest(rs.Method):
+    class Nearest(methods.Method):
         """Cosine similarity to each person's single closest photo."""
 
         name: ClassVar[str] = "nearest"
@@ -156,20 +157,20 @@ def test_a_new_method_joins_without_touching_the_others() -> None:
         def scores(
             self, people: np.ndarray, labels: np.ndarray, n_people: int, targets: np.ndarray
         ) -> np.ndarray:
-            sims = rs._unit(targets) @ rs._unit(people).T
+            sims = methods.normalized(targets) @ methods.normalized(people).T
             return np.stack([sims[:, labels == p].max(axis=1) for p in range(n_people)], 1)
 
-    rs.register(Nearest)
+    methods.register(Nearest)
     try:
         names, people, labels, target = people_and_target(target_of=2)
         result = rs.analyse(names, people, labels, target, ["t"] * 4, CONFIG)
         added = next(m for m in result.methods if m.name == "nearest")
         assert added.winner == "p2" and added.loo_accuracy == 1.0
-        assert f"All {len(rs.METHODS)} methods" in result.verdict
+        assert f"All {len(methods.METHODS)} methods" in result.verdict
     finally:
-        del rs.METHODS["nearest"]
+        del methods.METHODS["nearest"]
     with pytest.raises(UsageError, match="unknown method nearest"):
-        rs.build_methods(["nearest"])
+        methods.build_methods(["nearest"])
 
 
 def test_periods_group_by_capture_date() -> None:
@@ -188,10 +189,10 @@ def test_periods_group_by_capture_date() -> None:
     assert result.periods[0].photos == ["a", "b"]
     cosine = next(m for m in result.methods if m.name == "cosine")
     assert result.periods[0].scores["cosine"]["p0"] == pytest.approx(cosine.per_photo[:2, 0].mean())
-    months = rs.by_period(moments[:2], result.methods, names, ["a", "b"], "month")
+    months = dates.by_period(moments[:2], result.methods, names, ["a", "b"], "month")
     assert [p.label for p in months] == ["2010-05", "2010-07"]
     with pytest.raises(UsageError):
-        rs.by_period(moments, result.methods, names, ["a"] * 4, "fortnight")
+        dates.by_period(moments, result.methods, names, ["a"] * 4, "fortnight")
 
 
 def test_capture_time_reads_exif_else_file_time(tmp_path: Path) -> None:
@@ -201,12 +202,12 @@ def test_capture_time_reads_exif_else_file_time(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2015:06:07 08:09:10"
     Image.new("RGB", (8, 8), "grey").save(tagged, exif=exif)
-    assert rs.capture_time(tagged) == datetime(2015, 6, 7, 8, 9, 10)
+    assert dates.capture_time(tagged) == datetime(2015, 6, 7, 8, 9, 10)
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8), "grey").save(plain)
     stamp = datetime(2001, 2, 3, 4, 5, 6).timestamp()
     os.utime(plain, (stamp, stamp))
-    assert rs.capture_time(plain) == datetime(2001, 2, 3, 4, 5, 6)
+    assert dates.capture_time(plain) == datetime(2001, 2, 3, 4, 5, 6)
 
 
 def test_report_from_seeded_vectors(tmp_path: Path) -> None:

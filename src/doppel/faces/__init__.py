@@ -1,0 +1,1 @@
+"""The face pipeline: image files, detection, embedding, the runtime, weights, attributes."""

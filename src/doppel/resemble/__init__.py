@@ -1,0 +1,1 @@
+"""`doppel resemble`: whom a face resembles, how surely, and the report."""

@@ -1,0 +1,1 @@
+"""Everything SQL: the connection, the repository, the schema and its migrations."""

@@ -1,0 +1,1 @@
+"""`doppel serve`: the web page and its JSON API."""

@@ -1,4 +1,16 @@
-"""Numbered schema changes made after setup.sql, each applied once per database."""
+"""Numbered schema changes made after setup.sql, each applied once per database.
+
+Where a schema change goes: in BOTH places.
+1. setup.sql (at the top of the repository; src/doppel/store/setup.sql links to it)
+   describes the schema as it is now. A new database runs it and then every step
+   below, so a step must be harmless on a schema that already has its change
+   (`IF NOT EXISTS`, `SET (...)`, and the like).
+2. A new step appended to STEPS, with the next number, brings an existing database
+   from the previous schema to the new one.
+tests/test_store.py builds one database from setup.sql and one from the first
+released schema (tests/data/schema-0.sql) plus every step, and requires them to be
+the same: tables, columns, types, indexes and constraints.
+"""
 
 from __future__ import annotations
 

@@ -90,23 +90,39 @@ def read_vectors(texts: list[bytes], dimension: int) -> tuple[np.ndarray, list[t
     return vectors, bad
 
 
+# pgvector's binary element types: float4 for vector, float2 for halfvec, big-endian.
+BINARY_ELEMENTS = {"vector": ">f4", "halfvec": ">f2"}
+
+
+def binary_values(vectors: np.ndarray, storage: str = "vector") -> tuple[bytes, memoryview, int]:
+    """pgvector's binary form of each row of `vectors`, as pgvector's own send functions write it.
+
+    A value is a header (the dimension and a reserved zero, two big-endian uint16s)
+    then the elements. All rows share the header, so this returns it once, with the
+    elements of all rows in one buffer and the byte size of one row's elements: row n
+    is header + data[n * size : (n + 1) * size].
+    """
+    element = BINARY_ELEMENTS[storage]
+    dimension = vectors.shape[1]
+    size = np.dtype(element).itemsize * dimension
+    return struct.pack("!HH", dimension, 0), memoryview(vectors.astype(element).tobytes()), size
+
+
 def copy_data(
     heads: list[bytes], texts: list[bytes], dimension: int
 ) -> tuple[bytes, list[tuple[int, str]]]:
     """Binary COPY data for a batch of rows, and (index, reason) for rows left out.
 
     Each row is its other fields, already encoded (`heads`, field count first), then
-    its vector, read from its text ("[..]") and sent as pgvector's binary form: its
-    length, the dimension, a reserved zero, and big-endian float4s. Rows whose vector
-    is bad are left out.
+    its vector, read from its text ("[..]") and sent in pgvector's binary form (see
+    binary_values) after its length. Rows whose vector is bad are left out.
     """
     vectors, bad = read_vectors(texts, dimension)
     if bad:
         skip = {n for n, _ in bad}
         heads = [head for n, head in enumerate(heads) if n not in skip]
-    size = 4 * dimension
-    stored = memoryview(vectors.astype(">f4").tobytes())
-    header = struct.pack("!ihh", 4 + size, dimension, 0)
+    value_header, stored, size = binary_values(vectors)
+    header = struct.pack("!i", len(value_header) + size) + value_header
     parts: list[bytes | memoryview] = [COPY_SIGNATURE]
     for n, head in enumerate(heads):
         parts += (head, header, stored[n * size : (n + 1) * size])

@@ -1,0 +1,75 @@
+-- doppel's schema as first released, before migration step 1: the starting point of
+-- test_store.py's check that migrating an old database gives what setup.sql gives.
+
+CREATE EXTENSION IF NOT EXISTS vector;
+
+-- A gallery is a set of faces embedded with one configuration; a query is
+-- embedded with the same configuration so vectors are always comparable.
+CREATE TABLE IF NOT EXISTS galleries (
+    id            serial PRIMARY KEY,
+    name          text NOT NULL UNIQUE,
+    model         text NOT NULL,
+    detector      text NOT NULL,
+    align         boolean NOT NULL,
+    normalization text NOT NULL,
+    dimension     integer NOT NULL CHECK (dimension > 0),
+    storage       text NOT NULL DEFAULT 'vector' CHECK (storage IN ('vector', 'halfvec')),
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every file an ingest has looked at, so a second run skips it (or redoes it
+-- when its content changed). Written in the same transaction as its faces.
+CREATE TABLE IF NOT EXISTS images (
+    gallery_id   integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+    source       text NOT NULL,
+    content_hash text NOT NULL,
+    status       text NOT NULL CHECK (status IN ('ok', 'no_face', 'unreadable')),
+    detail       text,
+    added_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (gallery_id, source)
+);
+
+-- Embeddings have no fixed dimension here: each gallery gets its own partial
+-- HNSW index on embedding::vector(dimension) (see repository.py).
+CREATE TABLE IF NOT EXISTS faces (
+    id           bigserial PRIMARY KEY,
+    gallery_id   integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+    source       text NOT NULL,
+    content_hash text,
+    face_index   integer NOT NULL DEFAULT 0,
+    box_x        integer,
+    box_y        integer,
+    box_w        integer,
+    box_h        integer,
+    confidence   real,
+    age          integer,
+    sex          char(1) CHECK (sex IN ('F', 'M')),
+    race         text,
+    embedding    vector NOT NULL,
+    added_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (gallery_id, source, face_index)
+);
+
+CREATE INDEX IF NOT EXISTS faces_gallery_hash ON faces (gallery_id, content_hash);
+
+-- Embeddings of loose photos (doppel resemble), keyed by file content and the
+-- embedding configuration, so a second run only embeds new photos.
+CREATE TABLE IF NOT EXISTS embedding_cache (
+    content_hash text NOT NULL,
+    config       text NOT NULL,
+    face_index   integer NOT NULL,
+    face_count   integer NOT NULL,
+    box_x        integer,
+    box_y        integer,
+    box_w        integer,
+    box_h        integer,
+    confidence   real,
+    embedding    vector,
+    added_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (content_hash, config, face_index)
+);
+
+CREATE TABLE IF NOT EXISTS schema_steps (
+    step       integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);

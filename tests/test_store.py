@@ -1,0 +1,109 @@
+"""The store's own foundations: the binary vector encoder and the schema's two paths."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector import HalfVector, Vector
+
+from doppel.store.db import apply_schema
+from doppel.store.vectors import binary_values, copy_data
+from tests.helpers import create_database, drop_database
+
+OLDEST_SCHEMA = Path(__file__).parent / "data" / "schema-0.sql"
+
+
+def _rows(storage: str, vectors: np.ndarray) -> list[bytes]:
+    header, data, size = binary_values(vectors, storage)
+    return [header + bytes(data[n * size : (n + 1) * size]) for n in range(len(vectors))]
+
+
+@pytest.mark.parametrize(("storage", "kind"), [("vector", Vector), ("halfvec", HalfVector)])
+def test_binary_values_are_pgvectors_own(storage: str, kind: type) -> None:
+    rng = np.random.default_rng(3)
+    vectors = np.vstack(
+        [
+            rng.standard_normal((4, 512)).astype(np.float32),
+            np.array([[0.0, -0.0, 1e-8, -65504.0] * 128], dtype=np.float32),
+        ]
+    )
+    for vector, encoded in zip(vectors, _rows(storage, vectors), strict=True):
+        assert encoded == kind(vector).to_binary()
+        decoded = kind.from_binary(encoded).to_numpy()
+        expected = vector.astype(np.float16 if storage == "halfvec" else np.float32)
+        assert np.array_equal(decoded, expected)
+
+
+def test_copy_data_frames_each_vector_as_one_binary_field() -> None:
+    texts = [b"[1,2.5,-3]", b"[nope]", b"[0.25,0,1e-3]"]
+    heads = [struct.pack("!h", 1), struct.pack("!h", 1), struct.pack("!h", 1)]
+    data, bad = copy_data(heads, texts, 3)
+    assert [n for n, _ in bad] == [1]
+    body = data[19:-2]  # after the signature, flags and extension length; before the trailer
+    values = []
+    while body:
+        assert body[:2] == struct.pack("!h", 1)
+        (length,) = struct.unpack("!i", body[2:6])
+        values.append(Vector.from_binary(body[6 : 6 + length]).to_list())
+        body = body[6 + length :]
+    assert values == [
+        pytest.approx([1.0, 2.5, -3.0]),
+        pytest.approx([0.25, 0.0, 1e-3]),
+    ]
+
+
+# What a schema is made of, read from the catalogue; names of the database's own
+# objects only (the extension's are the extension's business).
+SCHEMA_QUERIES = {
+    "tables": """
+        SELECT c.relname, c.relkind, coalesce(array_to_string(c.reloptions, ','), '')
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+    """,
+    "columns": """
+        SELECT table_name, column_name, data_type, udt_name, is_nullable,
+               coalesce(column_default, ''), coalesce(character_maximum_length, 0)
+        FROM information_schema.columns WHERE table_schema = 'public'
+    """,
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "constraints": """
+        SELECT c.relname, k.conname, k.contype, pg_get_constraintdef(k.oid)
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
+    """,
+    "extensions": "SELECT extname FROM pg_extension",
+}
+
+
+def _schema(url: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(url) as conn:
+        return {
+            name: sorted(conn.execute(query).fetchall())  # type: ignore[arg-type]
+            for name, query in SCHEMA_QUERIES.items()
+        }
+
+
+def test_setup_sql_equals_the_oldest_schema_migrated(server_url: str) -> None:
+    """A schema change goes into setup.sql AND a new numbered step; this catches one
+    without the other."""
+    fresh = create_database(server_url)
+    old = create_database(server_url)
+    try:
+        with psycopg.connect(fresh, autocommit=True) as conn:
+            apply_schema(conn)
+        with psycopg.connect(old, autocommit=True) as conn:
+            conn.execute(OLDEST_SCHEMA.read_text())  # type: ignore[arg-type]
+            before = _schema(old)
+            apply_schema(conn)
+        migrated = _schema(old)
+        assert migrated != before, "the migration steps changed nothing"
+        expected = _schema(fresh)
+        for part in SCHEMA_QUERIES:
+            assert migrated[part] == expected[part], part
+    finally:
+        drop_database(server_url, fresh)
+        drop_database(server_url, old)

@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   install doppel and find look-alikes of a photo in a folder of photos
 #   make test   install doppel with its test tools and run the test suite
+#   (make test-fast runs only the quick tests: no face model, no large data)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ MODEL ?= Dlib
 # Debian packages the tests need: a browser for the web page test.
 SYSTEM_PACKAGES := chromium chromium-driver
 
-.PHONY: install demo test system lint
+.PHONY: install demo test test-fast system lint
 
 $(BIN)/doppel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ system:
 
 test: install system
 	$(BIN)/pytest
+
+# The quick part of the suite: no face model loads, no large data set is made.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,50 @@ from tests.helpers import create_database, drop_database
 ROOT = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
 UNIT = FACES / "deepface-unit"
+
+
+# `make test-fast` runs `pytest -m "not slow"`: no face model loads, no large data is made.
+# A test that uses one of these fixtures (each loads a model, or builds a gallery with
+# one, for many tests) is marked slow here, so that no such test can be missed.
+SLOW_FIXTURES = frozenset(
+    {"unit_gallery", "facenet_weights", "facenet", "gallery_url", "own_result", "other_result"}
+)
+# Modules that only loading a face model imports; a test that imports one while not
+# marked slow fails (see _slow_tests_are_marked).
+MODEL_MODULES = ("tensorflow", "deepface.DeepFace", "dlib", "mtcnn")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _slow_tests_are_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that loads a face model without @pytest.mark.slow.
+
+    Seen when the model was not loaded before the test, as in `make test-fast`, where
+    no slow test runs first.
+    """
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    before = {name for name in MODEL_MODULES if name in sys.modules}
+    built = _models_built()
+    yield
+    loaded = [name for name in MODEL_MODULES if name in sys.modules and name not in before]
+    if loaded or _models_built() > built:
+        pytest.fail(
+            f"loads a face model ({', '.join(loaded) or 'DeepFace'}) but is not marked slow"
+        )
+
+
+def _models_built() -> int:
+    """How many models DeepFace holds built (it keeps each one once built)."""
+    modeling = sys.modules.get("deepface.modules.modeling")
+    cached = getattr(modeling, "cached_models", None) or {}
+    return sum(len(models) for models in cached.values())
 
 
 def _require_faces() -> Path:

@@ -75,6 +75,7 @@ def test_redact_hides_the_password() -> None:
     assert "hunter2" not in redact("postgresql://me:hunter2@db.example/doppel")
 
 
+@pytest.mark.slow
 def test_second_embedded_server_through_database_url(
     tmp_path: Path, scratch_home: Path, unit_faces: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -294,6 +294,7 @@ def test_strict_stops_at_the_first_bad_row(
 
 
 @pytest.mark.parametrize("fmt", ["custom", "plain-gzip", "custom-gzip"])
+@pytest.mark.slow
 def test_a_stopped_load_leaves_no_inflating_thread(
     conn: psycopg.Connection, server_url: str, tmp_path: Path, fmt: str
 ) -> None:
@@ -628,6 +629,7 @@ def _file_position(pid: int, path: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_killed_halfway_then_rerun_gives_exact_count(
     database_url: str, server_url: str, tmp_path: Path
 ) -> None:

@@ -146,6 +146,7 @@ def test_gallery_refuses_another_model(
     assert Repository(conn).face_count(Repository(conn).gallery("g")) == 2
 
 
+@pytest.mark.slow
 def test_ingest_real_photos_with_dlib_keeps_largest_or_all_faces(
     conn: psycopg.Connection, unit_faces: Path, tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ def test_unknown_names() -> None:
     assert spec("dlib", "recognition").name == "Dlib"
 
 
+@pytest.mark.slow
 def test_dlib_model_separates_people(unit_faces: Path) -> None:
     embedder = Embedder(EmbeddingConfig("Dlib", "mtcnn"))
     same_a, same_b, other = (
@@ -99,6 +100,7 @@ def test_dlib_model_separates_people(unit_faces: Path) -> None:
     assert cosine(same_a, same_b) > cosine(same_a, other)
 
 
+@pytest.mark.slow
 def test_blank_photo_has_no_face(tmp_path: Path) -> None:
     path = tmp_path / "blank.png"
     Image.new("RGB", (300, 300), "white").save(path)

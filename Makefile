@@ -35,7 +35,12 @@ system:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install system
+# The tests also run `doppel ingest --cluster` on a local Ray: the cluster extra.
+$(VENV)/.cluster: $(BIN)/doppel
+	$(BIN)/pip install --quiet -e '.[dev,cluster]'
+	touch $@
+
+test: install system $(VENV)/.cluster
 	$(BIN)/pytest
 
 # The quick part of the suite: no face model loads, no large data set is made.

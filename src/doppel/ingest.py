@@ -18,8 +18,9 @@ import psycopg
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
-from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
-from doppel.types import Gallery, ImageRecord, NewFace
+from doppel.indexing import finish_index
+from doppel.store.repository import Repository
+from doppel.types import BuildProgress, Gallery, ImageRecord, NewFace
 from doppel.workers import process_pool
 
 Progress = Callable[[int, int], None]
@@ -36,6 +37,7 @@ class IngestReport:
     unreadable: list[str] = field(default_factory=list)
     listed_in: Path | None = None
     index_built: bool = False
+    index_background: bool = False  # handed to a background process; exact search meanwhile
     seconds: float = 0.0
 
     @property
@@ -148,10 +150,12 @@ def ingest(
     workers: int | None = None,
     log_dir: Path | None = None,
     progress: Progress | None = None,
-    storage: str = "vector",
+    storage: str | None = None,
     attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None = None,
-    m: int = DEFAULT_M,
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+    m: int | None = None,
+    ef_construction: int | None = None,
+    index: str = "auto",
+    index_progress: Callable[[BuildProgress], None] | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery; files already there are skipped.
 
@@ -242,9 +246,16 @@ def ingest(
             flush()
     finally:
         writer.close()
-    report.index_built = (
-        repo.ensure_index(gallery, m, ef_construction) if repo.face_count(gallery) else False
+    outcome = finish_index(
+        conn,
+        gallery,
+        index,
+        m=m,
+        ef_construction=ef_construction,
+        progress=index_progress,
+        log_dir=log_dir,
     )
+    report.index_built, report.index_background = outcome.built, outcome.background
     report.seconds = time.perf_counter() - start
     if report.no_face or report.unreadable:
         report.listed_in = _write_problems(report, log_dir)

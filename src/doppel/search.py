@@ -17,7 +17,7 @@ from doppel.errors import UnreadableImage
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
-from doppel.store.repository import DEFAULT_EF_SEARCH, Repository
+from doppel.store.repository import Repository
 from doppel.types import EmbeddedFace, Filters, Gallery, QueryResult
 
 
@@ -74,7 +74,7 @@ def find(
     detector: str | None = None,
     default_detector: str = "mtcnn",
     composite: Path | None = None,
-    ef_search: int = DEFAULT_EF_SEARCH,
+    ef_search: int | None = None,
     faces: QueryFaces | None = None,
 ) -> FindResult:
     """Search a gallery for the faces most like those in the photo.

@@ -83,6 +83,30 @@ class Gallery:
 
 
 @dataclass(frozen=True)
+class BuildProgress:
+    """One reading of an index build's progress (pg_stat_progress_create_index)."""
+
+    phase: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """A gallery's index as the database catalog sees it."""
+
+    name: str
+    valid: bool  # false while a background (concurrent) build runs, or after one failed
+    size_bytes: int
+    rows: int  # the server's count from the build
+    building: BuildProgress | None = None
+
+
+@dataclass(frozen=True)
 class GalleryStats:
     gallery: Gallery
     faces: int
@@ -91,6 +115,7 @@ class GalleryStats:
     unreadable: int
     index: str | None
     index_bytes: int
+    index_state: IndexState | None = None
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,61 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
+@contextmanager
+def index_progress_bar(label: str) -> Iterator[Callable[[Any], None]]:
+    """A progress bar for an index build, fed with BuildProgress readings; it appears
+    with the first reading, so a build too short to report shows nothing."""
+    columns = [
+        TextColumn(label),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    bar = Progress(*columns, console=err, transient=False)
+    task = None
+
+    def update(progress: Any) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=None, phase="")
+        # pgvector names its phases "building index: loading tuples" and the like.
+        phase = str(progress.phase).removeprefix("building index: ")
+        bar.update(task, completed=progress.done, total=progress.total or None, phase=phase)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()
+
+
+def index_summary(built: bool, background: bool, seconds: float) -> str:
+    """The end of a loader's summary line: what became of the index."""
+    if built:
+        return f"; HNSW index built in {seconds:.1f} s"
+    if background:
+        return (
+            "; searchable now (exact search), HNSW index building in the background "
+            "(`doppel db status` shows it)"
+        )
+    return ""
+
+
+IndexWhenOpt = Annotated[
+    str,
+    typer.Option(
+        "--index",
+        help="When to build the gallery's index: auto (by size: in the background for "
+        "20,000 to 300,000 faces, searched exactly meanwhile; otherwise before returning), "
+        "wait, background or skip.",
+    ),
+]
+
+
 def connect(settings: Settings):  # type: ignore[no-untyped-def]
     from doppel.store.db import connect
 
@@ -109,8 +164,8 @@ MOpt = Annotated[
         "--m",
         min=2,
         max=100,
-        help="HNSW links per face when the index is built (default 32); more: better recall, "
-        "bigger, slower to build.",
+        help="HNSW links per face when the index is built (default: by gallery size, 16); more: "
+        "better recall, bigger, slower to build.",
     ),
 ]
 EfConstructionOpt = Annotated[
@@ -119,6 +174,7 @@ EfConstructionOpt = Annotated[
         "--ef-construction",
         min=4,
         max=1000,
-        help="HNSW candidate list while building (default 128); more: better recall, slower build.",
+        help="HNSW candidate list while building (default: by gallery size, 64); more: better "
+        "recall, slower build.",
     ),
 ]

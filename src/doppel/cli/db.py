@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from doppel.cli.common import EfConstructionOpt, MOpt, connect, err, friendly, out
+from doppel.cli.common import (
+    EfConstructionOpt,
+    MOpt,
+    connect,
+    err,
+    friendly,
+    index_progress_bar,
+    out,
+)
 from doppel.config import Settings
 from doppel.errors import UsageError
 
@@ -15,7 +23,8 @@ db_app = typer.Typer(
     help="The database: where it is, what it holds; stop the embedded server.", no_args_is_help=True
 )
 index_app = typer.Typer(
-    help="A gallery's HNSW index: rebuild it with other parameters.", no_args_is_help=True
+    help="A gallery's HNSW index: build it, or rebuild it with other parameters.",
+    no_args_is_help=True,
 )
 
 
@@ -43,11 +52,18 @@ def db_status() -> None:
     for column in ("name", "faces", "files", "no face", "unreadable", "embedding", "index"):
         table.add_column(column)
     for s in stats:
-        index = (
-            f"{s.index} (HNSW cosine, {s.gallery.storage}, {s.index_bytes / 2**20:.1f} MiB)"
-            if s.index
-            else "none"
-        )
+        state = s.index_state
+        if state is None:
+            index = "none (exact search)"
+        elif state.building is not None:
+            index = (
+                f"building, {state.building.fraction:.0%} ({state.building.phase}); "
+                "exact search until it is ready"
+            )
+        elif not state.valid:
+            index = "unfinished (exact search); `doppel index build` builds it"
+        else:
+            index = f"{s.index} (HNSW cosine, {s.gallery.storage}, {s.index_bytes / 2**20:.1f} MiB)"
         table.add_row(
             s.gallery.name,
             str(s.faces),
@@ -73,39 +89,98 @@ def db_stop() -> None:
     out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
 
 
+GalleryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gallery", "-g", envvar="DOPPEL_GALLERY", help="Gallery (default: the only one)."
+    ),
+]
+
+
 @index_app.command("rebuild")
 @friendly
 def index_rebuild(
-    gallery: Annotated[
-        str | None,
-        typer.Option(
-            "--gallery", "-g", envvar="DOPPEL_GALLERY", help="Gallery (default: the only one)."
-        ),
-    ] = None,
-    m: MOpt = None,
-    ef_construction: EfConstructionOpt = None,
+    gallery: GalleryOpt = None, m: MOpt = None, ef_construction: EfConstructionOpt = None
 ) -> None:
     """Drop a gallery's HNSW index and build it again, e.g. with other --m/--ef-construction."""
+    _build(gallery, m, ef_construction, rebuild=True)
+
+
+@index_app.command("build")
+@friendly
+def index_build(
+    gallery: GalleryOpt = None,
+    m: MOpt = None,
+    ef_construction: EfConstructionOpt = None,
+    background: Annotated[
+        bool,
+        typer.Option("--background", help="Build in a process of its own and return at once."),
+    ] = False,
+    concurrently: Annotated[
+        bool,
+        typer.Option(
+            "--concurrently",
+            help="Let other galleries be written while it builds (CREATE INDEX CONCURRENTLY).",
+        ),
+    ] = False,
+) -> None:
+    """Build a gallery's HNSW index if it has none (searches are exact until it is ready)."""
+    if background:
+        from doppel.indexing import start_background_build
+        from doppel.store.repository import Repository
+
+        settings = Settings.from_env()
+        with connect(settings) as conn:
+            target = Repository(conn).pick_gallery(gallery)
+            log = start_background_build(conn, target, m, ef_construction, settings.log_dir)
+        out.print(f"building the index of {target.name} in the background; output in {log}")
+        return
+    _build(gallery, m, ef_construction, rebuild=False, concurrently=concurrently)
+
+
+def _build(
+    gallery: str | None,
+    m: int | None,
+    ef_construction: int | None,
+    *,
+    rebuild: bool,
+    concurrently: bool = False,
+) -> None:
     import time
 
-    from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M, Repository
+    from doppel.store.indexes import plan_index
+    from doppel.store.repository import Repository
 
     settings = Settings.from_env()
-    m, ef_construction = m or DEFAULT_M, ef_construction or DEFAULT_EF_CONSTRUCTION
     with connect(settings) as conn:
         repo = Repository(conn)
         target = repo.pick_gallery(gallery)
+        faces = repo.face_count(target)
+        if faces == 0:
+            raise UsageError(f"gallery {target.name!r} has no faces to index")
+        if not rebuild and repo.has_index(target):
+            out.print(f"{target.name} already has its index", highlight=False)
+            return
+        plan = plan_index(faces)
+        m, ef_construction = m or plan.m, ef_construction or plan.ef_construction
         err.print(
-            f"building the HNSW index of {target.name} ({repo.face_count(target)} faces, "
+            f"building the HNSW index of {target.name} ({faces} faces, {target.storage}, "
             f"m={m}, ef_construction={ef_construction}) ...",
             highlight=False,
         )
         start = time.perf_counter()
-        repo.drop_index(target)
-        repo.ensure_index(target, m, ef_construction)
-        size = next(s.index_bytes for s in repo.stats() if s.gallery.id == target.id)
+        if rebuild:
+            repo.drop_index(target)
+        with index_progress_bar(f"index {target.name}") as on_build:
+            built = repo.ensure_index(
+                target, m, ef_construction, concurrently=concurrently, progress=on_build
+            )
+        state = repo.index_state(target)
+    if not built:
+        out.print(f"the index of {target.name} is being built by another process", highlight=False)
+        return
     out.print(
-        f"index of {target.name} rebuilt in {time.perf_counter() - start:.1f} s "
-        f"({size / 2**20:.1f} MiB)",
+        f"index of {target.name} built in {time.perf_counter() - start:.1f} s "
+        f"({(state.size_bytes if state else 0) / 2**20:.1f} MiB)",
         highlight=False,
     )

@@ -88,13 +88,13 @@ def find_cmd(
             envvar="DOPPEL_EF_SEARCH",
             min=1,
             max=1000,
-            help="HNSW candidates per search (default 400); more: better recall, slower.",
+            help="HNSW candidates per search (default: by gallery size, 200 or 400); more: "
+            "better recall, slower.",
         ),
     ] = None,
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTO."""
     from doppel.search import find
-    from doppel.store.repository import DEFAULT_EF_SEARCH
     from doppel.types import Filters
 
     settings = Settings.from_env()
@@ -124,7 +124,7 @@ def find_cmd(
             detector=detector,
             default_detector=settings.detector,
             composite=picture,
-            ef_search=ef_search or DEFAULT_EF_SEARCH,
+            ef_search=ef_search,
         )
     _print_find(result, as_json)
 

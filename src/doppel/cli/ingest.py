@@ -18,11 +18,14 @@ from rich.progress import (
 from doppel.cli.common import (
     DetectorOpt,
     EfConstructionOpt,
+    IndexWhenOpt,
     ModelOpt,
     MOpt,
     connect,
     err,
     friendly,
+    index_progress_bar,
+    index_summary,
     progress_bar,
 )
 from doppel.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
@@ -37,46 +40,78 @@ def ingest_folder(
     all_faces: bool,
     batch_size: int,
     workers: int | None,
-    storage: str = "vector",
+    storage: str | None = None,
     attributes: bool = False,
     m: int | None = None,
     ef_construction: int | None = None,
+    index: str = "auto",
+    cluster: str | None = None,
 ) -> None:
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
-    from doppel.store.repository import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+    from doppel.indexing import finish_index
+    from doppel.ingest import IngestReport, ingest
+    from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig
 
-    embedder = Embedder(
-        EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
-    )
+    config = EmbeddingConfig(model, detector, align=detector != "skip")
     labeller = None
     if attributes:
+        if cluster is not None:
+            raise typer.BadParameter("--attributes does not run on a cluster yet; drop one")
         from doppel.faces.attributes import AttributePredictor
 
         labeller = AttributePredictor().predict_crops
-    with connect(settings) as conn, progress_bar(f"ingest {gallery}") as update:
-        report = ingest(
-            conn,
-            folder,
-            gallery,
-            embedder,
-            all_faces=all_faces,
-            batch_size=batch_size,
-            workers=workers,
-            log_dir=settings.log_dir,
-            progress=update,
-            storage=storage,
-            attributes=labeller,
-            m=m or DEFAULT_M,
-            ef_construction=ef_construction or DEFAULT_EF_CONSTRUCTION,
-        )
+    report: IngestReport
+    with connect(settings) as conn:
+        with progress_bar(f"ingest {gallery}") as update:
+            if cluster is not None:
+                from doppel.cluster import ingest_on_cluster
+
+                report = ingest_on_cluster(
+                    conn,
+                    folder,
+                    gallery,
+                    config,
+                    address=cluster or None,
+                    all_faces=all_faces,
+                    batch_size=batch_size,
+                    workers=workers,
+                    storage=storage,
+                    log_dir=settings.log_dir,
+                    progress=update,
+                )
+            else:
+                report = ingest(
+                    conn,
+                    folder,
+                    gallery,
+                    Embedder(config, batch_size=batch_size),
+                    all_faces=all_faces,
+                    batch_size=batch_size,
+                    workers=workers,
+                    log_dir=settings.log_dir,
+                    progress=update,
+                    storage=storage,
+                    attributes=labeller,
+                    index="skip",
+                )
+        # The index after the bar of the files, with a bar of its own.
+        with index_progress_bar(f"index {gallery}") as on_build:
+            outcome = finish_index(
+                conn,
+                Repository(conn).gallery(report.gallery),
+                index,
+                m=m,
+                ef_construction=ef_construction,
+                progress=on_build,
+                log_dir=settings.log_dir,
+            )
     err.print(
         f"{report.faces_added} faces added from {report.images_added} files "
         f"({report.rate:.1f} files/s); {report.skipped} already present, "
         f"{len(report.no_face)} without a face, {len(report.unreadable)} unreadable"
         + (f"; listed in {report.listed_in}" if report.listed_in else "")
-        + ("; HNSW index built" if report.index_built else ""),
+        + index_summary(outcome.built, outcome.background, outcome.seconds),
         highlight=False,
     )
 
@@ -100,14 +135,37 @@ def ingest_cmd(
         bool, typer.Option("--attributes", help="Predict age, sex and race for each face.")
     ] = False,
     halfvec: Annotated[
-        bool, typer.Option("--halfvec", help="Store the index in half precision (new galleries).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--halfvec/--full-precision",
+            help="Index precision for a new gallery (default: halfvec where pgvector has it: "
+            "half the size, the same recall).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Decoding processes (default: one per core).")
     ] = None,
     m: MOpt = None,
     ef_construction: EfConstructionOpt = None,
+    index: IndexWhenOpt = "auto",
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Decode and embed on Ray workers (pip install 'doppel[cluster]'); the "
+            "database is written from this machine only.",
+        ),
+    ] = False,
+    cluster_address: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-address",
+            envvar="RAY_ADDRESS",
+            help="The Ray cluster for --cluster (ray://HOST:10001, or auto for the one this "
+            "machine belongs to); without it a local Ray is started for the run.",
+        ),
+    ] = None,
 ) -> None:
     """Embed every photo under FOLDER into a gallery; run again to resume or update."""
     settings = Settings.from_env()
@@ -120,10 +178,12 @@ def ingest_cmd(
         all_faces,
         batch_size,
         workers,
-        "halfvec" if halfvec else "vector",
+        None if halfvec is None else "halfvec" if halfvec else "vector",
         attributes,
         m,
         ef_construction,
+        index,
+        (cluster_address or "") if cluster else None,
     )
 
 
@@ -150,10 +210,13 @@ def load_dump_cmd(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad row instead of skipping it.")
     ] = False,
+    index: IndexWhenOpt = "auto",
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
     from doppel.dump.loader import load_dump
+    from doppel.indexing import finish_index
     from doppel.sources import add_image_root
+    from doppel.store.repository import Repository
 
     settings = Settings.from_env()
     if image_root is not None:
@@ -175,7 +238,16 @@ def load_dump_cmd(
             rate = f"({rows / elapsed:,.0f}/s)" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rows=rows, rate=rate)
 
-        report = load_dump(conn, dump, gallery, strict=strict, progress=update)
+        report = load_dump(conn, dump, gallery, strict=strict, progress=update, index="skip")
+        bar.stop()
+        with index_progress_bar(f"index {report.gallery}") as on_build:
+            outcome = finish_index(
+                conn,
+                Repository(conn).gallery(report.gallery),
+                index,
+                progress=on_build,
+                log_dir=settings.log_dir,
+            )
     listed = None
     if report.bad_rows or report.ignored:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +267,7 @@ def load_dump_cmd(
         f"{report.rows_present:,} already present, {len(report.bad_rows):,} bad rows skipped, "
         f"{len(report.ignored):,} other statements ignored"
         + (f" (listed in {listed})" if listed else "")
-        + (f"; HNSW index built in {report.index_seconds:.1f} s" if report.index_built else "")
+        + index_summary(outcome.built, outcome.background, outcome.seconds)
         + (f"; images from {image_root}" if image_root else ""),
         highlight=False,
         soft_wrap=True,

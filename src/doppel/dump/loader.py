@@ -21,8 +21,9 @@ from psycopg import sql
 from doppel.dump.files import open_dump
 from doppel.dump.rows import Batcher, LoadReport, Reader
 from doppel.errors import BadDump
+from doppel.indexing import finish_index
 from doppel.store.repository import Repository, check_config
-from doppel.types import EmbeddingConfig, Gallery
+from doppel.types import BuildProgress, EmbeddingConfig, Gallery
 
 # What the original project's faces were embedded with: Facenet512 on aligned crops.
 CONFIG = EmbeddingConfig("Facenet512", "skip", align=False)
@@ -117,12 +118,17 @@ def load_dump(
     strict: bool = False,
     build_index: bool = True,
     progress: Progress | None = None,
+    index: str = "auto",
+    index_progress: Callable[[BuildProgress], None] | None = None,
+    log_dir: Path | None = None,
 ) -> LoadReport:
     """Load the faces of a pg_dump (plain, INSERTs, custom; gzip or not) into a gallery.
 
     Nothing of the dump runs. All rows go in one transaction, so the gallery appears or
     grows in one step and an interrupted load leaves no trace; faces already in the
     gallery (same image_key) are kept, so a second load of the same dump adds nothing.
+    The index is built after the commit, as `index` says (doppel.indexing.finish_index;
+    build_index False is index "skip"): the gallery is searchable, exactly, meanwhile.
     """
     start = time.perf_counter()
     name = gallery_name or default_gallery_name(path)
@@ -181,10 +187,11 @@ def load_dump(
         source.close()
     tick()
     report.seconds = time.perf_counter() - start
-    if build_index and repo.face_count(gallery):
-        begin = time.perf_counter()
-        report.index_built = repo.ensure_index(gallery)
-        report.index_seconds = time.perf_counter() - begin
+    outcome = finish_index(
+        conn, gallery, index if build_index else "skip", progress=index_progress, log_dir=log_dir
+    )
+    report.index_built, report.index_seconds = outcome.built, outcome.seconds
+    report.index_background, report.index_log = outcome.background, outcome.log
     return report
 
 

@@ -75,6 +75,8 @@ class LoadReport:
     seconds: float = 0.0
     index_seconds: float = 0.0
     index_built: bool = False
+    index_background: bool = False  # handed to a background process; exact search meanwhile
+    index_log: Path | None = None
 
     @property
     def rate(self) -> float:

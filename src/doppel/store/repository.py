@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from doppel.errors import EmptyGallery, GalleryMismatch, UnknownGallery, UsageError
+from doppel.store import indexes
 from doppel.store.db import has_halfvec, has_iterative_scan
 from doppel.types import (
     AttributeValues,
     Box,
+    BuildProgress,
     CachedEmbedding,
     EmbeddingConfig,
     Face,
@@ -21,17 +22,12 @@ from doppel.types import (
     Gallery,
     GalleryStats,
     ImageRecord,
+    IndexState,
     Match,
     NewFace,
     describe,
 )
 
-# Measured on 70,000 clustered 512-d vectors (benchmarks/bench_search.py,
-# docs/benchmarks.md): m=16/ef_construction=64 stays below recall@5 0.95 even at
-# ef_search 250; m=32/ef_construction=128 reaches 0.99 at ef_search 200, 0.996 at 400.
-DEFAULT_M = 32
-DEFAULT_EF_CONSTRUCTION = 128
-DEFAULT_EF_SEARCH = 400
 # A load adding more rows than this (or than a quarter of the gallery, if more) drops
 # the HNSW index and builds it again at the end: see drop_index_before_bulk_load.
 BULK_LOAD_MIN_ROWS = 2000
@@ -127,9 +123,15 @@ class Repository:
         return [self._gallery_from_row(row) for row in rows]
 
     def ensure_gallery(
-        self, name: str, config: EmbeddingConfig, storage: str = "vector"
+        self, name: str, config: EmbeddingConfig, storage: str | None = None
     ) -> Gallery:
-        """The named gallery, created with this configuration if new; refuses a mismatch."""
+        """The named gallery, created with this configuration if new; refuses a mismatch.
+
+        storage is the precision of its index: halfvec by default where pgvector has
+        it (half the size, twice as fast to build, the same recall: docs/benchmarks.md).
+        """
+        if storage is None:
+            storage = "halfvec" if has_halfvec(self.conn) else "vector"
         if storage not in ("vector", "halfvec"):
             raise UsageError(f"storage must be vector or halfvec, not {storage!r}")
         if storage == "halfvec" and not has_halfvec(self.conn):
@@ -163,10 +165,7 @@ class Repository:
                     (gallery.id,),
                 ).fetchall()
             )
-            index = self.conn.execute(
-                "SELECT pg_relation_size(to_regclass(%s))", (gallery.index_name,)
-            ).fetchone()
-            has_index = index is not None and index[0] is not None
+            state = self.index_state(gallery)
             out.append(
                 GalleryStats(
                     gallery,
@@ -174,8 +173,9 @@ class Repository:
                     sum(counts.values()),
                     counts.get("no_face", 0),
                     counts.get("unreadable", 0),
-                    gallery.index_name if has_index else None,
-                    int(index[0]) if has_index and index else 0,
+                    state.name if state else None,
+                    state.size_bytes if state else 0,
+                    state,
                 )
             )
         return out
@@ -317,54 +317,42 @@ class Repository:
             ),
         )
 
-    # Index ---------------------------------------------------------------------
+    # Index (the rules and the SQL live in store/indexes.py) -----------------------
 
-    def _vector_expr(self, gallery: Gallery) -> sql.Composable:
-        return sql.SQL("(embedding::{}({}))").format(
-            sql.SQL(gallery.storage), sql.Literal(gallery.dimension)
-        )
+    def index_state(self, gallery: Gallery) -> IndexState | None:
+        return indexes.index_state(self.conn, gallery)
 
     def has_index(self, gallery: Gallery) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (gallery.index_name,))
-        found = row.fetchone()
-        return bool(found and found[0])
+        """Whether the gallery has a valid index that searches can use."""
+        state = self.index_state(gallery)
+        return state is not None and state.valid
 
     def ensure_index(
-        self, gallery: Gallery, m: int = DEFAULT_M, ef_construction: int = DEFAULT_EF_CONSTRUCTION
+        self,
+        gallery: Gallery,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        *,
+        concurrently: bool = False,
+        progress: Callable[[BuildProgress], None] | None = None,
     ) -> bool:
-        """Build the gallery's HNSW cosine index if missing; return whether it was built.
+        """Build the gallery's index, designed for its size, if missing; True if built.
 
         Building once after a bulk load is much faster than growing it row by row,
         so loaders call this at the end rather than creating the index up front.
         """
-        if self.has_index(gallery):
-            return False
-        ops = "halfvec_cosine_ops" if gallery.storage == "halfvec" else "vector_cosine_ops"
-        # HNSW builds fast only while its graph fits in maintenance_work_mem.
-        memory = _build_memory_mib(self.face_count(gallery), gallery.dimension, gallery.storage, m)
-        self.conn.execute(
-            sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB"))
+        return indexes.build_index(
+            self.conn,
+            gallery,
+            self.face_count(gallery),
+            m=m,
+            ef_construction=ef_construction,
+            concurrently=concurrently,
+            progress=progress,
         )
-        self.conn.execute(
-            sql.SQL(
-                "CREATE INDEX IF NOT EXISTS {} ON faces USING hnsw ({} {})"
-                " WITH (m = {}, ef_construction = {}) WHERE gallery_id = {}"
-            ).format(
-                sql.Identifier(gallery.index_name),
-                self._vector_expr(gallery),
-                sql.SQL(ops),
-                sql.Literal(m),
-                sql.Literal(ef_construction),
-                sql.Literal(gallery.id),
-            )
-        )
-        self.conn.execute("RESET maintenance_work_mem")
-        return True
 
     def drop_index(self, gallery: Gallery) -> None:
-        self.conn.execute(
-            sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(gallery.index_name))
-        )
+        indexes.drop_index(self.conn, gallery)
 
     def drop_index_before_bulk_load(self, gallery: Gallery, adding: int, present: int) -> bool:
         """Drop the gallery's index when a load adds enough rows that rebuilding it is cheaper.
@@ -387,12 +375,14 @@ class Repository:
         k: int = 5,
         filters: Filters | None = None,
         exact: bool = False,
-        ef_search: int = DEFAULT_EF_SEARCH,
+        ef_search: int | None = None,
     ) -> list[Match]:
         """The k faces nearest to vector by cosine distance, through the HNSW index.
 
-        With filters, pgvector's iterative scan keeps looking until k rows pass them;
-        when the index still yields fewer than k, an exact search answers instead.
+        Until the gallery has a valid index (none yet, or one still building) the
+        search is exact. With filters, pgvector's iterative scan keeps looking until k
+        rows pass them; when the index still yields fewer than k, an exact search
+        answers instead. ef_search None: the index plan's for the gallery's size.
         """
         filters = filters or Filters()
         if len(vector) != gallery.dimension:
@@ -400,10 +390,13 @@ class Repository:
                 f"query vector has {len(vector)} dimensions, gallery {gallery.name!r} "
                 f"{gallery.dimension}"
             )
-        if not exact and not self.has_index(gallery):
-            if self.face_count(gallery) == 0:
-                raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
-            self.ensure_index(gallery)
+        if not exact:
+            state = self.index_state(gallery)
+            if state is None or not state.valid:
+                exact = True
+            elif ef_search is None:
+                ef_search = indexes.plan_index(state.rows).ef_search
+        ef_search = ef_search or indexes.EF_SEARCH_SMALL
         matches = self._search(gallery, vector, k, filters, exact, ef_search)
         if not exact and len(matches) < k:
             matches = self._search(gallery, vector, k, filters, True, ef_search)
@@ -442,7 +435,7 @@ class Repository:
         cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
         # The indexed expression makes the planner use HNSW; the bare column forces
         # an exact scan over every row of the gallery.
-        left = sql.SQL("embedding") if exact else self._vector_expr(gallery)
+        left = sql.SQL("embedding") if exact else indexes.vector_expr(gallery)
         right = sql.SQL("%s::vector") if exact else sql.SQL("%s::vector") + cast
         query = sql.SQL(
             "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
@@ -501,18 +494,3 @@ def check_config(gallery: Gallery, config: EmbeddingConfig) -> None:
             f"gallery {gallery.name!r} holds faces embedded as {describe(gallery.config)}, not "
             f"{describe(config)}; use another --gallery name or the gallery's own options"
         )
-
-
-def _build_memory_mib(faces: int, dimension: int, storage: str, m: int) -> int:
-    """maintenance_work_mem for an HNSW build: the graph's size with room, 1 GiB at least.
-
-    Per element pgvector keeps the vector and up to 2*m neighbour candidates on
-    layer 0 (more on upper layers); past this memory the build slows down many times.
-    """
-    per_face = dimension * (2 if storage == "halfvec" else 4) + 48 * m + 128
-    wanted = int(faces * per_face * 1.25 / 2**20)
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (OSError, ValueError):
-        physical = 8192
-    return max(1024, min(wanted, physical // 2))

@@ -1,0 +1,236 @@
+"""`doppel ingest --cluster`: decoding, detection and embedding on a Ray cluster.
+
+Ray actors each load the model once and turn a batch of files into rows; the driver
+(this process) writes every finished batch through the same transaction as the plain
+ingest, so the database is reached only from here, a killed run loses at most the
+batches in flight, and running the command again skips every file already written.
+Ray is an optional extra: `pip install 'doppel[cluster]'`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from doppel.errors import DoppelError, UsageError
+from doppel.faces import imaging
+from doppel.ingest import IngestReport, _write_problems, _Writer, prepare
+from doppel.types import EmbeddingConfig, ImageRecord, NewFace
+
+Progress = Callable[[int, int], None]
+# Files per Ray task: big enough for a full model batch most of the time, small
+# enough that a lost task costs little and every worker has work to the end.
+FILES_PER_TASK = 32
+# Tasks queued per worker beyond the one it runs, so it never waits for the driver.
+TASKS_AHEAD = 1
+# Times a batch is sent again when the worker running it is lost.
+RETRIES = 3
+
+
+@dataclass
+class BatchResult:
+    """What a worker made of a batch of files: the rows to write and what it skipped."""
+
+    images: list[ImageRecord] = field(default_factory=list)
+    faces: list[NewFace] = field(default_factory=list)
+    skipped: int = 0
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    files: int = 0
+    cpu_seconds: float = 0.0
+
+
+def embed_files(
+    embedder: object,
+    paths: list[str],
+    known: list[str | None],
+    all_faces: bool,
+) -> BatchResult:
+    """Read, decode, detect and embed a batch of files: the work of one task."""
+    from doppel.faces.embed import Embedder
+
+    assert isinstance(embedder, Embedder)
+    begin = time.process_time()
+    skip_detection = embedder.config.detector == "skip"
+    resize_to = embedder.input_size if skip_detection else None
+    result = BatchResult(files=len(paths))
+    pending = []
+    for path, known_hash in zip(paths, known, strict=True):
+        item = prepare(path, known_hash, resize_to)
+        if item.status == "skip":
+            result.skipped += 1
+        elif item.status == "unreadable":
+            result.unreadable.append(f"{item.source}\t{item.detail}")
+            result.images.append(
+                ImageRecord(item.source, item.content_hash, "unreadable", item.detail)
+            )
+        else:
+            assert item.photo is not None
+            faces = embedder.detect(item.photo)
+            if not all_faces:
+                faces = faces[:1]
+            if faces:
+                result.images.append(ImageRecord(item.source, item.content_hash, "ok"))
+                pending.append((item, faces))
+            else:
+                result.no_face.append(item.source)
+                result.images.append(ImageRecord(item.source, item.content_hash, "no_face"))
+    vectors = embedder.embed_crops([face.crop for _, faces in pending for face in faces])
+    position = 0
+    for item, faces in pending:
+        for face in faces:
+            result.faces.append(
+                NewFace(
+                    item.source,
+                    item.content_hash,
+                    face.index,
+                    vectors[position],
+                    None if skip_detection else face.box,
+                    None if skip_detection else face.confidence,
+                )
+            )
+            position += 1
+    result.cpu_seconds = time.process_time() - begin
+    return result
+
+
+class EmbedWorker:
+    """A Ray actor: one model, loaded once, embedding batch after batch."""
+
+    def __init__(self, config: EmbeddingConfig, batch_size: int, all_faces: bool) -> None:
+        from doppel.faces.embed import Embedder
+
+        self.embedder = Embedder(config, batch_size=batch_size)
+        self.embedder.warm_up()
+        self.all_faces = all_faces
+
+    def run(self, paths: list[str], known: list[str | None]) -> BatchResult:
+        return embed_files(self.embedder, paths, known, self.all_faces)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _import_ray():  # type: ignore[no-untyped-def]
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError(
+            "--cluster needs Ray, an optional extra: pip install 'doppel[cluster]'"
+        ) from exc
+    return ray
+
+
+def _batches(
+    paths: list[Path], known: dict[str, str], size: int
+) -> Iterator[tuple[list[str], list[str | None]]]:
+    for start in range(0, len(paths), size):
+        part = [str(p) for p in paths[start : start + size]]
+        yield part, [known.get(p) for p in part]
+
+
+def ingest_on_cluster(
+    conn: psycopg.Connection,
+    root: Path,
+    gallery_name: str,
+    config: EmbeddingConfig,
+    *,
+    address: str | None = None,
+    all_faces: bool = False,
+    batch_size: int = 32,
+    workers: int | None = None,
+    files_per_task: int = FILES_PER_TASK,
+    storage: str | None = None,
+    log_dir: Path | None = None,
+    progress: Progress | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> IngestReport:
+    """Embed every photo under root into the gallery on Ray workers; the driver writes.
+
+    address: a running cluster ("ray://head:10001", "auto"); None starts a local Ray
+    for this run (or uses the one this process already started). on_batch sees each
+    finished batch (its worker's CPU seconds, for accounting).
+    """
+    ray = _import_ray()
+    start = time.perf_counter()
+    from doppel.store.repository import Repository
+
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    repo = Repository(conn)
+    gallery = repo.ensure_gallery(gallery_name, config, storage)
+    paths = [path.resolve() for path in imaging.iter_images(root)]
+    if not paths:
+        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
+    known = repo.known_images(gallery)
+    report = IngestReport(gallery=gallery.name, files=len(paths))
+    new_files = sum(1 for path in paths if str(path) not in known)
+    if new_files and repo.has_index(gallery):
+        repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        options: dict[str, object] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": "WARNING",
+        }
+        if address:
+            ray.init(address=address, **options)
+        else:
+            ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
+    writer = _Writer(repo, gallery)
+    writer.start()
+    try:
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EmbedWorker)
+        pool = [actor.remote(config, batch_size, all_faces) for _ in range(count)]
+        todo = list(_batches(paths, known, files_per_task))
+        todo.reverse()
+        running: dict[object, tuple[int, tuple[list[str], list[str | None]], int]] = {}
+        done = 0
+        free = [i for i in range(count) for _ in range(1 + TASKS_AHEAD)]
+
+        def submit(slot: int, batch: tuple[list[str], list[str | None]], tries: int) -> None:
+            running[pool[slot].run.remote(*batch)] = (slot, batch, tries)
+
+        while todo or running:
+            while todo and free:
+                submit(free.pop(), todo.pop(), 0)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            slot, batch, tries = running.pop(ready[0])
+            free.append(slot)
+            try:
+                result: BatchResult = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                if tries >= RETRIES:
+                    raise DoppelError(f"a cluster worker failed on {batch[0][0]}: {exc}") from exc
+                submit(free.pop(), batch, tries + 1)
+                continue
+            if result.images:
+                writer.put(result.images, result.faces)
+            if on_batch:
+                on_batch(result)
+            report.faces_added += len(result.faces)
+            report.images_added += sum(1 for i in result.images if i.status == "ok")
+            report.skipped += result.skipped
+            report.no_face += result.no_face
+            report.unreadable += result.unreadable
+            done += result.files
+            if progress:
+                progress(done, len(paths))
+    finally:
+        try:
+            writer.close()
+        finally:
+            if started_here:
+                ray.shutdown()
+    report.seconds = time.perf_counter() - start
+    if report.no_face or report.unreadable:
+        report.listed_in = _write_problems(report, log_dir)
+    return report

@@ -20,6 +20,9 @@ ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'doppel[
 
 from doppel.cluster import ingest_on_cluster  # noqa: E402
 
+# Every test here loads the Dlib model and mtcnn, in this process and in Ray's workers.
+pytestmark = pytest.mark.slow
+
 CONFIG = EmbeddingConfig("Dlib", "mtcnn")
 PHOTOS = 10
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from doppel.cli.common import error_line
 from doppel.dump import rows
 from doppel.errors import WeightsMissing
 from doppel.faces import attributes
@@ -25,16 +26,18 @@ def test_missing_weights_name_the_install_command(
 ) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
     monkeypatch.delenv("DOPPEL_ALLOW_DOWNLOAD", raising=False)
-    with pytest.raises(WeightsMissing, match=r"age_model_weights\.h5.*doppel models install Age"):
+    with pytest.raises(WeightsMissing, match=r"age_model_weights\.h5") as caught:
         attributes.AttributePredictor()
+    assert "doppel models install Age FILE" in error_line(caught.value)
 
 
 def test_same_attributes_without_weights_fails_before_any_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
-    with pytest.raises(WeightsMissing, match="doppel models install"):
+    with pytest.raises(WeightsMissing) as caught:
         attributes.same_attribute_filters(tmp_path / "any.jpg", Filters())
+    assert "doppel models install" in error_line(caught.value)
 
 
 def _write_random_attribute_weights(folder: Path) -> None:

@@ -10,6 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from doppel.cli import app
+from doppel.cli.common import error_line
 from doppel.errors import UnknownModel, WeightsMissing
 from doppel.faces.catalog import install, model_status, require, spec
 from doppel.faces.embed import Embedder
@@ -31,7 +32,7 @@ def test_missing_weights_name_the_file_the_folder_and_the_command(empty_weights:
     message = str(caught.value)
     assert "facenet512_weights.h5" in message
     assert str(empty_weights) in message
-    assert "doppel models install Facenet512 FILE" in message
+    assert "doppel models install Facenet512 FILE" in error_line(caught.value)
 
 
 def test_missing_weights_stop_find_with_one_line(
@@ -78,8 +79,9 @@ def test_install_refuses_a_missing_file(empty_weights: Path, tmp_path: Path) -> 
 
 
 def test_unknown_names() -> None:
-    with pytest.raises(UnknownModel, match="doppel models"):
+    with pytest.raises(UnknownModel, match="FaceNet9000") as caught:
         spec("FaceNet9000")
+    assert "`doppel models` lists" in error_line(caught.value)
     with pytest.raises(UnknownModel, match="face detector"):
         Embedder(EmbeddingConfig("Dlib", "Facenet512"))
     assert spec("dlib", "detector").kind == "detector"

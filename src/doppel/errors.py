@@ -1,12 +1,41 @@
-"""Expected failures, each with a message that says what happened and what to do next."""
+"""Expected failures, each with a message that says what happened and what to do next.
+
+A message speaks of doppel's own things (galleries, photos, models), never of one
+front end's: what to type next is a Remedy, which the CLI words as flags and commands
+(doppel.cli.common.HINTS) and the web API leaves out.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+
+
+class Remedy(str, Enum):
+    """What the user can do next, for a front end to put in its own words."""
+
+    OTHER_DETECTOR = "other-detector"
+    MAKE_GALLERY = "make-gallery"
+    CHOOSE_GALLERY = "choose-gallery"
+    OTHER_GALLERY = "other-gallery"
+    SKIP_BAD_ROWS = "skip-bad-rows"
+    NO_SAME_ATTRIBUTES = "no-same-attributes"
+    LIST_MODELS = "list-models"
+    INSTALL_WEIGHTS = "install-weights"
+
 
 class DoppelError(Exception):
-    """Base of every failure doppel expects; the CLI prints it as one line."""
+    """Base of every failure doppel expects; the CLI prints it as one line.
+
+    `remedy` names what to do next and `context` fills its wording (a model's name);
+    str() of the error is the message alone.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, remedy: Remedy | None = None, **context: str) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+        self.context = context
 
 
 class UsageError(DoppelError):

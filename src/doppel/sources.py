@@ -51,7 +51,7 @@ def add_image_root(root: Path, settings: Settings | None = None) -> Path:
     settings = settings or Settings.from_env()
     root = root.expanduser().resolve()
     if not root.is_dir():
-        raise UsageError(f"--image-root {root} is not a folder")
+        raise UsageError(f"the image root {root} is not a folder")
     if root not in image_roots(settings):
         path = roots_file(settings)
         path.parent.mkdir(parents=True, exist_ok=True)

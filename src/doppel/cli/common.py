@@ -21,10 +21,32 @@ from rich.progress import (
 )
 
 from doppel.config import Settings
-from doppel.errors import DoppelError
+from doppel.errors import DoppelError, Remedy
 
 out = Console()
 err = Console(stderr=True)
+
+# What to do next, in the command's words, after an error that names a Remedy.
+HINTS: dict[Remedy, str] = {
+    Remedy.OTHER_DETECTOR: "or try another detector (--detector)",
+    Remedy.MAKE_GALLERY: "make one with `doppel ingest DIR` or `doppel load-dump FILE`",
+    Remedy.CHOOSE_GALLERY: "choose one with --gallery",
+    Remedy.OTHER_GALLERY: "use another --gallery name, or the options the gallery was made with",
+    Remedy.SKIP_BAD_ROWS: "without --strict bad rows are skipped and listed",
+    Remedy.NO_SAME_ATTRIBUTES: "or drop --same-attributes",
+    Remedy.LIST_MODELS: "`doppel models` lists the ones doppel supports",
+    Remedy.INSTALL_WEIGHTS: "then run `doppel models install {model} FILE` "
+    "(or set DOPPEL_ALLOW_DOWNLOAD=1 where there is internet)",
+}
+
+
+def error_line(exc: DoppelError) -> str:
+    """The error as the CLI prints it: its message, then its remedy in the CLI's words."""
+    if exc.remedy is None:
+        return str(exc)
+    return f"{exc}; {HINTS[exc.remedy].format(**exc.context)}"
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -38,7 +60,7 @@ def friendly(func: F) -> F:
         except DoppelError as exc:
             if Settings.from_env().debug:
                 raise
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {error_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             # psycopg is imported only by commands that connect; --help need not load it.

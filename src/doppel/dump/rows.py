@@ -27,7 +27,7 @@ from doppel.dump.sql import (
     summary,
     table_name,
 )
-from doppel.errors import BadDump
+from doppel.errors import BadDump, Remedy
 from doppel.store.vectors import check_vector, copy_data
 from doppel.types import Gallery
 
@@ -251,10 +251,7 @@ class Batcher:
 
 
 def _strict_error(line: int, reason: str) -> BadDump:
-    return BadDump(
-        f"line {line}: {reason}; nothing was loaded "
-        "(without --strict bad rows are skipped and listed)"
-    )
+    return BadDump(f"line {line}: {reason}; nothing was loaded", remedy=Remedy.SKIP_BAD_ROWS)
 
 
 _PLAIN_VALUE = re.compile(rb"\s*(NULL|[-+]?[0-9][0-9.eE+-]*)\s*")

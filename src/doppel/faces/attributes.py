@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from doppel.config import Settings
-from doppel.errors import NoFaceFound
+from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
 
@@ -87,8 +87,8 @@ def predict_photo(
     faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
     if not faces:
         raise NoFaceFound(
-            f"{photo_path}: no face found to predict sex and race from; "
-            "drop --same-attributes or try a clearer photo"
+            f"{photo_path}: no face found to predict sex and race from; try a clearer photo",
+            remedy=Remedy.NO_SAME_ATTRIBUTES,
         )
     return predictor.predict_crops([faces[0].crop])[0]
 

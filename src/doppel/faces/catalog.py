@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from doppel.errors import UnknownModel, WeightsMissing
+from doppel.errors import Remedy, UnknownModel, WeightsMissing
 
 _RELEASES = "https://github.com/serengil/deepface_models/releases/download/v1.0/"
 
@@ -167,7 +167,7 @@ def spec(name: str, kind: str | None = None) -> ModelSpec:
     what = {"recognition": "face recognition model", "detector": "face detector"}.get(
         kind or "", "model or detector"
     )
-    raise UnknownModel(f"unknown {what} {name!r}; `doppel models` lists the ones doppel supports")
+    raise UnknownModel(f"unknown {what} {name!r}", remedy=Remedy.LIST_MODELS)
 
 
 def _bundled(file_name: str) -> Path | None:
@@ -219,8 +219,9 @@ def require(name: str, kind: str | None = None) -> None:
         return  # DeepFace downloads it on first use.
     raise WeightsMissing(
         f"{model.name} weights are missing: {model.weights} is not in {target.parent}; "
-        f"download it from {model.url} and run `doppel models install {model.name} FILE` "
-        "(or set DOPPEL_ALLOW_DOWNLOAD=1 where there is internet)"
+        f"download it from {model.url}",
+        remedy=Remedy.INSTALL_WEIGHTS,
+        model=model.name,
     )
 
 

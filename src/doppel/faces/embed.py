@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from doppel.errors import NoFaceFound
+from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog
 from doppel.faces.detect import detect_faces
 from doppel.faces.imaging import Photo
@@ -90,8 +90,8 @@ class Embedder:
         faces = self.embed_photo(photo, all_faces, detector)
         if not faces:
             raise NoFaceFound(
-                f"{name}: no face found; try a clearer, front-facing photo "
-                "or another detector (--detector)"
+                f"{name}: no face found; try a clearer, front-facing photo",
+                remedy=Remedy.OTHER_DETECTOR,
             )
         return faces
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from doppel.errors import NoFaceFound, UsageError
+from doppel.errors import NoFaceFound, Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.resemble.dates import Period, by_period, capture_time
@@ -140,8 +140,8 @@ def resemble(
         if not usable:
             raise NoFaceFound(
                 f"person {name} ({people_dir / name}): none of its {len(person_paths[name])} "
-                "photos has a usable face; add clearer, front-facing photos or try another "
-                "detector (--detector)"
+                "photos has a usable face; add clearer, front-facing photos",
+                remedy=Remedy.OTHER_DETECTOR,
             )
         person_photos[name] = [str(f.path) for f in usable]
         vectors.extend(f.embedding for f in usable if f.embedding is not None)
@@ -151,7 +151,8 @@ def resemble(
     if not targets:
         raise NoFaceFound(
             f"no face found in any of the {len(target_paths)} photos in "
-            f"{target_dir}; try clearer photos or another detector (--detector)"
+            f"{target_dir}; try clearer photos",
+            remedy=Remedy.OTHER_DETECTOR,
         )
     people_x = np.vstack(vectors).astype(np.float32)
     target_x = np.vstack([t.embedding for t in targets if t.embedding is not None])
@@ -184,7 +185,7 @@ def resemble(
     if result.periods is not None and len(result.periods) == 1:
         notes.append(
             f"all target photos fall in one period ({result.periods[0].label}); "
-            "--by-date shows a trend only for photos taken at different times"
+            "grouping by date shows a trend only for photos taken at different times"
         )
     return dataclasses.replace(
         result,

@@ -8,7 +8,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from doppel.errors import EmptyGallery, GalleryMismatch, UnknownGallery, UsageError
+from doppel.errors import EmptyGallery, GalleryMismatch, Remedy, UnknownGallery, UsageError
 from doppel.store import indexes
 from doppel.store.db import has_halfvec, has_iterative_scan
 from doppel.types import (
@@ -99,8 +99,7 @@ class Repository:
         if found is None:
             known = ", ".join(g.name for g in self.galleries()) or "none yet"
             raise UnknownGallery(
-                f"no gallery named {name!r} (galleries: {known}); "
-                "make one with `doppel ingest DIR` or `doppel load-dump FILE`"
+                f"no gallery named {name!r} (galleries: {known})", remedy=Remedy.MAKE_GALLERY
             )
         return found
 
@@ -112,11 +111,9 @@ class Repository:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise EmptyGallery(
-                "no gallery yet; make one with `doppel ingest DIR` or `doppel load-dump FILE`"
-            )
+            raise EmptyGallery("no gallery yet", remedy=Remedy.MAKE_GALLERY)
         names = ", ".join(g.name for g in found)
-        raise UsageError(f"several galleries ({names}); choose one with --gallery")
+        raise UsageError(f"several galleries ({names})", remedy=Remedy.CHOOSE_GALLERY)
 
     def galleries(self) -> list[Gallery]:
         rows = self.conn.execute(self._GALLERY_SELECT + " ORDER BY name").fetchall()
@@ -492,5 +489,6 @@ def check_config(gallery: Gallery, config: EmbeddingConfig) -> None:
     if gallery.config != config:
         raise GalleryMismatch(
             f"gallery {gallery.name!r} holds faces embedded as {describe(gallery.config)}, not "
-            f"{describe(config)}; use another --gallery name or the gallery's own options"
+            f"{describe(config)}",
+            remedy=Remedy.OTHER_GALLERY,
         )

@@ -144,5 +144,5 @@ def test_an_unknown_index_choice_is_refused(conn: psycopg.Connection) -> None:
     from doppel.errors import UsageError
 
     gallery = fill(conn, "choice", 5)
-    with pytest.raises(UsageError, match="--index must be one of"):
+    with pytest.raises(UsageError, match="index build must be one of"):
         finish_index(conn, gallery, "sometime")

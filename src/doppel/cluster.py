@@ -121,7 +121,7 @@ def _import_ray():  # type: ignore[no-untyped-def]
         import ray
     except ImportError as exc:
         raise UsageError(
-            "--cluster needs Ray, an optional extra: pip install 'doppel[cluster]'"
+            "ingesting on a Ray cluster needs Ray, an optional extra: pip install 'doppel[cluster]'"
         ) from exc
     return ray
 

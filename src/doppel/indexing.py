@@ -52,7 +52,7 @@ def finish_index(
 ) -> IndexOutcome:
     """Build the gallery's index after a load, as `when` says (auto: by its size)."""
     if when not in INDEX_WHEN:
-        raise UsageError(f"--index must be one of {', '.join(INDEX_WHEN)}, not {when!r}")
+        raise UsageError(f"the index build must be one of {', '.join(INDEX_WHEN)}, not {when!r}")
     repo = Repository(conn)
     faces = repo.face_count(gallery)
     if when == "skip" or not faces or repo.has_index(gallery):

@@ -15,6 +15,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,19 @@ def timed(repo, gallery, vectors, exact: bool):  # type: ignore[no-untyped-def]
     return found, float(np.percentile(np.array(times) * 1000, 50))
 
 
+def wait_for_index(gallery, ready_at: list[float]) -> None:  # type: ignore[no-untyped-def]
+    """Note when the gallery's index becomes valid, polling from a connection of its own."""
+    from doppel.config import Settings
+    from doppel.store.db import connect
+    from doppel.store.repository import Repository
+
+    with connect(Settings.from_env()) as conn:
+        repo = Repository(conn)
+        while not repo.has_index(gallery):
+            time.sleep(0.2)
+    ready_at.append(time.perf_counter())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=70_000)
@@ -69,6 +83,7 @@ def main() -> None:
         dump = write_faces_dump(server_url, home / "faces.sql", args.rows, "plain")
         for mode in args.modes.split(","):
             os.environ["DOPPEL_DATABASE_URL"] = create_database(server_url, "first")
+            ready_at: list[float] = []
             start = time.perf_counter()
             subprocess.run(
                 [sys.executable, "-m", "doppel", "load-dump", str(dump), "-g", "ffhq"]
@@ -84,10 +99,11 @@ def main() -> None:
                 repo.search(gallery, vectors[0], K)
                 first = time.perf_counter() - start
                 indexed_at_first = repo.has_index(gallery)
+                watcher = threading.Thread(target=wait_for_index, args=(gallery, ready_at))
+                watcher.start()
                 truth, exact_ms = timed(repo, gallery, vectors[:20], exact=True)
-                while not repo.has_index(gallery):
-                    time.sleep(0.5)
-                ready = time.perf_counter() - start
+                watcher.join()
+                ready = ready_at[0] - start
                 truth, _ = timed(repo, gallery, vectors, exact=True)
                 found, index_ms = timed(repo, gallery, vectors, exact=False)
                 recall = np.mean([len(a & b) / K for a, b in zip(found, truth, strict=True)])

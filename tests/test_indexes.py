@@ -146,3 +146,29 @@ def test_an_unknown_index_choice_is_refused(conn: psycopg.Connection) -> None:
     gallery = fill(conn, "choice", 5)
     with pytest.raises(UsageError, match="index build must be one of"):
         finish_index(conn, gallery, "sometime")
+
+
+def test_load_dump_in_the_background_says_so_and_db_status_shows_the_index(
+    database_url: str, server_url: str, tmp_path
+) -> None:
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+    from tests.helpers import write_faces_dump
+
+    path = write_faces_dump(server_url, tmp_path / "faces.sql", 800, seed=2)
+    runner = CliRunner()
+    loaded = runner.invoke(app, ["load-dump", str(path), "-g", "ffhq", "--index", "background"])
+    assert loaded.exit_code == 0, loaded.output
+    assert "searchable now (exact search)" in " ".join(loaded.stderr.split())
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        repo = Repository(conn)
+        gallery = repo.gallery("ffhq")
+        deadline = time.monotonic() + 300
+        while not repo.has_index(gallery):
+            assert time.monotonic() < deadline, "the background build never finished"
+            time.sleep(0.5)
+    status = runner.invoke(app, ["db", "status"])
+    assert status.exit_code == 0, status.output
+    # The table wraps its cells; the index column names the kind, not "exact search".
+    assert "halfvec" in status.stdout and "exact" not in status.stdout

@@ -103,6 +103,10 @@ class EmbedWorker:
     """A Ray actor: one model, loaded once, embedding batch after batch."""
 
     def __init__(self, config: EmbeddingConfig, batch_size: int, all_faces: bool) -> None:
+        # One CPU per actor: the model's thread pools stay on it rather than each
+        # actor's TensorFlow spreading over every core of the machine.
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ[name] = "1"
         from doppel.faces.embed import Embedder
 
         self.embedder = Embedder(config, batch_size=batch_size)
@@ -124,6 +128,34 @@ def _import_ray():  # type: ignore[no-untyped-def]
             "ingesting on a Ray cluster needs Ray, an optional extra: pip install 'doppel[cluster]'"
         ) from exc
     return ray
+
+
+class EmbedPool:
+    """The Ray actors of a run, one per CPU of the cluster (or `workers`), models loaded.
+
+    Made by ingest_on_cluster, or beforehand to keep the models' loading out of a
+    measurement or to serve several folders.
+    """
+
+    def __init__(
+        self,
+        config: EmbeddingConfig,
+        *,
+        workers: int | None = None,
+        batch_size: int = 32,
+        all_faces: bool = False,
+    ) -> None:
+        ray = _import_ray()
+        self.config, self.all_faces = config, all_faces
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # A worker that dies is started again and its batch run again (max_task_retries).
+        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EmbedWorker)
+        self.actors = [actor.remote(config, batch_size, all_faces) for _ in range(count)]
+
+    def ready(self) -> None:
+        """Wait until every actor has its model loaded."""
+        ray = _import_ray()
+        ray.get([actor.pid.remote() for actor in self.actors])
 
 
 def _batches(
@@ -149,12 +181,14 @@ def ingest_on_cluster(
     log_dir: Path | None = None,
     progress: Progress | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
+    pool: EmbedPool | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery on Ray workers; the driver writes.
 
     address: a running cluster ("ray://head:10001", "auto"); None starts a local Ray
     for this run (or uses the one this process already started). on_batch sees each
-    finished batch (its worker's CPU seconds, for accounting).
+    finished batch (its worker's CPU seconds, for accounting). pool: actors made
+    beforehand (their configuration must be this one).
     """
     ray = _import_ray()
     start = time.perf_counter()
@@ -187,9 +221,12 @@ def ingest_on_cluster(
     writer = _Writer(repo, gallery)
     writer.start()
     try:
-        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EmbedWorker)
-        pool = [actor.remote(config, batch_size, all_faces) for _ in range(count)]
+        if pool is None:
+            pool = EmbedPool(config, workers=workers, batch_size=batch_size, all_faces=all_faces)
+        elif (pool.config, pool.all_faces) != (config, all_faces):
+            raise UsageError("the Ray actors were made for another embedding configuration")
+        actors = pool.actors
+        count = len(actors)
         todo = list(_batches(paths, known, files_per_task))
         todo.reverse()
         running: dict[object, tuple[int, tuple[list[str], list[str | None]], int]] = {}
@@ -197,7 +234,7 @@ def ingest_on_cluster(
         free = [i for i in range(count) for _ in range(1 + TASKS_AHEAD)]
 
         def submit(slot: int, batch: tuple[list[str], list[str | None]], tries: int) -> None:
-            running[pool[slot].run.remote(*batch)] = (slot, batch, tries)
+            running[actors[slot].run.remote(*batch)] = (slot, batch, tries)
 
         while todo or running:
             while todo and free:

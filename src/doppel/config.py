@@ -31,6 +31,13 @@ class Settings:
     model: str
     detector: str
     debug: bool
+    # Inference runtime for the face networks: auto, openvino, onnx or tensorflow.
+    runtime: str = "auto"
+    # Never download model weights (DOPPEL_OFFLINE=1); missing ones are then an error.
+    offline: bool = False
+    # Where weights are downloaded from instead of each model's published address:
+    # BASE/FILE_NAME (a mirror, or a local server in tests).
+    weights_url: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +48,9 @@ class Settings:
             model=os.environ.get("DOPPEL_MODEL", DEFAULT_MODEL),
             detector=os.environ.get("DOPPEL_DETECTOR", DEFAULT_DETECTOR),
             debug=os.environ.get("DOPPEL_DEBUG", "") not in ("", "0"),
+            runtime=os.environ.get("DOPPEL_RUNTIME", "auto").strip().lower() or "auto",
+            offline=os.environ.get("DOPPEL_OFFLINE", "") not in ("", "0"),
+            weights_url=os.environ.get("DOPPEL_WEIGHTS_URL") or None,
         )
 
     @property

@@ -1,14 +1,27 @@
-"""The face models doppel supports, where their weights live, and how to install them."""
+"""The face models doppel supports, where their weights live, and how to install them.
+
+Missing weights are downloaded on first use (DeepFace's published files), with a
+progress bar, into a `.part` file renamed when complete; `DOPPEL_OFFLINE=1` forbids it.
+The Keras networks among them are also described here for conversion to a faster runtime
+(`doppel.faces.runtime`): how DeepFace builds each, and the sample that checks it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from doppel.config import Settings
 from doppel.errors import Remedy, UnknownModel, WeightsMissing
+from doppel.faces import runtime
 
 _RELEASES = "https://github.com/serengil/deepface_models/releases/download/v1.0/"
 
@@ -24,6 +37,9 @@ class ModelSpec:
     url: str | None
     note: str = ""
     input_size: int | None = None  # square side the recognition model takes
+    size: int | None = None  # bytes of the published weights file, where known
+    sha256: str | None = None  # its SHA-256, where known
+    convertible: bool = False  # a Keras network doppel can run without TensorFlow
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -37,6 +53,7 @@ MODELS: dict[str, ModelSpec] = {
             _RELEASES + "facenet512_weights.h5",
             "default; best accuracy for its cost",
             input_size=160,
+            convertible=True,
         ),
         ModelSpec(
             "Facenet",
@@ -45,6 +62,7 @@ MODELS: dict[str, ModelSpec] = {
             "facenet_weights.h5",
             _RELEASES + "facenet_weights.h5",
             input_size=160,
+            convertible=True,
         ),
         ModelSpec(
             "ArcFace",
@@ -53,6 +71,7 @@ MODELS: dict[str, ModelSpec] = {
             "arcface_weights.h5",
             _RELEASES + "arcface_weights.h5",
             input_size=112,
+            convertible=True,
         ),
         ModelSpec(
             "Dlib",
@@ -70,6 +89,7 @@ MODELS: dict[str, ModelSpec] = {
             "vgg_face_weights.h5",
             _RELEASES + "vgg_face_weights.h5",
             input_size=224,
+            convertible=True,
         ),
         ModelSpec(
             "GhostFaceNet",
@@ -78,6 +98,7 @@ MODELS: dict[str, ModelSpec] = {
             "ghostfacenet_v1.h5",
             "https://github.com/HamadYA/GhostFaceNets/releases/download/v1.2/GhostFaceNet_W1.3_S1_ArcFace.h5",
             input_size=112,
+            convertible=True,
         ),
         ModelSpec(
             "mtcnn",
@@ -199,14 +220,15 @@ def all_status() -> list[ModelStatus]:
     return [model_status(name, spec.kind) for name, spec in MODELS.items()]
 
 
-def require(name: str, kind: str | None = None) -> None:
-    """Make a model's weights available to DeepFace, or explain how to install them."""
+def require(name: str, kind: str | None = None, settings: Settings | None = None) -> Path | None:
+    """Make a model's weights available to DeepFace: present, linked from the package that
+    ships them, or downloaded; else explain in one line how to install them."""
     model = spec(name, kind)
     if model.weights is None:
-        return
+        return None
     target = weights_dir() / model.weights
     if target.is_file():
-        return
+        return target
     bundled = _bundled(model.weights)
     if bundled is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -214,15 +236,115 @@ def require(name: str, kind: str | None = None) -> None:
             target.unlink()  # dangling: the package it pointed into has moved
         with contextlib.suppress(FileExistsError):  # another process linked it first
             target.symlink_to(bundled)
-        return
-    if os.environ.get("DOPPEL_ALLOW_DOWNLOAD", "") not in ("", "0"):
-        return  # DeepFace downloads it on first use.
-    raise WeightsMissing(
-        f"{model.name} weights are missing: {model.weights} is not in {target.parent}; "
-        f"download it from {model.url}",
+        return target
+    return download(model, settings or Settings.from_env())
+
+
+def source_url(model: ModelSpec, settings: Settings) -> str | None:
+    """Where the weights come from: DOPPEL_WEIGHTS_URL/FILE, else the published address."""
+    if model.weights is None:
+        return None
+    if settings.weights_url:
+        return settings.weights_url.rstrip("/") + "/" + model.weights
+    return model.url
+
+
+def _missing(model: ModelSpec, why: str) -> WeightsMissing:
+    assert model.weights is not None
+    return WeightsMissing(
+        f"{model.name} weights are missing: {model.weights} is not in {weights_dir()}"
+        f" ({why}); download it from {model.url}",
         remedy=Remedy.INSTALL_WEIGHTS,
         model=model.name,
     )
+
+
+# Seconds to wait for a connection or for the next bytes: where there is no network the
+# attempt ends within this, not after the system's minutes-long TCP timeout.
+NETWORK_TIMEOUT = 5.0
+
+
+def download(
+    model: ModelSpec, settings: Settings, progress: bool = True, timeout: float = NETWORK_TIMEOUT
+) -> Path:
+    """Download a model's weights into DeepFace's folder, through a `.part` file that is
+    renamed only when complete: as long as announced, the known size, the known hash."""
+    assert model.weights is not None
+    url = source_url(model, settings)
+    if settings.offline:
+        raise _missing(model, "downloads are off: DOPPEL_OFFLINE is set")
+    if url is None or not url.endswith(model.weights):
+        raise _missing(model, "doppel does not download this file itself")
+    target = weights_dir() / model.weights
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.part")
+    digest = hashlib.sha256()
+    received = 0
+    announced: int | None = None
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "doppel"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            announced = int(length) if length and length.isdigit() else None
+            with (
+                partial.open("wb") as handle,
+                _progress(model.weights, announced or model.size, progress) as advance,
+            ):
+                while chunk := response.read(1 << 20):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    advance(len(chunk))
+    except urllib.error.HTTPError as exc:
+        partial.unlink(missing_ok=True)
+        raise _missing(model, f"{url} answered {exc.code} {exc.reason}") from None
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        if received:
+            raise _missing(
+                model, f"the download broke off after {received:,} bytes: {reason}"
+            ) from None
+        raise _missing(model, f"cannot reach {url}: {reason}") from None
+    problem = None
+    if announced is not None and received != announced:
+        problem = f"the download broke off after {received:,} of {announced:,} bytes"
+    elif model.size is not None and received != model.size:
+        problem = f"got {received:,} bytes where {model.size:,} were expected"
+    elif model.sha256 is not None and digest.hexdigest() != model.sha256:
+        problem = "the file's SHA-256 is not the published one"
+    if problem:
+        partial.unlink(missing_ok=True)
+        raise _missing(model, problem)
+    partial.replace(target)
+    return target
+
+
+@contextlib.contextmanager
+def _progress(name: str, total: int | None, show: bool):  # type: ignore[no-untyped-def]
+    """A download progress bar on stderr (bytes, speed, time left)."""
+    if not show:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+    ) as bar:
+        task = bar.add_task(f"downloading {name}", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def install(name: str, source: Path) -> Path:
@@ -243,3 +365,66 @@ def install(name: str, source: Path) -> Path:
     shutil.copyfile(source, tmp)
     tmp.replace(target)
     return target
+
+
+# --- networks doppel converts ----------------------------------------------------------
+
+
+def recognition_graph(name: str) -> runtime.GraphSpec | None:
+    """A recognition model's Keras network as DeepFace builds it, for conversion; None for
+    models that are not Keras networks (Dlib)."""
+    model = spec(name, "recognition")
+    if not model.convertible or model.weights is None or model.input_size is None:
+        return None
+    side = model.input_size
+
+    def build() -> object:
+        runtime.quiet_tensorflow()
+        from deepface.modules import modeling
+
+        return modeling.build_model(task="facial_recognition", model_name=model.name).model
+
+    return runtime.GraphSpec(
+        name=model.name,
+        weights=weights_dir() / model.weights,
+        input_shape=(None, side, side, 3),
+        build=build,
+        sample=lambda: runtime.face_sample(side),
+        cache_dir=weights_dir(),
+    )
+
+
+def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
+    """The mtcnn package's three networks (its weights ship with it), for conversion."""
+    from doppel.faces import mtcnn
+
+    folder = mtcnn.weights_folder()
+
+    def stage(which: str) -> Callable[[], object]:
+        def build() -> object:
+            runtime.quiet_tensorflow()
+            import mtcnn.stages as stages
+
+            made = {"pnet": stages.StagePNet, "rnet": stages.StageRNet, "onet": stages.StageONet}
+            return made[which]().model
+
+        return build
+
+    shapes = {"pnet": (None, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
+    samples: dict[str, Callable[[], object]] = {
+        "pnet": lambda: mtcnn.pnet_sample(runtime.check_photo()),
+        "rnet": lambda: mtcnn.patch_sample(runtime.check_photo(), 24),
+        "onet": lambda: mtcnn.patch_sample(runtime.check_photo(), 48),
+    }
+    return {
+        which: runtime.GraphSpec(
+            name=f"mtcnn-{which}",
+            weights=folder / f"{which}.lz4",
+            input_shape=shapes[which],
+            build=stage(which),
+            sample=samples[which],  # type: ignore[arg-type]
+            cache_dir=weights_dir(),
+            full_precision=True,
+        )
+        for which in ("pnet", "rnet", "onet")
+    }

@@ -1,8 +1,14 @@
-"""Faces in a photo: DeepFace's detectors, boxes in file pixels and aligned crops."""
+"""Faces in a photo: DeepFace's detectors, boxes in file pixels and aligned crops.
+
+mtcnn runs as doppel's own TensorFlow-free copy of its pipeline (`doppel.faces.mtcnn`)
+unless the runtime is tensorflow; dlib and opencv need no TensorFlow either; the other
+detectors load it through DeepFace.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -13,18 +19,56 @@ from doppel.types import Box, DetectedFace
 
 # Faces are found on a copy this size (a side); they are cut from the full photo.
 DETECT_SIDE = 640
+# DeepFace detectors whose code imports no TensorFlow.
+WITHOUT_TENSORFLOW = frozenset({"dlib", "opencv", "skip"})
 
 
-def detect_faces(photo: Photo, detector: str, align: bool = True) -> list[DetectedFace]:
+def warm_up_detector(detector: str, runtime: str = "auto") -> None:
+    """Load the detector's networks now rather than on the first photo."""
+    if detector == "mtcnn" and runtime != "tensorflow":
+        from doppel.faces import mtcnn
+
+        mtcnn.detector_for(runtime)
+
+
+def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
+    """DeepFace's FacialAreaRegion for each face the detector finds in a BGR image."""
+    if detector == "mtcnn" and runtime != "tensorflow":
+        from deepface.models.Detector import FacialAreaRegion
+
+        from doppel.faces import mtcnn
+
+        found = mtcnn.detector_for(runtime).detect(np.ascontiguousarray(bgr[:, :, ::-1]))
+        return [
+            FacialAreaRegion(
+                x=f.x,
+                y=f.y,
+                w=f.w,
+                h=f.h,
+                left_eye=f.left_eye,
+                right_eye=f.right_eye,
+                confidence=f.confidence,
+            )
+            for f in found
+        ]
+    if detector not in WITHOUT_TENSORFLOW:
+        quiet_tensorflow()
+    from deepface.modules import modeling
+
+    return list(modeling.build_model(task="face_detector", model_name=detector).detect_faces(bgr))
+
+
+def detect_faces(
+    photo: Photo, detector: str, align: bool = True, runtime: str = "auto"
+) -> list[DetectedFace]:
     """Every face in the photo, largest first; an empty list when there is none."""
     if detector == "skip":
         height, width = photo.pixels.shape[:2]
         box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
         return [DetectedFace(0, box, 0.0, photo.bgr)]
     catalog.require(detector, "detector")
-    quiet_tensorflow()
     import cv2
-    from deepface.modules import detection, modeling
+    from deepface.modules import detection
 
     bgr = photo.bgr
     height, width = bgr.shape[:2]
@@ -35,7 +79,7 @@ def detect_faces(photo: Photo, detector: str, align: bool = True) -> list[Detect
     if shrink > 1.0:
         size = (round(width / shrink), round(height / shrink))
         small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    regions = modeling.build_model(task="face_detector", model_name=detector).detect_faces(small)
+    regions = _regions(small, detector, runtime)
     if not regions:
         return []
     # The black border lets alignment rotate faces near an edge (DeepFace does the same).

@@ -1,29 +1,58 @@
-"""Face crops in, vectors out: DeepFace recognition models behind one small class."""
+"""Face crops in, vectors out: DeepFace recognition models behind one small class.
+
+DeepFace's own preprocessing (resize with black padding, normalisation) prepares each
+crop; the network then runs on the runtime `doppel.faces.runtime` picks: OpenVINO or ONNX
+Runtime for the Keras models (no TensorFlow import), DeepFace's dlib client for Dlib.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
+from doppel.config import Settings
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog
-from doppel.faces.detect import detect_faces
+from doppel.faces import runtime as runtime_module
+from doppel.faces.detect import detect_faces, warm_up_detector
 from doppel.faces.imaging import Photo
-from doppel.faces.runtime import quiet_tensorflow
 from doppel.types import DetectedFace, EmbeddedFace, EmbeddingConfig
 
 
 class Embedder:
     """Detects faces and embeds them with one configuration; loads models on first use."""
 
-    def __init__(self, config: EmbeddingConfig, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        config: EmbeddingConfig,
+        batch_size: int = 32,
+        runtime: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         spec = catalog.spec(config.model, "recognition")
         detector = catalog.spec(config.detector, "detector")
         self.config = EmbeddingConfig(spec.name, detector.name, config.align, config.normalization)
         self.batch_size = batch_size
+        # None: the runtime Settings name (DOPPEL_RUNTIME, `doppel --runtime`), read at load.
+        self.runtime = runtime
+        self.threads = threads  # the model's threads; None lets the runtime decide
+        self._network: runtime_module.Network | None = None
+        self._client: Any = None  # DeepFace's client, for models that are not Keras networks
         self._ready = False
+
+    @property
+    def requested_runtime(self) -> str:
+        return self.runtime or Settings.from_env().runtime
+
+    @property
+    def runtime_label(self) -> str:
+        """The runtime the model runs on once loaded ("OpenVINO", "dlib", ...)."""
+        if self._network is not None:
+            return self._network.candidate.label
+        return "dlib" if self._client is not None else "not loaded"
 
     @property
     def input_size(self) -> int:
@@ -37,38 +66,56 @@ class Embedder:
             return
         catalog.require(self.config.model, "recognition")
         catalog.require(self.config.detector, "detector")
-        quiet_tensorflow()
-        from deepface.modules import modeling
+        graph = catalog.recognition_graph(self.config.model)
+        if graph is not None:
+            self._network = runtime_module.load(graph, self.requested_runtime, threads=self.threads)
+        else:
+            # Dlib: DeepFace's client wraps dlib itself; building it imports no TensorFlow.
+            from deepface.modules import modeling
 
-        modeling.build_model(task="facial_recognition", model_name=self.config.model)
+            self._client = modeling.build_model(
+                task="facial_recognition", model_name=self.config.model
+            )
+        warm_up_detector(self.config.detector, self.requested_runtime)
         self._ready = True
 
     def detect(self, photo: Photo, detector: str | None = None) -> list[DetectedFace]:
         """Every face in the photo, largest first; an empty list when there is none."""
-        return detect_faces(photo, detector or self.config.detector, self.config.align)
+        return detect_faces(
+            photo, detector or self.config.detector, self.config.align, self.requested_runtime
+        )
 
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed face crops (BGR) in batches; returns an (n, dimension) float32 array."""
         if not crops:
             return np.empty((0, self.config.dimension), dtype=np.float32)
         self.warm_up()
-        quiet_tensorflow()
-        from deepface import DeepFace
-
         out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
-            batch = list(crops[start : start + self.batch_size])
-            result = DeepFace.represent(
-                img_path=batch,
-                model_name=self.config.model,
-                detector_backend="skip",
-                normalization=self.config.normalization,
-                enforce_detection=False,
-            )
-            # DeepFace returns a flat list for one image and a list per image otherwise.
-            rows = [result] if len(batch) == 1 else result
-            out.extend(np.asarray(row[0]["embedding"], dtype=np.float32) for row in rows)
+            batch = self.preprocess(crops[start : start + self.batch_size])
+            if self._network is not None:
+                vectors = self._network(batch)[0]
+            else:
+                vectors = np.asarray(self._client.forward(batch), dtype=np.float32)
+            out.append(np.asarray(vectors, dtype=np.float32).reshape(len(batch), -1))
         return np.vstack(out)
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Crops as the model takes them, by DeepFace's own functions, as
+        `DeepFace.represent(..., detector_backend="skip")` does: the crop resized into the
+        model's square input with black padding (values to 0..1), then normalised."""
+        from deepface.modules import preprocessing
+
+        side = self.input_size
+        return np.concatenate(
+            [
+                preprocessing.normalize_input(
+                    preprocessing.resize_image(np.asarray(crop), (side, side)),
+                    self.config.normalization,
+                )
+                for crop in crops
+            ]
+        )
 
     def embed_photo(
         self, photo: Photo, all_faces: bool = False, detector: str | None = None
@@ -97,6 +144,6 @@ class Embedder:
 
 
 @lru_cache(maxsize=8)
-def embedder_for(config: EmbeddingConfig) -> Embedder:
-    """One Embedder per configuration per process, so models load once."""
-    return Embedder(config)
+def embedder_for(config: EmbeddingConfig, runtime: str | None = None) -> Embedder:
+    """One Embedder per configuration (and runtime) per process, so models load once."""
+    return Embedder(config, runtime=runtime)

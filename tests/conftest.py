@@ -101,10 +101,14 @@ def doppel_home() -> Iterator[Path]:
             "DOPPEL_MODEL",
             "DOPPEL_DETECTOR",
             "DOPPEL_GALLERY",
+            "DOPPEL_OFFLINE",
         )
     }
     os.environ["DOPPEL_HOME"] = str(home)
     os.environ["DEEPFACE_HOME"] = str(home / "deepface")
+    # Tests never reach the internet: a missing weights file is an error at once (the
+    # download tests use a local server).
+    os.environ["DOPPEL_OFFLINE"] = "1"
     for key in ("DOPPEL_DATABASE_URL", "DOPPEL_MODEL", "DOPPEL_DETECTOR", "DOPPEL_GALLERY"):
         os.environ.pop(key, None)
     yield home

@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "Facenet512"
 DEFAULT_DETECTOR = "mtcnn"
+RUNTIMES = ("auto", "onnx", "openvino", "tensorflow")
 
 
 def load_dotenv_once() -> None:

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
 from doppel.cli import find, ingest, resemble, serve
 from doppel.cli.db import db_app, index_app
 from doppel.cli.models import models_app
-from doppel.config import load_dotenv_once
+from doppel.config import RUNTIMES, load_dotenv_once
 
 app = typer.Typer(
     help="Find look-alikes in a face gallery, and tell whom a face resembles.",
@@ -20,6 +21,29 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # a DSN holds a password
     add_completion=False,
 )
+
+
+@app.callback()
+def options(
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            envvar="DOPPEL_RUNTIME",
+            help="Inference runtime for the face networks: auto (ONNX Runtime, on a CUDA GPU "
+            "when there is one), onnx, openvino (optional extra), or tensorflow.",
+        ),
+    ] = None,
+) -> None:
+    """Options for every command."""
+    if runtime is not None:
+        choice = runtime.strip().lower()
+        if choice not in RUNTIMES:
+            raise typer.BadParameter(f"use one of {', '.join(RUNTIMES)}", param_hint="--runtime")
+        # Settings (config.py) reads it, in this process and in the workers it starts.
+        os.environ["DOPPEL_RUNTIME"] = choice
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")

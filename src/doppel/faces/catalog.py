@@ -428,3 +428,50 @@ def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
         )
         for which in ("pnet", "rnet", "onet")
     }
+
+
+def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
+    """What `doppel models` shows: the runtime a model would run on, and whether its
+    converted file is present (without loading or converting anything)."""
+    graphs: list[runtime.GraphSpec] = []
+    if model.kind == "recognition" and model.convertible:
+        graph = recognition_graph(model.name)
+        graphs = [graph] if graph is not None else []
+    elif model.name == "mtcnn":
+        graphs = list(mtcnn_graphs().values())
+    elif model.name in ("Dlib", "dlib", "opencv"):
+        return "dlib" if model.name != "opencv" else "OpenCV", "n/a"
+    elif model.name == "skip":
+        return "-", "n/a"
+    if not graphs:
+        return "TensorFlow", "n/a"
+    if requested == "tensorflow":
+        return "TensorFlow", "not used"
+    order = runtime.candidates(requested, runtime.onnx_providers(), runtime.openvino_installed())
+    if not graphs[0].weights.is_file():
+        return order[0].label, "-"
+    present = all(runtime.status(graph).present for graph in graphs)
+    return order[0].label, "present" if present else "not yet"
+
+
+def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[str]:
+    """Weights present (downloaded if need be) and the networks converted and checked, for
+    `doppel models install NAME`; returns what was done, a line each."""
+    done: list[str] = []
+    model = spec(name)
+    if model.weights is not None:
+        path = require(model.name, model.kind, settings)
+        done.append(f"{model.name}: weights at {path}")
+    graphs: list[runtime.GraphSpec] = []
+    if model.kind == "recognition" and model.convertible:
+        graph = recognition_graph(model.name)
+        graphs = [graph] if graph is not None else []
+    elif model.name == "mtcnn":
+        graphs = list(mtcnn_graphs().values())
+    if settings.runtime == "tensorflow" or not graphs:
+        return done
+    for graph in graphs:
+        network = runtime.load(graph, settings.runtime, warn=say)
+        where = runtime.converted_path(graph)
+        done.append(f"{graph.name}: runs on {network.candidate.label} ({where})")
+    return done

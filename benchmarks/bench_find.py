@@ -1,11 +1,13 @@
 """`doppel find` end to end, cold (a new process) and warm (models already loaded).
 
-The gallery: 70,000 vectors shaped like Dlib face embeddings (128-d, clustered) whose
-sources are the real photos of ../shared/faces/deepface-unit, so the composite loads
-and crops real files. The query: a real 1024x1024 face, detected with mtcnn and
-embedded with DeepFace's Dlib model, as a gallery made by `doppel ingest` would be.
+The gallery: 70,000 vectors shaped like face embeddings (clustered) whose sources are
+the real photos of ../shared/faces/deepface-unit, so the composite loads and crops real
+files. The query: a real 1024x1024 face, detected with mtcnn and embedded with the
+default model, Facenet512 (its real architecture with random weights, converted for the
+runtime before the clock starts, as `doppel models install` does), or `--model Dlib`.
 
-    python benchmarks/bench_find.py [--size 70000] [--runs 3]
+    python benchmarks/bench_find.py [--size 70000] [--runs 3] [--model Dlib]
+        [--runtime auto|onnx|openvino|tensorflow]
 
 Prints where the time goes (imports, model load, decode, detection, embedding,
 query, composite) cold and warm, the `doppel find` command's own wall time in a new
@@ -27,16 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (  # noqa: E402
     SHARED_FACES,
+    install_random_facenet512,
     load,
     machine_line,
     peak_rss_mib,
+    prepare_models,
     private_home,
     server_memory_mib,
     table,
 )
 
 GALLERY = "bench-find"
-MODEL, DETECTOR = "Dlib", "mtcnn"
+DETECTOR = "mtcnn"
 STEPS = [
     "imports",
     "connect",
@@ -49,8 +53,8 @@ STEPS = [
 ]
 
 
-def make_gallery(size: int) -> float:
-    """Load `size` clustered 128-d vectors pointing at real photos; return seconds."""
+def make_gallery(size: int, model: str) -> float:
+    """Load `size` clustered vectors pointing at real photos; return seconds."""
     from doppel.config import Settings
     from doppel.faces.imaging import iter_images
     from doppel.store.db import connect
@@ -60,10 +64,11 @@ def make_gallery(size: int) -> float:
 
     start = time.perf_counter()
     photos = [str(p) for p in iter_images(SHARED_FACES / "deepface-unit")]
-    vectors = clustered_vectors(size, 128, seed=1)
+    config = EmbeddingConfig(model, DETECTOR)
+    vectors = clustered_vectors(size, config.dimension, seed=1)
     with connect(Settings.from_env()) as conn:
         repo = Repository(conn)
-        gallery = repo.ensure_gallery(GALLERY, EmbeddingConfig(MODEL, DETECTOR))
+        gallery = repo.ensure_gallery(GALLERY, config)
         with conn.transaction():
             repo.copy_faces(
                 gallery,
@@ -98,8 +103,6 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     from doppel.store.repository import Repository
     from doppel.types import Filters
 
-    if first:
-        from deepface import DeepFace  # noqa: F401  (TensorFlow comes with it)
     lap("imports")
     conn = connect(Settings.from_env())
     repo = Repository(conn)
@@ -108,10 +111,7 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     embedder = embedder_for(gallery.config)
     detector = query_detector(gallery, None, DETECTOR)
     if first:
-        from deepface.modules import modeling
-
         embedder.warm_up()
-        modeling.build_model(task="face_detector", model_name=detector)
     lap("model load")
     photo = imaging.load(photo_path)
     own_hash = imaging.file_hash(photo_path)
@@ -140,6 +140,7 @@ def _phase(args: argparse.Namespace) -> None:
     query, out = Path(args.query), Path(args.out)
     cold = timed_steps(query, out, first=True)
     cold_rss = peak_rss_mib()
+    tensorflow = "tensorflow" in sys.modules
     warm_runs = [timed_steps(query, out, first=False) for _ in range(args.runs)]
     warm = {key: statistics.median(run[key] for run in warm_runs) for key in warm_runs[0]}
     # The library's own entry point, twice in one process: the second call is warm.
@@ -162,6 +163,7 @@ def _phase(args: argparse.Namespace) -> None:
                 "cold_rss": cold_rss,
                 "warm_rss": peak_rss_mib(),
                 "library": library,
+                "tensorflow": tensorflow,
             }
         )
     )
@@ -173,6 +175,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--query", default=str(SHARED_FACES / "generated" / "example.png"))
     parser.add_argument("--out", default=None)
+    parser.add_argument("--model", default="Facenet512", choices=["Facenet512", "Dlib"])
+    parser.add_argument("--runtime", default="auto")
     parser.add_argument("--phase", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -183,12 +187,16 @@ def main() -> None:
     import tempfile
 
     print(machine_line())
+    os.environ["DOPPEL_RUNTIME"] = args.runtime
     with private_home() as home, tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "composite.png"
-        seconds = make_gallery(args.size)
+        if args.model == "Facenet512":
+            install_random_facenet512(home)
+        prepare_models(args.model, DETECTOR)
+        seconds = make_gallery(args.size, args.model)
         print(
-            f"gallery: {args.size} vectors (128-d, {MODEL} with {DETECTOR}) loaded and "
-            f"indexed in {seconds:.1f} s; query {args.query}"
+            f"gallery: {args.size} vectors ({args.model} with {DETECTOR}) loaded and "
+            f"indexed in {seconds:.1f} s; query {args.query}; runtime {args.runtime}"
         )
         env = dict(os.environ)
         # The command itself, each run a new process (the database server already runs).
@@ -264,6 +272,7 @@ def main() -> None:
                     f"{server_rss:.0f} / {server_peak:.0f} MiB",
                 ],
                 *[[f"`doppel {name}` wall time", f"{s:.2f} s"] for name, s in help_walls],
+                ["TensorFlow imported by find", "yes" if result["tensorflow"] else "no"],
                 ["load average after", load()],
             ],
         )

@@ -3,7 +3,8 @@
 Times each stage of `doppel ingest --detector skip` on its own, in one process, on
 generated 1024x1024 PNG faces: reading and hashing the file, decoding the PNG
 (libspng, which doppel uses, against OpenCV and Pillow), the resize to 160x160,
-and Facenet512's real architecture (random weights) at several batch sizes. CPU
+and Facenet512's real architecture (random weights) at several batch sizes on each
+runtime: TensorFlow, ONNX Runtime and (when installed) OpenVINO. CPU
 milliseconds per face hardly depend on what else the machine runs; from them it
 prints the ceiling: the faces per second that all the machine's cores could give
 if nothing but these stages ran and they overlapped perfectly.
@@ -43,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces-dir", help="generated faces (made here if missing)")
     parser.add_argument("--files", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=None, help="model threads (default: all)")
     args = parser.parse_args()
     print(machine_line())
 
@@ -90,29 +92,42 @@ def main() -> None:
 
     with private_home() as home:
         install_random_facenet512(home)
+        from doppel.faces import catalog, runtime
         from doppel.faces.embed import Embedder
         from doppel.types import EmbeddingConfig
 
-        embedder = Embedder(EmbeddingConfig("Facenet512", "skip", align=False))
-        embedder.warm_up()
-        from deepface.modules import modeling
-
-        model = modeling.build_model(task="facial_recognition", model_name="Facenet512").model
+        graph = catalog.recognition_graph("Facenet512")
+        assert graph is not None
         crops = np.random.default_rng(0).random((64, 160, 160, 3), dtype=np.float32)
-        model_cpu = {}
-        for batch in (1, 8, 32):
-            batches = [crops[i : i + batch] for i in range(0, 64 if batch > 1 else 16, batch)]
-            model.predict_on_batch(batches[0])  # build the graph for this shape
-            cpu, wall = per_item(model.predict_on_batch, batches)
-            model_cpu[batch] = cpu / batch
-            rows.append(
-                [f"Facenet512, batch {batch}", f"{cpu / batch:.1f}", f"{wall / batch:.1f}", ""]
-            )
-            print(f"Facenet512 batch {batch}: {cpu / batch:.1f} ms CPU per face", flush=True)
+        model_cpu: dict[tuple[str, int], float] = {}
+        wanted = ["tensorflow", "onnx"] + (["openvino"] if runtime.openvino_installed() else [])
+        for name in wanted:
+            network = runtime.load(graph, name, threads=args.threads)
+            label = network.candidate.label
+            for batch in (1, 8, 32):
+                batches = [crops[i : i + batch] for i in range(0, 64 if batch > 1 else 16, batch)]
+                network(batches[0])  # the first call of a shape builds it
+                cpu, wall = per_item(network, batches)
+                model_cpu[name, batch] = cpu / batch
+                rows.append(
+                    [
+                        f"Facenet512, {label}, batch {batch}",
+                        f"{cpu / batch:.1f}",
+                        f"{wall / batch:.1f}",
+                        "",
+                    ]
+                )
+                print(
+                    f"Facenet512 {label} batch {batch}: {cpu / batch:.1f} ms CPU per face",
+                    flush=True,
+                )
+        embedder = Embedder(
+            EmbeddingConfig("Facenet512", "skip", align=False), threads=args.threads
+        )
         embed = per_item(lambda chunk: embedder.embed_crops(list(chunk)), [crops[:32], crops[32:]])
         rows.append(
             [
-                "embed_crops, batch 32 (DeepFace.represent)",
+                f"embed_crops, batch 32 ({embedder.runtime_label}, default)",
                 f"{embed[0] / 32:.1f}",
                 f"{embed[1] / 32:.1f}",
                 "what ingest calls",
@@ -127,7 +142,8 @@ def main() -> None:
     print(
         f"per face, the stages ingest runs: {total:.0f} ms of CPU; {cores} cores can give at "
         f"most {cores * 1000 / total:.1f} faces/s (the model alone: "
-        f"{cores * 1000 / model_cpu[32]:.1f} faces/s); load average {load()}"
+        f"{cores * 1000 / model_cpu['onnx', 32]:.1f} faces/s on ONNX Runtime, "
+        f"{cores * 1000 / model_cpu['tensorflow', 32]:.1f} on TensorFlow); load average {load()}"
     )
 
 

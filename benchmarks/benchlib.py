@@ -219,6 +219,17 @@ def install_random_facenet512(home: Path) -> None:
     path.unlink()
 
 
+def prepare_models(*names: str) -> None:
+    """Weights present and networks converted for the runtime, before any clock starts."""
+    from doppel.config import Settings
+    from doppel.faces.catalog import prepare
+
+    settings = Settings.from_env()
+    for name in names:
+        for line in prepare(name, settings, say=print):
+            print(line)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table, right-aligned numbers, for terminals and Markdown code blocks."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]

@@ -87,7 +87,7 @@ def decode(data: bytes, name: str = "image", max_side: int | None = MAX_SIDE) ->
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-            if _rotated(img):
+            if rotated(img):
                 width, height = height, width
             if max_side and max(width, height) > max_side:
                 shrink = max(width, height) / max_side
@@ -134,7 +134,7 @@ def _decode_png(data: bytes, max_side: int | None) -> Photo | None:
     return Photo(np.ascontiguousarray(small.pixels[:, :, ::-1]), small.scale)
 
 
-def _rotated(img: object) -> bool:
+def rotated(img: object) -> bool:
     try:
         return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # type: ignore[attr-defined]
     except Exception:

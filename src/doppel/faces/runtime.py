@@ -112,6 +112,9 @@ class OnnxNetwork(Network):
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: on a few cores, ingest's decoding
+        # workers need the CPU that spinning would burn between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
         if candidate.device == "CUDA":

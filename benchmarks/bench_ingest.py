@@ -32,6 +32,7 @@ from benchlib import (  # noqa: E402
     load,
     machine_line,
     peak_rss_mib,
+    prepare_models,
     private_home,
     process_cpu_seconds,
     server_memory_mib,
@@ -93,7 +94,12 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
 
 
 def doppel_ingest(
-    folder: Path, model: str, detector: str, batch_size: int, workers: int | None
+    folder: Path,
+    model: str,
+    detector: str,
+    batch_size: int,
+    workers: int | None,
+    threads: int | None = None,
 ) -> dict:
     """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
@@ -104,7 +110,9 @@ def doppel_ingest(
     from doppel.types import EmbeddingConfig
 
     embedder = Embedder(
-        EmbeddingConfig(model, detector, align=detector != "skip"), batch_size=batch_size
+        EmbeddingConfig(model, detector, align=detector != "skip"),
+        batch_size=batch_size,
+        threads=threads,
     )
     embedder.warm_up()
     settings = Settings.from_env()
@@ -148,7 +156,10 @@ def _phase(args: argparse.Namespace) -> None:
         step = max(1, len(files) // args.loop_files)
         result = original_loop(files[::step][: args.loop_files], args.model, args.detector)
     else:
-        result = doppel_ingest(folder, args.model, args.detector, args.batch_size, args.workers)
+        result = doppel_ingest(
+            folder, args.model, args.detector, args.batch_size, args.workers, args.threads
+        )
+        result["runtime"] = args.runtime
     result["peak_self"] = peak_rss_mib()
     result["load_after"] = load()
     print("RESULT " + json.dumps(result))
@@ -173,6 +184,8 @@ def _run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict:
     ]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -197,6 +210,10 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="model threads (default: all)")
+    parser.add_argument(
+        "--runtime", default="auto", help="doppel's runtime: auto, onnx, openvino, tensorflow"
+    )
     parser.add_argument("--phase", choices=["loop", "ingest"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
@@ -217,12 +234,15 @@ def main() -> None:
                 f"faces: {args.count} generated 1024x1024 PNGs in {folder} "
                 f"({time.perf_counter() - start:.0f} s)"
             )
+        os.environ["DOPPEL_RUNTIME"] = args.runtime
         if args.model == "Facenet512":
             install_random_facenet512(home)
             print("model: Facenet512 architecture with random weights (same compute)")
+        prepare_models(args.model, args.detector)
         print(
             f"model {args.model}, detector {args.detector}, batch {args.batch_size}, "
-            f"workers {args.workers or os.cpu_count()}"
+            f"workers {args.workers or os.cpu_count()}, model threads {args.threads or 'all'}, "
+            f"runtime {args.runtime}"
         )
         loop = _run_phase("loop", args, folder)
         pipe = _run_phase("ingest", args, folder)

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from doppel.cli import app
+from doppel.cli.common import error_line
 from doppel.config import Settings
 from doppel.errors import WeightsMissing
 from doppel.faces import catalog
@@ -98,7 +99,7 @@ def test_an_interrupted_download_leaves_nothing_and_the_next_one_works(
     handler.cut_after = 1000
     with pytest.raises(WeightsMissing) as caught:
         catalog.require("Age", "attributes", _settings(url))
-    message = str(caught.value)
+    message = error_line(caught.value)
     assert "broke off after 1,000 of 300,000 bytes" in message
     assert NAME in message and "doppel models install Age FILE" in message
     assert not (weights / NAME).exists() and not (weights / f"{NAME}.part").exists()
@@ -112,7 +113,7 @@ def test_offline_the_missing_file_is_one_clear_error(
     monkeypatch.setenv("DOPPEL_OFFLINE", "1")
     with pytest.raises(WeightsMissing) as caught:
         catalog.require("Facenet512", "recognition")
-    message = str(caught.value)
+    message = error_line(caught.value)
     assert "facenet512_weights.h5" in message and str(weights) in message
     assert "DOPPEL_OFFLINE" in message
     assert "doppel models install Facenet512 FILE" in message
@@ -125,7 +126,7 @@ def test_no_network_fails_at_once_with_the_same_message(weights: Path) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(WeightsMissing) as caught:
         catalog.require("Facenet512", "recognition", _settings(f"http://127.0.0.1:{port}/w"))
-    message = str(caught.value)
+    message = error_line(caught.value)
     assert "cannot reach" in message and "facenet512_weights.h5" in message
     assert str(weights) in message and "doppel models install Facenet512 FILE" in message
     assert not weights.exists() or not list(weights.iterdir())

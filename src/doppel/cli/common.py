@@ -36,7 +36,7 @@ HINTS: dict[Remedy, str] = {
     Remedy.NO_SAME_ATTRIBUTES: "or drop --same-attributes",
     Remedy.LIST_MODELS: "`doppel models` lists the ones doppel supports",
     Remedy.INSTALL_WEIGHTS: "then run `doppel models install {model} FILE` "
-    "(or set DOPPEL_ALLOW_DOWNLOAD=1 where there is internet)",
+    "(`doppel models install {model}` downloads it where there is internet)",
 }
 
 

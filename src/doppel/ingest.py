@@ -174,11 +174,17 @@ def ingest(
         raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
     skip_detection = embedder.config.detector == "skip"
     new_files = sum(1 for path in paths if str(path) not in known)
+    cores = os.cpu_count() or 1
+    workers = cores if workers is None else workers
+    if embedder.threads is None and workers > 0 and len(paths) >= 16:
+        # The decoding workers keep the cores busy; the model gets what they leave, at
+        # least one thread. One ONNX Runtime thread spends a third less CPU per face
+        # than two competing with the decoders (docs/benchmarks.md, section 1).
+        embedder.threads = max(1, cores - workers)
     if new_files:
         embedder.warm_up()  # fail on missing weights before any work
     if new_files and repo.has_index(gallery):
         repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
-    workers = (os.cpu_count() or 1) if workers is None else workers
     resize_to = embedder.input_size if skip_detection else None
 
     writer = _Writer(repo, gallery)

@@ -328,3 +328,43 @@ def test_models_install_converts_and_models_shows_it(
     assert "TensorFlow" in row
     bad = runner.invoke(app, ["--runtime", "tpu", "models"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+def test_faces_are_cut_and_aligned_exactly_as_deepface_does(
+    converted: Path, unit_faces: Path
+) -> None:
+    import cv2
+    from deepface.models.Detector import FacialAreaRegion
+    from deepface.modules import detection
+
+    from doppel.faces import align, mtcnn
+
+    finder = mtcnn.detector_for("onnx")
+    compared = 0
+    for name in ("img1.jpg", "couple.jpg", "img11_reflection.jpg", "selfie-many-people.jpg"):
+        bgr = cv2.imread(str(unit_faces / name))
+        bgr = cv2.resize(bgr, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+        for border in (0, bgr.shape[0] // 2):  # with DeepFace's black border, and without
+            padded = cv2.copyMakeBorder(bgr, border, border, border, border, cv2.BORDER_CONSTANT)
+            for face in finder.detect(np.ascontiguousarray(bgr[:, :, ::-1])):
+                eyes = [(e[0] + border, e[1] + border) for e in (face.left_eye, face.right_eye)]
+                region = FacialAreaRegion(
+                    x=face.x + border,
+                    y=face.y + border,
+                    w=face.w,
+                    h=face.h,
+                    left_eye=eyes[0],
+                    right_eye=eyes[1],
+                    confidence=face.confidence,
+                )
+                for level in (True, False):
+                    want = detection.extract_face(
+                        region, padded, level, 0, border, border, "mtcnn"
+                    ).img
+                    got = align.extract_face(
+                        padded, region.x, region.y, region.w, region.h, eyes[0], eyes[1], level
+                    )
+                    assert np.array_equal(got, want), (name, border, level)
+                    compared += 1
+    assert compared >= 20

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from doppel.faces import catalog
+from doppel.faces.align import extract_face
 from doppel.faces.imaging import Photo
 from doppel.faces.runtime import quiet_tensorflow
 from doppel.types import Box, DetectedFace
@@ -68,7 +69,6 @@ def detect_faces(
         return [DetectedFace(0, box, 0.0, photo.bgr)]
     catalog.require(detector, "detector")
     import cv2
-    from deepface.modules import detection
 
     bgr = photo.bgr
     height, width = bgr.shape[:2]
@@ -107,22 +107,37 @@ def detect_faces(
             mouth_left=up(region.mouth_left),
             mouth_right=up(region.mouth_right),
         )
-        face = detection.extract_face(
-            facial_area=scaled,
-            img=padded,
-            align=align,
-            expand_percentage=0,
-            width_border=border_x,
-            height_border=border_y,
-            detector_backend=detector,
-        )
-        if face.img.size == 0:
+        if scaled.left_eye is not None and scaled.right_eye is not None:
+            # DeepFace's extract_face, restated (doppel.faces.align) to spare its imports.
+            cut = extract_face(
+                padded,
+                scaled.x,
+                scaled.y,
+                scaled.w,
+                scaled.h,
+                scaled.left_eye,
+                scaled.right_eye,
+                align,
+            )
+        else:  # DeepFace finds the eyes with OpenCV first
+            from deepface.modules import detection
+
+            cut = detection.extract_face(
+                facial_area=scaled,
+                img=padded,
+                align=align,
+                expand_percentage=0,
+                width_border=border_x,
+                height_border=border_y,
+                detector_backend=detector,
+            ).img
+        if cut.size == 0:
             continue
         k = shrink * photo.scale  # small-copy pixels to file pixels
         box = Box(
             round(region.x * k), round(region.y * k), round(region.w * k), round(region.h * k)
         )
-        crop = np.ascontiguousarray(face.img, dtype=np.float32) / 255.0
+        crop = np.ascontiguousarray(cut, dtype=np.float32) / 255.0
         faces.append((box, float(region.confidence or 0.0), crop))
     faces.sort(key=lambda face: face[0].area, reverse=True)
     return [DetectedFace(i, box, conf, crop) for i, (box, conf, crop) in enumerate(faces)]

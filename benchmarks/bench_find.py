@@ -104,7 +104,8 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     from doppel.types import Filters
 
     lap("imports")
-    conn = connect(Settings.from_env())
+    settings = Settings.from_env()
+    conn = connect(settings)
     repo = Repository(conn)
     gallery = repo.gallery(GALLERY)
     lap("connect")
@@ -129,6 +130,7 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
         photo,
         QueryResult(EmbeddedFace(face.index, face.box, face.confidence, vectors[0]), matches),
         out,
+        settings,
     )
     lap("composite")
     conn.close()
@@ -148,11 +150,12 @@ def _phase(args: argparse.Namespace) -> None:
     from doppel.search import find
     from doppel.store.db import connect
 
-    with connect(Settings.from_env()) as conn:
+    settings = Settings.from_env()
+    with connect(settings) as conn:
         library = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            find(conn, query, GALLERY, composite=out)
+            find(conn, query, GALLERY, composite=out, settings=settings)
             library.append(time.perf_counter() - start)
     print(
         "RESULT "

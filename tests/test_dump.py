@@ -669,11 +669,11 @@ def test_ffhq_paths_map_onto_an_image_root(tmp_path: Path, unit_faces: Path) -> 
 
     Image.open(photo).convert("RGB").resize((64, 64)).save(root / "00000" / "00042.png")
     key = "/home/someone/ffhq/images1024x1024/00000/00042.png"
-    assert sources.load_source(key) is None or root in sources.image_roots(settings)
+    assert sources.load_source(key, settings) is None or root in sources.image_roots(settings)
     sources.add_image_root(root, settings)
-    loaded = sources.load_source(key)
+    loaded = sources.load_source(key, settings)
     assert loaded is not None and loaded.pixels.shape[:2] == (64, 64)
-    assert sources.load_source("/elsewhere/00000/00043.png") is None
+    assert sources.load_source("/elsewhere/00000/00043.png", settings) is None
 
 
 def test_unreachable_url_gives_no_photo_quickly(tmp_path: Path) -> None:

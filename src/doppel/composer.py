@@ -158,14 +158,13 @@ def caption(match: Match) -> tuple[str, str]:
     return title, f"{name}  {attrs}".strip()
 
 
-def render(photo: Photo, result: QueryResult, out: Path) -> Path:
+def render(photo: Photo, result: QueryResult, out: Path, settings: Settings) -> Path:
     """The composite picture of one query face and its matches, written to out.
 
     The matches' pictures are cut in threads (decoding lets go of the GIL), each from its
     photo decoded no larger than the face needs, and kept in a cache for the next time.
     """
     query = Tile(photo, result.face.box, "query", "")
-    settings = Settings.from_env()
     with ThreadPoolExecutor(max(1, min(len(result.matches), 4))) as pool:
         pictures = list(
             pool.map(
@@ -182,7 +181,7 @@ def render(photo: Photo, result: QueryResult, out: Path) -> Path:
 
 
 def match_picture(
-    source: str, box: Box | None, side: int, settings: Settings | None = None
+    source: str, box: Box | None, side: int, settings: Settings
 ) -> Image.Image | None:
     """The square picture of a gallery face, side pixels, or None when its photo is gone.
 
@@ -190,7 +189,6 @@ def match_picture(
     a JPEG is decoded at the smallest scale (Pillow's draft: 1/2, 1/4, 1/8) that still
     gives the face at least side pixels.
     """
-    settings = settings or Settings.from_env()
     path = sources.resolve(source, settings)
     if path is None:
         return None

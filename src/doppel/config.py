@@ -1,4 +1,13 @@
-"""Where doppel keeps its things, read from the environment and a `.env` file."""
+"""doppel's configuration: every environment variable and every default, in one place.
+
+The CLI (and `doppel serve`) reads the environment once, with Settings.from_env(), and
+passes the Settings down; library code takes what it needs as arguments and never
+reads the environment itself. Each variable is described in `.env.example`.
+
+One value is process-wide by nature and is read here, not passed: DeepFace finds its
+weights under DEEPFACE_HOME by itself, so doppel's weights catalogue must look in the
+same place (deepface_home()).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,38 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from doppel.errors import UsageError
+
 DEFAULT_MODEL = "Facenet512"
 DEFAULT_DETECTOR = "mtcnn"
 RUNTIMES = ("auto", "onnx", "openvino", "tensorflow")
+DEFAULT_BATCH_SIZE = 32  # faces per model call: 2.7 times one-at-a-time (docs/benchmarks.md)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_UPLOAD_MIB = 20
+
+# Every environment variable doppel reads, and the Settings field (or function) it sets.
+ENVIRONMENT = {
+    "DOPPEL_HOME": "home",
+    "XDG_DATA_HOME": "home (when DOPPEL_HOME is unset)",
+    "DOPPEL_DATABASE_URL": "database_url",
+    "DOPPEL_MODEL": "model",
+    "DOPPEL_DETECTOR": "detector",
+    "DOPPEL_DEBUG": "debug",
+    "DOPPEL_GALLERY": "gallery",
+    "DOPPEL_IMAGE_ROOT": "image_roots",
+    "DOPPEL_EF_SEARCH": "ef_search",
+    "DOPPEL_BATCH_SIZE": "batch_size",
+    "DOPPEL_HOST": "host",
+    "DOPPEL_PORT": "port",
+    "DOPPEL_MAX_UPLOAD_MIB": "max_upload_mib",
+    "DOPPEL_REPORTS": "reports",
+    "RAY_ADDRESS": "ray_address",
+    "DEEPFACE_HOME": "deepface_home()",
+    "DOPPEL_RUNTIME": "runtime",
+    "DOPPEL_OFFLINE": "offline",
+    "DOPPEL_WEIGHTS_URL": "weights_url",
+}
 
 
 def load_dotenv_once() -> None:
@@ -23,15 +61,37 @@ def _xdg_data_home() -> Path:
     return Path(base) if base else Path.home() / ".local" / "share"
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _int(name: str, default: int | None, low: int, high: int) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a whole number, not {text!r}") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def deepface_home() -> Path:
+    """The folder DeepFace keeps `.deepface/weights` in (it reads DEEPFACE_HOME itself)."""
+    return Path(os.environ.get("DEEPFACE_HOME") or str(Path.home()))
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration; every field has an environment variable."""
+    """Resolved configuration; every field has an environment variable (ENVIRONMENT)."""
 
     home: Path
     database_url: str | None
-    model: str
-    detector: str
-    debug: bool
+    model: str = DEFAULT_MODEL
+    detector: str = DEFAULT_DETECTOR
+    debug: bool = False
     # Inference runtime for the face networks: auto, openvino, onnx or tensorflow.
     runtime: str = "auto"
     # Never download model weights (DOPPEL_OFFLINE=1); missing ones are then an error.
@@ -39,19 +99,40 @@ class Settings:
     # Where weights are downloaded from instead of each model's published address:
     # BASE/FILE_NAME (a mirror, or a local server in tests).
     weights_url: str | None = None
+    gallery: str | None = None  # searched when a command names none and there are several
+    image_roots: tuple[Path, ...] = ()  # local copies of FFHQ, before the recorded ones
+    ef_search: int | None = None  # None: the store's default
+    batch_size: int = DEFAULT_BATCH_SIZE
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_upload_mib: int = DEFAULT_MAX_UPLOAD_MIB
+    reports: Path | None = None  # None: home/reports
+    ray_address: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
         home = os.environ.get("DOPPEL_HOME")
+        reports = os.environ.get("DOPPEL_REPORTS")
+        roots = os.environ.get("DOPPEL_IMAGE_ROOT", "")
         return cls(
             home=Path(home).expanduser() if home else _xdg_data_home() / "doppel",
             database_url=os.environ.get("DOPPEL_DATABASE_URL") or None,
-            model=os.environ.get("DOPPEL_MODEL", DEFAULT_MODEL),
-            detector=os.environ.get("DOPPEL_DETECTOR", DEFAULT_DETECTOR),
-            debug=os.environ.get("DOPPEL_DEBUG", "") not in ("", "0"),
+            model=os.environ.get("DOPPEL_MODEL") or DEFAULT_MODEL,
+            detector=os.environ.get("DOPPEL_DETECTOR") or DEFAULT_DETECTOR,
+            debug=_flag("DOPPEL_DEBUG"),
             runtime=os.environ.get("DOPPEL_RUNTIME", "auto").strip().lower() or "auto",
-            offline=os.environ.get("DOPPEL_OFFLINE", "") not in ("", "0"),
+            offline=_flag("DOPPEL_OFFLINE"),
             weights_url=os.environ.get("DOPPEL_WEIGHTS_URL") or None,
+            gallery=os.environ.get("DOPPEL_GALLERY") or None,
+            image_roots=tuple(Path(p).expanduser() for p in roots.split(os.pathsep) if p),
+            ef_search=_int("DOPPEL_EF_SEARCH", None, 1, 1000),
+            batch_size=_int("DOPPEL_BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, 4096) or 1,
+            host=os.environ.get("DOPPEL_HOST") or DEFAULT_HOST,
+            port=_int("DOPPEL_PORT", DEFAULT_PORT, 1, 65535) or DEFAULT_PORT,
+            max_upload_mib=_int("DOPPEL_MAX_UPLOAD_MIB", DEFAULT_MAX_UPLOAD_MIB, 1, 1024)
+            or DEFAULT_MAX_UPLOAD_MIB,
+            reports=Path(reports).expanduser() if reports else None,
+            ray_address=os.environ.get("RAY_ADDRESS") or None,
         )
 
     @property
@@ -65,3 +146,8 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where `doppel serve` lists resemblance reports from."""
+        return self.reports or self.home / "reports"

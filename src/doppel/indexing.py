@@ -118,3 +118,66 @@ def start_background_build(
         if log is not None:
             output.close()  # type: ignore[attr-defined]
     return log
+
+
+@dataclass(frozen=True)
+class IndexJob:
+    """`doppel index build` or `rebuild` for one gallery, with the parameters it will use."""
+
+    gallery: Gallery
+    faces: int
+    m: int
+    ef_construction: int
+    rebuild: bool
+    needed: bool  # False: the gallery has its index and no rebuild was asked
+
+
+def plan_build(
+    conn: psycopg.Connection,
+    gallery_name: str | None,
+    *,
+    m: int | None = None,
+    ef_construction: int | None = None,
+    rebuild: bool = False,
+) -> IndexJob:
+    """What building (or rebuilding) the gallery's index involves; parameters by its size."""
+    repo = Repository(conn)
+    gallery = repo.pick_gallery(gallery_name)
+    faces = repo.face_count(gallery)
+    if faces == 0:
+        raise UsageError(f"gallery {gallery.name!r} has no faces to index")
+    plan = plan_index(faces)
+    return IndexJob(
+        gallery,
+        faces,
+        m or plan.m,
+        ef_construction or plan.ef_construction,
+        rebuild,
+        rebuild or not repo.has_index(gallery),
+    )
+
+
+@dataclass(frozen=True)
+class IndexBuilt:
+    built: bool  # False: another process is building it
+    seconds: float
+    size_bytes: int
+
+
+def run_build(
+    conn: psycopg.Connection,
+    job: IndexJob,
+    *,
+    concurrently: bool = False,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> IndexBuilt:
+    """Build the job's index (dropping the old one first for a rebuild)."""
+    repo = Repository(conn)
+    start = time.perf_counter()
+    if job.rebuild:
+        repo.drop_index(job.gallery)
+    built = repo.ensure_index(
+        job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
+    )
+    state = repo.index_state(job.gallery)
+    return IndexBuilt(built, time.perf_counter() - start, state.size_bytes if state else 0)

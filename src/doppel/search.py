@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from doppel.composer import render
+from doppel.config import Settings
 from doppel.errors import UnreadableImage
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
@@ -74,12 +75,14 @@ def find(
     detector: str | None = None,
     default_detector: str = "mtcnn",
     composite: Path | None = None,
+    settings: Settings | None = None,
     ef_search: int | None = None,
     faces: QueryFaces | None = None,
 ) -> FindResult:
     """Search a gallery for the faces most like those in the photo.
 
-    gallery_name None means the only gallery there is. The query photo itself is left
+    gallery_name None means the only gallery there is. A composite picture needs the
+    settings (where the gallery's photos are found again). The query photo itself is left
     out of the matches when the gallery holds it (same file content).
     """
     start = time.perf_counter()
@@ -103,7 +106,9 @@ def find(
     ]
     done = time.perf_counter()
     if composite is not None:
-        render(query.photo, results[0], composite)
+        if settings is None:
+            raise ValueError("a composite needs the settings, to find the gallery's photos")
+        render(query.photo, results[0], composite, settings)
     return FindResult(
         gallery, query.name, query.photo, results, composite, searched - start, done - searched
     )

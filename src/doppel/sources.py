@@ -11,7 +11,6 @@ Whatever cannot be had yields None, and the composite shows a placeholder instea
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import urllib.error
 import urllib.request
@@ -32,12 +31,9 @@ def roots_file(settings: Settings) -> Path:
     return settings.home / "image-roots.txt"
 
 
-def image_roots(settings: Settings | None = None) -> list[Path]:
+def image_roots(settings: Settings) -> list[Path]:
     """Folders to look for FFHQ images in: DOPPEL_IMAGE_ROOT first, then recorded ones."""
-    settings = settings or Settings.from_env()
-    roots = [
-        Path(p).expanduser() for p in os.environ.get("DOPPEL_IMAGE_ROOT", "").split(os.pathsep) if p
-    ]
+    roots = list(settings.image_roots)
     try:
         recorded = roots_file(settings).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -46,9 +42,8 @@ def image_roots(settings: Settings | None = None) -> list[Path]:
     return list(dict.fromkeys(roots))
 
 
-def add_image_root(root: Path, settings: Settings | None = None) -> Path:
+def add_image_root(root: Path, settings: Settings) -> Path:
     """Record a local copy of FFHQ so later finds show its images; returns it resolved."""
-    settings = settings or Settings.from_env()
     root = root.expanduser().resolve()
     if not root.is_dir():
         raise UsageError(f"the image root {root} is not a folder")
@@ -108,9 +103,8 @@ def fetch(url: str, cache_dir: Path, timeout: float = FETCH_TIMEOUT) -> Path | N
     return target
 
 
-def resolve(source: str, settings: Settings | None = None) -> Path | None:
+def resolve(source: str, settings: Settings) -> Path | None:
     """A local file holding the source's image, or None."""
-    settings = settings or Settings.from_env()
     if is_url(source):
         return fetch(source, settings.cache_dir)
     path = Path(source)
@@ -119,9 +113,9 @@ def resolve(source: str, settings: Settings | None = None) -> Path | None:
     return under_roots(source, image_roots(settings))
 
 
-def load_source(source: str, max_side: int = 1024) -> Photo | None:
+def load_source(source: str, settings: Settings, max_side: int = 1024) -> Photo | None:
     """The photo a face came from, or None when it cannot be had any more."""
-    path = resolve(source)
+    path = resolve(source, settings)
     if path is None:
         return None
     try:

@@ -164,21 +164,31 @@ def connect(settings: Settings):  # type: ignore[no-untyped-def]
     return connect(settings)
 
 
+# Options whose default comes from the Settings (an environment variable, else doppel's
+# default) are None here and resolved by the command: `model or settings.model`.
 ModelOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--model", "-m", envvar="DOPPEL_MODEL", help="Face recognition model (see `doppel models`)."
+        "--model",
+        "-m",
+        help="Face recognition model (see `doppel models`; default: $DOPPEL_MODEL, else "
+        "Facenet512).",
+        show_default=False,
     ),
 ]
 DetectorOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--detector",
         "-d",
-        envvar="DOPPEL_DETECTOR",
-        help="Face detector: mtcnn (default, offline), retinaface, dlib, opencv, or skip for "
-        "pre-aligned crops such as FFHQ.",
+        help="Face detector: mtcnn (default, offline; or $DOPPEL_DETECTOR), retinaface, dlib, "
+        "opencv, or skip for pre-aligned crops such as FFHQ.",
+        show_default=False,
     ),
+]
+GalleryOpt = Annotated[
+    str | None,
+    typer.Option("--gallery", "-g", help="Gallery (default: $DOPPEL_GALLERY, else the only one)."),
 ]
 MOpt = Annotated[
     int | None,

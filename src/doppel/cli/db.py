@@ -9,6 +9,7 @@ from rich.table import Table
 
 from doppel.cli.common import (
     EfConstructionOpt,
+    GalleryOpt,
     MOpt,
     connect,
     err,
@@ -89,14 +90,6 @@ def db_stop() -> None:
     out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
 
 
-GalleryOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--gallery", "-g", envvar="DOPPEL_GALLERY", help="Gallery (default: the only one)."
-    ),
-]
-
-
 @index_app.command("rebuild")
 @friendly
 def index_rebuild(
@@ -131,7 +124,7 @@ def index_build(
 
         settings = Settings.from_env()
         with connect(settings) as conn:
-            target = Repository(conn).pick_gallery(gallery)
+            target = Repository(conn).pick_gallery(gallery or settings.gallery)
             log = start_background_build(conn, target, m, ef_construction, settings.log_dir)
         out.print(f"building the index of {target.name} in the background; output in {log}")
         return
@@ -146,41 +139,32 @@ def _build(
     rebuild: bool,
     concurrently: bool = False,
 ) -> None:
-    import time
-
-    from doppel.store.indexes import plan_index
-    from doppel.store.repository import Repository
+    from doppel.indexing import plan_build, run_build
 
     settings = Settings.from_env()
     with connect(settings) as conn:
-        repo = Repository(conn)
-        target = repo.pick_gallery(gallery)
-        faces = repo.face_count(target)
-        if faces == 0:
-            raise UsageError(f"gallery {target.name!r} has no faces to index")
-        if not rebuild and repo.has_index(target):
-            out.print(f"{target.name} already has its index", highlight=False)
+        job = plan_build(
+            conn,
+            gallery or settings.gallery,
+            m=m,
+            ef_construction=ef_construction,
+            rebuild=rebuild,
+        )
+        name = job.gallery.name
+        if not job.needed:
+            out.print(f"{name} already has its index", highlight=False)
             return
-        plan = plan_index(faces)
-        m, ef_construction = m or plan.m, ef_construction or plan.ef_construction
         err.print(
-            f"building the HNSW index of {target.name} ({faces} faces, {target.storage}, "
-            f"m={m}, ef_construction={ef_construction}) ...",
+            f"building the HNSW index of {name} ({job.faces} faces, {job.gallery.storage}, "
+            f"m={job.m}, ef_construction={job.ef_construction}) ...",
             highlight=False,
         )
-        start = time.perf_counter()
-        if rebuild:
-            repo.drop_index(target)
-        with index_progress_bar(f"index {target.name}") as on_build:
-            built = repo.ensure_index(
-                target, m, ef_construction, concurrently=concurrently, progress=on_build
-            )
-        state = repo.index_state(target)
-    if not built:
-        out.print(f"the index of {target.name} is being built by another process", highlight=False)
+        with index_progress_bar(f"index {name}") as on_build:
+            result = run_build(conn, job, concurrently=concurrently, progress=on_build)
+    if not result.built:
+        out.print(f"the index of {name} is being built by another process", highlight=False)
         return
     out.print(
-        f"index of {target.name} built in {time.perf_counter() - start:.1f} s "
-        f"({(state.size_bytes if state else 0) / 2**20:.1f} MiB)",
+        f"index of {name} built in {result.seconds:.1f} s ({result.size_bytes / 2**20:.1f} MiB)",
         highlight=False,
     )

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from doppel.cli.common import ModelOpt, connect, err, friendly, out
+from doppel.cli.common import GalleryOpt, ModelOpt, connect, err, friendly, out
 from doppel.cli.ingest import ingest_folder
-from doppel.config import DEFAULT_MODEL, Settings
+from doppel.config import Settings
 from doppel.errors import UsageError
+from doppel.serialize import box_fields, match_fields
 
 
 def _parse_age(value: str | None) -> tuple[int | None, int | None]:
@@ -33,20 +34,12 @@ def _parse_age(value: str | None) -> tuple[int | None, int | None]:
 @friendly
 def find_cmd(
     photo: Annotated[Path, typer.Argument(help="Photo with the face to look for.")],
-    gallery: Annotated[
-        str | None,
-        typer.Option(
-            "--gallery",
-            "-g",
-            envvar="DOPPEL_GALLERY",
-            help="Gallery to search (default: the only one).",
-        ),
-    ] = None,
+    gallery: GalleryOpt = None,
     in_dir: Annotated[
         Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")
     ] = None,
     k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many matches.")] = 5,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     detector: Annotated[
         str | None,
         typer.Option(
@@ -85,11 +78,10 @@ def find_cmd(
         int | None,
         typer.Option(
             "--ef-search",
-            envvar="DOPPEL_EF_SEARCH",
             min=1,
             max=1000,
-            help="HNSW candidates per search (default: by gallery size, 200 or 400); more: "
-            "better recall, slower.",
+            help="HNSW candidates per search (default: $DOPPEL_EF_SEARCH, else by gallery size, "
+            "200 or 400); more: better recall, slower.",
         ),
     ] = None,
 ) -> None:
@@ -104,7 +96,16 @@ def find_cmd(
         raise typer.BadParameter("use F or M", param_hint="--sex")
     if in_dir is not None:
         gallery = gallery or in_dir.resolve().name
-        ingest_folder(settings, in_dir, gallery, model, settings.detector, False, 32, None)
+        ingest_folder(
+            settings,
+            in_dir,
+            gallery,
+            model or settings.model,
+            settings.detector,
+            all_faces=False,
+            batch_size=settings.batch_size,
+            workers=None,
+        )
     age_min, age_max = _parse_age(age)
     filters = Filters(sex.upper() if sex else None, tuple(race or ()), age_min, age_max)
     picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
@@ -112,11 +113,11 @@ def find_cmd(
         if same_attributes:
             from doppel.faces.attributes import same_attribute_filters
 
-            filters = same_attribute_filters(photo, filters)
+            filters = same_attribute_filters(photo, filters, detector or settings.detector)
         result = find(
             conn,
             photo,
-            gallery,
+            gallery or settings.gallery,
             k=k,
             filters=filters,
             exact=exact,
@@ -124,7 +125,8 @@ def find_cmd(
             detector=detector,
             default_detector=settings.detector,
             composite=picture,
-            ef_search=ef_search,
+            settings=settings,
+            ef_search=ef_search or settings.ef_search,
         )
     _print_find(result, as_json)
 
@@ -145,20 +147,8 @@ def _print_find(result: Any, as_json: bool) -> None:
             "composite": str(result.composite) if result.composite else None,
             "faces": [
                 {
-                    "box": vars(item.face.box),
-                    "matches": [
-                        {
-                            "rank": m.rank,
-                            "similarity": round(m.similarity, 6),
-                            "distance": round(m.distance, 6),
-                            "face_id": m.face.id,
-                            "source": m.face.source,
-                            "age": m.face.age,
-                            "sex": m.face.sex,
-                            "race": m.face.race,
-                        }
-                        for m in item.matches
-                    ],
+                    "box": box_fields(item.face.box),
+                    "matches": [match_fields(m) for m in item.matches],
                 }
                 for item in result.results
             ],

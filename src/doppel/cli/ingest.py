@@ -28,7 +28,7 @@ from doppel.cli.common import (
     index_summary,
     progress_bar,
 )
-from doppel.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
+from doppel.config import Settings
 
 
 def ingest_folder(
@@ -37,9 +37,10 @@ def ingest_folder(
     gallery: str,
     model: str,
     detector: str,
-    all_faces: bool,
-    batch_size: int,
-    workers: int | None,
+    *,
+    all_faces: bool = False,
+    batch_size: int | None = None,
+    workers: int | None = None,
     storage: str | None = None,
     attributes: bool = False,
     m: int | None = None,
@@ -47,54 +48,29 @@ def ingest_folder(
     index: str = "auto",
     cluster: str | None = None,
 ) -> None:
-    from doppel.faces.embed import Embedder
+    """Ingest with a bar for the files, then one for the index, then a summary line."""
     from doppel.indexing import finish_index
-    from doppel.ingest import IngestReport, ingest
+    from doppel.ingest import ingest_photos
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig
 
     config = EmbeddingConfig(model, detector, align=detector != "skip")
-    labeller = None
-    if attributes:
-        if cluster is not None:
-            raise typer.BadParameter("--attributes does not run on a cluster yet; drop one")
-        from doppel.faces.attributes import AttributePredictor
-
-        labeller = AttributePredictor().predict_crops
-    report: IngestReport
     with connect(settings) as conn:
         with progress_bar(f"ingest {gallery}") as update:
-            if cluster is not None:
-                from doppel.cluster import ingest_on_cluster
-
-                report = ingest_on_cluster(
-                    conn,
-                    folder,
-                    gallery,
-                    config,
-                    address=cluster or None,
-                    all_faces=all_faces,
-                    batch_size=batch_size,
-                    workers=workers,
-                    storage=storage,
-                    log_dir=settings.log_dir,
-                    progress=update,
-                )
-            else:
-                report = ingest(
-                    conn,
-                    folder,
-                    gallery,
-                    Embedder(config, batch_size=batch_size),
-                    all_faces=all_faces,
-                    batch_size=batch_size,
-                    workers=workers,
-                    log_dir=settings.log_dir,
-                    progress=update,
-                    storage=storage,
-                    attributes=labeller,
-                    index="skip",
-                )
+            report = ingest_photos(
+                conn,
+                folder,
+                gallery,
+                config,
+                all_faces=all_faces,
+                batch_size=batch_size or settings.batch_size,
+                workers=workers,
+                storage=storage,
+                attributes=attributes,
+                cluster=cluster,
+                log_dir=settings.log_dir,
+                progress=update,
+            )
         # The index after the bar of the files, with a bar of its own.
         with index_progress_bar(f"index {gallery}") as on_build:
             outcome = finish_index(
@@ -123,8 +99,8 @@ def ingest_cmd(
         str | None,
         typer.Option("--gallery", "-g", help="Gallery name (default: the folder's name)."),
     ] = None,
-    model: ModelOpt = DEFAULT_MODEL,
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    detector: DetectorOpt = None,
     all_faces: Annotated[
         bool,
         typer.Option(
@@ -142,7 +118,12 @@ def ingest_cmd(
             "half the size, the same recall).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Faces embedded per model call.")] = 32,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Faces embedded per model call (default: $DOPPEL_BATCH_SIZE, else 32)."
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=0, help="Decoding processes (default: one per core).")
     ] = None,
@@ -161,9 +142,9 @@ def ingest_cmd(
         str | None,
         typer.Option(
             "--cluster-address",
-            envvar="RAY_ADDRESS",
             help="The Ray cluster for --cluster (ray://HOST:10001, or auto for the one this "
-            "machine belongs to); without it a local Ray is started for the run.",
+            "machine belongs to; default: $RAY_ADDRESS); without it a local Ray is started "
+            "for the run.",
         ),
     ] = None,
 ) -> None:
@@ -173,17 +154,17 @@ def ingest_cmd(
         settings,
         folder,
         gallery or folder.resolve().name,
-        model,
-        detector,
-        all_faces,
-        batch_size,
-        workers,
-        None if halfvec is None else "halfvec" if halfvec else "vector",
-        attributes,
-        m,
-        ef_construction,
-        index,
-        (cluster_address or "") if cluster else None,
+        model or settings.model,
+        detector or settings.detector,
+        all_faces=all_faces,
+        batch_size=batch_size,
+        workers=workers,
+        storage=None if halfvec is None else "halfvec" if halfvec else "vector",
+        attributes=attributes,
+        m=m,
+        ef_construction=ef_construction,
+        index=index,
+        cluster=(cluster_address or settings.ray_address or "") if cluster else None,
     )
 
 
@@ -203,7 +184,6 @@ def load_dump_cmd(
         Path | None,
         typer.Option(
             "--image-root",
-            envvar="DOPPEL_IMAGE_ROOT",
             help="Local copy of FFHQ for the pictures; dump paths map onto it by NNNNN/NNNNN.png.",
         ),
     ] = None,
@@ -213,7 +193,7 @@ def load_dump_cmd(
     index: IndexWhenOpt = "auto",
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
-    from doppel.dump.loader import load_dump
+    from doppel.dump.loader import load_dump, write_load_log
     from doppel.indexing import finish_index
     from doppel.sources import add_image_root
     from doppel.store.repository import Repository
@@ -248,15 +228,7 @@ def load_dump_cmd(
                 progress=on_build,
                 log_dir=settings.log_dir,
             )
-    listed = None
-    if report.bad_rows or report.ignored:
-        settings.log_dir.mkdir(parents=True, exist_ok=True)
-        listed = settings.log_dir / f"load-dump-{report.gallery}.txt"
-        listed.write_text(
-            "".join(f"bad row\tline {b.line}\t{b.reason}\n" for b in report.bad_rows)
-            + "".join(f"ignored\tline {i.line}\t{i.what}\n" for i in report.ignored),
-            encoding="utf-8",
-        )
+    listed = write_load_log(report, settings.log_dir)
     for bad in report.bad_rows[:5]:
         err.print(f"bad row at line {bad.line}: {bad.reason}", highlight=False)
     for item in report.ignored[:5]:

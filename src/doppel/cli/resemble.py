@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from doppel.cli.common import DetectorOpt, ModelOpt, connect, err, friendly, out, progress_bar
-from doppel.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
+from doppel.config import Settings
 
 
 @friendly
@@ -21,8 +21,8 @@ def resemble_cmd(
         ),
     ],
     target_dir: Annotated[Path, typer.Argument(help="Folder of the target's photos.")],
-    model: ModelOpt = DEFAULT_MODEL,
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    detector: DetectorOpt = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -63,6 +63,7 @@ def resemble_cmd(
     from doppel.types import EmbeddingConfig
 
     settings = Settings.from_env()
+    model, detector = model or settings.model, detector or settings.detector
     embedder = embedder_for(EmbeddingConfig(model, detector, align=detector != "skip"))
     with connect(settings) as conn, progress_bar("embed photos") as update:
         result = resemble(

@@ -14,36 +14,46 @@ from doppel.config import Settings
 @friendly
 def serve_cmd(
     port: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--port", "-p", envvar="DOPPEL_PORT", min=1, max=65535, help="TCP port to listen on."
+            "--port",
+            "-p",
+            min=1,
+            max=65535,
+            help="TCP port to listen on (default: $DOPPEL_PORT, else 8765).",
         ),
-    ] = 8765,
+    ] = None,
     host: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--host",
-            envvar="DOPPEL_HOST",
-            help="Address to listen on; anything but loopback lets other machines in.",
+            help="Address to listen on (default: $DOPPEL_HOST, else 127.0.0.1); anything but "
+            "loopback lets other machines in.",
         ),
-    ] = "127.0.0.1",
+    ] = None,
     gallery: Annotated[
         str | None,
         typer.Option(
-            "--gallery", "-g", envvar="DOPPEL_GALLERY", help="Gallery the page starts with."
+            "--gallery", "-g", help="Gallery the page starts with (default: $DOPPEL_GALLERY)."
         ),
     ] = None,
     reports: Annotated[
         Path | None,
         typer.Option(
             "--reports",
-            envvar="DOPPEL_REPORTS",
-            help="Folder of `doppel resemble` reports (default: $DOPPEL_HOME/reports).",
+            help="Folder of `doppel resemble` reports (default: $DOPPEL_REPORTS, else "
+            "$DOPPEL_HOME/reports).",
         ),
     ] = None,
     max_upload: Annotated[
-        int, typer.Option("--max-upload", min=1, max=1024, help="Largest upload accepted, in MiB.")
-    ] = 20,
+        int | None,
+        typer.Option(
+            "--max-upload",
+            min=1,
+            max=1024,
+            help="Largest upload accepted, in MiB (default: $DOPPEL_MAX_UPLOAD_MIB, else 20).",
+        ),
+    ] = None,
     keep_uploads: Annotated[
         Path | None,
         typer.Option(
@@ -56,6 +66,7 @@ def serve_cmd(
     from doppel.web.app import create_app, is_loopback, serve
 
     settings = Settings.from_env()
+    host, port = host or settings.host, port or settings.port
     if not is_loopback(host):
         err.print(
             f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this "
@@ -64,10 +75,10 @@ def serve_cmd(
         )
     app_ = create_app(
         settings,
-        gallery=gallery,
-        reports_dir=reports or settings.home / "reports",
+        gallery=gallery or settings.gallery,
+        reports_dir=reports or settings.reports_dir,
         report_cwd=Path.cwd(),
-        max_upload=max_upload * 2**20,
+        max_upload=(max_upload or settings.max_upload_mib) * 2**20,
         keep_uploads=keep_uploads,
     )
     err.print(

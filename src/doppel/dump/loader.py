@@ -99,6 +99,20 @@ class Sender:
         self.report.rows_loaded += count
 
 
+def write_load_log(report: LoadReport, log_dir: Path) -> Path | None:
+    """List every skipped row and ignored statement in log_dir; None when there is none."""
+    if not (report.bad_rows or report.ignored):
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"load-dump-{report.gallery}.txt"
+    path.write_text(
+        "".join(f"bad row\tline {b.line}\t{b.reason}\n" for b in report.bad_rows)
+        + "".join(f"ignored\tline {i.line}\t{i.what}\n" for i in report.ignored),
+        encoding="utf-8",
+    )
+    return path
+
+
 def default_gallery_name(path: Path) -> str:
     """The dump's file name without .gz, .sql, .dump and the like."""
     name = path.name

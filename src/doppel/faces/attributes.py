@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel.config import Settings
+from doppel.config import DEFAULT_DETECTOR
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
@@ -73,15 +73,13 @@ def _square(crop: np.ndarray) -> np.ndarray:
 
 
 def predict_photo(
-    photo_path: Path, detector: str | None = None, predictor: AttributePredictor | None = None
+    photo_path: Path, detector: str = DEFAULT_DETECTOR, predictor: AttributePredictor | None = None
 ) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
     from doppel.faces.embed import Embedder
     from doppel.types import EmbeddingConfig
 
     predictor = predictor or AttributePredictor()
-    settings = Settings.from_env()
-    detector = detector or settings.detector
     photo = imaging.load(photo_path)
     # The model is never loaded: only detection is used here.
     faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
@@ -94,10 +92,13 @@ def predict_photo(
 
 
 def same_attribute_filters(
-    photo: Path, filters: Filters, predictor: AttributePredictor | None = None
+    photo: Path,
+    filters: Filters,
+    detector: str = DEFAULT_DETECTOR,
+    predictor: AttributePredictor | None = None,
 ) -> Filters:
     """The filters plus the query face's predicted sex and race (explicit ones win)."""
-    _, sex, race = predict_photo(photo, predictor=predictor)
+    _, sex, race = predict_photo(photo, detector, predictor)
     return Filters(
         filters.sex or sex,
         filters.races or (race,),

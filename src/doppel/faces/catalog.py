@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import sys
 import urllib.error
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from doppel import config
 from doppel.config import Settings
 from doppel.errors import Remedy, UnknownModel, WeightsMissing
 from doppel.faces import runtime
@@ -173,8 +173,7 @@ class ModelStatus:
 
 def weights_dir() -> Path:
     """DeepFace's weights folder: $DEEPFACE_HOME/.deepface/weights (home by default)."""
-    home = os.environ.get("DEEPFACE_HOME") or str(Path.home())
-    return Path(home) / ".deepface" / "weights"
+    return config.deepface_home() / ".deepface" / "weights"
 
 
 def spec(name: str, kind: str | None = None) -> ModelSpec:

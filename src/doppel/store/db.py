@@ -87,9 +87,8 @@ def redact(url: str) -> str:
     return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
 
 
-def connect(settings: Settings | None = None, *, migrate: bool = True) -> psycopg.Connection:
+def connect(settings: Settings, *, migrate: bool = True) -> psycopg.Connection:
     """Open a connection to doppel's database with pgvector registered and the schema applied."""
-    settings = settings or Settings.from_env()
     url = settings.database_url or embedded_uri(settings)
     try:
         # Autocommit: each statement stands alone unless wrapped in conn.transaction(),

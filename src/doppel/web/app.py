@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from doppel.config import Settings
+from doppel.config import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MIB, DEFAULT_PORT, Settings
 from doppel.errors import (
     DatabaseUnavailable,
     DoppelError,
@@ -38,8 +38,6 @@ from doppel.web.state import AppState
 
 log = logging.getLogger("doppel.server")
 
-DEFAULT_PORT = 8765
-DEFAULT_MAX_UPLOAD = 20 * 2**20
 
 STATUS: dict[type[Exception], int] = {
     UnknownGallery: 404,
@@ -78,7 +76,7 @@ def create_app(
     gallery: str | None = None,
     reports_dir: Path | None = None,
     report_cwd: Path | None = None,
-    max_upload: int = DEFAULT_MAX_UPLOAD,
+    max_upload: int = DEFAULT_MAX_UPLOAD_MIB * 2**20,
     keep_uploads: Path | None = None,
     warm_up: bool = True,
 ) -> FastAPI:
@@ -120,7 +118,7 @@ def create_app(
     return app
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+def serve(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from doppel.serialize import match_fields
 from doppel.types import AttributeValues, Box, DetectedFace, EmbeddedFace, Match
 
 
@@ -120,20 +120,12 @@ def detected_out(face: DetectedFace | EmbeddedFace) -> DetectedOut:
 
 
 def match_out(match: Match) -> MatchOut:
-    face = match.face
+    """doppel.serialize's match, with the URLs of its pictures."""
+    face_id = match.face.id
     return MatchOut(
-        rank=match.rank,
-        similarity=round(match.similarity, 6),
-        distance=round(match.distance, 6),
-        face_id=face.id,
-        source=face.source,
-        name=Path(face.source).name or face.source,
-        age=face.age,
-        sex=face.sex,
-        race=face.race,
-        box=box_out(face.box),
-        image_url=f"/api/faces/{face.id}/image",
-        crop_url=f"/api/faces/{face.id}/image?crop=true",
+        **match_fields(match),
+        image_url=f"/api/faces/{face_id}/image",
+        crop_url=f"/api/faces/{face_id}/image?crop=true",
     )
 
 

@@ -58,7 +58,7 @@ def face_image(state: State, face_id: int, crop: bool = False) -> Response:
             found = repo.face(face_id)
         if found is None:
             raise HTTPException(404, f"no face with id {face_id}")
-        photo = sources.load_source(found.source)
+        photo = sources.load_source(found.source, state.settings)
         if photo is None:
             raise HTTPException(404, f"face {face_id}'s photo is no longer at {found.source}")
         cached = jpeg(face_crop(photo, found.box, 320) if crop else scaled(photo, 1024))

@@ -1,0 +1,30 @@
+"""A match as plain JSON-ready data: the one shape that `find --json` and the web API share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from doppel.types import Box, Match
+
+
+def box_fields(box: Box | None) -> dict[str, int] | None:
+    return None if box is None else {"x": box.x, "y": box.y, "w": box.w, "h": box.h}
+
+
+def match_fields(match: Match) -> dict[str, Any]:
+    """Rank, similarity and distance (rounded to 6 places), and the face's source,
+    file name, attributes and box. The web API adds the URLs of its pictures."""
+    face = match.face
+    return {
+        "rank": match.rank,
+        "similarity": round(match.similarity, 6),
+        "distance": round(match.distance, 6),
+        "face_id": face.id,
+        "source": face.source,
+        "name": Path(face.source).name or face.source,
+        "age": face.age,
+        "sex": face.sex,
+        "race": face.race,
+        "box": box_fields(face.box),
+    }

@@ -166,6 +166,8 @@ def _batches(
         yield part, [known.get(p) for p in part]
 
 
+# Over 80 lines: the driver's loop keeps workers, retries and the writer in one place,
+# where their shared state is plain to see.
 def ingest_on_cluster(
     conn: psycopg.Connection,
     root: Path,

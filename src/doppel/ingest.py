@@ -21,7 +21,7 @@ from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.indexing import finish_index
 from doppel.store.repository import Repository
-from doppel.types import BuildProgress, EmbeddingConfig, Gallery, ImageRecord, NewFace
+from doppel.types import BuildProgress, Gallery, ImageRecord, NewFace
 from doppel.workers import process_pool
 
 Progress = Callable[[int, int], None]
@@ -140,6 +140,8 @@ class _Writer(threading.Thread):
             raise self.error
 
 
+# Over 80 lines: one pipeline (decode, detect, embed, write) whose batches share state
+# with its flush(); split up, that state would have to travel between functions.
 def ingest(
     conn: psycopg.Connection,
     root: Path,
@@ -279,61 +281,3 @@ def _write_problems(report: IngestReport, log_dir: Path | None) -> Path | None:
     lines += [f"unreadable\t{entry}" for entry in report.unreadable]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def ingest_photos(
-    conn: psycopg.Connection,
-    root: Path,
-    gallery_name: str,
-    config: EmbeddingConfig,
-    *,
-    all_faces: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    storage: str | None = None,
-    attributes: bool = False,
-    cluster: str | None = None,
-    log_dir: Path | None = None,
-    progress: Progress | None = None,
-) -> IngestReport:
-    """`doppel ingest`'s files: on this machine, or on Ray workers when `cluster` is given
-    (an address, or "" for a Ray started for the run). The index is left for
-    doppel.indexing.finish_index, so that a caller can show its progress apart.
-    """
-    if cluster is not None:
-        if attributes:
-            raise UsageError("attribute prediction does not run on a cluster yet")
-        from doppel.cluster import ingest_on_cluster
-
-        return ingest_on_cluster(
-            conn,
-            root,
-            gallery_name,
-            config,
-            address=cluster or None,
-            all_faces=all_faces,
-            batch_size=batch_size,
-            workers=workers,
-            storage=storage,
-            log_dir=log_dir,
-            progress=progress,
-        )
-    labeller = None
-    if attributes:
-        from doppel.faces.attributes import AttributePredictor
-
-        labeller = AttributePredictor().predict_crops
-    return ingest(
-        conn,
-        root,
-        gallery_name,
-        Embedder(config, batch_size=batch_size),
-        all_faces=all_faces,
-        batch_size=batch_size,
-        workers=workers,
-        log_dir=log_dir,
-        progress=progress,
-        storage=storage,
-        attributes=labeller,
-        index="skip",
-    )

@@ -31,6 +31,7 @@ def _parse_age(value: str | None) -> tuple[int | None, int | None]:
         ) from None
 
 
+# Over 80 lines: most of it is the declaration of the command's sixteen options.
 @friendly
 def find_cmd(
     photo: Annotated[Path, typer.Argument(help="Photo with the face to look for.")],

@@ -50,7 +50,7 @@ def ingest_folder(
 ) -> None:
     """Ingest with a bar for the files, then one for the index, then a summary line."""
     from doppel.indexing import finish_index
-    from doppel.ingest import ingest_photos
+    from doppel.intake import ingest_photos
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig
 

@@ -124,6 +124,7 @@ def default_gallery_name(path: Path) -> str:
             return name
 
 
+# Over 80 lines: the one transaction a load is spans all of it (lock, gallery, rows, checks).
 def load_dump(
     conn: psycopg.Connection,
     path: Path,

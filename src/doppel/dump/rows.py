@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from doppel.dump.report import BadRow, Ignored, LoadReport
 from doppel.dump.sql import (
     CLIENT_ENCODING,
     COPY_FROM_STDIN,
@@ -31,9 +30,6 @@ from doppel.errors import BadDump, Remedy
 from doppel.store.vectors import check_vector, copy_data
 from doppel.types import Gallery
 
-if TYPE_CHECKING:
-    from doppel.dump.loader import Sender
-
 DIMENSION = 512
 SEXES = frozenset({"F", "M"})
 RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispanic", "black"})
@@ -42,46 +38,6 @@ NEEDED = ("image_key", "age", "sex", "race", "embedding")
 BATCH_ROWS = 5000
 # The first batches are smaller, so that the server has work sooner.
 FIRST_BATCH_ROWS = 500
-
-
-@dataclass(frozen=True)
-class BadRow:
-    """A row of the faces table that was skipped, with the dump line it came from."""
-
-    line: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """Something in the dump other than the faces rows, which was not run."""
-
-    line: int
-    what: str
-
-
-@dataclass
-class LoadReport:
-    """What `load_dump` did: rows loaded, already present, skipped, and what it ignored."""
-
-    gallery: str
-    path: Path
-    format: str
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_present: int = 0
-    bad_rows: list[BadRow] = field(default_factory=list)
-    ignored: list[Ignored] = field(default_factory=list)
-    seconds: float = 0.0
-    index_seconds: float = 0.0
-    index_built: bool = False
-    index_background: bool = False  # handed to a background process; exact search meanwhile
-    index_log: Path | None = None
-
-    @property
-    def rate(self) -> float:
-        """Rows read per second, excluding the index build."""
-        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
 
 
 def check_row(source: str | None, age: str | None, sex: str | None, race: str | None) -> str | None:
@@ -128,6 +84,16 @@ def copy_unescape(field: bytes) -> bytes:
 _SEX_FIELDS = {sex.encode(): struct.pack("!i", 1) + sex.encode() for sex in SEXES}
 _RACE_FIELDS = {race.encode(): struct.pack("!i", len(race)) + race.encode() for race in RACES}
 _COPY_NULL = b"\\N"
+
+
+class Sender(Protocol):
+    """What stores the batches (doppel.dump.loader.Sender, on a thread of its own)."""
+
+    queued: int  # rows handed over and not yet stored
+
+    def send(self, first_line: int, last_line: int, count: int, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 # A checked row waiting for its vector: (line, image_key).

@@ -94,6 +94,8 @@ def person_folders(people_dir: Path) -> list[Path]:
     return folders
 
 
+# Over 80 lines: embedding, checks with a message each, and the analysis, in order;
+# most lines are those messages.
 def resemble(
     conn: psycopg.Connection,
     people_dir: Path,

@@ -304,6 +304,7 @@ small { color: #666; }
 """
 
 
+# Over 80 lines: mostly the page's HTML text.
 def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> Path:
     """One page: verdict, method x person table, per-photo table, pictures, skipped photos."""
     esc = html.escape

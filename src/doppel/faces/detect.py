@@ -59,6 +59,8 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
     return list(modeling.build_model(task="face_detector", model_name=detector).detect_faces(bgr))
 
 
+# Over 80 lines: shrink, detect, then cut and align each face from the full image, in
+# the order DeepFace does it; the steps share the scale and border they work in.
 def detect_faces(
     photo: Photo, detector: str, align: bool = True, runtime: str = "auto"
 ) -> list[DetectedFace]:

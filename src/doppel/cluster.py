@@ -19,7 +19,7 @@ import psycopg
 
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
-from doppel.ingest import IngestReport, _write_problems, _Writer, prepare
+from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
 
 Progress = Callable[[int, int], None]
@@ -62,39 +62,19 @@ def embed_files(
     pending = []
     for path, known_hash in zip(paths, known, strict=True):
         item = prepare(path, known_hash, resize_to)
-        if item.status == "skip":
+        record, faces = examine(item, embedder, all_faces)
+        if record is None:
             result.skipped += 1
-        elif item.status == "unreadable":
+            continue
+        result.images.append(record)
+        if record.status == "unreadable":
             result.unreadable.append(f"{item.source}\t{item.detail}")
-            result.images.append(
-                ImageRecord(item.source, item.content_hash, "unreadable", item.detail)
-            )
+        elif faces:
+            pending.append((item, faces))
         else:
-            assert item.photo is not None
-            faces = embedder.detect(item.photo)
-            if not all_faces:
-                faces = faces[:1]
-            if faces:
-                result.images.append(ImageRecord(item.source, item.content_hash, "ok"))
-                pending.append((item, faces))
-            else:
-                result.no_face.append(item.source)
-                result.images.append(ImageRecord(item.source, item.content_hash, "no_face"))
+            result.no_face.append(item.source)
     vectors = embedder.embed_crops([face.crop for _, faces in pending for face in faces])
-    position = 0
-    for item, faces in pending:
-        for face in faces:
-            result.faces.append(
-                NewFace(
-                    item.source,
-                    item.content_hash,
-                    face.index,
-                    vectors[position],
-                    None if skip_detection else face.box,
-                    None if skip_detection else face.confidence,
-                )
-            )
-            position += 1
+    result.faces.extend(face_rows(pending, vectors, skip_detection))
     result.cpu_seconds = time.process_time() - begin
     return result
 

@@ -21,7 +21,7 @@ from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.indexing import finish_index
 from doppel.store.repository import Repository
-from doppel.types import BuildProgress, Gallery, ImageRecord, NewFace
+from doppel.types import BuildProgress, DetectedFace, Gallery, ImageRecord, NewFace
 from doppel.workers import process_pool
 
 Progress = Callable[[int, int], None]
@@ -80,6 +80,50 @@ def prepare(path: str, known_hash: str | None, resize_to: int | None) -> Prepare
         # Square like the model's input; the box stays in file pixels through scale.
         photo = photo.shrunk(resize_to, square=True)
     return Prepared(path, digest, "ok", photo)
+
+
+def examine(
+    item: Prepared, embedder: Embedder, all_faces: bool
+) -> tuple[ImageRecord | None, list[DetectedFace]]:
+    """A prepared file's record (None: it is stored already) and the faces to embed: the
+    largest only, unless all_faces. Both ingest pipelines sort their files with it."""
+    if item.status == "skip":
+        return None, []
+    if item.status == "unreadable":
+        return ImageRecord(item.source, item.content_hash, "unreadable", item.detail), []
+    assert item.photo is not None
+    faces = embedder.detect(item.photo)
+    if not all_faces:
+        faces = faces[:1]
+    return ImageRecord(item.source, item.content_hash, "ok" if faces else "no_face"), faces
+
+
+def face_rows(
+    pending: list[tuple[Prepared, list[DetectedFace]]],
+    vectors: np.ndarray,
+    skip_detection: bool,
+    labels: list[tuple[int, str, str]] | None = None,
+) -> list[NewFace]:
+    """The rows of the pending files' faces, given their vectors (and age, sex, race) in
+    the same order; a face has a box only where a detector found it."""
+    rows: list[NewFace] = []
+    for item, faces in pending:
+        for face in faces:
+            age, sex, race = labels[len(rows)] if labels else (None, None, None)
+            rows.append(
+                NewFace(
+                    item.source,
+                    item.content_hash,
+                    face.index,
+                    vectors[len(rows)],
+                    None if skip_detection else face.box,
+                    None if skip_detection else face.confidence,
+                    age,
+                    sex,
+                    race,
+                )
+            )
+    return rows
 
 
 def _prepared_stream(
@@ -193,7 +237,7 @@ def ingest(
     writer = _Writer(repo, gallery)
     writer.start()
     images: list[ImageRecord] = []
-    pending: list[tuple[Prepared, list]] = []  # (file, detected faces)
+    pending: list[tuple[Prepared, list[DetectedFace]]] = []  # (file, detected faces)
     crops = 0
     done = 0
 
@@ -201,25 +245,7 @@ def ingest(
         nonlocal images, pending, crops
         vectors = embedder.embed_crops([f.crop for _, faces in pending for f in faces])
         labels = attributes([f.crop for _, faces in pending for f in faces]) if attributes else None
-        rows: list[NewFace] = []
-        position = 0
-        for item, faces in pending:
-            for face in faces:
-                age, sex, race = labels[position] if labels else (None, None, None)
-                rows.append(
-                    NewFace(
-                        item.source,
-                        item.content_hash,
-                        face.index,
-                        vectors[position],
-                        None if skip_detection else face.box,
-                        None if skip_detection else face.confidence,
-                        age,
-                        sex,
-                        race,
-                    )
-                )
-                position += 1
+        rows = face_rows(pending, vectors, skip_detection, labels)
         report.faces_added += len(rows)
         report.images_added += len(pending)
         writer.put(images, rows)
@@ -228,25 +254,18 @@ def ingest(
     try:
         for item in _prepared_stream(paths, known, resize_to, workers):
             done += 1
-            if item.status == "skip":
+            record, faces = examine(item, embedder, all_faces)
+            if record is None:
                 report.skipped += 1
-            elif item.status == "unreadable":
-                report.unreadable.append(f"{item.source}\t{item.detail}")
-                images.append(
-                    ImageRecord(item.source, item.content_hash, "unreadable", item.detail)
-                )
             else:
-                assert item.photo is not None
-                faces = embedder.detect(item.photo)
-                if not all_faces:
-                    faces = faces[:1]
-                if faces:
-                    images.append(ImageRecord(item.source, item.content_hash, "ok"))
+                images.append(record)
+                if record.status == "unreadable":
+                    report.unreadable.append(f"{item.source}\t{item.detail}")
+                elif faces:
                     pending.append((item, faces))
                     crops += len(faces)
                 else:
                     report.no_face.append(item.source)
-                    images.append(ImageRecord(item.source, item.content_hash, "no_face"))
             if crops >= batch_size or len(images) >= 4 * batch_size:
                 flush()
             if progress:

@@ -128,7 +128,11 @@ def _run(phase: str, args: argparse.Namespace, folder: Path) -> dict:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {phase} side failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # Ray may print after the result; the result is the last JSON line.
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise SystemExit(f"the {phase} side printed no result:\n{done.stdout[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def main() -> None:

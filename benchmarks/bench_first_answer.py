@@ -85,13 +85,15 @@ def main() -> None:
             os.environ["DOPPEL_DATABASE_URL"] = create_database(server_url, "first")
             ready_at: list[float] = []
             start = time.perf_counter()
-            subprocess.run(
+            said = subprocess.run(
                 [sys.executable, "-m", "doppel", "load-dump", str(dump), "-g", "ffhq"]
                 + ["--index", mode],
                 check=True,
-                stderr=subprocess.DEVNULL,
-            )
+                stderr=subprocess.PIPE,
+                text=True,
+            ).stderr
             returned = time.perf_counter() - start
+            print(f"--index {mode}: the command said\n{said.strip()}", flush=True)
             with connect(Settings.from_env()) as conn:
                 repo = Repository(conn)
                 gallery = repo.gallery("ffhq")

@@ -82,7 +82,7 @@ def find_cmd(
             min=1,
             max=1000,
             help="HNSW candidates per search (default: $DOPPEL_EF_SEARCH, else by gallery size, "
-            "200 or 400); more: better recall, slower.",
+            "200 or 800); more: better recall, slower.",
         ),
     ] = None,
 ) -> None:

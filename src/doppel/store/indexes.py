@@ -24,9 +24,10 @@ WAIT_BELOW = 20_000
 # From here an exact search takes most of a second or more on two cores, too slow to
 # stand in while the index builds: loaders build it before they return, with progress.
 WAIT_FROM = 300_000
-# No design reached recall@5 0.99 at 1,000,000 vectors with fewer candidates per query.
-EF_SEARCH_LARGE = 400
+# recall@5 on realistic vectors (docs/benchmarks.md, section 9): 1.000 at 70,000 with
+# ef_search 200; at 1,000,000, 0.958 at 200, 0.981 at 400 and 0.994 at 800.
 EF_SEARCH_SMALL = 200
+EF_SEARCH_LARGE = 800
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,13 @@ class IndexPlan:
 def plan_index(faces: int) -> IndexPlan:
     """The index design for a gallery of this many faces.
 
-    HNSW on half-precision vectors at m 16 / ef_construction 64 for every size: of
+    HNSW on half-precision vectors at m 16 / ef_construction 64 for every size. Of
     the designs measured side by side (full-precision and halfvec HNSW, HNSW on
-    binary_quantize with a re-rank, IVFFlat with a re-rank) it was the only one to
-    reach recall@5 0.99 at 1,000,000 realistic vectors, and it builds several times
-    faster than m 32 / ef_construction 128 at the same recall on realistic vectors.
-    Larger galleries need more candidates per query (ef_search) for the same recall.
+    binary_quantize with a re-rank, IVFFlat with a re-rank) it reached recall@5 0.99
+    on realistic vectors at 70,000 and at 1,000,000 (there only at ef_search 800),
+    with a quarter of the build CPU of m 32 / ef_construction 128, which a
+    1,000,000-face build could not afford on two cores. Larger galleries need more
+    candidates per query (ef_search) for the same recall.
     """
     return IndexPlan(
         m=16,

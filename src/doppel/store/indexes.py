@@ -24,7 +24,7 @@ WAIT_BELOW = 20_000
 # From here an exact search takes most of a second or more on two cores, too slow to
 # stand in while the index builds: loaders build it before they return, with progress.
 WAIT_FROM = 300_000
-# recall@5 on realistic vectors (docs/benchmarks.md, section 9): 1.000 at 70,000 with
+# recall@5 on realistic vectors (docs/benchmarks.md, section 10): 1.000 at 70,000 with
 # ef_search 200; at 1,000,000, 0.958 at 200, 0.981 at 400 and 0.994 at 800.
 EF_SEARCH_SMALL = 200
 EF_SEARCH_LARGE = 800

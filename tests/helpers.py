@@ -79,6 +79,9 @@ def drop_database(server_url: str, url: str) -> None:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+DUMP_PART = 100_000
+
+
 def write_faces_dump(
     server_url: str,
     out: Path,
@@ -123,7 +126,6 @@ def write_faces_dump(
                 conn.execute(setup_sql)  # type: ignore[arg-type]
             register_vector(conn)
             rng = np.random.default_rng(seed)
-            vectors = clustered_vectors(rows, seed=seed)
             ages = rng.integers(1, 80, size=rows)
             sexes = rng.choice(["F", "M"], size=rows)
             races = rng.choice(sorted(RACES), size=rows)
@@ -135,13 +137,21 @@ def write_faces_dump(
                 ) as copy,
             ):
                 copy.set_types(["text", "int4", "text", "text", "vector"])
+                # In parts of 100,000 (the first as before), so a dump of a million
+                # rows does not hold every vector, and its float64 draft, at once.
+                vectors = clustered_vectors(min(rows, DUMP_PART), seed=seed)
                 for i in range(rows):
+                    if i and i % DUMP_PART == 0:
+                        part = min(DUMP_PART, rows - i)
+                        vectors = clustered_vectors(part, seed=seed + i // DUMP_PART)
                     key = (
                         f"https://example.invalid/ffhq/{i:05d}.png"
                         if urls
                         else f"/data/ffhq/images1024x1024/{i // 1000 * 1000:05d}/{i:05d}.png"
                     )
-                    copy.write_row((key, int(ages[i]), str(sexes[i]), str(races[i]), vectors[i]))
+                    copy.write_row(
+                        (key, int(ages[i]), str(sexes[i]), str(races[i]), vectors[i % DUMP_PART])
+                    )
         args = {
             "plain": [],
             "inserts": ["--inserts"],

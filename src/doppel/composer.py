@@ -198,7 +198,9 @@ def match_picture(
         return None
     what = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{box}|{side}|{PAD}"
     cached = (
-        settings.cache_dir / "crops" / (hashlib.blake2b(what.encode()).hexdigest()[:32] + ".png")
+        settings.cache_dir
+        / "crops"
+        / (hashlib.blake2b(what.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".png")
     )
     if cached.is_file():
         try:
@@ -207,7 +209,9 @@ def match_picture(
         except OSError:
             pass
     try:
-        photo = imaging.load(path, max_side=_side_needed(path, box, side))
+        photo = imaging.load(
+            path, max_side=_side_needed(path, box, side), max_pixels=settings.max_pixels
+        )
     except DoppelError:
         return None
     picture = face_crop(photo, box, side)
@@ -224,7 +228,8 @@ def match_picture(
 def _side_needed(path: Path, box: Box | None, side: int) -> int:
     """The longest side to decode the photo at so the face's square is >= side pixels."""
     try:
-        with Image.open(path) as img:
+        # Pillow's own pixel check off: imaging.load applies doppel's, without a warning.
+        with imaging.pillow().open(path) as img:
             width, height = img.size
             if imaging.rotated(img):
                 width, height = height, width

@@ -20,6 +20,10 @@ from doppel.errors import UsageError
 DEFAULT_MODEL = "Facenet512"
 DEFAULT_DETECTOR = "mtcnn"
 RUNTIMES = ("auto", "onnx", "openvino", "tensorflow")
+# The largest image doppel decodes, in pixels (DOPPEL_MAX_PIXELS). A camera's photo is
+# 12 to 50 megapixels; a PNG of a few megabytes can claim 400, and decoding it would
+# take gigabytes of memory.
+DEFAULT_MAX_PIXELS = 80_000_000
 DEFAULT_BATCH_SIZE = 32  # faces per model call: 2.7 times one-at-a-time (docs/benchmarks.md)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -46,6 +50,7 @@ ENVIRONMENT = {
     "DOPPEL_RUNTIME": "runtime",
     "DOPPEL_OFFLINE": "offline",
     "DOPPEL_WEIGHTS_URL": "weights_url",
+    "DOPPEL_MAX_PIXELS": "max_pixels",
 }
 
 
@@ -83,6 +88,11 @@ def deepface_home() -> Path:
     return Path(os.environ.get("DEEPFACE_HOME") or str(Path.home()))
 
 
+def debug_enabled() -> bool:
+    """DOPPEL_DEBUG: let tracebacks through instead of one-line errors."""
+    return _flag("DOPPEL_DEBUG")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration; every field has an environment variable (ENVIRONMENT)."""
@@ -108,6 +118,7 @@ class Settings:
     max_upload_mib: int = DEFAULT_MAX_UPLOAD_MIB
     reports: Path | None = None  # None: home/reports
     ray_address: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -133,6 +144,8 @@ class Settings:
             or DEFAULT_MAX_UPLOAD_MIB,
             reports=Path(reports).expanduser() if reports else None,
             ray_address=os.environ.get("RAY_ADDRESS") or None,
+            max_pixels=_int("DOPPEL_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**12)
+            or DEFAULT_MAX_PIXELS,
         )
 
     @property

@@ -21,6 +21,7 @@ class Remedy(str, Enum):
     NO_SAME_ATTRIBUTES = "no-same-attributes"
     LIST_MODELS = "list-models"
     INSTALL_WEIGHTS = "install-weights"
+    PREDICT_ATTRIBUTES = "predict-attributes"
 
 
 class DoppelError(Exception):
@@ -60,8 +61,16 @@ class GalleryMismatch(DoppelError):
     """A gallery was asked to take faces embedded another way than it was made with."""
 
 
+class GalleryBusy(DoppelError):
+    """Another run is writing the gallery, and this change cannot wait for it."""
+
+
 class UnreadableImage(DoppelError):
     """A file could not be decoded as an image."""
+
+
+class ImageTooLarge(UnreadableImage):
+    """An image has more pixels than doppel decodes (the pixel limit)."""
 
 
 class NoFaceFound(DoppelError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from doppel.config import DEFAULT_BATCH_SIZE
+from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
@@ -36,6 +36,8 @@ class IngestReport:
     skipped: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    # "path\treason": special files, link loops and folders that cannot be read
+    passed_over: list[str] = field(default_factory=list)
     listed_in: Path | None = None
     index_built: bool = False
     index_background: bool = False  # handed to a background process; exact search meanwhile
@@ -58,28 +60,37 @@ class Prepared:
     detail: str | None = None
 
 
-def prepare(path: str, known_hash: str | None, resize_to: int | None) -> Prepared:
+def prepare(
+    path: str,
+    known_hash: str | None,
+    resize_to: int | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Prepared:
     """Read, hash and decode one file (runs in a worker process).
 
     resize_to is set for detector `skip`: the whole image is the face, so it is shrunk
-    to the model's input here, off the main process, and sent back small.
+    to the model's input here, off the main process, and sent back small. `source`
+    is the path as doppel records it (imaging.path_text).
     """
+    source = imaging.path_text(path)
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return Prepared(path, "", "unreadable", detail=exc.strerror or str(exc))
+        data = imaging.read_file(path)
+    except DoppelError as exc:
+        return Prepared(source, "", "unreadable", detail=str(exc).removeprefix(f"{source}: "))
     digest = imaging.content_hash(data)
     if digest == known_hash:
-        return Prepared(path, digest, "skip")
+        return Prepared(source, digest, "skip")
     try:
         # Straight from full size to the model's input: one resize, not two.
-        photo = imaging.decode(data, path, max_side=None if resize_to else imaging.MAX_SIDE)
+        photo = imaging.decode(
+            data, source, None if resize_to else imaging.MAX_SIDE, max_pixels=max_pixels
+        )
     except DoppelError as exc:
-        return Prepared(path, digest, "unreadable", detail=str(exc))
+        return Prepared(source, digest, "unreadable", detail=str(exc))
     if resize_to:
         # Square like the model's input; the box stays in file pixels through scale.
         photo = photo.shrunk(resize_to, square=True)
-    return Prepared(path, digest, "ok", photo)
+    return Prepared(source, digest, "ok", photo)
 
 
 def examine(
@@ -127,12 +138,20 @@ def face_rows(
 
 
 def _prepared_stream(
-    paths: list[Path], known: dict[str, str], resize_to: int | None, workers: int
+    paths: list[Path],
+    known: dict[str, str],
+    resize_to: int | None,
+    workers: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[Prepared]:
     """Prepared files in order, decoded by `workers` processes with bounded look-ahead."""
+
+    def args(path: Path) -> tuple[str, str | None, int | None, int]:
+        return str(path), known.get(imaging.path_text(path)), resize_to, max_pixels
+
     if workers <= 0 or len(paths) < 16:
         for path in paths:
-            yield prepare(str(path), known.get(str(path)), resize_to)
+            yield prepare(*args(path))
         return
     with process_pool(workers) as pool:
         pending: list[Future[Prepared]] = []
@@ -140,7 +159,7 @@ def _prepared_stream(
         todo = iter(paths)
         try:
             for path in todo:
-                pending.append(pool.submit(prepare, str(path), known.get(str(path)), resize_to))
+                pending.append(pool.submit(prepare, *args(path)))
                 if len(pending) >= window:
                     yield pending.pop(0).result()
             while pending:
@@ -203,24 +222,77 @@ def ingest(
     ef_construction: int | None = None,
     index: str = "auto",
     index_progress: Callable[[BuildProgress], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    waiting: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery; files already there are skipped.
 
     Each batch of files and its faces is committed together, so an interrupted run
     loses at most the batch in flight and the next run picks up where it stopped.
+    One run writes a gallery at a time: a second waits (told through `waiting`) and
+    then adds only what the first did not. Special files, link loops and folders that
+    cannot be read are passed over and listed; nothing is opened that could block.
     """
     start = time.perf_counter()
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
+    scan = imaging.scan_images(root)
+    if not scan.images:
+        passed = f" ({len(scan.skipped)} entries that cannot be read)" if scan.skipped else ""
+        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp){passed}")
     repo = Repository(conn)
+    with repo.writing(gallery_name, waiting):
+        report = _ingest_locked(
+            repo,
+            scan,
+            gallery_name,
+            embedder,
+            all_faces=all_faces,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            storage=storage,
+            attributes=attributes,
+            max_pixels=max_pixels,
+        )
+        outcome = finish_index(
+            conn,
+            repo.gallery(gallery_name),
+            index,
+            m=m,
+            ef_construction=ef_construction,
+            progress=index_progress,
+            log_dir=log_dir,
+        )
+    report.index_built, report.index_background = outcome.built, outcome.background
+    report.seconds = time.perf_counter() - start
+    if report.no_face or report.unreadable or report.passed_over:
+        report.listed_in = _write_problems(report, log_dir)
+    return report
+
+
+def _ingest_locked(
+    repo: Repository,
+    scan: imaging.FolderScan,
+    gallery_name: str,
+    embedder: Embedder,
+    *,
+    all_faces: bool,
+    batch_size: int,
+    workers: int | None,
+    progress: Progress | None,
+    storage: str | None,
+    attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None,
+    max_pixels: int,
+) -> IngestReport:
+    """The body of ingest, run while this run holds the gallery's writer lock."""
     gallery = repo.ensure_gallery(gallery_name, embedder.config, storage)
-    paths = [path.resolve() for path in imaging.iter_images(root)]
+    paths = [path.resolve() for path in scan.images]
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))
-    if not paths:
-        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
+    report.passed_over = [f"{imaging.path_text(item.path)}\t{item.reason}" for item in scan.skipped]
     skip_detection = embedder.config.detector == "skip"
-    new_files = sum(1 for path in paths if str(path) not in known)
+    new_files = sum(1 for path in paths if imaging.path_text(path) not in known)
     cores = os.cpu_count() or 1
     workers = cores if workers is None else workers
     if embedder.threads is None and workers > 0 and len(paths) >= 16:
@@ -252,7 +324,7 @@ def ingest(
         images, pending, crops = [], [], 0
 
     try:
-        for item in _prepared_stream(paths, known, resize_to, workers):
+        for item in _prepared_stream(paths, known, resize_to, workers, max_pixels):
             done += 1
             record, faces = examine(item, embedder, all_faces)
             if record is None:
@@ -274,19 +346,6 @@ def ingest(
             flush()
     finally:
         writer.close()
-    outcome = finish_index(
-        conn,
-        gallery,
-        index,
-        m=m,
-        ef_construction=ef_construction,
-        progress=index_progress,
-        log_dir=log_dir,
-    )
-    report.index_built, report.index_background = outcome.built, outcome.background
-    report.seconds = time.perf_counter() - start
-    if report.no_face or report.unreadable:
-        report.listed_in = _write_problems(report, log_dir)
     return report
 
 
@@ -298,5 +357,6 @@ def _write_problems(report: IngestReport, log_dir: Path | None) -> Path | None:
     path = log_dir / f"ingest-{report.gallery}-{stamp}.txt"
     lines = [f"no_face\t{source}" for source in report.no_face]
     lines += [f"unreadable\t{entry}" for entry in report.unreadable]
+    lines += [f"skipped\t{entry}" for entry in report.passed_over]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

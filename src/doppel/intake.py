@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from doppel.config import DEFAULT_BATCH_SIZE
+from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
 from doppel.errors import UsageError
 from doppel.faces.embed import Embedder
 from doppel.ingest import IngestReport, Progress, ingest
@@ -30,6 +30,7 @@ def ingest_photos(
     cluster: str | None = None,
     log_dir: Path | None = None,
     progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> IngestReport:
     """`doppel ingest`'s files: on this machine, or on Ray workers when `cluster` is given
     (an address, or "" for a Ray started for the run). The index is left for
@@ -71,4 +72,5 @@ def ingest_photos(
         storage=storage,
         attributes=labeller,
         index="skip",
+        max_pixels=max_pixels,
     )

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 
 from doppel.composer import render
-from doppel.config import Settings
-from doppel.errors import UnreadableImage
+from doppel.config import DEFAULT_MAX_PIXELS, Settings
+from doppel.errors import Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
@@ -31,12 +31,12 @@ class Query:
     content_hash: str
 
     @classmethod
-    def from_path(cls, path: Path) -> Query:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UnreadableImage(f"{path}: {exc.strerror or exc}") from exc
-        return cls(str(path), imaging.decode(data, str(path)), imaging.content_hash(data))
+    def from_path(cls, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Query:
+        data = imaging.read_file(path)
+        name = imaging.path_text(path)
+        return cls(
+            name, imaging.decode(data, name, max_pixels=max_pixels), imaging.content_hash(data)
+        )
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,15 @@ def find(
     start = time.perf_counter()
     repo = Repository(conn)
     gallery = repo.pick_gallery(gallery_name)
+    filters = filters or Filters()
+    if filters.on_attributes and not repo.has_attributes(gallery):
+        raise UsageError(
+            f"gallery {gallery.name!r} holds no age, sex or race for its faces, so no face "
+            "can pass these filters",
+            remedy=Remedy.PREDICT_ATTRIBUTES,
+        )
     if isinstance(query, Path):
-        query = Query.from_path(query)
+        query = Query.from_path(query, settings.max_pixels if settings else DEFAULT_MAX_PIXELS)
     chosen = query_detector(gallery, detector, default_detector)
     if faces is None:
         embedded = embedder_for(gallery.config).embed_query(
@@ -98,7 +105,6 @@ def find(
     else:
         embedded = faces(gallery, chosen)
     searched = time.perf_counter()
-    filters = filters or Filters()
     filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, query.content_hash))
     results = [
         QueryResult(face, repo.search(gallery, face.embedding, k, filters, exact, ef_search))

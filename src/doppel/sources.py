@@ -107,18 +107,19 @@ def resolve(source: str, settings: Settings) -> Path | None:
     """A local file holding the source's image, or None."""
     if is_url(source):
         return fetch(source, settings.cache_dir)
-    path = Path(source)
+    path = imaging.text_path(source)  # names that are not UTF-8 were recorded as \xNN
     if path.is_file():
         return path
     return under_roots(source, image_roots(settings))
 
 
 def load_source(source: str, settings: Settings, max_side: int = 1024) -> Photo | None:
-    """The photo a face came from, or None when it cannot be had any more."""
+    """The photo a face came from, or None when it cannot be had any more (or is
+    larger than the pixel limit)."""
     path = resolve(source, settings)
     if path is None:
         return None
     try:
-        return imaging.load(path, max_side=max_side)
+        return imaging.load(path, max_side=max_side, max_pixels=settings.max_pixels)
     except DoppelError:
         return None

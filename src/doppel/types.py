@@ -165,15 +165,48 @@ class Match:
         return 1.0 - self.distance
 
 
+# The attribute values faces can have: DeepFace's labels, and the original dump's.
+SEXES = frozenset({"F", "M"})
+RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispanic", "black"})
+MAX_AGE = 150
+
+
 @dataclass(frozen=True)
 class Filters:
-    """Attribute filters for a search; empty means none."""
+    """Attribute filters for a search; empty means none.
+
+    Filters no face could pass (an age range upside down, a race no model predicts)
+    are refused here, where the CLI and the web API both build them, rather than
+    answered with an empty result.
+    """
 
     sex: str | None = None
     races: tuple[str, ...] = ()
     age_min: int | None = None
     age_max: int | None = None
     exclude_hashes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        from doppel.errors import UsageError
+
+        if self.sex is not None and self.sex not in SEXES:
+            raise UsageError(f"sex {self.sex[:20]!r} is neither F nor M")
+        unknown = [race for race in self.races if race not in RACES]
+        if unknown:
+            raise UsageError(f"race {unknown[0][:30]!r} is not one of {', '.join(sorted(RACES))}")
+        for bound in (self.age_min, self.age_max):
+            if bound is not None and not 0 <= bound <= MAX_AGE:
+                raise UsageError(f"age {bound} is outside 0 to {MAX_AGE}")
+        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
+            raise UsageError(
+                f"age range {self.age_min}-{self.age_max} is empty: its lowest age is above "
+                "its highest"
+            )
+
+    @property
+    def on_attributes(self) -> bool:
+        """Whether the filters ask for any attribute (sex, race or age)."""
+        return bool(self.sex or self.races or self.age_min is not None or self.age_max is not None)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import typer
 
 from doppel.cli import find, ingest, resemble, serve
 from doppel.cli.db import db_app, index_app
+from doppel.cli.gallery import gallery_app
 from doppel.cli.models import models_app
 from doppel.config import RUNTIMES, load_dotenv_once
 
@@ -23,8 +24,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"doppel {version('doppel')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     runtime: Annotated[
         str | None,
         typer.Option(
@@ -45,6 +60,7 @@ def options(
 
 
 app.add_typer(db_app, name="db")
+app.add_typer(gallery_app, name="gallery")
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
 app.command("ingest")(ingest.ingest_cmd)

@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from doppel.config import Settings
+from doppel.config import Settings, debug_enabled
 from doppel.errors import DoppelError, Remedy
 
 out = Console()
@@ -37,6 +37,8 @@ HINTS: dict[Remedy, str] = {
     Remedy.LIST_MODELS: "`doppel models` lists the ones doppel supports",
     Remedy.INSTALL_WEIGHTS: "then run `doppel models install {model} FILE` "
     "(`doppel models install {model}` downloads it where there is internet)",
+    Remedy.PREDICT_ATTRIBUTES: "ingest with --attributes to predict them, or search without "
+    "--sex, --race and --age",
 }
 
 
@@ -58,7 +60,7 @@ def friendly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DoppelError as exc:
-            if Settings.from_env().debug:
+            if debug_enabled():
                 raise
             err.print(f"[bold red]error:[/] {error_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -67,7 +69,7 @@ def friendly(func: F) -> F:
             psycopg = sys.modules.get("psycopg")
             if psycopg is None or not isinstance(exc, psycopg.OperationalError):
                 raise
-            if Settings.from_env().debug:
+            if debug_enabled():
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             err.print(f"[bold red]error:[/] database connection lost: {reason}", highlight=False)
@@ -81,7 +83,11 @@ def friendly(func: F) -> F:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar (count, rate, ETA) fed by a (done, total) callback."""
+    """A rich progress bar (count, rate, ETA) fed by a (done, total) callback.
+
+    It appears with the first call, so a command that fails before any work (not a
+    folder, no images, missing weights) prints its error alone.
+    """
     columns = [
         TextColumn(label),
         BarColumn(),
@@ -92,15 +98,23 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None, rate="")
+    bar = Progress(*columns, console=err, transient=False)
+    task = None
 
-        def update(done: int, total: int) -> None:
-            elapsed = bar.tasks[0].elapsed or 0.0
-            rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
-            bar.update(task, completed=done, total=total, rate=rate)
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=None, rate="")
+        elapsed = bar.tasks[0].elapsed or 0.0
+        rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
+        bar.update(task, completed=done, total=total, rate=rate)
 
+    try:
         yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 @contextmanager

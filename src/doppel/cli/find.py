@@ -31,6 +31,15 @@ def _parse_age(value: str | None) -> tuple[int | None, int | None]:
         ) from None
 
 
+def composite_name(photo: Path) -> Path:
+    """doppel-NAME.png for NAME.jpg, doppel-NAME-SUFFIX.png for any other suffix, so that
+    anim.gif and anim.webp do not write the same file."""
+    suffix = photo.suffix.lower().lstrip(".")
+    return Path(
+        f"doppel-{photo.stem}.png" if suffix in ("jpg", "") else f"doppel-{photo.stem}-{suffix}.png"
+    )
+
+
 # Over 80 lines: most of it is the declaration of the command's sixteen options.
 @friendly
 def find_cmd(
@@ -69,7 +78,11 @@ def find_cmd(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Composite PNG (default: doppel-<photo>.png)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else doppel-NAME-EXT.png).",
+        ),
     ] = None,
     no_picture: Annotated[
         bool, typer.Option("--no-picture", help="Do not write the composite.")
@@ -91,8 +104,12 @@ def find_cmd(
     from doppel.types import Filters
 
     settings = Settings.from_env()
-    if not photo.is_file():
+    if photo.is_dir():
+        raise UsageError(f"{photo} is a folder, not a photo; to search its photos use --in {photo}")
+    if not photo.exists():
         raise UsageError(f"{photo}: no such file")
+    if not photo.is_file():
+        raise UsageError(f"{photo} is not a regular file (a FIFO, socket or device)")
     if sex is not None and sex.upper() not in ("F", "M"):
         raise typer.BadParameter("use F or M", param_hint="--sex")
     if in_dir is not None:
@@ -108,8 +125,13 @@ def find_cmd(
             workers=None,
         )
     age_min, age_max = _parse_age(age)
-    filters = Filters(sex.upper() if sex else None, tuple(race or ()), age_min, age_max)
-    picture = None if no_picture else (output or Path(f"doppel-{photo.stem}.png"))
+    if age_min is not None and age_max is not None and age_min > age_max:
+        raise typer.BadParameter(
+            f"{age} is an empty range: its lowest age is above its highest", param_hint="--age"
+        )
+    races = tuple(r.strip().lower() for r in race or ())
+    filters = Filters(sex.upper() if sex else None, races, age_min, age_max)
+    picture = None if no_picture else (output or composite_name(photo))
     with connect(settings) as conn:
         if same_attributes:
             from doppel.faces.attributes import same_attribute_filters

@@ -29,6 +29,7 @@ from doppel.cli.common import (
     progress_bar,
 )
 from doppel.config import Settings
+from doppel.errors import UsageError
 
 
 def ingest_folder(
@@ -55,7 +56,14 @@ def ingest_folder(
     from doppel.types import EmbeddingConfig
 
     config = EmbeddingConfig(model, detector, align=detector != "skip")
-    with connect(settings) as conn:
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder")
+
+    def waiting(message: str) -> None:
+        err.print(f"{message} (Ctrl-C stops)", highlight=False)
+
+    # The gallery's writer lock covers the index build too; ingest takes it again inside.
+    with connect(settings) as conn, Repository(conn).writing(gallery, waiting):
         with progress_bar(f"ingest {gallery}") as update:
             report = ingest_photos(
                 conn,
@@ -70,6 +78,7 @@ def ingest_folder(
                 cluster=cluster,
                 log_dir=settings.log_dir,
                 progress=update,
+                max_pixels=settings.max_pixels,
             )
         # The index after the bar of the files, with a bar of its own.
         with index_progress_bar(f"index {gallery}") as on_build:
@@ -82,10 +91,19 @@ def ingest_folder(
                 progress=on_build,
                 log_dir=settings.log_dir,
             )
+    for entry in report.passed_over[:5]:
+        path, _, reason = entry.partition("\t")
+        err.print(f"skipped {path}: {reason}", highlight=False, soft_wrap=True)
+    passed = len(report.passed_over)
     err.print(
         f"{report.faces_added} faces added from {report.images_added} files "
         f"({report.rate:.1f} files/s); {report.skipped} already present, "
         f"{len(report.no_face)} without a face, {len(report.unreadable)} unreadable"
+        + (
+            f", {passed} skipped (special files, link loops, folders that cannot be read)"
+            if passed
+            else ""
+        )
         + (f"; listed in {report.listed_in}" if report.listed_in else "")
         + index_summary(outcome.built, outcome.background, outcome.seconds),
         highlight=False,
@@ -193,7 +211,7 @@ def load_dump_cmd(
     index: IndexWhenOpt = "auto",
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
-    from doppel.dump.loader import load_dump, write_load_log
+    from doppel.dump.loader import default_gallery_name, load_dump, write_load_log
     from doppel.indexing import finish_index
     from doppel.sources import add_image_root
     from doppel.store.repository import Repository
@@ -210,16 +228,28 @@ def load_dump_cmd(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    with connect(settings) as conn, Progress(*columns, console=err) as bar:
-        task = bar.add_task("load", total=None, rows=0, rate="")
+    name = gallery or default_gallery_name(dump)
+
+    def waiting(message: str) -> None:
+        err.print(f"{message} (Ctrl-C stops)", highlight=False)
+
+    with connect(settings) as conn, Repository(conn).writing(name, waiting):
+        bar = Progress(*columns, console=err)
+        task = None
 
         def update(done: int, total: int, rows: int) -> None:
+            nonlocal task
+            if task is None:  # the bar starts with the first reading, after any wait
+                bar.start()
+                task = bar.add_task("load", total=None, rows=0, rate="")
             elapsed = bar.tasks[0].elapsed or 0.0
             rate = f"({rows / elapsed:,.0f}/s)" if elapsed > 0 else ""
             bar.update(task, completed=done, total=total, rows=rows, rate=rate)
 
-        report = load_dump(conn, dump, gallery, strict=strict, progress=update, index="skip")
-        bar.stop()
+        try:
+            report = load_dump(conn, dump, name, strict=strict, progress=update, index="skip")
+        finally:
+            bar.stop()
         with index_progress_bar(f"index {report.gallery}") as on_build:
             outcome = finish_index(
                 conn,

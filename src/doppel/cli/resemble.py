@@ -78,6 +78,7 @@ def resemble_cmd(
             by_date=by_date,
             period=period,
             progress=update,
+            max_pixels=settings.max_pixels,
         )
     files = write_report(result, output)
     _print_resemble(result)

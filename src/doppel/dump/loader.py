@@ -136,6 +136,7 @@ def load_dump(
     index: str = "auto",
     index_progress: Callable[[BuildProgress], None] | None = None,
     log_dir: Path | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> LoadReport:
     """Load the faces of a pg_dump (plain, INSERTs, custom; gzip or not) into a gallery.
 
@@ -144,14 +145,43 @@ def load_dump(
     gallery (same image_key) are kept, so a second load of the same dump adds nothing.
     The index is built after the commit, as `index` says (doppel.indexing.finish_index;
     build_index False is index "skip"): the gallery is searchable, exactly, meanwhile.
+    One run writes a gallery at a time: a second load or ingest waits for it (told
+    through `waiting`).
     """
-    start = time.perf_counter()
     name = gallery_name or default_gallery_name(path)
+    with Repository(conn).writing(name, waiting):
+        return _load_dump(
+            conn,
+            path,
+            name,
+            strict=strict,
+            build_index=build_index,
+            progress=progress,
+            index=index,
+            index_progress=index_progress,
+            log_dir=log_dir,
+        )
+
+
+def _load_dump(
+    conn: psycopg.Connection,
+    path: Path,
+    name: str,
+    *,
+    strict: bool,
+    build_index: bool,
+    progress: Progress | None,
+    index: str,
+    index_progress: Callable[[BuildProgress], None] | None,
+    log_dir: Path | None,
+) -> LoadReport:
+    """load_dump's work, while this run holds the gallery's writer lock."""
+    start = time.perf_counter()
     repo = Repository(conn)
     existing = repo.find_gallery(name)
     conn.commit()
-    if existing is not None:
-        check_config(existing, CONFIG)
+    if existing is not None and repo.face_count(existing):
+        check_config(existing, CONFIG)  # an empty gallery takes the dump's configuration
     source = open_dump(path)
     report = LoadReport(gallery=name, path=path, format=source.format)
 

@@ -28,16 +28,20 @@ from doppel.dump.sql import (
 )
 from doppel.errors import BadDump, Remedy
 from doppel.store.vectors import check_vector, copy_data
-from doppel.types import Gallery
+from doppel.types import RACES, SEXES, Gallery
 
 DIMENSION = 512
-SEXES = frozenset({"F", "M"})
-RACES = frozenset({"asian", "white", "middle eastern", "indian", "latino hispanic", "black"})
 DEFAULT_COLUMNS = ("id", "image_key", "age", "sex", "race", "embedding")
 NEEDED = ("image_key", "age", "sex", "race", "embedding")
 BATCH_ROWS = 5000
 # The first batches are smaller, so that the server has work sooner.
 FIRST_BATCH_ROWS = 500
+# A dump is made of statements and rows; pg_dump writes a few blank and comment lines
+# between objects. A million lines in a row holding nothing (blank lines, comments,
+# lone semicolons), or one statement over a million lines, is a damaged or hostile
+# file (a 4.6 MB gzip inflates to a billion newlines): it stops in a second, not hours.
+MAX_IDLE_LINES = 1_000_000
+MAX_STATEMENT_LINES = 1_000_000
 
 
 def check_row(source: str | None, age: str | None, sex: str | None, race: str | None) -> str | None:
@@ -279,11 +283,24 @@ class Reader:
         number = 0
         copy_into: tuple[str, ...] | None = None  # faces columns while in its COPY data
         other_copy: tuple[int, str, int] | None = None  # (line, summary, rows) of another's
+        idle = 0  # lines in a row that held nothing
         for raw in lines:
             number += 1
             if number & 0x3FF == 0:
                 tick()
-            if copy_into is not None or other_copy is not None:
+            in_copy = copy_into is not None or other_copy is not None
+            if raw.isspace() or (
+                not in_copy and (raw.startswith(b"--") or (len(raw) < 8 and raw.strip() == b";"))
+            ):
+                idle += 1
+                if idle > MAX_IDLE_LINES:
+                    raise BadDump(
+                        f"lines {number - idle + 1:,} to {number:,} hold nothing (empty lines or "
+                        "comments): a damaged file, not a dump of faces"
+                    )
+            else:
+                idle = 0
+            if in_copy:
                 if raw.startswith(b"\\.") and raw[2:].strip() == b"":
                     if other_copy is not None:
                         line, what, rows = other_copy
@@ -310,7 +327,13 @@ class Reader:
                     if not stripped.startswith(ROUTINE_META):
                         self.report.ignored.append(Ignored(number, summary(stripped)))
                     continue
-            for statement, start in splitter.feed(text, number):
+            done = splitter.feed(text, number)
+            if len(splitter.parts) > MAX_STATEMENT_LINES:
+                raise BadDump(
+                    f"the statement from line {splitter.start:,} runs over "
+                    f"{MAX_STATEMENT_LINES:,} lines: a damaged file, not a dump of faces"
+                )
+            for statement, start in done:
                 target = self._statement(statement, start)
                 if target is None:
                     continue

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import NoFaceFound, Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
@@ -109,6 +110,7 @@ def resemble(
     by_date: bool = False,
     period: str = "auto",
     progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ResembleResult:
     """Tell which person of PEOPLE_DIR the photos of TARGET_DIR resemble, and how surely.
 
@@ -126,7 +128,7 @@ def resemble(
         if not paths:
             raise UsageError(f"person folder {people_dir / name} holds no photos")
     everything = [p for paths in person_paths.values() for p in paths] + target_paths
-    collection = embed_photos(conn, everything, embedder, progress)
+    collection = embed_photos(conn, everything, embedder, progress, max_pixels)
     by_path = {face.path: face for face in collection.faces}
     notes = []
     for face in collection.faces:
@@ -145,11 +147,11 @@ def resemble(
                 "photos has a usable face; add clearer, front-facing photos",
                 remedy=Remedy.OTHER_DETECTOR,
             )
-        person_photos[name] = [str(f.path) for f in usable]
+        person_photos[name] = [imaging.path_text(f.path) for f in usable]
         vectors.extend(f.embedding for f in usable if f.embedding is not None)
         labels.extend([index] * len(usable))
     targets = [by_path[p] for p in target_paths if p in by_path and by_path[p].usable]
-    no_face = [str(p) for p in target_paths if p in by_path and not by_path[p].usable]
+    no_face = [imaging.path_text(p) for p in target_paths if p in by_path and not by_path[p].usable]
     if not targets:
         raise NoFaceFound(
             f"no face found in any of the {len(target_paths)} photos in "
@@ -173,7 +175,7 @@ def resemble(
         people_x,
         np.asarray(labels),
         target_x,
-        [str(t.path) for t in targets],
+        [imaging.path_text(t.path) for t in targets],
         embedder.config,
         person_photos=person_photos,
         face_counts=[t.face_count for t in targets],
@@ -192,7 +194,7 @@ def resemble(
     return dataclasses.replace(
         result,
         no_face=no_face,
-        unreadable=[f"{p}: {why}" for p, why in collection.unreadable],
+        unreadable=[f"{imaging.path_text(p)}: {why}" for p, why in collection.unreadable],
         notes=notes,
         embedded=collection.embedded,
         from_cache=collection.from_cache,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
@@ -62,6 +63,7 @@ def embed_photos(
     paths: Sequence[Path],
     embedder: Embedder,
     progress: Progress | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Collection:
     """Embed the largest face of each photo, reusing the cache by file content and model.
 
@@ -87,7 +89,7 @@ def embed_photos(
             result.from_cache += 1
         else:
             try:
-                photo = imaging.load(path)
+                photo = imaging.load(path, max_pixels=max_pixels)
             except DoppelError as exc:
                 result.unreadable.append((path, str(exc)))
             else:

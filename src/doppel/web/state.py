@@ -7,6 +7,7 @@ reach this state through the `app_state` dependency.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -19,13 +20,15 @@ import psycopg
 from fastapi import Request
 
 from doppel.config import Settings
-from doppel.errors import NoFaceFound, UsageError
+from doppel.errors import DoppelError, NoFaceFound, UsageError
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
 from doppel.search import query_detector
 from doppel.store.repository import Repository
 from doppel.types import DetectedFace, Gallery
 from doppel.web.uploads import Upload, UploadStore
+
+log = logging.getLogger("doppel.web")
 
 # Gallery pictures kept, as JPEG bytes, for the result pages' thumbnails.
 PICTURES_HELD = 256
@@ -77,23 +80,47 @@ class FaceModels:
         self.default_detector = default_detector
         self.lock = threading.Lock()
         self.loaded: set[str] = set()
+        # gallery name -> why its model could not be loaded (missing weights, ...)
+        self.unavailable: dict[str, str] = {}
 
     def detector_for(self, gallery: Gallery) -> str:
         return query_detector(gallery, None, self.default_detector)
 
     def warm_up(self, galleries: list[Gallery]) -> None:
-        """Load the models of every gallery now, so the first search is as fast as the rest."""
+        """Load the models of every gallery now, so the first search is as fast as the rest.
+
+        A gallery whose model cannot be loaded is marked unavailable, with the reason,
+        and the others are served: one gallery must not keep the server from starting.
+        """
         blank = Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0)
         for gallery in galleries:
-            embedder = embedder_for(gallery.config)
             detector = self.detector_for(gallery)
-            with self.lock:
-                embedder.warm_up()
-                embedder.detect(blank, detector)
+            try:
+                embedder = embedder_for(gallery.config)
+                with self.lock:
+                    embedder.warm_up()
+                    embedder.detect(blank, detector)
+            except Exception as exc:  # any model that fails to load, for any reason
+                self.unavailable[gallery.name] = str(exc) or type(exc).__name__
+                log.warning("gallery %s is unavailable: %s", gallery.name, exc)
+                continue
+            self.unavailable.pop(gallery.name, None)
             self.loaded.add(f"{gallery.config.model}/{detector}")
+
+    def ready(self, gallery: Gallery) -> None:
+        """Load the gallery's model if it is not yet; a model that still cannot load
+        raises its error (missing weights: 503), and one that now can is available."""
+        try:
+            with self.lock:
+                embedder_for(gallery.config).warm_up()
+        except DoppelError as exc:
+            self.unavailable[gallery.name] = str(exc)
+            raise
+        self.unavailable.pop(gallery.name, None)
 
     def detect(self, upload: Upload, gallery: Gallery, detector: str) -> list[DetectedFace]:
         """The upload's faces by this detector, found once per upload."""
+        self.ready(gallery)
         if detector not in upload.detections:
             with self.lock:
                 faces = embedder_for(gallery.config).detect(upload.photo, detector)

@@ -6,7 +6,6 @@ import io
 import secrets
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import HTTPException
 
+from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import UnreadableImage
 from doppel.faces import imaging
 from doppel.faces.imaging import Photo
@@ -21,8 +21,6 @@ from doppel.types import DetectedFace
 
 # Formats a browser shows and Pillow decodes without outside help; checked on content.
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-# Larger photos would take gigabytes to decode; no camera needs more.
-MAX_PIXELS = 80_000_000
 UPLOAD_TTL_S = 15 * 60
 UPLOADS_HELD = 8
 
@@ -79,36 +77,33 @@ class UploadStore:
             del self._items[key]
 
 
-def read_image(data: bytes, name: str) -> Photo:
-    """Decode an upload, accepting only the image formats browsers show (by content)."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode an upload, accepting only the image formats browsers show (by content).
+
+    Its size is checked from its header first, as for every image doppel decodes, so
+    an oversized photo is called too large, not "not an image".
+    """
+    from PIL import UnidentifiedImageError
 
     if not data:
         raise UnreadableImage(f"{name}: the file is empty; choose a photo")
+    Image = imaging.pillow()
     try:
-        with warnings.catch_warnings():
-            # Refused below with a plainer message than Pillow's warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-                width, height = img.size
-                img.verify()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            width, height = img.size
+            imaging.check_pixels(width, height, name, max_pixels)
+            img.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise UnreadableImage(
             f"{name}: not an image (JPEG, PNG, WebP, BMP or GIF expected, "
             "judged by its content, not its name)"
         ) from None
-    if width * height > MAX_PIXELS:
-        raise UnreadableImage(
-            f"{name}: {width}x{height} pixels is more than this server "
-            f"decodes ({MAX_PIXELS // 1_000_000} megapixels); send a "
-            "smaller photo"
-        )
-    return imaging.decode(data, name)
+    return imaging.decode(data, name, max_pixels=max_pixels)
 
 
-def take_upload(data: bytes, name: str) -> Upload:
+def take_upload(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Upload:
     """A new upload of these bytes, decoded (or refused) now."""
-    photo = read_image(data, name)
+    photo = read_image(data, name, max_pixels)
     digest = imaging.content_hash(data)
     return Upload(secrets.token_urlsafe(12), name, data, digest, photo)
 

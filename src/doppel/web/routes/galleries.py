@@ -36,6 +36,8 @@ def galleries(state: State) -> GalleriesOut:
                 detector=g.config.detector,
                 faces=repo.face_count(g),
                 attributes=attributes_out(repo.attribute_values(g)),
+                available=g.name not in state.models.unavailable,
+                unavailable=state.models.unavailable.get(g.name),
             )
             for g in repo.galleries()
         ]

@@ -36,7 +36,10 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
         return [EmbeddedFace(face.index, face.box, face.confidence, vector)]
 
     filters = Filters(
-        body.sex.upper() if body.sex else None, tuple(body.races), body.age_min, body.age_max
+        body.sex.upper() if body.sex else None,
+        tuple(race.strip().lower() for race in body.races),
+        body.age_min,
+        body.age_max,
     )
     with state.db.connection() as conn:
         result = find_faces(
@@ -76,7 +79,7 @@ def upload_photo(
     with --keep-uploads.
     """
     data = file.file.read()
-    upload = take_upload(data, Path(file.filename or "upload").name)
+    upload = take_upload(data, Path(file.filename or "upload").name, state.settings.max_pixels)
     with state.db.repo() as repo:
         target = repo.pick_gallery(gallery_name or state.gallery)
     detector = state.models.detector_for(target)
@@ -107,7 +110,9 @@ def upload_image(
 ) -> Response:
     """The uploaded photo (upright, as JPEG), or one of its faces with face=N."""
     upload = state.uploads.get(upload_id)
-    photo = imaging.decode(upload.data, upload.name, max_side=max(size, 640))
+    photo = imaging.decode(
+        upload.data, upload.name, max(size, 640), max_pixels=state.settings.max_pixels
+    )
     if face is None:
         return Response(jpeg(scaled(photo, size)), media_type="image/jpeg")
     for faces in upload.detections.values():
@@ -145,7 +150,9 @@ def find(
     age_max: Annotated[int | None, Form(ge=0, le=150)] = None,
 ) -> FindOut:
     """Upload and search in one call; the photo is not held after the answer."""
-    upload = take_upload(file.file.read(), Path(file.filename or "upload").name)
+    upload = take_upload(
+        file.file.read(), Path(file.filename or "upload").name, state.settings.max_pixels
+    )
     body = SearchIn(
         upload_id=upload.id,
         face=face,

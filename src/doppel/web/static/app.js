@@ -41,9 +41,18 @@ async function loadGalleries() {
   const select = $("gallery");
   select.innerHTML = "";
   for (const g of data.galleries) {
-    select.add(new Option(`${g.name} (${g.faces} faces)`, g.name));
+    const label = g.available ? `${g.name} (${g.faces} faces)` : `${g.name} (unavailable)`;
+    const option = new Option(label, g.name);
+    // A gallery whose model could not be loaded cannot be searched; say why.
+    if (!g.available) {
+      option.disabled = true;
+      option.title = g.unavailable || "";
+    }
+    select.add(option);
   }
-  if (data.default) select.value = data.default;
+  const usable = data.galleries.filter((g) => g.available);
+  if (data.default && usable.some((g) => g.name === data.default)) select.value = data.default;
+  else if (usable.length) select.value = usable[0].name;
   if (!data.galleries.length) {
     setError("No gallery yet: make one with `doppel ingest DIR`, then reload this page.");
   }
@@ -58,7 +67,15 @@ function galleryChanged(research = true) {
   const g = currentGallery();
   const attrs = g && g.attributes;
   show($("filters"), Boolean(attrs));
-  $("gallery-info").textContent = g ? `${g.model}, ${g.detector} detector` : "";
+  $("gallery-info").textContent = !g
+    ? ""
+    : g.available
+      ? `${g.model}, ${g.detector} detector`
+      : `unavailable: ${g.unavailable}`;
+  const down = state.galleries.filter((x) => !x.available);
+  if (down.length) {
+    setError(down.map((x) => `Gallery ${x.name} is unavailable: ${x.unavailable}`).join(" "));
+  }
   const sex = $("sex");
   sex.length = 1;
   const races = $("races");

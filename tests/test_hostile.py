@@ -187,7 +187,7 @@ def test_gallery_list_rename_and_delete(database_url: str, tmp_path: Path) -> No
 def test_empty_gallery_takes_the_model_of_its_first_successful_ingest(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("DOPPEL_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("DOPPEL_OFFLINE", "1")
     crops(tmp_path / "photos", 2)
     failed = runner.invoke(
         app, ["ingest", str(tmp_path / "photos"), "-g", "fresh", "-m", "ArcFace", "-d", "skip"]
@@ -210,7 +210,7 @@ def test_serve_starts_when_a_gallery_model_cannot_load(
     from doppel.config import Settings
     from doppel.web.app import create_app
 
-    monkeypatch.delenv("DOPPEL_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setenv("DOPPEL_OFFLINE", "1")
     crops(tmp_path / "photos", 2)
     assert ingest(tmp_path / "photos", "good").exit_code == 0
     assert (

@@ -142,8 +142,8 @@ def _batches(
     paths: list[Path], known: dict[str, str], size: int
 ) -> Iterator[tuple[list[str], list[str | None]]]:
     for start in range(0, len(paths), size):
-        part = [str(p) for p in paths[start : start + size]]
-        yield part, [known.get(p) for p in part]
+        part = paths[start : start + size]
+        yield [str(p) for p in part], [known.get(imaging.path_text(p)) for p in part]
 
 
 # Over 80 lines: the driver's loop keeps workers, retries and the writer in one place,
@@ -185,7 +185,7 @@ def ingest_on_cluster(
         raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))
-    new_files = sum(1 for path in paths if str(path) not in known)
+    new_files = sum(1 for path in paths if imaging.path_text(path) not in known)
     if new_files and repo.has_index(gallery):
         repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
 

@@ -540,7 +540,7 @@ def test_a_second_writer_waits_with_a_message(database_url: str, tmp_path: Path)
     import queue
     import threading
 
-    from doppel.store.repository import WRITER_LOCK
+    from doppel.store.galleries import WRITER_LOCK
 
     folder = tmp_path / "photos"
     crops(folder, 3)

@@ -48,10 +48,10 @@ def gallery_rename(
     new: Annotated[str, typer.Argument(help="Its new name.")],
 ) -> None:
     """Give a gallery another name (not while an ingest or load-dump writes it)."""
-    from doppel.store.repository import Repository
+    from doppel.store.galleries import rename_gallery
 
     with connect(Settings.from_env()) as conn:
-        Repository(conn).rename_gallery(old, new)
+        rename_gallery(conn, old, new)
     err.print(f"gallery {old} is now {new}", highlight=False)
 
 
@@ -64,6 +64,7 @@ def gallery_delete(
     ] = False,
 ) -> None:
     """Delete a gallery: its faces, its file records and its index. Photos stay on disk."""
+    from doppel.store.galleries import delete_gallery
     from doppel.store.repository import Repository
 
     with connect(Settings.from_env()) as conn:
@@ -76,5 +77,5 @@ def gallery_delete(
         ):
             err.print("nothing deleted", highlight=False)
             raise typer.Exit(1)
-        repo.delete_gallery(name)
+        delete_gallery(conn, name)
     err.print(f"gallery {name} deleted ({faces:,} faces)", highlight=False)

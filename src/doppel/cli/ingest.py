@@ -186,6 +186,8 @@ def ingest_cmd(
     )
 
 
+# Over 80 lines: the declaration of its options, then the wait for the gallery, the two
+# bars (rows, index) and the summary, which share the connection and the report.
 @friendly
 def load_dump_cmd(
     dump: Annotated[

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-from doppel.errors import (
-    EmptyGallery,
-    GalleryBusy,
-    GalleryMismatch,
-    Remedy,
-    UnknownGallery,
-    UsageError,
-)
+from doppel.errors import EmptyGallery, GalleryMismatch, Remedy, UnknownGallery, UsageError
 from doppel.store import indexes
 from doppel.store.db import has_halfvec, has_iterative_scan
 from doppel.types import (
@@ -40,9 +32,6 @@ from doppel.types import (
 # A load adding more rows than this (or than a quarter of the gallery, if more) drops
 # the HNSW index and builds it again at the end: see drop_index_before_bulk_load.
 BULK_LOAD_MIN_ROWS = 2000
-# The advisory lock class of a gallery's writer (ingest, load-dump); the second key is
-# hashtext(name). Two names that hash alike only make their writers take turns.
-WRITER_LOCK = 4242002
 
 FACE_COLUMNS = (
     "gallery_id",
@@ -191,79 +180,11 @@ class Repository:
         self.drop_index(gallery)
         return self.gallery(gallery.name)
 
-    @contextmanager
-    def writing(self, name: str, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
-        """Hold the gallery's writer lock: one ingest or load-dump per gallery at a time.
+    def writing(self, name: str, waiting: Callable[[str], None] | None = None) -> Any:
+        """The gallery's writer lock, as a context manager (see store.galleries.writing)."""
+        from doppel.store.galleries import writing
 
-        A second writer waits for the first to finish (told through `waiting`), then
-        finds its files or rows present and adds only what is still missing, so each
-        run's summary counts what that run added. A PostgreSQL advisory lock on the
-        gallery's name: it ends with the session, so a killed run never leaves it held.
-        Taken again on the same connection, it is counted, not waited for.
-        """
-        key = (WRITER_LOCK, name)
-        got = self.conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
-        if not (got and got[0]):
-            if waiting is not None:
-                waiting(
-                    f"gallery {name!r} is being written by another doppel run; "
-                    "waiting for it to finish"
-                )
-            self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", key)
-        try:
-            yield
-        finally:
-            if not self.conn.closed and not self.conn.broken:
-                with contextlib.suppress(psycopg.Error):
-                    self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
-
-    def _claim(self, name: str) -> None:
-        """Take the writer lock of a gallery now, or say who holds it."""
-        got = self.conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (WRITER_LOCK, name)
-        ).fetchone()
-        if not (got and got[0]):
-            raise GalleryBusy(
-                f"gallery {name!r} is being written by another doppel run (an ingest or "
-                "load-dump); try again when it has finished"
-            )
-
-    def _release(self, name: str) -> None:
-        self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, name))
-
-    def rename_gallery(self, old: str, new: str) -> Gallery:
-        """Give a gallery another name; refused while it is being written."""
-        gallery = self.gallery(old)
-        if not new.strip():
-            raise UsageError("a gallery's name cannot be empty")
-        if self.find_gallery(new) is not None:
-            raise UsageError(f"there is already a gallery named {new!r}")
-        self._claim(old)
-        try:
-            self._claim(new)
-            try:
-                self.conn.execute("UPDATE galleries SET name = %s WHERE id = %s", (new, gallery.id))
-            finally:
-                self._release(new)
-        except psycopg.errors.UniqueViolation:
-            raise UsageError(f"there is already a gallery named {new!r}") from None
-        finally:
-            self._release(old)
-        return self.gallery(new)
-
-    def delete_gallery(self, name: str) -> GalleryStats:
-        """Delete a gallery with its faces, file records and index; refused while it is
-        being written. Returns what it held."""
-        gallery = self.gallery(name)
-        held = next(s for s in self.stats() if s.gallery.id == gallery.id)
-        self._claim(name)
-        try:
-            # The partial index names the gallery's id; it would outlive the rows.
-            self.drop_index(gallery)
-            self.conn.execute("DELETE FROM galleries WHERE id = %s", (gallery.id,))
-        finally:
-            self._release(name)
-        return held
+        return writing(self.conn, name, waiting)
 
     def stats(self) -> list[GalleryStats]:
         out = []

@@ -188,6 +188,9 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
     os.environ["DEEPFACE_HOME"] = str(home / "deepface")
     os.environ.pop("DOPPEL_DATABASE_URL", None)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow as doppel runs it (oneDNN off: faster for the single faces of queries),
+    # even when a helper imports it before doppel does.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     # A benchmark stopped with kill (SIGTERM) still stops its server and removes its home.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -368,3 +368,19 @@ def test_faces_are_cut_and_aligned_exactly_as_deepface_does(
                     assert np.array_equal(got, want), (name, border, level)
                     compared += 1
     assert compared >= 20
+
+
+@pytest.mark.slow
+def test_openvino_when_asked_runs_the_same_file_and_passes_the_check(converted: Path) -> None:
+    if not runtime.openvino_installed():
+        pytest.skip("OpenVINO is not installed (pip install 'doppel[openvino]')")
+    from doppel.faces import catalog
+
+    graph = catalog.recognition_graph("Facenet512")
+    assert graph is not None
+    said: list[str] = []
+    network = runtime.load(graph, "openvino", warn=said.append)
+    assert network.candidate == Candidate("openvino") and not said
+    path = runtime.converted_path(graph)
+    assert path is not None
+    assert runtime.agreement(network, path.with_suffix(".sample.npz")) >= runtime.MIN_COSINE

@@ -1,10 +1,12 @@
 """Latency of `doppel serve` once warm: a new photo end to end, and repeat searches.
 
 Starts the real app under uvicorn (loopback, free port) over a private embedded
-database holding 10 photos of deepface-unit (Dlib model, mtcnn detector), then
-sends each of 10 photos through the JSON API and prints medians.
+database holding 10 photos of deepface-unit (mtcnn detector; Facenet512, its real
+architecture with random weights, converted beforehand, or `--model Dlib`), then sends
+each of 10 other photos through the JSON API and prints medians. The query photos are
+the deepface-unit JPEGs, up to several thousand pixels wide.
 
-    .venv/bin/python benchmarks/bench_serve.py
+    .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--runtime onnx]
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import SHARED_FACES, machine_line, private_home  # noqa: E402
+from benchlib import (  # noqa: E402
+    SHARED_FACES,
+    install_random_facenet512,
+    load,
+    machine_line,
+    prepare_models,
+    private_home,
+)
 
 UNIT = SHARED_FACES / "deepface-unit"
 GALLERY = [
@@ -55,6 +64,14 @@ def free_port() -> int:
 
 
 def main() -> None:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="Facenet512", choices=["Facenet512", "Dlib"])
+    parser.add_argument("--runtime", default="auto")
+    args = parser.parse_args()
+    os.environ["DOPPEL_RUNTIME"] = args.runtime
     import httpx
     import uvicorn
 
@@ -70,9 +87,12 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(dir=home))
         for name in GALLERY:
             (folder / name).symlink_to(UNIT / name)
+        if args.model == "Facenet512":
+            install_random_facenet512(home)
+        prepare_models(args.model, "mtcnn")
         settings = Settings.from_env()
         with connect(settings) as conn:
-            ingest(conn, folder, "bench", Embedder(EmbeddingConfig("Dlib", "mtcnn")))
+            ingest(conn, folder, "bench", Embedder(EmbeddingConfig(args.model, "mtcnn")))
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -116,6 +136,7 @@ def main() -> None:
             f"{label:<60} median {statistics.median(xs) * 1000:6.0f} ms"
             f"  min {min(xs) * 1000:5.0f}  max {max(xs) * 1000:5.0f}  (n={len(xs)})"
         )
+    print(f"model {args.model}, runtime {args.runtime}; load average after {load()}")
 
 
 if __name__ == "__main__":

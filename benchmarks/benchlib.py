@@ -7,6 +7,7 @@ import platform
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -213,24 +214,31 @@ def private_home(keep: Path | None = None) -> Iterator[Path]:
 
 
 def install_random_facenet512(home: Path) -> None:
-    """Random-weight Facenet512 (the real architecture, the same compute) into DEEPFACE_HOME."""
-    from doppel.faces.catalog import install
-    from tests.helpers import write_random_facenet512
+    """Random-weight Facenet512 (the real architecture, the same compute) into DEEPFACE_HOME.
 
-    path = write_random_facenet512(home / "facenet512-random.h5")
-    install("Facenet512", path)
-    path.unlink()
+    In a child process: TensorFlow's memory would otherwise stay in this one, and Linux
+    counts a process's peak RSS into the children it starts later (across exec), which
+    would inflate every peak measured after it.
+    """
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]);"
+        "from doppel.faces.catalog import install;"
+        "from tests.helpers import write_random_facenet512;"
+        "path = write_random_facenet512(Path(sys.argv[1]) / 'facenet512-random.h5');"
+        "install('Facenet512', path); path.unlink()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(home), str(ROOT)], check=True)
 
 
 def prepare_models(*names: str) -> None:
-    """Weights present and networks converted for the runtime, before any clock starts."""
-    from doppel.config import Settings
-    from doppel.faces.catalog import prepare
-
-    settings = Settings.from_env()
-    for name in names:
-        for line in prepare(name, settings, say=print):
-            print(line)
+    """Weights present and networks converted for the runtime, before any clock starts,
+    in a child process (TensorFlow converts; see install_random_facenet512)."""
+    code = (
+        "import sys; from doppel.config import Settings; from doppel.faces.catalog import prepare;"
+        "settings = Settings.from_env();"
+        "[print(line) for name in sys.argv[1:] for line in prepare(name, settings, say=print)]"
+    )
+    subprocess.run([sys.executable, "-c", code, *names], check=True)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

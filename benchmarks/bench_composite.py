@@ -50,6 +50,7 @@ def main() -> None:
 
     from doppel import sources
     from doppel.composer import Tile, caption, compose, render
+    from doppel.config import Settings
     from doppel.faces.imaging import load as load_photo
     from doppel.types import Box, EmbeddedFace, Face, Match, QueryResult
 
@@ -60,17 +61,21 @@ def main() -> None:
     photo = load_photo(SHARED_FACES / "generated" / "example.png")
     query = QueryResult(EmbeddedFace(0, Box(150, 150, 700, 700), 1.0, np.zeros(4)), matches)
     out = Path(os.environ["DOPPEL_HOME"]) / "composite.png"
+    settings = Settings.from_env()
 
     def before() -> None:
-        tiles = [Tile(sources.load_source(m.face.source), m.face.box, *caption(m)) for m in matches]
+        tiles = [
+            Tile(sources.load_source(m.face.source, settings), m.face.box, *caption(m))
+            for m in matches
+        ]
         canvas = compose(Tile(photo, query.face.box, "query"), tiles, None)
         canvas.save(out, format="PNG")
 
     rows = []
     for label, run, repeat in (
         ("before: 1024-pixel decodes, PNG level 6", before, 3),
-        ("now, first time (crops cut and cached)", lambda: render(photo, query, out), 1),
-        ("now, crops cached", lambda: render(photo, query, out), 3),
+        ("now, first time (crops cut and cached)", lambda: render(photo, query, out, settings), 1),
+        ("now, crops cached", lambda: render(photo, query, out, settings), 3),
     ):
         cpu, wall = timed(run, repeat)
         rows.append([label, f"{cpu:.0f}", f"{wall:.0f}"])

@@ -66,7 +66,7 @@ def test_the_composite_is_written_with_every_match(
     ]
     photo = load(unit_faces / "img1.jpg")
     query = EmbeddedFace(0, Box(444, 181, 569, 817), 1.0, np.zeros(4, dtype=np.float32))
-    out = render(photo, QueryResult(query, matches), tmp_path / "out.png")
+    out = render(photo, QueryResult(query, matches), tmp_path / "out.png", settings)
     with Image.open(out) as img:
         assert img.width >= 4 * 256
     assert len(list((settings.cache_dir / "crops").glob("*.png"))) == 3

@@ -30,6 +30,16 @@ CREATE TABLE IF NOT EXISTS images (
     PRIMARY KEY (gallery_id, source)
 );
 
+-- People of a gallery: faces grouped by `doppel people`, named by the user. The
+-- cover is the face shown for the person (the one nearest the person's mean face).
+CREATE TABLE IF NOT EXISTS people (
+    id            bigserial PRIMARY KEY,
+    gallery_id    integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+    name          text,
+    cover_face_id bigint,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
 -- Embeddings have no fixed dimension here: each gallery gets its own partial
 -- HNSW index on embedding::vector(dimension) (see src/doppel/store/repository.py).
 CREATE TABLE IF NOT EXISTS faces (
@@ -48,6 +58,10 @@ CREATE TABLE IF NOT EXISTS faces (
     race         text,
     embedding    vector NOT NULL,
     added_at     timestamptz NOT NULL DEFAULT now(),
+    -- The person this face belongs to; person_excluded: taken out of a person by
+    -- hand, so clustering leaves it alone from then on.
+    person_id        bigint REFERENCES people ON DELETE SET NULL,
+    person_excluded  boolean NOT NULL DEFAULT false,
     UNIQUE (gallery_id, source, face_index)
 ) WITH (toast_tuple_target = 8160);
 -- A 512-d vector makes a row of about 2.1 kB, just over the default 2 kB at which
@@ -55,6 +69,10 @@ CREATE TABLE IF NOT EXISTS faces (
 -- loads about a quarter cheaper on the server and exact searches read no TOAST.
 
 CREATE INDEX IF NOT EXISTS faces_gallery_hash ON faces (gallery_id, content_hash);
+CREATE INDEX IF NOT EXISTS faces_person ON faces (person_id) WHERE person_id IS NOT NULL;
+ALTER TABLE people DROP CONSTRAINT IF EXISTS people_cover_face_id_fkey;
+ALTER TABLE people ADD CONSTRAINT people_cover_face_id_fkey
+    FOREIGN KEY (cover_face_id) REFERENCES faces ON DELETE SET NULL;
 
 -- Embeddings of loose photos (doppel resemble), keyed by file content and the
 -- embedding configuration, so a second run only embeds new photos.

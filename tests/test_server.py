@@ -436,3 +436,18 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
         driver.save_screenshot(str(tmp_path / "serve-reports.png"))
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_find_strangers_switch(client: httpx.Client, unit_faces: Path) -> None:
+    """Doppelganger mode over the API: faces at or above the same-person threshold leave."""
+    plain = _post_photo(client, "/api/find", unit_faces / QUERY, k=10).json()
+    assert plain["strangers"] is None
+    response = _post_photo(client, "/api/find", unit_faces / QUERY, k=5, strangers="true")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    threshold = result["strangers"]["threshold"]
+    expected = [m["name"] for m in plain["matches"] if m["similarity"] < threshold][:5]
+    assert [m["name"] for m in result["matches"]] == expected
+    assert len(expected) == 5
+    assert any(m["similarity"] >= threshold for m in plain["matches"])

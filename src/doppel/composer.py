@@ -150,21 +150,63 @@ def _paste(
         )
 
 
+ROW_TILE = 160
+ROW_HEADING = 28
+
+
+def compose_rows(
+    rows: Sequence[tuple[str, Sequence[Tile]]], out: Path | None = None, tile: int = ROW_TILE
+) -> Image.Image:
+    """Rows of captioned tiles, each under a heading (one row per person, or per pair)."""
+    columns = max((len(tiles) for _, tiles in rows), default=1) or 1
+    width = columns * tile + (columns + 1) * MARGIN
+    row_height = ROW_HEADING + tile + CAPTION + MARGIN
+    height = MARGIN + max(len(rows), 1) * row_height
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    heading_font = _font(18)
+    for r, (heading, tiles) in enumerate(rows):
+        top = MARGIN + r * row_height
+        draw.text(
+            (MARGIN, top),
+            _fit(heading, draw, heading_font, width - 2 * MARGIN),
+            fill=INK,
+            font=heading_font,
+        )
+        for i, item in enumerate(tiles):
+            _paste(canvas, draw, item, (MARGIN + i * (tile + MARGIN), top + ROW_HEADING), tile, 14)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(out, format="PNG")
+    return canvas
+
+
 def caption(match: Match) -> tuple[str, str]:
-    """Title and subtitle for a match's tile: rank, similarity, file name, attributes."""
+    """Title and subtitle for a match's tile: rank, similarity, person, file name, attributes."""
     name = Path(match.face.source).name or match.face.source
     attrs = ", ".join(str(a) for a in (match.face.sex, match.face.age, match.face.race) if a)
     title = f"#{match.rank}  {match.similarity:.3f}"
+    if match.face.person:
+        title += f"  {match.face.person}"
     return title, f"{name}  {attrs}".strip()
 
 
-def render(photo: Photo, result: QueryResult, out: Path, settings: Settings) -> Path:
+def render(
+    photo: Photo,
+    result: QueryResult,
+    out: Path,
+    settings: Settings,
+    title: str = "query",
+    note: str = "",
+) -> Path:
     """The composite picture of one query face and its matches, written to out.
+
+    title and note: the query face's caption, e.g. that its person's faces were left out.
 
     The matches' pictures are cut in threads (decoding lets go of the GIL), each from its
     photo decoded no larger than the face needs, and kept in a cache for the next time.
     """
-    query = Tile(photo, result.face.box, "query", "")
+    query = Tile(photo, result.face.box, title, note)
     with ThreadPoolExecutor(max(1, min(len(result.matches), 4))) as pool:
         pictures = list(
             pool.map(

@@ -164,3 +164,8 @@ class Settings:
     def reports_dir(self) -> Path:
         """Where `doppel serve` lists resemblance reports from."""
         return self.reports or self.home / "reports"
+
+    @property
+    def calibration_file(self) -> Path:
+        """Same-person thresholds measured by the user; they override the shipped ones."""
+        return self.home / "calibration.json"

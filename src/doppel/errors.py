@@ -87,3 +87,11 @@ class UnknownModel(DoppelError):
 
 class BadDump(DoppelError):
     """A dump file cannot be read as a faces dump."""
+
+
+class NotCalibrated(DoppelError):
+    """No same-person threshold has been measured for a model."""
+
+
+class UnknownPerson(DoppelError):
+    """A person id that the gallery does not have."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import psycopg
 
 from doppel.composer import render
@@ -40,6 +41,27 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Strangers:
+    """How doppelganger mode left the query person out: whose faces, and above what."""
+
+    threshold: float  # faces at least this similar to the query are taken for the same person
+    people: tuple[int, ...]  # people taken for the query's own, whose faces were left out
+    model: str
+
+    def caption(self) -> str:
+        """The short form, under the query face of the composite."""
+        own = ", ".join(f"person {p}" for p in self.people)
+        return f"left out: {own + ', ' if own else ''}similarity >= {self.threshold:.3f}"
+
+    def describe(self) -> str:
+        own = ", ".join(f"person {p}" for p in self.people)
+        return (
+            f"strangers only: left out {own + ' and ' if own else ''}faces with similarity "
+            f">= {self.threshold:.3f} ({self.model}'s same-person threshold)"
+        )
+
+
+@dataclass(frozen=True)
 class FindResult:
     gallery: Gallery
     query: str
@@ -48,6 +70,7 @@ class FindResult:
     composite: Path | None
     embed_seconds: float = 0.0
     search_seconds: float = 0.0
+    strangers: Strangers | None = None
 
 
 # The faces of a query, embedded for a gallery: (gallery, detector) -> faces, largest first.
@@ -78,12 +101,18 @@ def find(
     settings: Settings | None = None,
     ef_search: int | None = None,
     faces: QueryFaces | None = None,
+    strangers: bool = False,
+    calibration_file: Path | None = None,
 ) -> FindResult:
     """Search a gallery for the faces most like those in the photo.
 
     gallery_name None means the only gallery there is. A composite picture needs the
     settings (where the gallery's photos are found again). The query photo itself is left
     out of the matches when the gallery holds it (same file content).
+    strangers: doppelganger mode; leave out the query person's own faces, those of
+    the person the query face belongs to (the gallery's person of this very photo,
+    or the person whose mean face it would join) and any face at or above the
+    model's same-person threshold. k faces still come back when k strangers exist.
     """
     start = time.perf_counter()
     repo = Repository(conn)
@@ -95,6 +124,12 @@ def find(
             "can pass these filters",
             remedy=Remedy.PREDICT_ATTRIBUTES,
         )
+    if calibration_file is None and settings is not None:
+        calibration_file = settings.calibration_file
+    if strangers:
+        from doppel.people import calibration
+
+        calibration.for_config(gallery.config, calibration_file)  # before any embedding
     if isinstance(query, Path):
         query = Query.from_path(query, settings.max_pixels if settings else DEFAULT_MAX_PIXELS)
     chosen = query_detector(gallery, detector, default_detector)
@@ -106,15 +141,75 @@ def find(
         embedded = faces(gallery, chosen)
     searched = time.perf_counter()
     filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, query.content_hash))
-    results = [
-        QueryResult(face, repo.search(gallery, face.embedding, k, filters, exact, ef_search))
-        for face in embedded
-    ]
+    results = []
+    left_out: list[int] = []
+    threshold = None
+    for face in embedded:
+        face_filters = filters
+        if strangers:
+            threshold, own = own_people(
+                conn, gallery, face.embedding, query.content_hash, calibration_file
+            )
+            left_out.extend(p for p in own if p not in left_out)
+            face_filters = replace(
+                filters,
+                exclude_people=(*filters.exclude_people, *own),
+                below_similarity=threshold,
+            )
+        matches = repo.search(gallery, face.embedding, k, face_filters, exact, ef_search)
+        results.append(QueryResult(face, matches))
     done = time.perf_counter()
+    mode = (
+        Strangers(threshold, tuple(left_out), gallery.config.model)
+        if strangers and threshold is not None
+        else None
+    )
     if composite is not None:
         if settings is None:
             raise ValueError("a composite needs the settings, to find the gallery's photos")
-        render(query.photo, results[0], composite, settings)
+        if mode:
+            render(
+                query.photo, results[0], composite, settings, "query: strangers only",
+                mode.caption(),
+            )
+        else:
+            render(query.photo, results[0], composite, settings)
     return FindResult(
-        gallery, query.name, query.photo, results, composite, searched - start, done - searched
+        gallery,
+        query.name,
+        query.photo,
+        results,
+        composite,
+        searched - start,
+        done - searched,
+        mode,
     )
+
+
+def own_people(
+    conn: psycopg.Connection,
+    gallery: Gallery,
+    vector: np.ndarray,
+    content_hash: str,
+    calibration_file: Path | None = None,
+) -> tuple[float, tuple[int, ...]]:
+    """The same-person threshold, and the people a query face is taken to belong to.
+
+    Those are the people of the very photo when the gallery holds it, and the person
+    whose mean face is close enough for the face to join it, as clustering would.
+    """
+    from doppel.people import calibration, clustering
+    from doppel.store.people import PeopleStore
+
+    cal = calibration.for_config(gallery.config, calibration_file)
+    store = PeopleStore(conn)
+    own = store.people_of_content(gallery, content_hash)
+    means = store.person_means(gallery)
+    if means:
+        unit = clustering.normalise(np.asarray(vector)[None, :])[0]
+        ids = list(means)
+        scores = clustering.normalise(np.vstack([means[i] for i in ids])) @ unit
+        best = int(np.argmax(scores))
+        if scores[best] >= cal.cluster.join and ids[best] not in own:
+            own.append(ids[best])
+    return cal.threshold, tuple(own)

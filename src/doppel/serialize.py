@@ -14,7 +14,8 @@ def box_fields(box: Box | None) -> dict[str, int] | None:
 
 def match_fields(match: Match) -> dict[str, Any]:
     """Rank, similarity and distance (rounded to 6 places), and the face's source,
-    file name, attributes and box. The web API adds the URLs of its pictures."""
+    file name, attributes, person (name, else "person N") and box. The web API adds the
+    URLs of its pictures."""
     face = match.face
     return {
         "rank": match.rank,
@@ -26,5 +27,7 @@ def match_fields(match: Match) -> dict[str, Any]:
         "age": face.age,
         "sex": face.sex,
         "race": face.race,
+        "person_id": face.person_id,
+        "person": face.person,
         "box": box_fields(face.box),
     }

@@ -152,6 +152,15 @@ class Face:
     age: int | None
     sex: str | None
     race: str | None
+    person_id: int | None = None  # the person `doppel people` put it in
+    person_name: str | None = None
+
+    @property
+    def person(self) -> str | None:
+        """The person's name, else its number; None outside any person."""
+        if self.person_id is None:
+            return None
+        return self.person_name or f"person {self.person_id}"
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,10 @@ class Filters:
     age_min: int | None = None
     age_max: int | None = None
     exclude_hashes: tuple[str, ...] = field(default_factory=tuple)
+    # Doppelganger mode: leave out these people's faces, and any face at least this
+    # similar to the query (the same-person threshold).
+    exclude_people: tuple[int, ...] = ()
+    below_similarity: float | None = None
 
     def __post_init__(self) -> None:
         from doppel.errors import UsageError

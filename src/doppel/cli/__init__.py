@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from doppel.cli import find, ingest, resemble, serve
+from doppel.cli import find, ingest, people, resemble, serve
 from doppel.cli.db import db_app, index_app
 from doppel.cli.gallery import gallery_app
 from doppel.cli.models import models_app
@@ -68,6 +68,9 @@ app.command("load-dump")(ingest.load_dump_cmd)
 app.command("find")(find.find_cmd)
 app.command("resemble")(resemble.resemble_cmd)
 app.command("serve")(serve.serve_cmd)
+app.add_typer(people.people_app, name="people")
+app.command("verify")(people.verify_cmd)
+app.command("twins")(people.twins_cmd)
 
 
 def main() -> None:

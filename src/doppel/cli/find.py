@@ -88,6 +88,14 @@ def find_cmd(
         bool, typer.Option("--no-picture", help="Do not write the composite.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    strangers: Annotated[
+        bool,
+        typer.Option(
+            "--strangers",
+            help="Doppelganger mode: leave out the query person's own faces (their person in "
+            "the gallery, and any face above the model's same-person threshold).",
+        ),
+    ] = False,
     ef_search: Annotated[
         int | None,
         typer.Option(
@@ -150,6 +158,7 @@ def find_cmd(
             composite=picture,
             settings=settings,
             ef_search=ef_search or settings.ef_search,
+            strangers=strangers,
         )
     _print_find(result, as_json)
 
@@ -168,6 +177,15 @@ def _print_find(result: Any, as_json: bool) -> None:
             "gallery": result.gallery.name,
             "query": result.query,
             "composite": str(result.composite) if result.composite else None,
+            "strangers": (
+                {
+                    "on": True,
+                    "threshold": result.strangers.threshold,
+                    "left_out_people": list(result.strangers.people),
+                }
+                if result.strangers
+                else {"on": False}
+            ),
             "faces": [
                 {
                     "box": box_fields(item.face.box),
@@ -182,11 +200,13 @@ def _print_find(result: Any, as_json: bool) -> None:
         table = Table(
             title=f"{result.query} in gallery {result.gallery.name}"
             + (f" (face {number})" if len(result.results) > 1 else "")
+            + (", strangers only" if result.strangers else "")
         )
         for column, justify in (
             ("rank", "right"),
             ("similarity", "right"),
             ("distance", "right"),
+            ("person", "left"),
             ("source", "left"),
             ("attributes", "left"),
         ):
@@ -197,9 +217,12 @@ def _print_find(result: Any, as_json: bool) -> None:
                 str(m.rank),
                 f"{m.similarity:.4f}",
                 f"{m.distance:.4f}",
+                m.face.person or "-",
                 _short(m.face.source),
                 attrs or "-",
             )
         out.print(table)
+    if result.strangers:
+        err.print(result.strangers.describe(), highlight=False)
     if result.composite:
         err.print(f"composite written to {result.composite}", highlight=False)

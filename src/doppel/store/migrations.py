@@ -18,4 +18,22 @@ from __future__ import annotations
 STEPS: list[tuple[int, str]] = [
     # Rows with a 512-d vector (about 2.1 kB) stay inline instead of going to TOAST.
     (1, "ALTER TABLE faces SET (toast_tuple_target = 8160)"),
+    # People: a people table, and the person of each face (see setup.sql).
+    (
+        2,
+        """
+        CREATE TABLE IF NOT EXISTS people (
+            id            bigserial PRIMARY KEY,
+            gallery_id    integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+            name          text,
+            cover_face_id bigint REFERENCES faces ON DELETE SET NULL,
+            created_at    timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE faces ADD COLUMN IF NOT EXISTS
+            person_id bigint REFERENCES people ON DELETE SET NULL;
+        ALTER TABLE faces ADD COLUMN IF NOT EXISTS
+            person_excluded boolean NOT NULL DEFAULT false;
+        CREATE INDEX IF NOT EXISTS faces_person ON faces (person_id) WHERE person_id IS NOT NULL;
+        """,
+    ),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector import Vector
 from psycopg import sql
 
 from doppel.errors import EmptyGallery, GalleryMismatch, Remedy, UnknownGallery, UsageError
@@ -472,18 +473,29 @@ class Repository:
         if filters.exclude_hashes:
             conditions.append(sql.SQL("(content_hash IS NULL OR content_hash <> ALL(%s))"))
             params.append(list(filters.exclude_hashes))
+        if filters.exclude_people:
+            conditions.append(sql.SQL("(person_id IS NULL OR person_id <> ALL(%s::bigint[]))"))
+            params.append(list(filters.exclude_people))
         cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
         # The indexed expression makes the planner use HNSW; the bare column forces
         # an exact scan over every row of the gallery.
         left = sql.SQL("embedding") if exact else indexes.vector_expr(gallery)
         right = sql.SQL("%s::vector") if exact else sql.SQL("%s::vector") + cast
+        if filters.below_similarity is not None:
+            # The same-person cut, as a distance; the iterative scan walks past the
+            # nearest faces that fail it, as it does for attribute filters.
+            conditions.append(
+                sql.SQL("{left} <=> {right} > {cut}").format(
+                    left=left, right=right, cut=sql.Literal(1.0 - filters.below_similarity)
+                )
+            )
+            params.append(Vector(np.asarray(vector, dtype=np.float32)))
         query = sql.SQL(
             "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
+            " person_id, (SELECT name FROM people WHERE people.id = faces.person_id),"
             " {left} <=> {right} AS distance FROM faces WHERE {where}"
             " ORDER BY distance LIMIT {k}"
         ).format(left=left, right=right, where=sql.SQL(" AND ").join(conditions), k=sql.Literal(k))
-        from pgvector import Vector
-
         with self.conn.transaction():
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
@@ -501,25 +513,27 @@ class Repository:
                 query, [Vector(np.asarray(vector, dtype=np.float32)), *params]
             ).fetchall()
         # relaxed_order may return rows slightly out of order; sort them.
-        rows.sort(key=lambda row: row[10])
+        rows.sort(key=lambda row: row[12])
         return [
-            Match(
-                rank,
-                Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9]),
-                float(row[10]),
-            )
+            Match(rank, face_from_row(row), float(row[12]))
             for rank, row in enumerate(rows, start=1)
         ]
 
     def face(self, face_id: int) -> Face | None:
         row = self.conn.execute(
-            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race"
+            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
+            " person_id, (SELECT name FROM people WHERE people.id = faces.person_id)"
             " FROM faces WHERE id = %s",
             (face_id,),
         ).fetchone()
         if row is None:
             return None
-        return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9])
+        return face_from_row(row)
+
+
+def face_from_row(row: Sequence) -> Face:
+    """A Face from (id, source, face_index, box x/y/w/h, age, sex, race, person id, name)."""
+    return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9], row[10], row[11])
 
 
 def bulk_load_drops_index(adding: int, present: int) -> bool:

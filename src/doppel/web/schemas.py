@@ -43,6 +43,8 @@ class MatchOut(BaseModel):
     age: int | None
     sex: str | None
     race: str | None
+    person_id: int | None = Field(None, description="The person `doppel people` put it in.")
+    person: str | None = Field(None, description="That person's name, else 'person N'.")
     box: BoxOut | None
     image_url: str
     crop_url: str
@@ -58,6 +60,16 @@ class SearchIn(BaseModel):
     age_min: int | None = Field(None, ge=0, le=150)
     age_max: int | None = Field(None, ge=0, le=150)
     exact: bool = False
+    strangers: bool = Field(
+        False,
+        description="Doppelganger mode: leave out the query person's own faces (their person "
+        "in the gallery, and any face at or above the model's same-person threshold).",
+    )
+
+
+class StrangersOut(BaseModel):
+    threshold: float = Field(description="Faces at least this similar were left out.")
+    left_out_people: list[int]
 
 
 class SearchOut(BaseModel):
@@ -65,6 +77,7 @@ class SearchOut(BaseModel):
     upload_id: str | None
     face: DetectedOut
     matches: list[MatchOut]
+    strangers: StrangersOut | None = Field(None, description="Set when doppelganger mode was on.")
     seconds: dict[str, float] = Field(description="Time spent: embed, search, total.")
 
 

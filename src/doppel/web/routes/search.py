@@ -19,7 +19,15 @@ from doppel.search import Query as SearchQuery
 from doppel.search import find as find_faces
 from doppel.types import EmbeddedFace, Filters, Gallery
 from doppel.web.pictures import jpeg, scaled
-from doppel.web.schemas import FindOut, SearchIn, SearchOut, UploadOut, detected_out, match_out
+from doppel.web.schemas import (
+    FindOut,
+    SearchIn,
+    SearchOut,
+    StrangersOut,
+    UploadOut,
+    detected_out,
+    match_out,
+)
 from doppel.web.state import AppState, app_state
 from doppel.web.uploads import Upload, keep, take_upload
 
@@ -51,6 +59,8 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
             exact=body.exact,
             default_detector=state.settings.detector,
             faces=chosen_face,
+            strangers=body.strangers,
+            calibration_file=state.settings.calibration_file,
         )
     (found,) = result.results
     return SearchOut(
@@ -58,6 +68,14 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
         upload_id=upload.id,
         face=detected_out(found.face),
         matches=[match_out(m) for m in found.matches],
+        strangers=(
+            StrangersOut(
+                threshold=result.strangers.threshold,
+                left_out_people=list(result.strangers.people),
+            )
+            if result.strangers
+            else None
+        ),
         seconds={
             "embed": round(result.embed_seconds, 4),
             "search": round(result.search_seconds, 4),
@@ -148,6 +166,9 @@ def find(
     race: Annotated[list[str] | None, Form()] = None,
     age_min: Annotated[int | None, Form(ge=0, le=150)] = None,
     age_max: Annotated[int | None, Form(ge=0, le=150)] = None,
+    strangers: Annotated[
+        bool, Form(description="Doppelganger mode: leave out the query person's own faces.")
+    ] = False,
 ) -> FindOut:
     """Upload and search in one call; the photo is not held after the answer."""
     upload = take_upload(
@@ -162,6 +183,7 @@ def find(
         races=race or [],
         age_min=age_min,
         age_max=age_max,
+        strangers=strangers,
     )
     result = run_search(state, upload, body)
     faces = next(iter(upload.detections.values()))

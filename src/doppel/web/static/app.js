@@ -189,7 +189,7 @@ async function search() {
   try {
     const body = {
       upload_id: state.upload.upload_id, face: state.face, gallery: $("gallery").value || null,
-      k, ...filters(),
+      k, strangers: $("strangers").checked, ...filters(),
     };
     const result = await api("/api/search", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
@@ -213,6 +213,7 @@ function renderResults(result) {
   $("query-text").textContent =
     `${state.upload.name}, face ${result.face.index + 1} of ${state.upload.faces.length}` +
     ` · ${result.matches.length} matches in gallery ${result.gallery}` +
+    (result.strangers ? ` · strangers only (own faces left out, similarity < ${result.strangers.threshold.toFixed(3)})` : "") +
     ` · search ${(result.seconds.total * 1000).toFixed(0)} ms`;
   const list = $("matches");
   list.innerHTML = "";
@@ -229,6 +230,7 @@ function renderResults(result) {
           <span class="sim" title="cosine similarity">${m.similarity.toFixed(3)}</span></div>
         <div class="simbar"><div style="width:${pct}%"></div></div>
         <div class="name" title="${escapeHtml(m.source)}">${escapeHtml(m.name)}</div>
+        ${m.person ? `<div class="person">${escapeHtml(m.person)}</div>` : ""}
         <div class="muted">${escapeHtml(attrs || "no attributes")}</div>
       </div>`;
     item.onclick = () => openViewer(m);
@@ -243,7 +245,8 @@ function openViewer(m) {
   $("viewer-img").src = m.image_url;
   const attrs = attributes(m);
   $("viewer-text").textContent =
-    `#${m.rank} · similarity ${m.similarity.toFixed(4)} · ${m.source}` + (attrs ? ` · ${attrs}` : "");
+    `#${m.rank} · similarity ${m.similarity.toFixed(4)} · ${m.source}` + (attrs ? ` · ${attrs}` : "") +
+    (m.person ? ` · ${m.person}` : "");
   $("viewer").showModal();
 }
 
@@ -306,7 +309,7 @@ function init() {
     if (e.dataTransfer.files[0]) uploadPhoto(e.dataTransfer.files[0]);
   };
   $("gallery").onchange = () => galleryChanged(true);
-  for (const id of ["k", "sex", "age-min", "age-max"]) $(id).onchange = searchAgain;
+  for (const id of ["k", "sex", "age-min", "age-max", "strangers"]) $(id).onchange = searchAgain;
   $("races").onchange = searchAgain;
   $("viewer").onclick = (e) => { if (e.target === $("viewer")) $("viewer").close(); };
   loadGalleries().catch((e) => setError(e.message));

@@ -1,0 +1,269 @@
+"""`doppel people`: group a gallery's faces into people, name them, merge them, take faces out."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from doppel import sources
+from doppel.composer import Tile, compose_rows
+from doppel.errors import EmptyGallery
+from doppel.people import calibration, clustering
+from doppel.people.calibration import Calibration
+from doppel.store.people import GalleryFaces, PeopleStore, Person
+from doppel.store.repository import Repository
+from doppel.types import Face, Gallery
+
+# Neighbours per face in the clustering graph: enough to hold a person's faces in
+# the photo libraries this is for, few enough that 70,000 faces take minutes.
+NEIGHBOURS = 20
+# Fewer free faces than this find their neighbours among themselves by one exact
+# matrix product (milliseconds); more ask the HNSW index. Used by incremental runs,
+# where a filtered index scan would walk past every face already in a person.
+EXACT_BELOW = 2000
+# The overview picture shows this many people (the largest), this many faces each.
+OVERVIEW_PEOPLE = 40
+OVERVIEW_FACES = 8
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    gallery: Gallery
+    calibration: Calibration
+    faces: int  # faces in the gallery
+    considered: int  # faces that were free to place this time
+    joined: int  # of those, faces that joined a person known before
+    new_people: int
+    people: int  # people in the gallery now
+    unassigned: int  # faces in no person now (taken-out faces included)
+    excluded: int  # faces taken out of a person by hand
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PeopleListing:
+    gallery: Gallery
+    people: list[Person]
+    members: dict[int, list[Face]]  # person id -> faces
+    unassigned: list[Face]
+
+
+def cluster_gallery(
+    conn: psycopg.Connection,
+    gallery_name: str | None,
+    *,
+    recluster: bool = False,
+    calibration_file: Path | None = None,
+    neighbours: int = NEIGHBOURS,
+    progress: Callable[[int, int], None] | None = None,
+) -> ClusterReport:
+    """Place the gallery's free faces into people: join known people, found new ones.
+
+    Incremental by default: faces already in a person stay there, new faces join the
+    person whose mean face is close enough, and the rest are grouped among themselves.
+    recluster forgets every person and groups all faces again; names carry over to
+    the new person holding most of a named person's faces. Faces taken out of a
+    person by hand are never placed.
+    """
+    start = time.perf_counter()
+    repo = Repository(conn)
+    gallery = repo.pick_gallery(gallery_name)
+    cal = calibration.for_config(gallery.config, calibration_file)
+    store = PeopleStore(conn)
+    everything = store.faces(gallery)
+    if len(everything.ids) == 0:
+        raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
+    free = ~everything.excluded & ((everything.person < 0) | recluster)
+    known = {} if recluster else _means(everything)
+    ids = everything.ids[free]
+    joined = new_people = 0
+    if len(ids):
+        vectors = everything.vectors[free]
+        if len(ids) >= EXACT_BELOW:
+            repo.ensure_index(gallery)
+        # A valid index answers; without one (a background build still running) the
+        # neighbours come from blocked matrix products instead of per-face exact scans.
+        if len(ids) < EXACT_BELOW or not repo.has_index(gallery):
+            graph, sims = _exact_graph(vectors, neighbours)
+        else:
+            near = store.neighbours(
+                gallery,
+                ids.tolist(),
+                neighbours,
+                unassigned_only=not recluster,
+                progress=progress,
+            )
+            graph, _ = _arrays(ids, near, neighbours)
+            sims = _exact_similarities(vectors, graph)
+        labels = clustering.cluster(vectors, graph, sims, cal.cluster, known)
+        new_labels = sorted(set(labels[labels >= 0].tolist()) - set(known))
+        joined = int(np.isin(labels, list(known)).sum()) if known else 0
+        new_people = len(new_labels)
+        covers = _covers(ids, vectors, labels, new_labels)
+        names = _carried_names(store, gallery, everything, free, labels) if recluster else {}
+        store.save(gallery, ids.tolist(), labels.tolist(), new_labels, covers, names, recluster)
+    after = store.people(gallery)
+    placed = sum(person.faces for person in after)
+    return ClusterReport(
+        gallery,
+        cal,
+        len(everything.ids),
+        len(ids),
+        joined,
+        new_people,
+        len(after),
+        len(everything.ids) - placed,
+        int(everything.excluded.sum()),
+        time.perf_counter() - start,
+    )
+
+
+def _means(faces: GalleryFaces) -> dict[int, np.ndarray]:
+    placed = faces.person >= 0
+    return clustering.centroids(clustering.normalise(faces.vectors[placed]), faces.person[placed])
+
+
+def _arrays(
+    ids: np.ndarray, near: dict[int, list[tuple[int, float]]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour lists as (n, k) row numbers into ids (-1: none or not free) and similarities."""
+    row = {int(face): i for i, face in enumerate(ids)}
+    graph = np.full((len(ids), k), -1, dtype=np.int64)
+    sims = np.full((len(ids), k), -1.0, dtype=np.float32)
+    for i, face in enumerate(ids):
+        kept = [(row[n], s) for n, s in near.get(int(face), []) if n in row][:k]
+        for j, (n, s) in enumerate(kept):
+            graph[i, j], sims[i, j] = n, s
+    return graph, sims
+
+
+def _exact_graph(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each face's k nearest among these faces, padded with -1 when there are fewer."""
+    graph = np.full((len(vectors), k), -1, dtype=np.int64)
+    sims = np.full((len(vectors), k), -1.0, dtype=np.float32)
+    if len(vectors) > 1:
+        near, close = clustering.exact_neighbours(vectors, k)
+        graph[:, : near.shape[1]], sims[:, : near.shape[1]] = near, close
+    return graph, sims
+
+
+def _exact_similarities(vectors: np.ndarray, graph: np.ndarray) -> np.ndarray:
+    """Cosine similarities of each face to its neighbours at full precision (-1: none)."""
+    unit = clustering.normalise(vectors)
+    sims = np.einsum("id,ikd->ik", unit, unit[np.maximum(graph, 0)])
+    return np.where(graph >= 0, sims, -1.0).astype(np.float32)
+
+
+def _covers(
+    ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray, new_labels: list[int]
+) -> dict[int, int]:
+    """For each new person, the face nearest its mean face: its most typical picture."""
+    unit = clustering.normalise(vectors)
+    means = clustering.centroids(unit, labels)
+    covers = {}
+    for label in new_labels:
+        members = np.flatnonzero(labels == label)
+        best = members[int(np.argmax(unit[members] @ means[label]))]
+        covers[label] = int(ids[best])
+    return covers
+
+
+def _carried_names(
+    store: PeopleStore,
+    gallery: Gallery,
+    before: GalleryFaces,
+    free: np.ndarray,
+    labels: np.ndarray,
+) -> dict[int, str]:
+    """New label -> the name of the old named person whose faces it mostly holds."""
+    named = {p.id: p.name for p in store.people(gallery) if p.name}
+    if not named:
+        return {}
+    old = before.person[free]
+    votes: Counter[tuple[int, int]] = Counter()
+    for new, previous in zip(labels.tolist(), old.tolist(), strict=True):
+        if new >= 0 and previous in named:
+            votes[(previous, new)] += 1
+    names: dict[int, str] = {}
+    taken: set[int] = set()
+    for (previous, new), _ in votes.most_common():
+        if previous not in taken and new not in names:
+            names[new] = named[previous]
+            taken.add(previous)
+    return names
+
+
+def list_people(conn: psycopg.Connection, gallery_name: str | None) -> PeopleListing:
+    """The gallery's people, most faces first, with their faces and the faces in no person."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    store = PeopleStore(conn)
+    members = store.members(gallery)
+    unassigned = members.pop(None, [])
+    return PeopleListing(
+        gallery,
+        store.people(gallery),
+        {pid: faces for pid, faces in members.items() if pid is not None},
+        unassigned,
+    )
+
+
+def name_person(
+    conn: psycopg.Connection, gallery_name: str | None, person_id: int, name: str
+) -> Person:
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    name = name.strip()
+    if not name:
+        from doppel.errors import UsageError
+
+        raise UsageError("a person's name cannot be empty")
+    return PeopleStore(conn).rename(gallery, person_id, name)
+
+
+def merge_people(
+    conn: psycopg.Connection, gallery_name: str | None, keep: int, other: int
+) -> Person:
+    """Put other's faces into keep (keep's id and name stay)."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    return PeopleStore(conn).merge(gallery, keep, other)
+
+
+def take_out(
+    conn: psycopg.Connection, gallery_name: str | None, person_id: int, faces: list[str]
+) -> int:
+    """Take faces (ids or sources) out of a person; they stay out at every later clustering."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    store = PeopleStore(conn)
+    store.person(gallery, person_id)
+    return store.take_out(gallery, person_id, store.resolve_faces(gallery, faces))
+
+
+def overview(
+    listing: PeopleListing,
+    out: Path,
+    people: int = OVERVIEW_PEOPLE,
+    per_person: int = OVERVIEW_FACES,
+) -> Path:
+    """One row of faces per person (the cover first), largest people first, as a PNG."""
+    rows = []
+    for person in listing.people[:people]:
+        faces = listing.members.get(person.id, [])
+        cover = person.cover
+        ordered = ([cover] if cover else []) + [f for f in faces if not cover or f.id != cover.id]
+        tiles = [
+            Tile(sources.load_source(face.source), face.box, f"face {face.id}", _name(face))
+            for face in ordered[:per_person]
+        ]
+        who = f"{person.name} (person {person.id}" if person.name else f"person {person.id} ("
+        rows.append((f"{who}{', ' if person.name else ''}{person.faces} faces)", tiles))
+    compose_rows(rows, out)
+    return out
+
+
+def _name(face: Face) -> str:
+    return Path(face.source).name or face.source

@@ -1,0 +1,204 @@
+"""`doppel twins`: the most alike pairs of different people in a gallery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from doppel import sources
+from doppel.composer import Tile, compose_rows
+from doppel.errors import EmptyGallery, UsageError
+from doppel.people import calibration, clustering
+from doppel.store.people import GalleryFaces, PeopleStore
+from doppel.store.repository import Repository
+from doppel.types import Face, Gallery
+
+# Rows of the similarity matrix computed at once: 2,048 x 70,000 floats is 570 MB.
+BLOCK = 1024
+# Candidates kept per face before pairs of the same two people are folded into one.
+PER_FACE = 32
+METHODS = ("exact", "index")
+
+
+@dataclass(frozen=True)
+class Twin:
+    rank: int
+    first: Face
+    second: Face
+    similarity: float
+
+
+@dataclass(frozen=True)
+class TwinsResult:
+    gallery: Gallery
+    pairs: list[Twin]
+    threshold: float
+    by_people: bool  # whether the gallery's people decided who is different
+    method: str
+    seconds: float
+    pictures: list[Path]
+
+
+def twins(
+    conn: psycopg.Connection,
+    gallery_name: str | None,
+    k: int = 10,
+    *,
+    method: str = "exact",
+    calibration_file: Path | None = None,
+    out_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TwinsResult:
+    """The k most alike pairs of faces of different people, one pair per two people.
+
+    Two faces are of different people when the gallery's people say so; a face in no
+    person is different from another when their similarity is below the model's
+    same-person threshold. method: "exact" multiplies the whole similarity matrix in
+    blocks, "index" asks the HNSW index for each face's nearest faces.
+    """
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    start = time.perf_counter()
+    repo = Repository(conn)
+    gallery = repo.pick_gallery(gallery_name)
+    cal = calibration.for_config(gallery.config, calibration_file)
+    store = PeopleStore(conn)
+    faces = store.faces(gallery)
+    if len(faces.ids) < 2:
+        raise EmptyGallery(
+            f"gallery {gallery.name!r} has {len(faces.ids)} face(s); twins need at least two"
+        )
+    if method == "index":
+        repo.ensure_index(gallery)
+        if not repo.has_index(gallery):  # a background build still running
+            method = "exact"
+    if method == "exact":
+        rows, cols, sims = _exact_candidates(faces, cal.threshold, progress)
+    else:
+        rows, cols, sims = _index_candidates(store, gallery, faces, cal.threshold, progress)
+    chosen = _best_pairs(faces, rows, cols, sims, k)
+    by_id = store.faces_by_id([int(faces.ids[i]) for pair in chosen for i in pair[:2]])
+    pairs = [
+        Twin(rank, by_id[int(faces.ids[i])], by_id[int(faces.ids[j])], s)
+        for rank, (i, j, s) in enumerate(chosen, start=1)
+    ]
+    pictures = []
+    if out_dir is not None:
+        pictures = [render(pair, out_dir / f"twins-{pair.rank:02d}.png") for pair in pairs]
+    return TwinsResult(
+        gallery,
+        pairs,
+        cal.threshold,
+        bool((faces.person >= 0).any()),
+        method,
+        time.perf_counter() - start,
+        pictures,
+    )
+
+
+def _identities(faces: GalleryFaces) -> np.ndarray:
+    """A face's person id, or a number of its own (below zero) when it is in none."""
+    return np.where(faces.person >= 0, faces.person, -(faces.ids + 1))
+
+
+def _allowed(
+    ident: np.ndarray, rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Pairs of different people: different persons, or (without a person) below the threshold."""
+    a, b = ident[rows], ident[cols]
+    both_people = (a >= 0) & (b >= 0)
+    return (rows != cols) & np.where(both_people, a != b, sims < threshold)
+
+
+def _exact_candidates(
+    faces: GalleryFaces, threshold: float, progress: Callable[[int, int], None] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each face's PER_FACE most alike faces of other people, by blocked matrix products."""
+    unit = clustering.normalise(faces.vectors)
+    ident = _identities(faces)
+    n = len(unit)
+    keep = min(PER_FACE, n - 1)
+    out_rows, out_cols, out_sims = [], [], []
+    for start in range(0, n, BLOCK):
+        block = unit[start : start + BLOCK] @ unit.T
+        rows = np.arange(start, start + len(block))
+        # Same person, or too alike to be told apart: not a pair of two people.
+        a = ident[rows][:, None]
+        same = np.where((a >= 0) & (ident[None, :] >= 0), a == ident[None, :], block >= threshold)
+        block[same] = -np.inf
+        block[np.arange(len(block)), rows] = -np.inf
+        top = np.argpartition(-block, keep - 1, axis=1)[:, :keep]
+        top_sims = np.take_along_axis(block, top, 1)
+        ok = np.isfinite(top_sims)
+        out_rows.append(np.broadcast_to(rows[:, None], top.shape)[ok])
+        out_cols.append(top[ok])
+        out_sims.append(top_sims[ok])
+        if progress is not None:
+            progress(min(start + BLOCK, n), n)
+    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_sims)
+
+
+def _index_candidates(
+    store: PeopleStore,
+    gallery: Gallery,
+    faces: GalleryFaces,
+    threshold: float,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same candidates, from each face's nearest faces in the HNSW index."""
+    near = store.neighbours(
+        gallery, faces.ids.tolist(), PER_FACE, unassigned_only=False, progress=progress
+    )
+    position = {int(face): i for i, face in enumerate(faces.ids)}
+    rows, cols, sims = [], [], []
+    for face, found in near.items():
+        for other, similarity in found:
+            rows.append(position[face])
+            cols.append(position[other])
+            sims.append(similarity)
+    r, c = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    # The index may hold half-precision vectors: similarities again at full precision.
+    unit = clustering.normalise(faces.vectors)
+    s = np.einsum("id,id->i", unit[r], unit[c]).astype(np.float32)
+    ok = _allowed(_identities(faces), r, c, s, threshold)
+    return r[ok], c[ok], s[ok]
+
+
+def _best_pairs(
+    faces: GalleryFaces, rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
+) -> list[tuple[int, int, float]]:
+    """The k best pairs, most alike first, each pair of identities once."""
+    ident = _identities(faces)
+    seen: set[tuple[int, int]] = set()
+    chosen: list[tuple[int, int, float]] = []
+    for at in np.argsort(-sims, kind="stable"):
+        i, j = int(rows[at]), int(cols[at])
+        a, b = int(ident[i]), int(ident[j])
+        key = (min(a, b), max(a, b))
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append((min(i, j), max(i, j), float(sims[at])))
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def render(pair: Twin, out: Path) -> Path:
+    """One pair side by side, with its similarity and who each face is."""
+    tiles = [
+        Tile(
+            sources.load_source(face.source),
+            face.box,
+            face.person or f"face {face.id}",
+            Path(face.source).name or face.source,
+        )
+        for face in (pair.first, pair.second)
+    ]
+    compose_rows([(f"#{pair.rank}  similarity {pair.similarity:.3f}", tiles)], out, tile=256)
+    return out

@@ -1,0 +1,348 @@
+"""People in a gallery: the person of each face, names and covers, and the neighbour graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from doppel.errors import UnknownPerson, UsageError
+from doppel.store.db import has_iterative_scan
+from doppel.store.repository import face_from_row
+from doppel.types import Face, Gallery
+
+# Faces whose neighbours one statement asks for: each is an index scan on the server,
+# the batch keeps round trips few and the statement short enough to interrupt.
+NEIGHBOUR_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str | None
+    cover: Face | None
+    faces: int
+
+    @property
+    def label(self) -> str:
+        """What a person is called on screen: the name, else the number."""
+        return self.name or f"person {self.id}"
+
+
+@dataclass(frozen=True)
+class GalleryFaces:
+    """Every face of a gallery as arrays, for clustering."""
+
+    ids: np.ndarray  # int64 face ids, ascending
+    vectors: np.ndarray  # float32 (n, dimension)
+    person: np.ndarray  # int64 person id, -1 where none
+    excluded: np.ndarray  # bool: taken out of a person by hand; clustering leaves it alone
+
+
+FACE_SELECT = (
+    "SELECT f.id, f.source, f.face_index, f.box_x, f.box_y, f.box_w, f.box_h, f.age, f.sex,"
+    " f.race, f.person_id, p.name FROM faces f LEFT JOIN people p ON p.id = f.person_id"
+)
+
+
+class PeopleStore:
+    """All SQL about people. Writes that belong together run in one transaction."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    # Reading -------------------------------------------------------------------
+
+    def faces(self, gallery: Gallery) -> GalleryFaces:
+        """Every face of the gallery with its vector, read in binary (70,000 rows in seconds)."""
+        with self.conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT id, coalesce(person_id, -1), person_excluded, embedding FROM faces"
+                " WHERE gallery_id = %s ORDER BY id",
+                (gallery.id,),
+            )
+            rows = cur.fetchall()
+        if not rows:
+            none = np.empty(0, dtype=np.int64)
+            return GalleryFaces(
+                none, np.empty((0, gallery.dimension), np.float32), none, none.astype(bool)
+            )
+        ids, person, excluded, vectors = zip(*rows, strict=True)
+        return GalleryFaces(
+            np.asarray(ids, dtype=np.int64),
+            np.vstack([_array(v) for v in vectors]),
+            np.asarray(person, dtype=np.int64),
+            np.asarray(excluded, dtype=bool),
+        )
+
+    def neighbours(
+        self,
+        gallery: Gallery,
+        face_ids: Sequence[int],
+        k: int,
+        *,
+        unassigned_only: bool,
+        ef_search: int = 100,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[int, list[tuple[int, float]]]:
+        """Each face's k nearest faces of the gallery, from its HNSW index.
+
+        Returns face id -> [(neighbour id, cosine similarity)], nearest first. A LATERAL
+        subquery walks the index once per face on the server. unassigned_only: only
+        faces in no person and not taken out, among which new people are founded.
+        The cast is the gallery's indexed expression (store/indexes.py), so each scan
+        reaches the index. The index may hold half-precision vectors: callers that need exact
+        similarities recompute them from the vectors.
+        """
+        cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
+        extra = (
+            sql.SQL(" AND n.person_id IS NULL AND NOT n.person_excluded")
+            if unassigned_only
+            else sql.SQL("")
+        )
+        statement = sql.SQL(
+            "SELECT q.id, m.id, 1 - m.distance FROM faces q CROSS JOIN LATERAL ("
+            "SELECT n.id, n.embedding{cast} <=> q.embedding{cast} AS distance FROM faces n"
+            " WHERE n.gallery_id = {gallery} AND n.id <> q.id{extra}"
+            " ORDER BY distance LIMIT {k}) m WHERE q.id = ANY(%s::bigint[])"
+        ).format(cast=cast, gallery=sql.Literal(gallery.id), extra=extra, k=sql.Literal(k))
+        settings = sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k)))
+        if unassigned_only and has_iterative_scan(self.conn):
+            # Filtered: keep walking the graph until k faces pass the filter.
+            settings += sql.SQL("; SET LOCAL hnsw.iterative_scan = relaxed_order")
+        out: dict[int, list[tuple[int, float]]] = {int(i): [] for i in face_ids}
+        ids = [int(i) for i in face_ids]
+        for start in range(0, len(ids), NEIGHBOUR_BATCH):
+            with self.conn.transaction():
+                self.conn.execute(settings)
+                rows = self.conn.execute(statement, (ids[start : start + NEIGHBOUR_BATCH],))
+                for query, near, similarity in rows.fetchall():
+                    out[query].append((near, float(similarity)))
+            if progress is not None:
+                progress(min(start + NEIGHBOUR_BATCH, len(ids)), len(ids))
+        for row in out.values():
+            row.sort(key=lambda pair: -pair[1])
+        return out
+
+    def people(self, gallery: Gallery) -> list[Person]:
+        """The gallery's people, most faces first."""
+        rows = self.conn.execute(
+            "SELECT p.id, p.name, p.cover_face_id, count(f.id) FROM people p"
+            " JOIN faces f ON f.person_id = p.id WHERE p.gallery_id = %s"
+            " GROUP BY p.id ORDER BY count(f.id) DESC, p.id",
+            (gallery.id,),
+        ).fetchall()
+        covers = self.faces_by_id([row[2] for row in rows if row[2] is not None])
+        return [Person(pid, name, covers.get(cover), count) for pid, name, cover, count in rows]
+
+    def person(self, gallery: Gallery, person_id: int) -> Person:
+        """One person of the gallery; UnknownPerson when it has no such person."""
+        for person in self._people_rows(gallery, [person_id]):
+            return person
+        count = self.conn.execute(
+            "SELECT count(*) FROM people WHERE gallery_id = %s", (gallery.id,)
+        ).fetchone()
+        known = int(count[0]) if count else 0
+        hint = (
+            "see `doppel people " + gallery.name + "` for their ids"
+            if known
+            else "it has no people yet: run `doppel people " + gallery.name + "` first"
+        )
+        raise UnknownPerson(f"gallery {gallery.name!r} has no person {person_id}; {hint}")
+
+    def _people_rows(self, gallery: Gallery, ids: Sequence[int]) -> list[Person]:
+        rows = self.conn.execute(
+            "SELECT p.id, p.name, p.cover_face_id,"
+            " (SELECT count(*) FROM faces f WHERE f.person_id = p.id)"
+            " FROM people p WHERE p.gallery_id = %s AND p.id = ANY(%s::bigint[])",
+            (gallery.id, list(ids)),
+        ).fetchall()
+        covers = self.faces_by_id([row[2] for row in rows if row[2] is not None])
+        return [Person(pid, name, covers.get(cover), count) for pid, name, cover, count in rows]
+
+    def faces_by_id(self, ids: Sequence[int]) -> dict[int, Face]:
+        rows = self.conn.execute(FACE_SELECT + " WHERE f.id = ANY(%s::bigint[])", (list(ids),))
+        return {row[0]: face_from_row(row) for row in rows.fetchall()}
+
+    def members(self, gallery: Gallery) -> dict[int | None, list[Face]]:
+        """Faces by person id (None: in no person), each list by face id."""
+        rows = self.conn.execute(
+            FACE_SELECT + " WHERE f.gallery_id = %s ORDER BY f.id", (gallery.id,)
+        ).fetchall()
+        out: dict[int | None, list[Face]] = {}
+        for row in rows:
+            out.setdefault(row[10], []).append(face_from_row(row))
+        return out
+
+    def person_means(self, gallery: Gallery) -> dict[int, np.ndarray]:
+        """The mean vector of each person's faces, computed by the server."""
+        rows = self.conn.execute(
+            sql.SQL(
+                "SELECT person_id, avg(embedding::{}({})) FROM faces"
+                " WHERE gallery_id = %s AND person_id IS NOT NULL GROUP BY person_id"
+            ).format(sql.SQL("vector"), sql.Literal(gallery.dimension)),
+            (gallery.id,),
+        ).fetchall()
+        return {int(pid): _array(mean) for pid, mean in rows}
+
+    def people_of_content(self, gallery: Gallery, content_hash: str) -> list[int]:
+        """The people of the faces of one file (by content) in the gallery."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT person_id FROM faces WHERE gallery_id = %s AND content_hash = %s"
+            " AND person_id IS NOT NULL",
+            (gallery.id, content_hash),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def resolve_faces(self, gallery: Gallery, refs: Sequence[str]) -> list[int]:
+        """Face ids from what a user typed: a face id, or a photo's source as stored."""
+        found: list[int] = []
+        for ref in refs:
+            if ref.isdigit():
+                row = self.conn.execute(
+                    "SELECT id FROM faces WHERE gallery_id = %s AND id = %s", (gallery.id, int(ref))
+                ).fetchone()
+                rows = [row] if row else []
+            else:
+                rows = self.conn.execute(
+                    "SELECT id FROM faces WHERE gallery_id = %s AND source = %s",
+                    (gallery.id, ref),
+                ).fetchall()
+            if not rows:
+                raise UsageError(
+                    f"gallery {gallery.name!r} has no face {ref!r}; give a face id or a source "
+                    "as `doppel people GALLERY --json` lists them"
+                )
+            found.extend(int(row[0]) for row in rows)
+        return found
+
+    # Writing -------------------------------------------------------------------
+
+    def save(
+        self,
+        gallery: Gallery,
+        face_ids: Sequence[int],
+        labels: Sequence[int],
+        new_labels: Sequence[int],
+        covers: Mapping[int, int],
+        names: Mapping[int, str] | None = None,
+        reset: bool = False,
+    ) -> dict[int, int]:
+        """Write a clustering in one transaction; return label -> person id.
+
+        labels: for each face, an existing person id or one of new_labels (a person
+        to create); -1 leaves the face in no person. covers: label -> cover face id.
+        reset: forget the gallery's people first (faces taken out stay out).
+        """
+        with self.conn.transaction():
+            self.lock(gallery)
+            if reset:
+                self.conn.execute(
+                    "UPDATE faces SET person_id = NULL"
+                    " WHERE gallery_id = %s AND person_id IS NOT NULL",
+                    (gallery.id,),
+                )
+                self.conn.execute("DELETE FROM people WHERE gallery_id = %s", (gallery.id,))
+            ids: dict[int, int] = {}
+            for label in new_labels:
+                row = self.conn.execute(
+                    "INSERT INTO people (gallery_id, name) VALUES (%s, %s) RETURNING id",
+                    (gallery.id, (names or {}).get(label)),
+                ).fetchone()
+                assert row is not None
+                ids[label] = int(row[0])
+            person = [ids.get(label, label) if label >= 0 else None for label in labels]
+            self.conn.execute(
+                "UPDATE faces f SET person_id = v.person FROM unnest(%s::bigint[], %s::bigint[])"
+                " AS v(face, person) WHERE f.id = v.face AND f.gallery_id = %s"
+                " AND f.person_id IS DISTINCT FROM v.person",
+                ([int(i) for i in face_ids], person, gallery.id),
+            )
+            if covers:
+                self.conn.execute(
+                    "UPDATE people p SET cover_face_id = v.face"
+                    " FROM unnest(%s::bigint[], %s::bigint[]) AS v(person, face)"
+                    " WHERE p.id = v.person AND p.gallery_id = %s",
+                    (
+                        [ids.get(label, label) for label in covers],
+                        [int(face) for face in covers.values()],
+                        gallery.id,
+                    ),
+                )
+            self._drop_empty(gallery)
+        return ids
+
+    def rename(self, gallery: Gallery, person_id: int, name: str) -> Person:
+        self.person(gallery, person_id)
+        self.conn.execute(
+            "UPDATE people SET name = %s WHERE id = %s AND gallery_id = %s",
+            (name, person_id, gallery.id),
+        )
+        return self.person(gallery, person_id)
+
+    def merge(self, gallery: Gallery, keep: int, other: int) -> Person:
+        """Move other's faces into keep and drop other; keep takes other's name if it has none."""
+        if keep == other:
+            raise UsageError(f"cannot merge person {keep} with itself; give two different ids")
+        first, second = self.person(gallery, keep), self.person(gallery, other)
+        with self.conn.transaction():
+            self.lock(gallery)
+            self.conn.execute(
+                "UPDATE faces SET person_id = %s WHERE person_id = %s AND gallery_id = %s",
+                (keep, other, gallery.id),
+            )
+            if first.name is None and second.name is not None:
+                self.conn.execute("UPDATE people SET name = %s WHERE id = %s", (second.name, keep))
+            self.conn.execute("DELETE FROM people WHERE id = %s", (other,))
+        return self.person(gallery, keep)
+
+    def take_out(self, gallery: Gallery, person_id: int, face_ids: Sequence[int]) -> int:
+        """Take faces out of a person for good; return how many were in it.
+
+        A face taken out is marked, so that no later clustering puts it anywhere; a
+        person left with no face is dropped, one whose cover left gets another.
+        """
+        person = self.person(gallery, person_id)
+        outside = self.conn.execute(
+            "SELECT id FROM faces WHERE id = ANY(%s::bigint[]) AND person_id IS DISTINCT FROM %s",
+            (list(face_ids), person_id),
+        ).fetchall()
+        if outside:
+            listed = ", ".join(str(row[0]) for row in outside)
+            raise UsageError(f"face {listed} is not in {person.label} (id {person_id})")
+        with self.conn.transaction():
+            self.lock(gallery)
+            cursor = self.conn.execute(
+                "UPDATE faces SET person_id = NULL, person_excluded = true"
+                " WHERE id = ANY(%s::bigint[]) AND person_id = %s",
+                (list(face_ids), person_id),
+            )
+            moved = cursor.rowcount
+            self.conn.execute(
+                "UPDATE people p SET cover_face_id = (SELECT min(f.id) FROM faces f"
+                " WHERE f.person_id = p.id) WHERE p.id = %s AND (p.cover_face_id IS NULL"
+                " OR p.cover_face_id = ANY(%s::bigint[]))",
+                (person_id, list(face_ids)),
+            )
+            self._drop_empty(gallery)
+        return moved
+
+    def lock(self, gallery: Gallery) -> None:
+        """Serialise writers of one gallery's people (inside a transaction)."""
+        self.conn.execute("SELECT pg_advisory_xact_lock(4242013, %s)", (gallery.id,))
+
+    def _drop_empty(self, gallery: Gallery) -> None:
+        self.conn.execute(
+            "DELETE FROM people p WHERE p.gallery_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)",
+            (gallery.id,),
+        )
+
+
+def _array(value: object) -> np.ndarray:
+    """A vector as numpy, whether pgvector handed over an array (text) or a Vector (binary)."""
+    to_numpy = getattr(value, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)

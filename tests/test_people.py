@@ -1,0 +1,394 @@
+"""People, verify, doppelganger mode and twins, on real faces in the real database."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from doppel.cli import app
+from doppel.config import Settings
+from doppel.errors import EmptyGallery, NotCalibrated, UnknownPerson, UsageError
+from doppel.people import calibration
+from doppel.people.groups import (
+    cluster_gallery,
+    list_people,
+    merge_people,
+    name_person,
+    take_out,
+)
+from doppel.people.scores import score
+from doppel.people.twins import twins
+from doppel.search import find, own_people
+from doppel.store.db import connect
+from doppel.store.repository import Repository
+from doppel.types import EmbeddingConfig, Filters, NewFace
+from tests.helpers import create_database, drop_database
+
+runner = CliRunner()
+# The pipeline people are calibrated for: the Dlib model on dlib's own detector.
+PIPELINE = EmbeddingConfig("Dlib", "dlib")
+LFW_PEOPLE = 20  # an lfw-dev subset: the first 20 people, 5 or 6 photos each
+
+
+def _ingest(url: str, folder: Path, gallery: str, files: list[str] | None = None) -> None:
+    from doppel.faces.embed import Embedder
+    from doppel.ingest import ingest
+
+    settings = Settings.from_env()
+    with connect(Settings(settings.home, url, "Dlib", "dlib", False)) as conn:
+        if files is None:
+            ingest(conn, folder, gallery, Embedder(PIPELINE))
+            return
+        # Only some photos: ingest a folder of links to them.
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in files:
+                (Path(tmp) / name).symlink_to(folder / name)
+            ingest(conn, Path(tmp), gallery, Embedder(PIPELINE))
+
+
+@pytest.fixture(scope="module")
+def faces_db(server_url: str, unit_faces: Path) -> Iterator[str]:
+    """A database holding deepface-unit and an lfw-dev subset, embedded once per module.
+
+    Tests copy its galleries into a database of their own (`people_conn`), so each
+    starts without people.
+    """
+    url = create_database(server_url, "doppel_people")
+    _ingest(url, unit_faces, "unit")
+    lfw = unit_faces.parent / "lfw-dev"
+    rows = list(csv.reader((lfw / "identities.csv").read_text().splitlines()))[1:]
+    chosen = sorted({person for _, person in rows})[:LFW_PEOPLE]
+    _ingest(url, lfw / "photos", "lfw", [f for f, person in rows if person in chosen])
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def people_conn(faces_db: str, database_url: str) -> Iterator[psycopg.Connection]:
+    """A fresh database with copies of the module's galleries (no people yet)."""
+    settings = Settings.from_env()
+    with connect(Settings(settings.home, faces_db, "Dlib", "dlib", False)) as source:
+        galleries = Repository(source).galleries()
+        rows = {
+            g.name: source.execute(
+                "SELECT source, content_hash, face_index, embedding FROM faces"
+                " WHERE gallery_id = %s ORDER BY id",
+                (g.id,),
+            ).fetchall()
+            for g in galleries
+        }
+    conn = connect(Settings.from_env())
+    repo = Repository(conn)
+    for g in galleries:
+        target = repo.ensure_gallery(g.name, g.config)
+        with conn.transaction():
+            repo.copy_faces(
+                target,
+                (NewFace(s, h, i, np.asarray(v.to_numpy())) for s, h, i, v in rows[g.name]),
+                "faces",
+            )
+    yield conn
+    conn.close()
+
+
+def _truth(folder: Path) -> dict[str, str]:
+    rows = list(csv.reader((folder / "identities.csv").read_text().splitlines()))[1:]
+    return {name: person for name, person in rows}
+
+
+def _labels(conn: psycopg.Connection, gallery: str, truth: dict[str, str]) -> tuple[list, list]:
+    listing = list_people(conn, gallery)
+    person_of = {f.id: p.id for p in listing.people for f in listing.members[p.id]}
+    faces = [f for fs in listing.members.values() for f in fs] + listing.unassigned
+    faces = [f for f in faces if Path(f.source).name in truth]
+    return [person_of.get(f.id, -1) for f in faces], [truth[Path(f.source).name] for f in faces]
+
+
+def _snapshot(conn: psycopg.Connection) -> list:
+    faces = conn.execute("SELECT id, person_id, person_excluded FROM faces ORDER BY id").fetchall()
+    people = conn.execute("SELECT id, name, cover_face_id FROM people ORDER BY id").fetchall()
+    return [faces, people]
+
+
+def test_shipped_calibration_covers_the_dlib_pipeline() -> None:
+    cal = calibration.for_config(PIPELINE)
+    assert 0.85 < cal.threshold < 0.97
+    assert cal.false_accept < 0.05 and cal.false_reject < 0.05
+    # The probability rises through one half near the threshold.
+    assert cal.probability(cal.threshold + 0.03) > 0.9 > 0.1 > cal.probability(cal.threshold - 0.03)
+    with pytest.raises(NotCalibrated, match="bench_people.py"):
+        calibration.for_config(EmbeddingConfig("Facenet512", "mtcnn"))
+
+
+def test_best_threshold_separates_labelled_pairs() -> None:
+    rng = np.random.default_rng(0)
+    same, different = rng.normal(0.95, 0.01, 500), rng.normal(0.85, 0.02, 5000)
+    point = calibration.best_threshold(same, different)
+    assert 0.9 < point.threshold < 0.93
+    far, frr = calibration.rates(same, different, point.threshold)
+    assert far < 0.01 and frr < 0.01
+    a, b = calibration.fit_logistic(same, different)
+    assert a > 0 and abs(-b / a - point.threshold) < 0.02
+
+
+@pytest.mark.slow
+def test_people_on_lfw_subset_meet_the_targets(
+    people_conn: psycopg.Connection, unit_faces: Path
+) -> None:
+    report = cluster_gallery(people_conn, "lfw")
+    labels, truth = _labels(people_conn, "lfw", _truth(unit_faces.parent / "lfw-dev"))
+    s = score(labels, truth)
+    assert s.pair_precision >= 0.95, s
+    assert s.pair_recall >= 0.80, s
+    assert report.people == len({p for p in labels if p >= 0})
+    assert LFW_PEOPLE - 3 <= report.people <= LFW_PEOPLE + 3
+
+
+@pytest.mark.slow
+def test_people_on_deepface_unit_and_cli_outputs(
+    people_conn: psycopg.Connection, unit_faces: Path, tmp_path: Path
+) -> None:
+    picture = tmp_path / "overview.png"
+    result = runner.invoke(app, ["people", "unit", "--json", "-o", str(picture)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert picture.is_file() and payload["overview"] == str(picture)
+    people = payload["people"]
+    assert len(people) >= 8
+    every = [s for p in people for s in p["sources"]] + [u["source"] for u in payload["unassigned"]]
+    assert len(every) == len(set(every)) == 64
+    labels, truth = _labels(people_conn, "unit", _truth(unit_faces))
+    s = score(labels, truth)
+    assert s.pair_precision >= 0.95 and s.pair_recall >= 0.8, s
+    table = runner.invoke(app, ["people", "unit", "--no-picture"])
+    assert table.exit_code == 0
+    assert "sample source" in table.stdout and str(people[0]["id"]) in table.stdout
+
+
+@pytest.mark.slow
+def test_incremental_new_faces_join_existing_people(
+    people_conn: psycopg.Connection,
+) -> None:
+    repo = Repository(people_conn)
+    gallery = repo.gallery("unit")
+    # Hold back a third of the faces: cluster the rest, then let them arrive.
+    held = people_conn.execute(
+        "DELETE FROM faces WHERE gallery_id = %s AND id %% 3 = 0"
+        " RETURNING source, content_hash, face_index, embedding",
+        (gallery.id,),
+    ).fetchall()
+    first = cluster_gallery(people_conn, "unit")
+    before = {p.id: set(f.id for f in fs) for p, fs in _members(people_conn, "unit")}
+    with people_conn.transaction():
+        repo.copy_faces(
+            gallery,
+            (NewFace(s, h, i, np.asarray(v.to_numpy())) for s, h, i, v in held),
+            "faces",
+        )
+    second = cluster_gallery(people_conn, "unit")
+    assert second.considered == len(held) + first.unassigned
+    assert second.joined >= len(held) // 2
+    after = {p.id: set(f.id for f in fs) for p, fs in _members(people_conn, "unit")}
+    for pid, faces in before.items():  # nobody lost a face, ids stayed
+        assert faces <= after[pid]
+
+
+def _members(conn: psycopg.Connection, gallery: str) -> list:
+    listing = list_people(conn, gallery)
+    return [(p, listing.members[p.id]) for p in listing.people]
+
+
+@pytest.mark.slow
+def test_name_merge_take_out_persist_across_reclustering(
+    people_conn: psycopg.Connection,
+) -> None:
+    cluster_gallery(people_conn, "unit")
+    (big, big_faces), (second, _) = _members(people_conn, "unit")[:2]
+    name_person(people_conn, "unit", big.id, "Angelina")
+    removed = big_faces[-1]
+    assert take_out(people_conn, "unit", big.id, [str(removed.id)]) == 1
+    merged = merge_people(people_conn, "unit", second.id, big.id)
+    assert merged.name == "Angelina"  # the second had none: it takes the merged one's
+    assert merged.faces == second.faces + big.faces - 1
+    cluster_gallery(people_conn, "unit", recluster=True)
+    listing = list_people(people_conn, "unit")
+    assert removed.id in {f.id for f in listing.unassigned}
+    assert "Angelina" in {p.name for p in listing.people}
+    # find shows the person's name.
+    result = find(people_conn, Path(removed.source), "unit", k=5, exact=True)
+    assert any(m.face.person == "Angelina" for m in result.results[0].matches)
+    cluster_gallery(people_conn, "unit")
+    assert removed.id in {f.id for f in list_people(people_conn, "unit").unassigned}
+
+
+@pytest.mark.slow
+def test_bad_people_input_changes_nothing(people_conn: psycopg.Connection) -> None:
+    cluster_gallery(people_conn, "unit")
+    person = list_people(people_conn, "unit").people[0]
+    before = _snapshot(people_conn)
+    with pytest.raises(UnknownPerson, match="no person 999999"):
+        name_person(people_conn, "unit", 999999, "x")
+    with pytest.raises(UsageError, match="itself"):
+        merge_people(people_conn, "unit", person.id, person.id)
+    with pytest.raises(UnknownPerson):
+        merge_people(people_conn, "unit", person.id, 999999)
+    with pytest.raises(UnknownPerson):
+        take_out(people_conn, "unit", 999999, ["1"])
+    with pytest.raises(UsageError, match="no face"):
+        take_out(people_conn, "unit", person.id, ["no/such/photo.jpg"])
+    with pytest.raises(UsageError, match="not in"):
+        unassigned = list_people(people_conn, "unit").unassigned
+        take_out(people_conn, "unit", person.id, [str(unassigned[0].id)])
+    assert _snapshot(people_conn) == before
+    for args in (
+        ["people", "name", "unit", "999999", "x"],
+        ["people", "merge", "unit", str(person.id), str(person.id)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert _snapshot(people_conn) == before
+
+
+@pytest.mark.slow
+def test_empty_and_one_face_galleries(people_conn: psycopg.Connection) -> None:
+    repo = Repository(people_conn)
+    repo.ensure_gallery("empty", PIPELINE)
+    before = _snapshot(people_conn)
+    with pytest.raises(EmptyGallery):
+        cluster_gallery(people_conn, "empty")
+    with pytest.raises(EmptyGallery):
+        twins(people_conn, "empty")
+    one = repo.ensure_gallery("one", PIPELINE)
+    vector = people_conn.execute("SELECT embedding FROM faces LIMIT 1").fetchone()[0]
+    with people_conn.transaction():
+        repo.copy_faces(one, [NewFace("one.jpg", None, 0, np.asarray(vector.to_numpy()))], "faces")
+    before = _snapshot(people_conn)
+    report = cluster_gallery(people_conn, "one")
+    assert (report.people, report.unassigned) == (0, 1)
+    assert _snapshot(people_conn) == before
+    result = runner.invoke(app, ["twins", "one"])
+    assert result.exit_code == 1 and "at least two" in result.output
+
+
+@pytest.mark.slow
+def test_strangers_leave_out_the_query_person(
+    people_conn: psycopg.Connection, identities: dict[str, str], unit_faces: Path
+) -> None:
+    """All 61 labelled photos, with and without people: k faces, none of the query's identity."""
+    repo = Repository(people_conn)
+    gallery = repo.gallery("unit")
+    rows = people_conn.execute(
+        "SELECT source, content_hash, embedding FROM faces WHERE gallery_id = %s",
+        (gallery.id,),
+    ).fetchall()
+    for with_people in (False, True):
+        if with_people:
+            cluster_gallery(people_conn, "unit")
+        checked = 0
+        for source, digest, vector in rows:
+            name = Path(source).name
+            if name not in identities:
+                continue
+            threshold, own = own_people(people_conn, gallery, vector.to_numpy(), digest)
+            filters = Filters(
+                exclude_hashes=(digest,), exclude_people=own, below_similarity=threshold
+            )
+            matches = repo.search(gallery, vector.to_numpy(), 5, filters)
+            assert len(matches) == 5
+            found = [identities.get(Path(m.face.source).name) for m in matches]
+            assert identities[name] not in found, (with_people, name, found)
+            checked += 1
+        assert checked == 61
+    # The command says the mode was on, in the table, the JSON and the picture's caption.
+    picture = unit_faces / "img1.jpg"
+    result = runner.invoke(
+        app, ["find", str(picture), "-g", "unit", "--strangers", "--json", "--no-picture"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["strangers"]["on"] is True
+    assert len(payload["faces"][0]["matches"]) == 5
+    plain = runner.invoke(app, ["find", str(picture), "-g", "unit", "--json", "--no-picture"])
+    assert json.loads(plain.stdout)["strangers"] == {"on": False}
+
+
+@pytest.mark.slow
+def test_twins_pairs_are_of_different_people(
+    people_conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    cal = calibration.for_config(PIPELINE)
+    plain = twins(people_conn, "unit", 5, out_dir=tmp_path)
+    assert not plain.by_people and len(plain.pairs) == 5
+    assert all(p.similarity < cal.threshold for p in plain.pairs)
+    assert [p.similarity for p in plain.pairs] == sorted(
+        (p.similarity for p in plain.pairs), reverse=True
+    )
+    assert all(path.is_file() for path in plain.pictures)
+    by_index = twins(people_conn, "unit", 5, method="index")
+    assert [p.similarity for p in by_index.pairs] == pytest.approx(
+        [p.similarity for p in plain.pairs], abs=1e-4
+    )
+    cluster_gallery(people_conn, "unit")
+    grouped = twins(people_conn, "unit", 5)
+    assert grouped.by_people
+    pairs = {(p.first.person_id, p.second.person_id) for p in grouped.pairs}
+    assert all(a != b or a is None for a, b in pairs)
+    assert len(pairs) == 5  # one pair per two people
+
+
+@pytest.mark.slow
+def test_verify_cli(database_url: str, unit_faces: Path, identities: dict[str, str]) -> None:
+    same = runner.invoke(
+        app,
+        [
+            "verify",
+            str(unit_faces / "img1.jpg"),
+            str(unit_faces / "img2.jpg"),
+            "-m",
+            "Dlib",
+            "-d",
+            "dlib",
+            "--json",
+        ],
+    )
+    assert same.exit_code == 0, same.output
+    verdict = json.loads(same.stdout)
+    assert identities["img1.jpg"] == identities["img2.jpg"]
+    assert verdict["same_person"] is True and verdict["probability"] > 0.5
+    other = next(n for n, p in identities.items() if p != identities["img1.jpg"])
+    differ = runner.invoke(
+        app,
+        [
+            "verify",
+            str(unit_faces / "img1.jpg"),
+            str(unit_faces / other),
+            "-m",
+            "Dlib",
+            "-d",
+            "dlib",
+        ],
+    )
+    assert differ.exit_code == 0 and "different people" in differ.stdout
+
+
+def test_verify_bad_input(unit_faces: Path) -> None:
+    photo = str(unit_faces / "img1.jpg")
+    for args, message in (
+        (["verify", photo], "two photos"),
+        (["verify", photo, photo, "-m", "Dlib", "-d", "dlib"], "same file"),
+        (["verify", photo, str(unit_faces / "img2.jpg"), "-m", "Facenet512"], "bench_people.py"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code != 0
+        assert message in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output

@@ -327,7 +327,7 @@ def test_twins_pairs_are_of_different_people(
     people_conn: psycopg.Connection, tmp_path: Path
 ) -> None:
     cal = calibration.for_config(PIPELINE)
-    plain = twins(people_conn, "unit", 5, out_dir=tmp_path)
+    plain = twins(people_conn, "unit", 5, out_dir=tmp_path, settings=Settings.from_env())
     assert not plain.by_people and len(plain.pairs) == 5
     assert all(p.similarity < cal.threshold for p in plain.pairs)
     assert [p.similarity for p in plain.pairs] == sorted(

@@ -169,7 +169,11 @@ def find(
             raise ValueError("a composite needs the settings, to find the gallery's photos")
         if mode:
             render(
-                query.photo, results[0], composite, settings, "query: strangers only",
+                query.photo,
+                results[0],
+                composite,
+                settings,
+                "query: strangers only",
                 mode.caption(),
             )
         else:

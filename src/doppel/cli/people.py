@@ -11,7 +11,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from doppel.cli.common import ModelOpt, connect, err, friendly, out, progress_bar
-from doppel.config import DEFAULT_MODEL, Settings
+from doppel.config import Settings
 from doppel.errors import UsageError
 
 
@@ -83,7 +83,9 @@ def people_cmd(
         listing = list_people(conn, report.gallery.name)
     picture = None
     if not no_picture and listing.people:
-        picture = overview(listing, output or Path(f"doppel-people-{report.gallery.name}.png"))
+        picture = overview(
+            listing, output or Path(f"doppel-people-{report.gallery.name}.png"), settings
+        )
     if as_json:
         typer.echo(json.dumps(_listing_json(listing, report, picture), indent=2))
     else:
@@ -194,10 +196,10 @@ def verify_cmd(
     second: Annotated[
         Path | None, typer.Argument(help="Another photo.", show_default=False)
     ] = None,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: ModelOpt = None,
     detector: Annotated[
         str | None,
-        typer.Option("--detector", "-d", envvar="DOPPEL_DETECTOR", help="Face detector."),
+        typer.Option("--detector", "-d", help="Face detector (default: $DOPPEL_DETECTOR)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -212,7 +214,7 @@ def verify_cmd(
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     chosen = detector or settings.detector
-    config = EmbeddingConfig(model, chosen, align=chosen != "skip")
+    config = EmbeddingConfig(model or settings.model, chosen, align=chosen != "skip")
     result = verify(first, second, config, settings.calibration_file)
     cal = result.calibration
     if as_json:
@@ -280,6 +282,7 @@ def twins_cmd(
             method=method,
             calibration_file=settings.calibration_file,
             out_dir=folder,
+            settings=settings,
             progress=update,
         )
     if as_json:

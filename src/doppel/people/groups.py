@@ -13,6 +13,7 @@ import psycopg
 
 from doppel import sources
 from doppel.composer import Tile, compose_rows
+from doppel.config import Settings
 from doppel.errors import EmptyGallery
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
@@ -30,6 +31,7 @@ EXACT_BELOW = 2000
 # The overview picture shows this many people (the largest), this many faces each.
 OVERVIEW_PEOPLE = 40
 OVERVIEW_FACES = 8
+OVERVIEW_SIDE = 640  # photos are decoded no larger than this for the overview's tiles
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ def take_out(
 def overview(
     listing: PeopleListing,
     out: Path,
+    settings: Settings,
     people: int = OVERVIEW_PEOPLE,
     per_person: int = OVERVIEW_FACES,
 ) -> Path:
@@ -256,7 +259,12 @@ def overview(
         cover = person.cover
         ordered = ([cover] if cover else []) + [f for f in faces if not cover or f.id != cover.id]
         tiles = [
-            Tile(sources.load_source(face.source), face.box, f"face {face.id}", _name(face))
+            Tile(
+                sources.load_source(face.source, settings, OVERVIEW_SIDE),
+                face.box,
+                f"face {face.id}",
+                _name(face),
+            )
             for face in ordered[:per_person]
         ]
         who = f"{person.name} (person {person.id}" if person.name else f"person {person.id} ("

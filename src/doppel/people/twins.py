@@ -12,6 +12,7 @@ import psycopg
 
 from doppel import sources
 from doppel.composer import Tile, compose_rows
+from doppel.config import Settings
 from doppel.errors import EmptyGallery, UsageError
 from doppel.people import calibration, clustering
 from doppel.store.people import GalleryFaces, PeopleStore
@@ -52,6 +53,7 @@ def twins(
     method: str = "exact",
     calibration_file: Path | None = None,
     out_dir: Path | None = None,
+    settings: Settings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TwinsResult:
     """The k most alike pairs of faces of different people, one pair per two people.
@@ -59,7 +61,8 @@ def twins(
     Two faces are of different people when the gallery's people say so; a face in no
     person is different from another when their similarity is below the model's
     same-person threshold. method: "exact" multiplies the whole similarity matrix in
-    blocks, "index" asks the HNSW index for each face's nearest faces.
+    blocks, "index" asks the HNSW index for each face's nearest faces. out_dir: write a
+    picture of each pair there (the settings say where the gallery's photos are).
     """
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -89,7 +92,11 @@ def twins(
     ]
     pictures = []
     if out_dir is not None:
-        pictures = [render(pair, out_dir / f"twins-{pair.rank:02d}.png") for pair in pairs]
+        if settings is None:
+            raise ValueError("pictures need the settings, to find the gallery's photos")
+        pictures = [
+            render(pair, out_dir / f"twins-{pair.rank:02d}.png", settings) for pair in pairs
+        ]
     return TwinsResult(
         gallery,
         pairs,
@@ -189,11 +196,11 @@ def _best_pairs(
     return chosen
 
 
-def render(pair: Twin, out: Path) -> Path:
+def render(pair: Twin, out: Path, settings: Settings) -> Path:
     """One pair side by side, with its similarity and who each face is."""
     tiles = [
         Tile(
-            sources.load_source(face.source),
+            sources.load_source(face.source, settings),
             face.box,
             face.person or f"face {face.id}",
             Path(face.source).name or face.source,

@@ -142,42 +142,21 @@ def find(
     searched = time.perf_counter()
     filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, query.content_hash))
     results = []
-    left_out: list[int] = []
-    threshold = None
+    mode = None
     for face in embedded:
         face_filters = filters
         if strangers:
-            threshold, own = own_people(
-                conn, gallery, face.embedding, query.content_hash, calibration_file
-            )
-            left_out.extend(p for p in own if p not in left_out)
-            face_filters = replace(
-                filters,
-                exclude_people=(*filters.exclude_people, *own),
-                below_similarity=threshold,
+            face_filters, mode = _leave_out_own(
+                conn, gallery, face, query, filters, mode, calibration_file
             )
         matches = repo.search(gallery, face.embedding, k, face_filters, exact, ef_search)
         results.append(QueryResult(face, matches))
     done = time.perf_counter()
-    mode = (
-        Strangers(threshold, tuple(left_out), gallery.config.model)
-        if strangers and threshold is not None
-        else None
-    )
     if composite is not None:
         if settings is None:
             raise ValueError("a composite needs the settings, to find the gallery's photos")
-        if mode:
-            render(
-                query.photo,
-                results[0],
-                composite,
-                settings,
-                "query: strangers only",
-                mode.caption(),
-            )
-        else:
-            render(query.photo, results[0], composite, settings)
+        title, note = ("query: strangers only", mode.caption()) if mode else ("query", "")
+        render(query.photo, results[0], composite, settings, title, note)
     return FindResult(
         gallery,
         query.name,
@@ -188,6 +167,25 @@ def find(
         done - searched,
         mode,
     )
+
+
+def _leave_out_own(
+    conn: psycopg.Connection,
+    gallery: Gallery,
+    face: EmbeddedFace,
+    query: Query,
+    filters: Filters,
+    mode: Strangers | None,
+    calibration_file: Path | None,
+) -> tuple[Filters, Strangers]:
+    """Doppelganger mode's filters for one query face, and the mode with its people added."""
+    threshold, own = own_people(conn, gallery, face.embedding, query.content_hash, calibration_file)
+    before = mode.people if mode else ()
+    people = (*before, *(p for p in own if p not in before))
+    face_filters = replace(
+        filters, exclude_people=(*filters.exclude_people, *own), below_similarity=threshold
+    )
+    return face_filters, Strangers(threshold, people, gallery.config.model)
 
 
 def own_people(

@@ -286,31 +286,38 @@ def twins_cmd(
             progress=update,
         )
     if as_json:
-        payload = {
-            "gallery": result.gallery.name,
-            "method": result.method,
-            "different_by": "people" if result.by_people else "threshold",
-            "threshold": result.threshold,
-            "pairs": [
-                {
-                    "rank": pair.rank,
-                    "similarity": round(pair.similarity, 6),
-                    "picture": str(result.pictures[pair.rank - 1]) if result.pictures else None,
-                    "faces": [
-                        {
-                            "face_id": face.id,
-                            "source": face.source,
-                            "person_id": face.person_id,
-                            "person": face.person_name,
-                        }
-                        for face in (pair.first, pair.second)
-                    ],
-                }
-                for pair in result.pairs
-            ],
-        }
-        typer.echo(json.dumps(payload, indent=2))
-        return
+        typer.echo(json.dumps(_twins_json(result), indent=2))
+    else:
+        _print_twins(result)
+
+
+def _twins_json(result: Any) -> dict[str, Any]:
+    return {
+        "gallery": result.gallery.name,
+        "method": result.method,
+        "different_by": "people" if result.by_people else "threshold",
+        "threshold": result.threshold,
+        "pairs": [
+            {
+                "rank": pair.rank,
+                "similarity": round(pair.similarity, 6),
+                "picture": str(result.pictures[pair.rank - 1]) if result.pictures else None,
+                "faces": [
+                    {
+                        "face_id": face.id,
+                        "source": face.source,
+                        "person_id": face.person_id,
+                        "person": face.person_name,
+                    }
+                    for face in (pair.first, pair.second)
+                ],
+            }
+            for pair in result.pairs
+        ],
+    }
+
+
+def _print_twins(result: Any) -> None:
     table = Table(title=f"most alike pairs of different people in {result.gallery.name}")
     for column in ("rank", "similarity", "first", "second"):
         table.add_column(column, overflow="fold")

@@ -392,7 +392,9 @@ def people_command_section(
     from doppel.people.groups import cluster_gallery, list_people
     from doppel.people.scores import score
 
-    report = cluster_gallery(conn, gallery, recluster=True, calibration_file=calibration_file)
+    report = cluster_gallery(
+        conn, gallery, recluster=True, calibration_file=calibration_file, exact_below=0
+    )
     listing = list_people(conn, gallery)
     person_of = {Path(f.source).name: p.id for p in listing.people for f in listing.members[p.id]}
     ok = ~np.isnan(faces.doppel[:, 0])

@@ -63,6 +63,7 @@ def cluster_gallery(
     recluster: bool = False,
     calibration_file: Path | None = None,
     neighbours: int = NEIGHBOURS,
+    exact_below: int = EXACT_BELOW,
     progress: Callable[[int, int], None] | None = None,
 ) -> ClusterReport:
     """Place the gallery's free faces into people: join known people, found new ones.
@@ -71,7 +72,8 @@ def cluster_gallery(
     person whose mean face is close enough, and the rest are grouped among themselves.
     recluster forgets every person and groups all faces again; names carry over to
     the new person holding most of a named person's faces. Faces taken out of a
-    person by hand are never placed.
+    person by hand are never placed. Neighbours come from the gallery's HNSW index,
+    or, for fewer than exact_below free faces, from one exact matrix product.
     """
     start = time.perf_counter()
     repo = Repository(conn)
@@ -87,11 +89,11 @@ def cluster_gallery(
     joined = new_people = 0
     if len(ids):
         vectors = everything.vectors[free]
-        if len(ids) >= EXACT_BELOW:
+        if len(ids) >= exact_below:
             repo.ensure_index(gallery)
         # A valid index answers; without one (a background build still running) the
         # neighbours come from blocked matrix products instead of per-face exact scans.
-        if len(ids) < EXACT_BELOW or not repo.has_index(gallery):
+        if len(ids) < exact_below or not repo.has_index(gallery):
             graph, sims = _exact_graph(vectors, neighbours)
         else:
             near = store.neighbours(

@@ -447,7 +447,8 @@ def test_find_strangers_switch(client: httpx.Client, unit_faces: Path) -> None:
     assert response.status_code == 200, response.text
     result = response.json()
     threshold = result["strangers"]["threshold"]
+    # k=10 listed the whole gallery: every stranger there, and the faces left out.
+    assert len(plain["matches"]) == len(GALLERY_PHOTOS)
     expected = [m["name"] for m in plain["matches"] if m["similarity"] < threshold][:5]
-    assert [m["name"] for m in result["matches"]] == expected
-    assert len(expected) == 5
+    assert expected and [m["name"] for m in result["matches"]] == expected
     assert any(m["similarity"] >= threshold for m in plain["matches"])

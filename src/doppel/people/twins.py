@@ -19,9 +19,10 @@ from doppel.store.people import GalleryFaces, PeopleStore
 from doppel.store.repository import Repository
 from doppel.types import Face, Gallery
 
-# Rows of the similarity matrix computed at once: 2,048 x 70,000 floats is 570 MB.
+# Rows of the similarity matrix computed at once: 1,024 x 70,000 float32 is 290 MB.
 BLOCK = 1024
-# Candidates kept per face before pairs of the same two people are folded into one.
+# Candidates per face (index; and the first exact block) before pairs of the same two
+# people are folded into one.
 PER_FACE = 32
 METHODS = ("exact", "index")
 
@@ -81,7 +82,7 @@ def twins(
         if not repo.has_index(gallery):  # a background build still running
             method = "exact"
     if method == "exact":
-        rows, cols, sims = _exact_candidates(faces, cal.threshold, progress)
+        rows, cols, sims = _exact_candidates(faces, cal.threshold, k, progress)
     else:
         rows, cols, sims = _index_candidates(store, gallery, faces, cal.threshold, progress)
     chosen = _best_pairs(faces, rows, cols, sims, k)
@@ -123,31 +124,45 @@ def _allowed(
 
 
 def _exact_candidates(
-    faces: GalleryFaces, threshold: float, progress: Callable[[int, int], None] | None
+    faces: GalleryFaces, threshold: float, k: int, progress: Callable[[int, int], None] | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each face's PER_FACE most alike faces of other people, by blocked matrix products."""
+    """Pairs that can still be among the k best, by blocked products over the upper triangle.
+
+    Each block of rows is multiplied with the faces after it only (every pair once).
+    Once k pairs of different people are known, the k-th of them is a floor: only
+    entries above it are looked at, so most of the matrix costs one comparison.
+    """
     unit = clustering.normalise(faces.vectors)
     ident = _identities(faces)
     n = len(unit)
-    keep = min(PER_FACE, n - 1)
-    out_rows, out_cols, out_sims = [], [], []
+    rows_kept = np.empty(0, np.int64)
+    cols_kept = np.empty(0, np.int64)
+    sims_kept = np.empty(0, np.float32)
+    floor = -np.inf
     for start in range(0, n, BLOCK):
-        block = unit[start : start + BLOCK] @ unit.T
-        rows = np.arange(start, start + len(block))
-        # Same person, or too alike to be told apart: not a pair of two people.
-        a = ident[rows][:, None]
-        same = np.where((a >= 0) & (ident[None, :] >= 0), a == ident[None, :], block >= threshold)
-        block[same] = -np.inf
-        block[np.arange(len(block)), rows] = -np.inf
-        top = np.argpartition(-block, keep - 1, axis=1)[:, :keep]
-        top_sims = np.take_along_axis(block, top, 1)
-        ok = np.isfinite(top_sims)
-        out_rows.append(np.broadcast_to(rows[:, None], top.shape)[ok])
-        out_cols.append(top[ok])
-        out_sims.append(top_sims[ok])
+        block = unit[start : start + BLOCK] @ unit[start:].T
+        b = len(block)
+        block[np.tril_indices(b, 0, block.shape[1])] = -np.inf  # the face itself, and pairs seen
+        if np.isfinite(floor):
+            r, c = np.nonzero(block > floor)
+        else:  # no floor yet: each row's best few
+            few = min(PER_FACE, block.shape[1])
+            c = np.argpartition(-block, few - 1, axis=1)[:, :few].ravel()
+            r = np.repeat(np.arange(b), few)
+        rows, cols = r + start, c + start
+        sims = block[r, c]
+        ok = np.isfinite(sims) & _allowed(ident, rows, cols, sims, threshold)
+        rows_kept = np.concatenate([rows_kept, rows[ok]])
+        cols_kept = np.concatenate([cols_kept, cols[ok]])
+        sims_kept = np.concatenate([sims_kept, sims[ok]])
+        best = _best_pairs(faces, rows_kept, cols_kept, sims_kept, k)
+        if len(best) == k:
+            floor = best[-1][2]
+            keep = sims_kept >= floor
+            rows_kept, cols_kept, sims_kept = rows_kept[keep], cols_kept[keep], sims_kept[keep]
         if progress is not None:
             progress(min(start + BLOCK, n), n)
-    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_sims)
+    return rows_kept, cols_kept, sims_kept
 
 
 def _index_candidates(

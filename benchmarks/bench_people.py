@@ -467,7 +467,7 @@ def scale_section(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Dlib")
-    parser.add_argument("--detector", default=None, help="default: doppel's default for the model")
+    parser.add_argument("--detector", default=None, help="default: the model's default")
     parser.add_argument(
         "--home", type=Path, help="keep the database and caches here (reruns reuse them)"
     )
@@ -493,10 +493,9 @@ def main() -> None:
     from doppel.config import Settings
     from doppel.people import calibration
     from doppel.store.db import connect
-    from doppel.types import EmbeddingConfig
 
-    detector = args.detector or default_detector(args.model)
-    config = EmbeddingConfig(args.model, detector, align=True)
+    config = pipeline(args.model, args.detector)
+    detector = config.detector
     print(machine_line())
     print(f"pipeline: {config.key}")
     with private_home(args.home) as home:
@@ -552,15 +551,20 @@ def main() -> None:
         conn.close()
 
 
-def default_detector(model: str) -> str:
+def pipeline(model: str, detector: str | None) -> EmbeddingConfig:
+    """The embedding configuration a new gallery of this model gets (with this detector).
+
+    Where the catalogue names each model's measured pipeline (alignment, mirror
+    averaging), that is what gets calibrated; otherwise the model with the detector
+    (doppel's default detector if none is given), aligned.
+    """
     from doppel.config import DEFAULT_DETECTOR
+    from doppel.faces import catalog
 
-    try:
-        from doppel.faces.catalog import default_detector as chosen  # type: ignore[attr-defined]
-
-        return str(chosen(model))
-    except ImportError:
-        return DEFAULT_DETECTOR
+    default_config = getattr(catalog, "default_config", None)
+    if default_config is not None:
+        return default_config(model, detector)  # type: ignore[no-any-return]
+    return EmbeddingConfig(model, detector or DEFAULT_DETECTOR, align=True)
 
 
 if __name__ == "__main__":

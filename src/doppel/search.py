@@ -19,6 +19,7 @@ from doppel.errors import Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
+from doppel.people import calibration as people_calibration
 from doppel.store.repository import Repository
 from doppel.types import EmbeddedFace, Filters, Gallery, QueryResult
 
@@ -126,10 +127,8 @@ def find(
         )
     if calibration_file is None and settings is not None:
         calibration_file = settings.calibration_file
-    if strangers:
-        from doppel.people import calibration
-
-        calibration.for_config(gallery.config, calibration_file)  # before any embedding
+    if strangers:  # a missing threshold fails before any embedding
+        people_calibration.for_config(gallery.config, calibration_file)
     if isinstance(query, Path):
         query = Query.from_path(query, settings.max_pixels if settings else DEFAULT_MAX_PIXELS)
     chosen = query_detector(gallery, detector, default_detector)

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import squareform
 
 UNASSIGNED = -1
 # Average linkage holds a component's pairwise distances in memory: n(n-1)/2
@@ -115,6 +113,10 @@ def _shared_neighbours(members: np.ndarray, neighbours: np.ndarray) -> np.ndarra
 def _average_linkage(
     vectors: np.ndarray, cut: float, shared: np.ndarray | None = None, weight: float = 0.0
 ) -> np.ndarray:
+    # scipy loads on first use: `find --strangers` reads the thresholds without it.
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
     if len(vectors) == 1:
         return np.zeros(1, dtype=np.int64)
     similarity = vectors.astype(np.float64) @ vectors.T.astype(np.float64)

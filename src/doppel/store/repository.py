@@ -481,9 +481,7 @@ class Repository:
         # an exact scan over every row of the gallery.
         left = sql.SQL("embedding") if exact else indexes.vector_expr(gallery)
         right = sql.SQL("%s::vector") if exact else sql.SQL("%s::vector") + cast
-        if filters.below_similarity is not None:
-            # The same-person cut, as a distance; the iterative scan walks past the
-            # nearest faces that fail it, as it does for attribute filters.
+        if filters.below_similarity is not None:  # doppelganger mode's same-person cut
             conditions.append(
                 sql.SQL("{left} <=> {right} > {cut}").format(
                     left=left, right=right, cut=sql.Literal(1.0 - filters.below_similarity)

@@ -578,6 +578,43 @@ def test_a_second_writer_waits_with_a_message(database_url: str, tmp_path: Path)
     assert "2 faces added" in " ".join(rest) and "3 already present" in " ".join(rest)
 
 
+def test_a_load_dump_waits_for_the_gallery_writer(
+    server_url: str, database_url: str, tmp_path: Path
+) -> None:
+    """load-dump takes the same lock as ingest: it says it waits, then loads."""
+    import queue
+    import threading
+
+    from doppel.store.galleries import WRITER_LOCK
+    from tests.helpers import write_faces_dump
+
+    dump = write_faces_dump(server_url, tmp_path / "faces.sql", 20)
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (WRITER_LOCK, "ffhq"))
+        run = subprocess.Popen(
+            [DOPPEL, "load-dump", str(dump), "-g", "ffhq"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+        assert run.stderr is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: [lines.put(line) for line in run.stderr], daemon=True
+        )
+        reader.start()
+        said: list[str] = []
+        try:
+            while not any("waiting" in line for line in said):
+                said.append(lines.get(timeout=300))
+            assert faces_in(database_url, "ffhq") == []  # nothing loaded while it waits
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, "ffhq"))
+    assert run.wait(timeout=300) == 0
+    assert len(faces_in(database_url, "ffhq")) == 20
+
+
 # 8. Hostile dumps ---------------------------------------------------------------------
 
 

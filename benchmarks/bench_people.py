@@ -558,12 +558,13 @@ def pipeline(model: str, detector: str | None) -> EmbeddingConfig:
     averaging), that is what gets calibrated; otherwise the model with the detector
     (doppel's default detector if none is given), aligned.
     """
-    from doppel.config import DEFAULT_DETECTOR
     from doppel.faces import catalog
 
     default_config = getattr(catalog, "default_config", None)
     if default_config is not None:
         return default_config(model, detector)  # type: ignore[no-any-return]
+    from doppel.config import DEFAULT_DETECTOR
+
     return EmbeddingConfig(model, detector or DEFAULT_DETECTOR, align=True)
 
 

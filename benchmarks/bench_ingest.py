@@ -109,12 +109,15 @@ def doppel_ingest(
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig
 
+    cores = os.cpu_count() or 1
+    if threads is None and (cores if workers is None else workers) >= cores:
+        threads = 1  # what ingest() gives the model when the decoders take the cores
     embedder = Embedder(
         EmbeddingConfig(model, detector, align=detector != "skip"),
         batch_size=batch_size,
         threads=threads,
     )
-    embedder.warm_up()
+    embedder.warm_up()  # loaded before the clock, with ingest's thread count
     settings = Settings.from_env()
     conn = connect(settings)
     name = f"bench-{int(time.time() * 1000)}"
@@ -241,7 +244,7 @@ def main() -> None:
         prepare_models(args.model, args.detector)
         print(
             f"model {args.model}, detector {args.detector}, batch {args.batch_size}, "
-            f"workers {args.workers or os.cpu_count()}, model threads {args.threads or 'all'}, "
+            f"workers {args.workers or os.cpu_count()}, model threads {args.threads or 'as ingest'}, "
             f"runtime {args.runtime}"
         )
         loop = _run_phase("loop", args, folder)

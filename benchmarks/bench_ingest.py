@@ -244,8 +244,8 @@ def main() -> None:
         prepare_models(args.model, args.detector)
         print(
             f"model {args.model}, detector {args.detector}, batch {args.batch_size}, "
-            f"workers {args.workers or os.cpu_count()}, model threads {args.threads or 'as ingest'}, "
-            f"runtime {args.runtime}"
+            f"workers {args.workers or os.cpu_count()}, "
+            f"model threads {args.threads or 'as ingest'}, runtime {args.runtime}"
         )
         loop = _run_phase("loop", args, folder)
         pipe = _run_phase("ingest", args, folder)

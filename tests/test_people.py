@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from doppel.cli import app
+from doppel.cli.common import error_line
 from doppel.config import Settings
 from doppel.errors import EmptyGallery, NotCalibrated, UnknownPerson, UsageError
 from doppel.people import calibration
@@ -125,8 +126,9 @@ def test_shipped_calibration_covers_the_dlib_pipeline() -> None:
     assert cal.false_accept < 0.05 and cal.false_reject < 0.05
     # The probability rises through one half near the threshold.
     assert cal.probability(cal.threshold + 0.03) > 0.9 > 0.1 > cal.probability(cal.threshold - 0.03)
-    with pytest.raises(NotCalibrated, match="bench_people.py"):
+    with pytest.raises(NotCalibrated, match="no same-person threshold") as caught:
         calibration.for_config(EmbeddingConfig("Facenet512", "mtcnn"))
+    assert "bench_people.py --model Facenet512 --detector mtcnn" in error_line(caught.value)
 
 
 def test_best_threshold_separates_labelled_pairs() -> None:

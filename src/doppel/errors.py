@@ -21,6 +21,8 @@ class Remedy(str, Enum):
     NO_SAME_ATTRIBUTES = "no-same-attributes"
     LIST_MODELS = "list-models"
     INSTALL_WEIGHTS = "install-weights"
+    CALIBRATE = "calibrate"
+    LIST_FACES = "list-faces"
     PREDICT_ATTRIBUTES = "predict-attributes"
 
 

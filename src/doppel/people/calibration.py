@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel.errors import NotCalibrated
+from doppel.errors import NotCalibrated, Remedy
 from doppel.people.clustering import ClusterParams
 from doppel.types import EmbeddingConfig, describe
 
@@ -87,10 +87,10 @@ def for_config(config: EmbeddingConfig, user_file: Path | None = None) -> Calibr
         return found[config.key]
     have = ", ".join(sorted(found)) or "none"
     raise NotCalibrated(
-        f"no same-person threshold has been measured for {describe(config)} (calibrated: "
-        f"{have}); measure one on labelled photos with `python benchmarks/bench_people.py "
-        f"--model {config.model} --detector {config.detector} --write-calibration` "
-        "(needs the model's weights)"
+        f"no same-person threshold has been measured for {describe(config)} (calibrated: {have})",
+        remedy=Remedy.CALIBRATE,
+        model=config.model,
+        detector=config.detector,
     )
 
 

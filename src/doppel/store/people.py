@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from doppel.errors import UnknownPerson, UsageError
+from doppel.errors import Remedy, UnknownPerson, UsageError
 from doppel.store.db import has_iterative_scan
 from doppel.store.repository import face_from_row
 from doppel.types import Face, Gallery
@@ -213,8 +213,8 @@ class PeopleStore:
                 ).fetchall()
             if not rows:
                 raise UsageError(
-                    f"gallery {gallery.name!r} has no face {ref!r}; give a face id or a source "
-                    "as `doppel people GALLERY --json` lists them"
+                    f"gallery {gallery.name!r} has no face {ref!r}; give a face id or a source",
+                    remedy=Remedy.LIST_FACES,
                 )
             found.extend(int(row[0]) for row in rows)
         return found

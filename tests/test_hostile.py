@@ -288,6 +288,34 @@ def test_ingest_workers_apply_the_configured_pixel_limit(
     assert "megapixels" in listed
 
 
+def test_same_attributes_applies_the_configured_pixel_limit(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = crops(tmp_path, 1, side=300)[0]  # 90,000 pixels
+    monkeypatch.setenv("DOPPEL_MAX_PIXELS", "40000")
+    result = runner.invoke(app, ["find", str(photo), "-g", "none", "--same-attributes"])
+    assert result.exit_code != 0
+    assert "megapixels" in one_line(result.output)
+
+
+@pytest.mark.slow
+def test_cluster_ingest_applies_the_pixel_limit_and_lists_special_files(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    folder = tmp_path / "photos"
+    crops(folder, 3, side=150)  # 22,500 pixels each
+    crops(folder, 1, seed=9, side=300)  # 90,000 pixels
+    os.mkfifo(folder / "x.jpg")
+    monkeypatch.setenv("DOPPEL_MAX_PIXELS", "40000")
+    result = doppel("ingest", str(folder), "-g", "ray", *FAST, "--cluster", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "3 faces added" in one_line(result.stderr)
+    listed = problems_file(result.stderr).read_text()
+    assert "c9_000.png" in listed and "megapixels" in listed
+    assert "x.jpg" in listed
+
+
 def test_web_calls_an_oversized_png_too_large(database_url: str) -> None:
     from fastapi.testclient import TestClient
 
@@ -313,6 +341,7 @@ def test_resemble_lists_an_oversized_photo(database_url: str, tmp_path: Path) ->
     target = tmp_path / "baby"
     crops(target, 2, seed=3)
     (target / "huge.png").write_bytes(png_claiming(20000, 20000))
+    os.mkfifo(target / "pipe.jpg")  # a special file: passed over and listed, never opened
     Image.fromarray(np.full((160, 160, 3), 90, dtype=np.uint8)).save(target / BAD_NAME)
     result = runner.invoke(
         app,
@@ -330,6 +359,7 @@ def test_resemble_lists_an_oversized_photo(database_url: str, tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     text = one_line(result.output)
     assert "huge.png" in text and "megapixels" in text
+    assert "pipe.jpg" in text
     report = (tmp_path / "report" / "report.json").read_text(encoding="utf-8")
     assert "bad\\\\xff\\\\xfebytes.png" in report  # the name as doppel writes it, in JSON
 

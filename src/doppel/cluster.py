@@ -17,8 +17,10 @@ from pathlib import Path
 
 import psycopg
 
+from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
+from doppel.store.repository import Repository
 from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
 
@@ -50,6 +52,7 @@ def embed_files(
     paths: list[str],
     known: list[str | None],
     all_faces: bool,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> BatchResult:
     """Read, decode, detect and embed a batch of files: the work of one task."""
     from doppel.faces.embed import Embedder
@@ -61,7 +64,7 @@ def embed_files(
     result = BatchResult(files=len(paths))
     pending = []
     for path, known_hash in zip(paths, known, strict=True):
-        item = prepare(path, known_hash, resize_to)
+        item = prepare(path, known_hash, resize_to, max_pixels)
         record, faces = examine(item, embedder, all_faces)
         if record is None:
             result.skipped += 1
@@ -93,8 +96,10 @@ class EmbedWorker:
         self.embedder.warm_up()
         self.all_faces = all_faces
 
-    def run(self, paths: list[str], known: list[str | None]) -> BatchResult:
-        return embed_files(self.embedder, paths, known, self.all_faces)
+    def run(
+        self, paths: list[str], known: list[str | None], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> BatchResult:
+        return embed_files(self.embedder, paths, known, self.all_faces, max_pixels)
 
     def pid(self) -> int:
         return os.getpid()
@@ -146,8 +151,6 @@ def _batches(
         yield [str(p) for p in part], [known.get(imaging.path_text(p)) for p in part]
 
 
-# Over 80 lines: the driver's loop keeps workers, retries and the writer in one place,
-# where their shared state is plain to see.
 def ingest_on_cluster(
     conn: psycopg.Connection,
     root: Path,
@@ -164,27 +167,77 @@ def ingest_on_cluster(
     progress: Progress | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
     pool: EmbedPool | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    waiting: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery on Ray workers; the driver writes.
 
     address: a running cluster ("ray://head:10001", "auto"); None starts a local Ray
     for this run (or uses the one this process already started). on_batch sees each
     finished batch (its worker's CPU seconds, for accounting). pool: actors made
-    beforehand (their configuration must be this one).
+    beforehand (their configuration must be this one). As on this machine, one run
+    writes a gallery at a time (a second waits, told through `waiting`), special files
+    and link loops are passed over and listed, and no image over max_pixels is decoded.
     """
     ray = _import_ray()
     start = time.perf_counter()
-    from doppel.store.repository import Repository
-
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder")
+    scan = imaging.scan_images(root)
+    if not scan.images:
+        passed = f" ({len(scan.skipped)} entries that cannot be read)" if scan.skipped else ""
+        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp){passed}")
     repo = Repository(conn)
+    with repo.writing(gallery_name, waiting):
+        report = _ingest_locked(
+            ray,
+            repo,
+            scan,
+            gallery_name,
+            config,
+            address=address,
+            all_faces=all_faces,
+            batch_size=batch_size,
+            workers=workers,
+            files_per_task=files_per_task,
+            storage=storage,
+            progress=progress,
+            on_batch=on_batch,
+            pool=pool,
+            max_pixels=max_pixels,
+        )
+    report.seconds = time.perf_counter() - start
+    if report.no_face or report.unreadable or report.passed_over:
+        report.listed_in = _write_problems(report, log_dir)
+    return report
+
+
+# Over 80 lines: the driver's loop keeps workers, retries and the writer in one place,
+# where their shared state is plain to see.
+def _ingest_locked(  # type: ignore[no-untyped-def]
+    ray,
+    repo: Repository,
+    scan: imaging.FolderScan,
+    gallery_name: str,
+    config: EmbeddingConfig,
+    *,
+    address: str | None,
+    all_faces: bool,
+    batch_size: int,
+    workers: int | None,
+    files_per_task: int,
+    storage: str | None,
+    progress: Progress | None,
+    on_batch: Callable[[BatchResult], None] | None,
+    pool: EmbedPool | None,
+    max_pixels: int,
+) -> IngestReport:
+    """The body of ingest_on_cluster, run while this run holds the gallery's writer lock."""
     gallery = repo.ensure_gallery(gallery_name, config, storage)
-    paths = [path.resolve() for path in imaging.iter_images(root)]
-    if not paths:
-        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp)")
+    paths = [path.resolve() for path in scan.images]
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))
+    report.passed_over = [f"{imaging.path_text(item.path)}\t{item.reason}" for item in scan.skipped]
     new_files = sum(1 for path in paths if imaging.path_text(path) not in known)
     if new_files and repo.has_index(gallery):
         repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
@@ -216,7 +269,7 @@ def ingest_on_cluster(
         free = [i for i in range(count) for _ in range(1 + TASKS_AHEAD)]
 
         def submit(slot: int, batch: tuple[list[str], list[str | None]], tries: int) -> None:
-            running[actors[slot].run.remote(*batch)] = (slot, batch, tries)
+            running[actors[slot].run.remote(*batch, max_pixels)] = (slot, batch, tries)
 
         while todo or running:
             while todo and free:
@@ -249,7 +302,4 @@ def ingest_on_cluster(
         finally:
             if started_here:
                 ray.shutdown()
-    report.seconds = time.perf_counter() - start
-    if report.no_face or report.unreadable:
-        report.listed_in = _write_problems(report, log_dir)
     return report

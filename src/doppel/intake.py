@@ -53,6 +53,7 @@ def ingest_photos(
             storage=storage,
             log_dir=log_dir,
             progress=progress,
+            max_pixels=max_pixels,
         )
     labeller = None
     if attributes:

@@ -144,7 +144,9 @@ def find_cmd(
         if same_attributes:
             from doppel.faces.attributes import same_attribute_filters
 
-            filters = same_attribute_filters(photo, filters, detector or settings.detector)
+            filters = same_attribute_filters(
+                photo, filters, detector or settings.detector, max_pixels=settings.max_pixels
+            )
         result = find(
             conn,
             photo,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel.config import DEFAULT_DETECTOR
+from doppel.config import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
@@ -73,14 +73,17 @@ def _square(crop: np.ndarray) -> np.ndarray:
 
 
 def predict_photo(
-    photo_path: Path, detector: str = DEFAULT_DETECTOR, predictor: AttributePredictor | None = None
+    photo_path: Path,
+    detector: str = DEFAULT_DETECTOR,
+    predictor: AttributePredictor | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
     from doppel.faces.embed import Embedder
     from doppel.types import EmbeddingConfig
 
+    photo = imaging.load(photo_path, max_pixels=max_pixels)  # a bad photo fails before any model
     predictor = predictor or AttributePredictor()
-    photo = imaging.load(photo_path)
     # The model is never loaded: only detection is used here.
     faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
     if not faces:
@@ -96,9 +99,10 @@ def same_attribute_filters(
     filters: Filters,
     detector: str = DEFAULT_DETECTOR,
     predictor: AttributePredictor | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Filters:
     """The filters plus the query face's predicted sex and race (explicit ones win)."""
-    _, sex, race = predict_photo(photo, detector, predictor)
+    _, sex, race = predict_photo(photo, detector, predictor, max_pixels)
     return Filters(
         filters.sex or sex,
         filters.races or (race,),

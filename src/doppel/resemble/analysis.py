@@ -120,8 +120,17 @@ def resemble(
     if not target_dir.is_dir():
         raise UsageError(f"{target_dir}: no such folder of target photos")
     build_methods(methods, k=k)  # an unknown method fails before any embedding
-    person_paths = {folder.name: list(imaging.iter_images(folder)) for folder in folders}
-    target_paths = list(imaging.iter_images(target_dir))
+    # Special files, link loops and unreadable folders are passed over and listed with
+    # the unreadable photos, as ingest lists them.
+    scans = {folder.name: imaging.scan_images(folder) for folder in folders}
+    target_scan = imaging.scan_images(target_dir)
+    passed_over = [
+        f"{imaging.path_text(item.path)}: {item.reason}"
+        for scan in (*scans.values(), target_scan)
+        for item in scan.skipped
+    ]
+    person_paths = {name: list(scan.images) for name, scan in scans.items()}
+    target_paths = list(target_scan.images)
     if not target_paths:
         raise UsageError(f"{target_dir} holds no photos (.jpg, .jpeg, .png, .webp, .bmp)")
     for name, paths in person_paths.items():
@@ -194,7 +203,8 @@ def resemble(
     return dataclasses.replace(
         result,
         no_face=no_face,
-        unreadable=[f"{imaging.path_text(p)}: {why}" for p, why in collection.unreadable],
+        unreadable=[f"{imaging.path_text(p)}: {why}" for p, why in collection.unreadable]
+        + passed_over,
         notes=notes,
         embedded=collection.embedded,
         from_cache=collection.from_cache,

@@ -20,8 +20,8 @@ import psycopg
 from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import imaging
-from doppel.store.repository import Repository
 from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
+from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
 
 Progress = Callable[[int, int], None]

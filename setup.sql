@@ -15,7 +15,11 @@ CREATE TABLE IF NOT EXISTS galleries (
     normalization text NOT NULL,
     dimension     integer NOT NULL CHECK (dimension > 0),
     storage       text NOT NULL DEFAULT 'vector' CHECK (storage IN ('vector', 'halfvec')),
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- How faces were aligned (DeepFace's eye-level crop, or dlib's five-point chip)
+    -- and whether each vector averages the face with its mirror image.
+    alignment     text NOT NULL DEFAULT 'eyes' CHECK (alignment IN ('eyes', 'five-point')),
+    flip          boolean NOT NULL DEFAULT false
 );
 
 -- Every file an ingest has looked at, so a second run skips it (or redoes it

@@ -18,7 +18,8 @@ from pathlib import Path
 from doppel.errors import UsageError
 
 DEFAULT_MODEL = "Facenet512"
-DEFAULT_DETECTOR = "mtcnn"
+# No single default detector: each model has its own (faces/catalog.py), chosen by
+# measurement; DOPPEL_DETECTOR overrides it for every model.
 RUNTIMES = ("auto", "onnx", "openvino", "tensorflow")
 # The largest image doppel decodes, in pixels (DOPPEL_MAX_PIXELS). A camera's photo is
 # 12 to 50 megapixels; a PNG of a few megabytes can claim 400, and decoding it would
@@ -100,7 +101,7 @@ class Settings:
     home: Path
     database_url: str | None
     model: str = DEFAULT_MODEL
-    detector: str = DEFAULT_DETECTOR
+    detector: str | None = None  # None: each model's own default
     debug: bool = False
     # Inference runtime for the face networks: auto, openvino, onnx or tensorflow.
     runtime: str = "auto"
@@ -129,7 +130,7 @@ class Settings:
             home=Path(home).expanduser() if home else _xdg_data_home() / "doppel",
             database_url=os.environ.get("DOPPEL_DATABASE_URL") or None,
             model=os.environ.get("DOPPEL_MODEL") or DEFAULT_MODEL,
-            detector=os.environ.get("DOPPEL_DETECTOR") or DEFAULT_DETECTOR,
+            detector=os.environ.get("DOPPEL_DETECTOR") or None,
             debug=_flag("DOPPEL_DEBUG"),
             runtime=os.environ.get("DOPPEL_RUNTIME", "auto").strip().lower() or "auto",
             offline=_flag("DOPPEL_OFFLINE"),

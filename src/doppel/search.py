@@ -80,11 +80,16 @@ class FindResult:
 QueryFaces = Callable[[Gallery, str], list[EmbeddedFace]]
 
 
-def query_detector(gallery: Gallery, override: str | None, default: str) -> str:
-    """Galleries of pre-aligned crops (detector skip) still need detection on a query photo."""
+def query_detector(gallery: Gallery, override: str | None, default: str | None) -> str:
+    """Galleries of pre-aligned crops (detector skip) still need detection on a query photo:
+    the given default, else the gallery model's own detector."""
     if override:
         return override
-    return default if gallery.config.detector == "skip" else gallery.config.detector
+    if gallery.config.detector != "skip":
+        return gallery.config.detector
+    from doppel.faces import catalog
+
+    return default or catalog.spec(gallery.config.model, "recognition").detector
 
 
 def find(
@@ -97,7 +102,7 @@ def find(
     exact: bool = False,
     all_faces: bool = False,
     detector: str | None = None,
-    default_detector: str = "mtcnn",
+    default_detector: str | None = None,
     composite: Path | None = None,
     settings: Settings | None = None,
     ef_search: int | None = None,

@@ -23,6 +23,13 @@ class EmbeddingConfig:
     detector: str
     align: bool = True
     normalization: str = "base"
+    # How an aligned face is cut: "eyes" rotates the photo until the eyes are level and
+    # cuts the detector's box (DeepFace's way, and every gallery made before this field);
+    # "five-point" maps dlib's five landmarks onto a fixed 150-pixel chip, the alignment
+    # the Dlib model was trained with.
+    alignment: str = "eyes"
+    # Embed the face and its mirror image and average the two vectors.
+    flip: bool = False
 
     @property
     def dimension(self) -> int:
@@ -35,7 +42,13 @@ class EmbeddingConfig:
     @property
     def key(self) -> str:
         """A stable text key, used to cache embeddings per configuration."""
-        return f"{self.model}|{self.detector}|{int(self.align)}|{self.normalization}"
+        key = f"{self.model}|{self.detector}|{int(self.align)}|{self.normalization}"
+        # Options added later join the key only when set, so older cached rows still match.
+        if self.alignment != "eyes":
+            key += f"|{self.alignment}"
+        if self.flip:
+            key += "|flip"
+        return key
 
 
 @dataclass(frozen=True)
@@ -244,8 +257,9 @@ class AttributeValues:
 
 
 def describe(config: EmbeddingConfig) -> str:
-    align = "aligned" if config.align else "not aligned"
-    return f"{config.model} ({config.detector} detector, {align}, {config.normalization})"
+    align = f"{config.alignment} alignment" if config.align else "not aligned"
+    flip = ", mirror averaged" if config.flip else ""
+    return f"{config.model} ({config.detector} detector, {align}{flip}, {config.normalization})"
 
 
 @dataclass(frozen=True)

@@ -198,8 +198,8 @@ DetectorOpt = Annotated[
     typer.Option(
         "--detector",
         "-d",
-        help="Face detector: mtcnn (default, offline; or $DOPPEL_DETECTOR), retinaface, dlib, "
-        "opencv, or skip for pre-aligned crops such as FFHQ.",
+        help="Face detector (default: $DOPPEL_DETECTOR, else the model's own, see `doppel "
+        "models`): dlib, mmod, mtcnn, retinaface, opencv, or skip for pre-aligned crops.",
         show_default=False,
     ),
 ]

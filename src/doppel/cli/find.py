@@ -53,7 +53,7 @@ def find_cmd(
     detector: Annotated[
         str | None,
         typer.Option(
-            "--detector", "-d", help="Detector for the query (default: the gallery's, or mtcnn)."
+            "--detector", "-d", help="Detector for the query (default: the gallery's own)."
         ),
     ] = None,
     all_faces: Annotated[

@@ -37,7 +37,7 @@ def ingest_folder(
     folder: Path,
     gallery: str,
     model: str,
-    detector: str,
+    detector: str | None,
     *,
     all_faces: bool = False,
     batch_size: int | None = None,
@@ -50,12 +50,11 @@ def ingest_folder(
     cluster: str | None = None,
 ) -> None:
     """Ingest with a bar for the files, then one for the index, then a summary line."""
+    from doppel.faces.catalog import config_for
     from doppel.indexing import finish_index
     from doppel.intake import ingest_photos
     from doppel.store.repository import Repository
-    from doppel.types import EmbeddingConfig
 
-    config = EmbeddingConfig(model, detector, align=detector != "skip")
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
 
@@ -64,6 +63,9 @@ def ingest_folder(
 
     # The gallery's writer lock covers the index build too; ingest takes it again inside.
     with connect(settings) as conn, Repository(conn).writing(gallery, waiting):
+        # A gallery that exists keeps its own pipeline unless another detector is named.
+        existing = Repository(conn).find_gallery(gallery)
+        config = config_for(model, detector, existing.config if existing else None)
         with progress_bar(f"ingest {gallery}") as update:
             report = ingest_photos(
                 conn,

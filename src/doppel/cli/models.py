@@ -29,13 +29,17 @@ def models_list(ctx: typer.Context) -> None:
 
     settings = Settings.from_env()
     table = Table(title=f"models (weights folder: {weights_dir()}; runtime: {settings.runtime})")
-    for column in ("name", "kind", "dim", "weights", "runtime", "converted", "where", "note"):
+    columns = ("name", "kind", "dim", "weights", "runtime", "converted", "where", "new galleries")
+    for column in (*columns, "note"):
         table.add_column(column)
     for status in all_status():
         spec = status.spec
         present = "n/a" if spec.weights is None else ("present" if status.present else "MISSING")
         where = str(status.path) if status.path else (spec.weights or "")
         used, converted = runtime_status(spec, settings.runtime)
+        pipeline = ""
+        if spec.kind == "recognition":
+            pipeline = f"{spec.detector}, {spec.alignment}" + (", mirror" if spec.flip else "")
         table.add_row(
             spec.name,
             spec.kind,
@@ -44,6 +48,7 @@ def models_list(ctx: typer.Context) -> None:
             used,
             converted,
             where,
+            pipeline,
             spec.note,
         )
     out.print(table)

@@ -57,14 +57,14 @@ def resemble_cmd(
     ] = Path("resemble-report"),
 ) -> None:
     """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
+    from doppel.faces.catalog import default_config
     from doppel.faces.embed import embedder_for
     from doppel.resemble.analysis import resemble
     from doppel.resemble.report import write_report
-    from doppel.types import EmbeddingConfig
 
     settings = Settings.from_env()
     model, detector = model or settings.model, detector or settings.detector
-    embedder = embedder_for(EmbeddingConfig(model, detector, align=detector != "skip"))
+    embedder = embedder_for(default_config(model, detector))
     with connect(settings) as conn, progress_bar("embed photos") as update:
         result = resemble(
             conn,

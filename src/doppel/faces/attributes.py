@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel.config import DEFAULT_DETECTOR, DEFAULT_MAX_PIXELS
+from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
+
+# DeepFace's attribute models take DeepFace's eye-level crops, as mtcnn's.
+ATTRIBUTES_DETECTOR = "mtcnn"
 
 ATTRIBUTE_MODELS = ("Age", "Gender", "Race")
 INPUT_SIDE = 224
@@ -74,7 +77,7 @@ def _square(crop: np.ndarray) -> np.ndarray:
 
 def predict_photo(
     photo_path: Path,
-    detector: str = DEFAULT_DETECTOR,
+    detector: str | None = ATTRIBUTES_DETECTOR,
     predictor: AttributePredictor | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[int, str, str]:
@@ -85,7 +88,7 @@ def predict_photo(
     photo = imaging.load(photo_path, max_pixels=max_pixels)  # a bad photo fails before any model
     predictor = predictor or AttributePredictor()
     # The model is never loaded: only detection is used here.
-    faces = Embedder(EmbeddingConfig("Dlib", detector)).detect(photo)
+    faces = Embedder(EmbeddingConfig("Dlib", detector or ATTRIBUTES_DETECTOR)).detect(photo)
     if not faces:
         raise NoFaceFound(
             f"{photo_path}: no face found to predict sex and race from; try a clearer photo",
@@ -97,7 +100,7 @@ def predict_photo(
 def same_attribute_filters(
     photo: Path,
     filters: Filters,
-    detector: str = DEFAULT_DETECTOR,
+    detector: str | None = ATTRIBUTES_DETECTOR,
     predictor: AttributePredictor | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Filters:

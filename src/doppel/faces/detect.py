@@ -1,8 +1,9 @@
-"""Faces in a photo: DeepFace's detectors, boxes in file pixels and aligned crops.
+"""Faces in a photo: boxes in file pixels and aligned crops, DeepFace's way or dlib's.
 
 mtcnn runs as doppel's own TensorFlow-free copy of its pipeline (`doppel.faces.mtcnn`)
-unless the runtime is tensorflow; dlib and opencv need no TensorFlow either; the other
-detectors load it through DeepFace.
+unless the runtime is tensorflow; dlib, mmod and opencv need no TensorFlow either; the
+other detectors load it through DeepFace. Five-point alignment (the Dlib model's own)
+cuts dlib's face chip from any detector's box (`doppel.faces.dlibface`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from doppel.faces import catalog
+from doppel.faces import catalog, dlibface
 from doppel.faces.align import extract_face
 from doppel.faces.imaging import Photo
 from doppel.faces.runtime import quiet_tensorflow
@@ -62,13 +63,19 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
 # Over 80 lines: shrink, detect, then cut and align each face from the full image, in
 # the order DeepFace does it; the steps share the scale and border they work in.
 def detect_faces(
-    photo: Photo, detector: str, align: bool = True, runtime: str = "auto"
+    photo: Photo,
+    detector: str,
+    align: bool = True,
+    runtime: str = "auto",
+    alignment: str = "eyes",
 ) -> list[DetectedFace]:
     """Every face in the photo, largest first; an empty list when there is none."""
     if detector == "skip":
         height, width = photo.pixels.shape[:2]
         box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
         return [DetectedFace(0, box, 0.0, photo.bgr)]
+    if align and alignment == "five-point":
+        return five_point_faces(photo, detector, runtime)
     catalog.require(detector, "detector")
     import cv2
 
@@ -143,3 +150,71 @@ def detect_faces(
         faces.append((box, float(region.confidence or 0.0), crop))
     faces.sort(key=lambda face: face[0].area, reverse=True)
     return [DetectedFace(i, box, conf, crop) for i, (box, conf, crop) in enumerate(faces)]
+
+
+def _shrunk(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """A copy no side of which exceeds DETECT_SIDE, and its pixels-to-photo factor."""
+    height, width = pixels.shape[:2]
+    if max(height, width) <= DETECT_SIDE:
+        return pixels, 1.0
+    import cv2
+
+    shrink = max(height, width) / DETECT_SIDE
+    size = (round(width / shrink), round(height / shrink))
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), shrink
+
+
+def _dlib_boxes(rgb: np.ndarray, detector: str) -> list[dlibface.Found]:
+    """dlib's detectors, in photo pixels. For "dlib": HOG on the small copy, and only
+    when that finds nothing, HOG on the whole photo (a small face in a big photo) or
+    upsampled twice (a small photo), then the mmod CNN (a turned face): the extra cost
+    falls on faceless photos alone."""
+    small, shrink = _shrunk(rgb)
+    if detector == "mmod":
+        return [box.scaled(shrink) for box in dlibface.mmod(small)]
+    found = [box.scaled(shrink) for box in dlibface.hog(small)]
+    if not found:
+        found = dlibface.hog(rgb) if shrink > 1.0 else dlibface.hog(rgb, upsample=2)
+    if not found:
+        found = [box.scaled(shrink) for box in dlibface.mmod(small)]
+    return found
+
+
+def _other_boxes(photo: Photo, detector: str, runtime: str) -> list[dlibface.Found]:
+    """Another detector's boxes (mtcnn, retinaface, ...), in photo pixels."""
+    catalog.require(detector, "detector")
+    small, shrink = _shrunk(photo.bgr)
+    regions = _regions(small, detector, runtime)
+    return [
+        dlibface.Found(r.x, r.y, r.x + r.w, r.y + r.h, float(r.confidence or 0.0)).scaled(shrink)
+        for r in regions
+    ]
+
+
+def five_point_faces(photo: Photo, detector: str, runtime: str = "auto") -> list[DetectedFace]:
+    """Faces aligned the way the Dlib model was trained: dlib's five landmarks, found in
+    the detector's box on the full photo, mapped onto a 150-pixel chip.
+
+    The detector looks at a copy at most DETECT_SIDE pixels wide (its cost grows with
+    pixels); landmarks and chip come from the photo itself, so no sharpness is lost.
+    """
+    rgb = np.ascontiguousarray(photo.pixels)
+    if detector in ("dlib", "mmod"):
+        boxes = _dlib_boxes(rgb, detector)
+    else:
+        boxes = _other_boxes(photo, detector, runtime)
+    boxes.sort(key=lambda b: b.area, reverse=True)
+    faces = []
+    for index, found in enumerate(boxes):
+        chip = dlibface.chip(rgb, found)
+        # Crops travel as BGR in 0..1 like DeepFace's; dlibface rounds them back exactly.
+        crop = np.ascontiguousarray(chip[:, :, ::-1], dtype=np.float32) / 255.0
+        height, width = rgb.shape[:2]
+        left, top = max(0, found.left), max(0, found.top)
+        right, bottom = min(width, found.right), min(height, found.bottom)
+        k = photo.scale
+        box = Box(
+            round(left * k), round(top * k), round((right - left) * k), round((bottom - top) * k)
+        )
+        faces.append(DetectedFace(index, box, found.score, crop))
+    return faces

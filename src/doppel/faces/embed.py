@@ -2,11 +2,13 @@
 
 DeepFace's own preprocessing (resize with black padding, normalisation) prepares each
 crop; the network then runs on the runtime `doppel.faces.runtime` picks: OpenVINO or ONNX
-Runtime for the Keras models (no TensorFlow import), DeepFace's dlib client for Dlib.
+Runtime for the Keras models (no TensorFlow import), DeepFace's dlib client for Dlib on
+DeepFace-style crops, dlib itself on its five-point chips (`doppel.faces.dlibface`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 
 from doppel.config import Settings
 from doppel.errors import NoFaceFound, Remedy
-from doppel.faces import catalog
+from doppel.faces import catalog, dlibface
 from doppel.faces import runtime as runtime_module
 from doppel.faces.detect import detect_faces, warm_up_detector
 from doppel.faces.imaging import Photo
@@ -34,7 +36,8 @@ class Embedder:
     ) -> None:
         spec = catalog.spec(config.model, "recognition")
         detector = catalog.spec(config.detector, "detector")
-        self.config = EmbeddingConfig(spec.name, detector.name, config.align, config.normalization)
+        self.config = dataclasses.replace(config, model=spec.name, detector=detector.name)
+        catalog.check_config(self.config)
         self.batch_size = batch_size
         # None: the runtime Settings name (DOPPEL_RUNTIME, `doppel --runtime`), read at load.
         self.runtime = runtime
@@ -76,20 +79,41 @@ class Embedder:
             self._client = modeling.build_model(
                 task="facial_recognition", model_name=self.config.model
             )
+        if self._five_point:
+            dlibface.load(self.config.detector)
         warm_up_detector(self.config.detector, self.requested_runtime)
         self._ready = True
 
     def detect(self, photo: Photo, detector: str | None = None) -> list[DetectedFace]:
         """Every face in the photo, largest first; an empty list when there is none."""
         return detect_faces(
-            photo, detector or self.config.detector, self.config.align, self.requested_runtime
+            photo,
+            detector or self.config.detector,
+            self.config.align,
+            self.requested_runtime,
+            alignment=self.config.alignment,
         )
+
+    @property
+    def _five_point(self) -> bool:
+        return self.config.align and self.config.alignment == "five-point"
 
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed face crops (BGR) in batches; returns an (n, dimension) float32 array."""
         if not crops:
             return np.empty((0, self.config.dimension), dtype=np.float32)
+        if self.config.flip:
+            # The mirror image is the same person; averaging the two vectors evens out
+            # what the model reads differently on the left and the right of a face.
+            both = self._embed(list(crops) + [np.ascontiguousarray(c[:, ::-1]) for c in crops])
+            return (both[: len(crops)] + both[len(crops) :]) / 2
+        return self._embed(crops)
+
+    def _embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         self.warm_up()
+        if self.config.model == "Dlib" and self._five_point:
+            # dlib's chips are already the model's 150x150 input: straight to dlib.
+            return dlibface.describe([_to_rgb8(c) for c in crops])
         out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = self.preprocess(crops[start : start + self.batch_size])
@@ -141,6 +165,13 @@ class Embedder:
                 remedy=Remedy.OTHER_DETECTOR,
             )
         return faces
+
+
+def _to_rgb8(crop: np.ndarray) -> np.ndarray:
+    """A BGR 0..1 crop back to the RGB uint8 chip it was made from (exactly: rounded)."""
+    if crop.dtype == np.uint8:
+        return np.ascontiguousarray(crop[:, :, ::-1])
+    return np.ascontiguousarray(np.rint(crop[:, :, ::-1] * 255.0).clip(0, 255).astype(np.uint8))
 
 
 @lru_cache(maxsize=8)

@@ -36,4 +36,13 @@ STEPS: list[tuple[int, str]] = [
         CREATE INDEX IF NOT EXISTS faces_person ON faces (person_id) WHERE person_id IS NOT NULL;
         """,
     ),
+    # Galleries record the alignment method and mirror averaging; older ones were
+    # aligned DeepFace's way without mirroring, which the defaults say.
+    (
+        3,
+        "ALTER TABLE galleries"
+        " ADD COLUMN IF NOT EXISTS alignment text NOT NULL DEFAULT 'eyes'"
+        " CHECK (alignment IN ('eyes', 'five-point')),"
+        " ADD COLUMN IF NOT EXISTS flip boolean NOT NULL DEFAULT false",
+    ),
 ]

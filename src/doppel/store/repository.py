@@ -83,13 +83,14 @@ class Repository:
     # Galleries -----------------------------------------------------------------
 
     def _gallery_from_row(self, row: Sequence) -> Gallery:
-        gid, name, model, detector, align, normalization, dimension, storage, created = row
-        config = EmbeddingConfig(model, detector, align, normalization)
+        gid, name, model, detector, align, normalization, dimension, storage, created = row[:9]
+        alignment, flip = row[9:11]
+        config = EmbeddingConfig(model, detector, align, normalization, alignment, flip)
         return Gallery(gid, name, config, dimension, storage, created)
 
     _GALLERY_SELECT = (
-        "SELECT id, name, model, detector, align, normalization, dimension, storage, created_at"
-        " FROM galleries"
+        "SELECT id, name, model, detector, align, normalization, dimension, storage, created_at,"
+        " alignment, flip FROM galleries"
     )
 
     def find_gallery(self, name: str) -> Gallery | None:
@@ -139,7 +140,8 @@ class Repository:
         if existing is None:
             self.conn.execute(
                 "INSERT INTO galleries (name, model, detector, align, normalization, dimension,"
-                " storage) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                " storage, alignment, flip) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name) DO NOTHING",
                 (
                     name,
                     config.model,
@@ -148,6 +150,8 @@ class Repository:
                     config.normalization,
                     config.dimension,
                     storage,
+                    config.alignment,
+                    config.flip,
                 ),
             )
             return self.gallery(name)

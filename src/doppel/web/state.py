@@ -76,7 +76,7 @@ class Database:
 class FaceModels:
     """The embedders behind the app; DeepFace's models are shared, one photo at a time."""
 
-    def __init__(self, default_detector: str) -> None:
+    def __init__(self, default_detector: str | None) -> None:
         self.default_detector = default_detector
         self.lock = threading.Lock()
         self.loaded: set[str] = set()

@@ -1,0 +1,123 @@
+"""dlib's own face models, called directly: no DeepFace, no TensorFlow.
+
+The Dlib recognition model (a ResNet giving 128 numbers) was trained on dlib's own
+alignment: five landmarks (the corners of the eyes and the base of the nose) mapped
+onto a 150-pixel chip with a quarter of padding. Fed that chip it ranks the right
+person first far more often than fed DeepFace's crop (the detector's box, rotated so
+the eyes are level), whose position moves with the HOG detector's 8-pixel grid.
+Measured in benchmarks/bench_accuracy.py; the figures are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from doppel.faces import catalog
+
+CHIP_SIZE = 150  # the recognition model's input side
+CHIP_PADDING = 0.25  # dlib's default border around the landmarks
+# mmod sees the photo upsampled until its longer side reaches this (faces of about
+# 80 pixels there are its smallest); more would cost four times per doubling.
+MMOD_SIDE = 500
+
+
+@dataclass(frozen=True)
+class Found:
+    """A face box in the pixels of the image searched, with the detector's score."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    score: float
+
+    def scaled(self, factor: float) -> Found:
+        return Found(
+            round(self.left * factor),
+            round(self.top * factor),
+            round(self.right * factor),
+            round(self.bottom * factor),
+            self.score,
+        )
+
+    @property
+    def area(self) -> int:
+        return max(0, self.right - self.left) * max(0, self.bottom - self.top)
+
+
+@lru_cache(maxsize=1)
+def _hog() -> Any:
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=1)
+def _mmod() -> Any:
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(str(catalog.weights_path("mmod", "detector")))
+
+
+@lru_cache(maxsize=1)
+def _landmarks() -> Any:
+    import dlib
+
+    return dlib.shape_predictor(str(catalog.weights_path("dlib", "detector")))
+
+
+@lru_cache(maxsize=1)
+def _recognition() -> Any:
+    import dlib
+
+    return dlib.face_recognition_model_v1(str(catalog.weights_path("Dlib", "recognition")))
+
+
+def load(detector: str | None = None) -> None:
+    """Load the landmark and recognition models (and a detector) now, not on first use."""
+    _landmarks()
+    _recognition()
+    if detector == "dlib":
+        _hog()
+    elif detector == "mmod":
+        _mmod()
+
+
+def hog(rgb: np.ndarray, upsample: int = 1) -> list[Found]:
+    """dlib's HOG detector; upsampling once finds faces down to about 40 pixels."""
+    rects, scores, _ = _hog().run(rgb, upsample, 0.0)
+    return [
+        Found(r.left(), r.top(), r.right(), r.bottom(), float(s))
+        for r, s in zip(rects, scores, strict=True)
+    ]
+
+
+def mmod(rgb: np.ndarray) -> list[Found]:
+    """dlib's CNN detector, which also finds faces turned too far for HOG."""
+    upsample = 1 if max(rgb.shape[:2]) < MMOD_SIDE else 0
+    return [
+        Found(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), float(d.confidence))
+        for d in _mmod()(rgb, upsample)
+    ]
+
+
+def chip(rgb: np.ndarray, box: Found) -> np.ndarray:
+    """The face in the box, aligned on its five landmarks: 150x150 RGB uint8."""
+    import dlib
+
+    rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
+    shape = _landmarks()(rgb, rect)
+    return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING))
+
+
+def describe(chips: Sequence[np.ndarray]) -> np.ndarray:
+    """The Dlib model's 128 numbers for each 150x150 RGB uint8 chip: (n, 128) float32."""
+    if not chips:
+        return np.empty((0, 128), dtype=np.float32)
+    images = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
+    return np.asarray(_recognition().compute_face_descriptor(images), dtype=np.float32)

@@ -1,113 +1,243 @@
-"""Top-1 identification on deepface-unit: doppel find against DeepFace's own pipeline.
+"""Identification and verification accuracy: doppel's face pipelines against DeepFace's own.
 
-For each of the 61 labelled photos, is the best match (the photo itself left out)
-the same person? doppel: the photos ingested into a gallery, then `find` for each
-photo through the HNSW index. DeepFace: DeepFace.represent on each full-size file
-(largest face), then cosine similarity against every other labelled photo.
+For every labelled photo of a set, the largest face is embedded; then
+- rank-1: leave-one-out, does the nearest other photo (cosine) show the same person?
+  A photo without a face counts as a miss.
+- verification: pairs judged "same person" when their cosine distance is at most the
+  model's threshold (DeepFace's, 0.07 for Dlib); a pair with a faceless photo is
+  judged "different". lfw-dev: every same-person pair and as many different-person
+  pairs drawn with a fixed seed; deepface-unit: its master.csv.
+  "best" is the accuracy at the best threshold for that pipeline, for reference.
 
-    .venv/bin/python benchmarks/bench_accuracy.py [--model Dlib] [--detector mtcnn]
+Pipelines per detector: DeepFace.represent on the file (DeepFace's own), doppel as
+galleries made before per-model pipelines embed (DeepFace's eye-level crop, "eyes"),
+doppel's five-point chip alone, and doppel's default for the model (five-point chip
+and mirror averaging for Dlib). doppel's embeddings are those `doppel ingest` stores:
+the same decoding, detection and embedding calls.
+
+    .venv/bin/python benchmarks/bench_accuracy.py                     # everything (~1 h on 2 cores)
+    .venv/bin/python benchmarks/bench_accuracy.py --sets lfw-dev --detectors dlib
+    .venv/bin/python benchmarks/bench_accuracy.py --pipelines doppel  # skip DeepFace's side
+
+Embeddings are kept in --cache (one file per set, pipeline and detector), so a run
+that is stopped resumes and a second run only prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
-import shutil
-import tempfile
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIT = ROOT.parent / "shared" / "faces" / "deepface-unit"
+FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
+DETECTORS = ("dlib", "mtcnn", "mmod")
+PIPELINES = ("deepface", "doppel-eyes", "doppel-five-point", "doppel")
 
 
-def labelled(folder: Path) -> dict[str, str]:
-    lines = (folder / "identities.csv").read_text().splitlines()[1:]
-    return dict(line.split(",") for line in lines if line)
+@dataclass(frozen=True)
+class LabelledSet:
+    name: str
+    folder: Path
+    files: list[str]
+    people: list[str]
+    pairs: list[tuple[int, int, bool]]
 
 
-def doppel_accuracy(
-    folder: Path, ids: dict[str, str], model: str, detector: str
-) -> tuple[int, float]:
-    from doppel.config import Settings
+def load_set(name: str, seed: int = 0) -> LabelledSet:
+    if name == "lfw-dev":
+        root = FACES / "lfw-dev"
+        rows = list(csv.DictReader((root / "identities.csv").open()))
+        files, people = [r["file"] for r in rows], [r["person"] for r in rows]
+        folder = root / "photos"
+        n = len(files)
+        same = [(i, j, True) for i in range(n) for j in range(i + 1, n) if people[i] == people[j]]
+        rng = np.random.default_rng(seed)
+        different: set[tuple[int, int]] = set()
+        while len(different) < len(same):
+            i, j = sorted(int(x) for x in rng.choice(n, 2, replace=False))
+            if people[i] != people[j]:
+                different.add((i, j))
+        pairs = same + [(i, j, False) for i, j in sorted(different)]
+    elif name == "deepface-unit":
+        folder = FACES / "deepface-unit"
+        rows = list(csv.DictReader((folder / "identities.csv").open()))
+        files, people = [r["file"] for r in rows], [r["identity"] for r in rows]
+        index = {f: i for i, f in enumerate(files)}
+        pairs = [
+            (index[r["file_x"]], index[r["file_y"]], r["Decision"] == "Yes")
+            for r in csv.DictReader((folder / "master.csv").open())
+            if r["file_x"] in index and r["file_y"] in index
+        ]
+    else:
+        raise SystemExit(f"unknown set {name}")
+    return LabelledSet(name, folder, files, people, pairs)
+
+
+def embed_doppel(data: LabelledSet, model: str, detector: str, pipeline: str) -> np.ndarray:
+    import dataclasses
+
+    from doppel.faces import catalog, imaging
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
-    from doppel.search import find
-    from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
 
-    with connect(Settings.from_env()) as conn:
-        start = time.perf_counter()
-        ingest(conn, folder, "unit", Embedder(EmbeddingConfig(model, detector)))
-        correct = 0
-        for name, person in sorted(ids.items()):
-            # Ask for enough matches to reach a labelled photo past unlabelled ones.
-            result = find(conn, folder / name, "unit", k=10)
-            top = next(m for m in result.results[0].matches if Path(m.face.source).name in ids)
-            correct += ids[Path(top.face.source).name] == person
-        return correct, time.perf_counter() - start
+    if pipeline == "doppel-eyes":
+        config = EmbeddingConfig(model, detector)
+    else:
+        config = catalog.default_config(model, detector)
+        if pipeline == "doppel-five-point":
+            config = dataclasses.replace(config, alignment="five-point", flip=False)
+    embedder = Embedder(config)
+    rows = []
+    for name in data.files:
+        faces = embedder.embed_photo(imaging.load(data.folder / name))
+        rows.append(faces[0].embedding if faces else np.full(config.dimension, np.nan))
+    return np.vstack(rows).astype(np.float64)
 
 
-def deepface_accuracy(
-    folder: Path, ids: dict[str, str], model: str, detector: str
-) -> tuple[int, float]:
+def embed_deepface(data: LabelledSet, model: str, detector: str) -> np.ndarray:
+    from doppel.faces import catalog
+    from doppel.faces.runtime import quiet_tensorflow
+
+    catalog.require(model, "recognition")
+    catalog.require(detector, "detector")
+    quiet_tensorflow()
     from deepface import DeepFace
 
-    from doppel.faces.catalog import require
-
-    require(model, "recognition")
-    require(detector, "detector")
-    start = time.perf_counter()
-    names = sorted(ids)
-    vectors = []
-    for name in names:
-        faces = DeepFace.represent(
-            img_path=str(folder / name), model_name=model, detector_backend=detector
-        )
+    rows = []
+    for name in data.files:
+        try:
+            faces = DeepFace.represent(
+                img_path=str(data.folder / name), model_name=model, detector_backend=detector
+            )
+        except ValueError:  # DeepFace's "Face could not be detected"
+            rows.append(np.full(catalog.spec(model).dimension or 0, np.nan))
+            continue
         largest = max(faces, key=lambda f: f["facial_area"]["w"] * f["facial_area"]["h"])
-        vectors.append(np.asarray(largest["embedding"], dtype=np.float64))
-    matrix = np.vstack(vectors)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    similarity = matrix @ matrix.T
+        rows.append(np.asarray(largest["embedding"], dtype=np.float64))
+    return np.vstack(rows)
+
+
+@dataclass(frozen=True)
+class Scores:
+    rank1: int
+    photos: int
+    no_face: int
+    verification: float
+    best: float
+    best_threshold: float
+    seconds: float
+    misses: list[str]
+
+
+def score(data: LabelledSet, vectors: np.ndarray, threshold: float, seconds: float) -> Scores:
+    faceless = np.isnan(vectors[:, 0])
+    unit = np.where(faceless[:, None], 0.0, vectors)
+    norms = np.linalg.norm(unit, axis=1, keepdims=True)
+    unit = unit / np.where(norms == 0, 1, norms)
+    similarity = unit @ unit.T
     np.fill_diagonal(similarity, -np.inf)
-    best = similarity.argmax(axis=1)
-    correct = sum(ids[names[i]] == ids[names[j]] for i, j in enumerate(best))
-    return int(correct), time.perf_counter() - start
+    similarity[faceless, :] = -np.inf
+    similarity[:, faceless] = -np.inf
+    nearest = similarity.argmax(axis=1)
+    hits = [
+        not faceless[i] and data.people[i] == data.people[nearest[i]]
+        for i in range(len(data.files))
+    ]
+    distances = np.array(
+        [np.inf if faceless[i] or faceless[j] else 1 - similarity[i, j] for i, j, _ in data.pairs]
+    )
+    truth = np.array([same for _, _, same in data.pairs])
+
+    def accuracy(t: float) -> float:
+        return float(((distances <= t) == truth).mean())
+
+    grid = np.arange(0.01, 0.5, 0.0025)
+    best = max(grid, key=accuracy)
+    return Scores(
+        rank1=int(sum(hits)),
+        photos=len(data.files),
+        no_face=int(faceless.sum()),
+        verification=accuracy(threshold),
+        best=accuracy(float(best)),
+        best_threshold=float(best),
+        seconds=seconds,
+        misses=[data.files[i] for i, hit in enumerate(hits) if not hit],
+    )
+
+
+def cached(cache: Path, key: str, compute) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        saved = np.load(path)
+        return saved["vectors"], float(saved["seconds"])
+    start = time.perf_counter()
+    vectors = compute()
+    seconds = time.perf_counter() - start
+    np.savez(path, vectors=vectors, seconds=seconds)
+    return vectors, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="Dlib")
-    parser.add_argument("--detector", default="mtcnn")
-    parser.add_argument("--faces", type=Path, default=UNIT)
+    parser.add_argument("--sets", default="lfw-dev,deepface-unit")
+    parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument(
-        "--doppel-only", action="store_true", help="skip DeepFace's pipeline (about 10 minutes)"
+        "--pipelines", default="deepface,doppel", help="deepface and/or doppel (all its variants)"
     )
+    parser.add_argument("--cache", type=Path, default=Path("bench-accuracy-cache"))
+    parser.add_argument("--misses", action="store_true", help="list each pipeline's misses")
     args = parser.parse_args()
-    ids = labelled(args.faces)
-    home = Path(tempfile.mkdtemp(prefix="doppel-bench-"))
-    os.environ["DOPPEL_HOME"] = str(home)
-    os.environ.pop("DOPPEL_DATABASE_URL", None)
-    try:
-        ours, our_time = doppel_accuracy(args.faces, ids, args.model, args.detector)
-        theirs, their_time = (
-            (0, 0.0)
-            if args.doppel_only
-            else deepface_accuracy(args.faces, ids, args.model, args.detector)
-        )
-    finally:
-        from doppel.config import Settings
-        from doppel.store.db import stop_embedded
+    from deepface.modules.verification import find_threshold  # no TensorFlow behind it
 
-        stop_embedded(Settings.from_env())
-        shutil.rmtree(home, ignore_errors=True)
-    print(f"model {args.model}, detector {args.detector}, {len(ids)} labelled photos")
-    print(f"{'pipeline':<34}{'top-1 correct':>14}{'seconds':>10}")
-    print(f"{'doppel (ingest + find, HNSW)':<34}{ours:>10}/{len(ids):<3}{our_time:>10.1f}")
-    if not args.doppel_only:
-        print(f"{'DeepFace.represent, full size':<34}{theirs:>10}/{len(ids):<3}{their_time:>10.1f}")
+    threshold = float(find_threshold(args.model, "cosine"))
+    args.cache.mkdir(parents=True, exist_ok=True)
+    wanted = args.pipelines.split(",")
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"model {args.model}, cosine threshold {threshold}; load at start: {load}")
+    print()
+    print("| set | detector | pipeline | rank-1 | no face | verification | best (at) | s/photo |")
+    print("|---|---|---|---|---|---|---|---|")
+    for set_name in args.sets.split(","):
+        data = load_set(set_name)
+        for detector in args.detectors.split(","):
+            for pipeline in PIPELINES:
+                if pipeline == "deepface" and ("deepface" not in wanted or detector == "mmod"):
+                    continue  # DeepFace has no mmod detector
+                if pipeline != "deepface" and "doppel" not in wanted:
+                    continue
+                if pipeline == "doppel-eyes" and detector == "mmod":
+                    continue  # mmod gives no eye points: five-point only
+                key = f"{set_name}-{args.model}-{detector}-{pipeline}"
+
+                def compute(
+                    p: str = pipeline, d: str = detector, s: LabelledSet = data
+                ) -> np.ndarray:
+                    if p == "deepface":
+                        return embed_deepface(s, args.model, d)
+                    return embed_doppel(s, args.model, d, p)
+
+                vectors, seconds = cached(args.cache, key, compute)
+                s = score(data, vectors, threshold, seconds)
+                print(
+                    f"| {set_name} | {detector} | {pipeline} | {s.rank1}/{s.photos} "
+                    f"{100 * s.rank1 / s.photos:.1f}% | {s.no_face} | "
+                    f"{100 * s.verification:.1f}% ({len(data.pairs)} pairs) | "
+                    f"{100 * s.best:.1f}% ({s.best_threshold:.3f}) | {s.seconds / s.photos:.2f} |",
+                    flush=True,
+                )
+                if args.misses:
+                    print(f"  misses: {' '.join(s.misses)}", file=sys.stderr)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"\nload at end: {load}")
 
 
 if __name__ == "__main__":

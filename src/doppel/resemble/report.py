@@ -230,6 +230,8 @@ def as_dict(result: ResembleResult) -> dict[str, Any]:
             "model": result.config.model,
             "detector": result.config.detector,
             "align": result.config.align,
+            "alignment": result.config.alignment,
+            "flip": result.config.flip,
             "normalization": result.config.normalization,
         },
         "people": {name: {"photos": photos} for name, photos in result.person_photos.items()},

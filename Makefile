@@ -9,8 +9,11 @@ FACES ?= ../shared/faces/deepface-unit
 PHOTO ?= $(FACES)/img1.jpg
 GALLERY ?= $(FACES)
 # Dlib's weights ship in a wheel, so the demo works offline; Facenet512 (the default
-# model) needs its weights file: see `doppel models`.
+# model) needs its weights file: see `doppel models`. The Dlib model brings its own
+# pipeline (dlib detector, five-point chips, mirror averaging); DETECTOR=mtcnn or
+# another overrides the detector.
 MODEL ?= Dlib
+DETECTOR ?=
 # Debian packages the tests need: a browser for the web page test.
 SYSTEM_PACKAGES := chromium chromium-driver
 
@@ -25,7 +28,7 @@ $(BIN)/doppel: pyproject.toml
 install: $(BIN)/doppel
 
 demo: install
-	$(BIN)/doppel find $(PHOTO) --in $(GALLERY) --model $(MODEL)
+	$(BIN)/doppel find $(PHOTO) --in $(GALLERY) --model $(MODEL) $(if $(DETECTOR),--detector $(DETECTOR))
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

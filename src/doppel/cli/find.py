@@ -127,7 +127,7 @@ def find_cmd(
             in_dir,
             gallery,
             model or settings.model,
-            settings.detector,
+            detector or settings.detector,  # the folder's gallery gets it too
             all_faces=False,
             batch_size=settings.batch_size,
             workers=None,

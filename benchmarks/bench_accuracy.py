@@ -8,6 +8,8 @@ For every labelled photo of a set, the largest face is embedded; then
   judged "different". lfw-dev: every same-person pair and as many different-person
   pairs drawn with a fixed seed; deepface-unit: its master.csv.
   "best" is the accuracy at the best threshold for that pipeline, for reference.
+- s/photo: wall seconds a photo in that run (doppel: detection and embedding, decoding
+  excluded; DeepFace: its whole call), on a shared machine: compare within one run.
 
 Pipelines per detector: DeepFace.represent on the file (DeepFace's own), doppel as
 galleries made before per-model pipelines embed (DeepFace's eye-level crop, "eyes"),
@@ -81,7 +83,11 @@ def load_set(name: str, seed: int = 0) -> LabelledSet:
     return LabelledSet(name, folder, files, people, pairs)
 
 
-def embed_doppel(data: LabelledSet, model: str, detector: str, pipeline: str) -> np.ndarray:
+def embed_doppel(
+    data: LabelledSet, model: str, detector: str, pipeline: str
+) -> dict[str, tuple[np.ndarray, float]]:
+    """doppel's vectors per photo for the pipeline; for the five-point chip, the default
+    (mirror averaged, where the model's default averages) comes from the same pass."""
     import dataclasses
 
     from doppel.faces import catalog, imaging
@@ -91,15 +97,33 @@ def embed_doppel(data: LabelledSet, model: str, detector: str, pipeline: str) ->
     if pipeline == "doppel-eyes":
         config = EmbeddingConfig(model, detector)
     else:
-        config = catalog.default_config(model, detector)
-        if pipeline == "doppel-five-point":
-            config = dataclasses.replace(config, alignment="five-point", flip=False)
+        config = dataclasses.replace(catalog.default_config(model, detector), flip=False)
     embedder = Embedder(config)
-    rows = []
+    plain, averaged = [], []
+    detect_s = plain_s = mirror_s = 0.0
+    missing = np.full(config.dimension, np.nan)
     for name in data.files:
-        faces = embedder.embed_photo(imaging.load(data.folder / name))
-        rows.append(faces[0].embedding if faces else np.full(config.dimension, np.nan))
-    return np.vstack(rows).astype(np.float64)
+        start = time.perf_counter()
+        faces = embedder.detect(imaging.load(data.folder / name))[:1]
+        detect_s += time.perf_counter() - start
+        if not faces:
+            plain.append(missing)
+            averaged.append(missing)
+            continue
+        start = time.perf_counter()
+        vector = embedder.embed_crops([faces[0].crop])[0]
+        plain_s += time.perf_counter() - start
+        start = time.perf_counter()
+        mirrored = embedder.embed_crops([np.ascontiguousarray(faces[0].crop[:, ::-1])])[0]
+        mirror_s += time.perf_counter() - start
+        plain.append(vector)
+        averaged.append((vector + mirrored) / 2)
+    out = {pipeline: (np.vstack(plain).astype(np.float64), detect_s + plain_s)}
+    if pipeline == "doppel-five-point":
+        seconds = detect_s + plain_s + mirror_s
+        default = catalog.default_config(model, detector)
+        out["doppel"] = (np.vstack(averaged if default.flip else plain).astype(np.float64), seconds)
+    return out
 
 
 def embed_deepface(data: LabelledSet, model: str, detector: str) -> np.ndarray:
@@ -173,16 +197,14 @@ def score(data: LabelledSet, vectors: np.ndarray, threshold: float, seconds: flo
     )
 
 
-def cached(cache: Path, key: str, compute) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
-    path = cache / f"{key}.npz"
-    if path.is_file():
-        saved = np.load(path)
-        return saved["vectors"], float(saved["seconds"])
-    start = time.perf_counter()
-    vectors = compute()
-    seconds = time.perf_counter() - start
-    np.savez(path, vectors=vectors, seconds=seconds)
-    return vectors, seconds
+def cached(cache: Path, prefix: str, pipeline: str, compute) -> tuple[np.ndarray, float]:  # type: ignore[no-untyped-def]
+    """The pipeline's vectors and seconds, computed once (with any pipeline computed along)."""
+    path = cache / f"{prefix}-{pipeline}.npz"
+    if not path.is_file():
+        for name, (vectors, seconds) in compute().items():
+            np.savez(cache / f"{prefix}-{name}.npz", vectors=vectors, seconds=seconds)
+    saved = np.load(path)
+    return saved["vectors"], float(saved["seconds"])
 
 
 def main() -> None:
@@ -216,16 +238,18 @@ def main() -> None:
                     continue
                 if pipeline == "doppel-eyes" and detector == "mmod":
                     continue  # mmod gives no eye points: five-point only
-                key = f"{set_name}-{args.model}-{detector}-{pipeline}"
+                prefix = f"{set_name}-{args.model}-{detector}"
 
                 def compute(
                     p: str = pipeline, d: str = detector, s: LabelledSet = data
-                ) -> np.ndarray:
+                ) -> dict[str, tuple[np.ndarray, float]]:
                     if p == "deepface":
-                        return embed_deepface(s, args.model, d)
+                        start = time.perf_counter()
+                        vectors = embed_deepface(s, args.model, d)
+                        return {p: (vectors, time.perf_counter() - start)}
                     return embed_doppel(s, args.model, d, p)
 
-                vectors, seconds = cached(args.cache, key, compute)
+                vectors, seconds = cached(args.cache, prefix, pipeline, compute)
                 s = score(data, vectors, threshold, seconds)
                 print(
                     f"| {set_name} | {detector} | {pipeline} | {s.rank1}/{s.photos} "

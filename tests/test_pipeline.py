@@ -62,6 +62,7 @@ def default_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     drop_database(server_url, url)
 
 
+@pytest.mark.slow
 def test_default_pipeline_ranks_every_labelled_photo_first(
     default_gallery: str, identities: dict[str, str]
 ) -> None:
@@ -88,6 +89,7 @@ def test_default_pipeline_ranks_every_labelled_photo_first(
     assert (correct, total) == (len(identities), len(identities))
 
 
+@pytest.mark.slow
 def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror(unit_faces: Path) -> None:
     photo = imaging.load(unit_faces / "img1.jpg")
     plain = Embedder(EmbeddingConfig("Dlib", "dlib", alignment="five-point"))
@@ -98,6 +100,7 @@ def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror(unit_faces: Pat
     assert cosine(both[0], both[1]) < 0.9999  # the mirror is not the same input
 
 
+@pytest.mark.slow
 def test_a_small_face_in_a_big_photo_is_found_on_the_full_photo(tmp_path: Path) -> None:
     """The detector looks at a 640-pixel copy first; a face too small there is looked for
     on the full photo before the photo is called faceless."""
@@ -115,6 +118,19 @@ def test_a_small_face_in_a_big_photo_is_found_on_the_full_photo(tmp_path: Path) 
     assert 2000 < box.x < 2375 and 1500 < box.y < 1875  # in the file's pixels
 
 
+@pytest.mark.slow
+def test_a_face_cut_by_the_edge_is_not_the_largest() -> None:
+    """In this LFW photo a man at the left edge has a bigger box than the face in the
+    middle, but a tenth of it lies outside the photo: the face in the middle is kept."""
+    lfw = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces")) / "lfw-dev"
+    if not lfw.is_dir():
+        pytest.skip(f"{lfw} is missing")
+    faces = Embedder(DEFAULT_DLIB).detect(imaging.load(lfw / "photos" / "Hans_Blix_0003.jpg"))
+    assert len(faces) == 2
+    assert faces[0].box.x > 50 and faces[1].box.x == 0
+
+
+@pytest.mark.slow
 def test_the_dlib_pipeline_runs_without_tensorflow(unit_faces: Path) -> None:
     code = (
         "import sys\n"
@@ -131,6 +147,7 @@ def test_the_dlib_pipeline_runs_without_tensorflow(unit_faces: Path) -> None:
     assert done.stdout.split() == ["1", "False", "False"]
 
 
+@pytest.mark.slow
 def test_eye_aligned_dlib_vectors_equal_deepfaces(unit_faces: Path) -> None:
     """Galleries made before five-point alignment were embedded by DeepFace.represent;
     doppel's own Dlib call must give them the very same vectors."""
@@ -151,6 +168,7 @@ def test_eye_aligned_dlib_vectors_equal_deepfaces(unit_faces: Path) -> None:
         np.testing.assert_allclose(np.asarray(row[0]["embedding"]), vector, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_old_gallery_keeps_its_pipeline_and_its_answers(
     unit_gallery: str, unit_faces: Path, identities: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,6 +196,7 @@ def test_old_gallery_keeps_its_pipeline_and_its_answers(
     assert identities[top] == identities["img1.jpg"]
 
 
+@pytest.mark.slow
 def test_ingest_without_options_grows_an_old_gallery_its_own_way(
     database_url: str, unit_faces: Path, tmp_path: Path
 ) -> None:

@@ -203,18 +203,23 @@ def five_point_faces(photo: Photo, detector: str, runtime: str = "auto") -> list
         boxes = _dlib_boxes(rgb, detector)
     else:
         boxes = _other_boxes(photo, detector, runtime)
-    boxes.sort(key=lambda b: b.area, reverse=True)
-    faces = []
-    for index, found in enumerate(boxes):
-        chip = dlibface.chip(rgb, found)
-        # Crops travel as BGR in 0..1 like DeepFace's; dlibface rounds them back exactly.
-        crop = np.ascontiguousarray(chip[:, :, ::-1], dtype=np.float32) / 255.0
-        height, width = rgb.shape[:2]
+    height, width = rgb.shape[:2]
+    visible = []
+    for found in boxes:
+        # Boxes may reach past the photo's edge; the part inside decides "largest", so a
+        # face cut by the edge does not win over a whole face in the middle.
         left, top = max(0, found.left), max(0, found.top)
         right, bottom = min(width, found.right), min(height, found.bottom)
         k = photo.scale
         box = Box(
             round(left * k), round(top * k), round((right - left) * k), round((bottom - top) * k)
         )
+        visible.append((box, found))
+    visible.sort(key=lambda pair: pair[0].area, reverse=True)
+    faces = []
+    for index, (box, found) in enumerate(visible):
+        chip = dlibface.chip(rgb, found)
+        # Crops travel as BGR in 0..1 like DeepFace's; dlibface rounds them back exactly.
+        crop = np.ascontiguousarray(chip[:, :, ::-1], dtype=np.float32) / 255.0
         faces.append(DetectedFace(index, box, found.score, crop))
     return faces

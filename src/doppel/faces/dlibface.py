@@ -45,10 +45,6 @@ class Found:
             self.score,
         )
 
-    @property
-    def area(self) -> int:
-        return max(0, self.right - self.left) * max(0, self.bottom - self.top)
-
 
 @lru_cache(maxsize=1)
 def _hog() -> Any:

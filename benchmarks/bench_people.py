@@ -552,20 +552,11 @@ def main() -> None:
 
 
 def pipeline(model: str, detector: str | None) -> EmbeddingConfig:
-    """The embedding configuration a new gallery of this model gets (with this detector).
-
-    Where the catalogue names each model's measured pipeline (alignment, mirror
-    averaging), that is what gets calibrated; otherwise the model with the detector
-    (doppel's default detector if none is given), aligned.
-    """
+    """The embedding configuration a new gallery of this model gets (with this detector):
+    the model's measured pipeline (alignment, mirror averaging) is what gets calibrated."""
     from doppel.faces import catalog
 
-    default_config = getattr(catalog, "default_config", None)
-    if default_config is not None:
-        return default_config(model, detector)  # type: ignore[no-any-return]
-    from doppel.config import DEFAULT_DETECTOR
-
-    return EmbeddingConfig(model, detector or DEFAULT_DETECTOR, align=True)
+    return catalog.default_config(model, detector)
 
 
 if __name__ == "__main__":

@@ -204,8 +204,8 @@ def verify_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Tell whether the largest faces of two photos are of the same person."""
+    from doppel.faces.catalog import default_config
     from doppel.people.verify import verify
-    from doppel.types import EmbeddingConfig
 
     settings = Settings.from_env()
     if second is None:
@@ -213,8 +213,7 @@ def verify_cmd(
     for path in (first, second):
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
-    chosen = detector or settings.detector
-    config = EmbeddingConfig(model or settings.model, chosen, align=chosen != "skip")
+    config = default_config(model or settings.model, detector or settings.detector)
     result = verify(first, second, config, settings.calibration_file)
     cal = result.calibration
     if as_json:

@@ -100,8 +100,8 @@ MODELS: dict[str, ModelSpec] = {
             flip=True,
             chosen_by=(
                 "lfw-dev (572 photos, 100 people), leave-one-out rank-1 / verification at "
-                "0.07: dlib detector + five-point chip + mirror average 99.7% / 96.5%; "
-                "without the mirror 99.1% / 94.9%; DeepFace's own pipeline, dlib 96.3% / "
+                "0.07: dlib detector + five-point chip + mirror average 99.8% / 96.7%; "
+                "without the mirror 99.3% / 95.1%; DeepFace's own pipeline, dlib 96.3% / "
                 "88.3%, mtcnn 81.5% / 84.2% (benchmarks/bench_accuracy.py)"
             ),
         ),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from doppel.cli.common import error_line
 from doppel.dump import rows
@@ -35,8 +36,10 @@ def test_same_attributes_without_weights_fails_before_any_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
+    photo = tmp_path / "any.png"  # readable: the photo is checked before the models
+    Image.new("RGB", (64, 64), (120, 90, 70)).save(photo)
     with pytest.raises(WeightsMissing) as caught:
-        attributes.same_attribute_filters(tmp_path / "any.jpg", Filters())
+        attributes.same_attribute_filters(photo, Filters())
     assert "doppel models install" in error_line(caught.value)
 
 

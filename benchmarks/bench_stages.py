@@ -92,11 +92,11 @@ def main() -> None:
 
     with private_home() as home:
         install_random_facenet512(home)
-        from doppel.faces import catalog, runtime
+        from doppel.faces import networks, runtime
         from doppel.faces.embed import Embedder
         from doppel.types import EmbeddingConfig
 
-        graph = catalog.recognition_graph("Facenet512")
+        graph = networks.recognition_graph("Facenet512")
         assert graph is not None
         crops = np.random.default_rng(0).random((64, 160, 160, 3), dtype=np.float32)
         model_cpu: dict[tuple[str, int], float] = {}

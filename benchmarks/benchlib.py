@@ -234,7 +234,7 @@ def prepare_models(*names: str) -> None:
     """Weights present and networks converted for the runtime, before any clock starts,
     in a child process (TensorFlow converts; see install_random_facenet512)."""
     code = (
-        "import sys; from doppel.config import Settings; from doppel.faces.catalog import prepare;"
+        "import sys; from doppel.config import Settings; from doppel.faces.networks import prepare;"
         "settings = Settings.from_env();"
         "[print(line) for name in sys.argv[1:] for line in prepare(name, settings, say=print)]"
     )

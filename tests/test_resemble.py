@@ -17,12 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from doppel.errors import NoFaceFound, UsageError
+from doppel.faces.catalog import default_config
 from doppel.resemble import analysis as rs
 from doppel.resemble import dates, methods, trust
 from doppel.resemble.report import write_report
-from doppel.types import EmbeddingConfig
 
-CONFIG = EmbeddingConfig("Dlib", "mtcnn")
+# The pipeline `doppel resemble -m Dlib -d mtcnn` uses, so the CLI test finds its cache.
+CONFIG = default_config("Dlib", "mtcnn")
 
 
 # --------------------------------------------------------------------------- seeded vectors

@@ -59,12 +59,12 @@ def converted(facenet_weights: Path) -> Iterator[Path]:
     shutil.copyfile(facenet_weights, weights / "facenet512_weights.h5")
     saved = os.environ.get("DEEPFACE_HOME")
     os.environ["DEEPFACE_HOME"] = str(home)
-    from doppel.faces import catalog
+    from doppel.faces import networks
 
-    graph = catalog.recognition_graph("Facenet512")
+    graph = networks.recognition_graph("Facenet512")
     assert graph is not None
     runtime.load(graph, "onnx")
-    for mtcnn_graph in catalog.mtcnn_graphs().values():
+    for mtcnn_graph in networks.mtcnn_graphs().values():
         runtime.load(mtcnn_graph, "onnx")
     yield weights
     if saved is None:
@@ -78,9 +78,9 @@ def converted(facenet_weights: Path) -> Iterator[Path]:
 def test_the_converted_file_is_keyed_by_the_weights_hash_and_the_converter(
     converted: Path, tmp_path: Path
 ) -> None:
-    from doppel.faces import catalog
+    from doppel.faces import networks
 
-    graph = catalog.recognition_graph("Facenet512")
+    graph = networks.recognition_graph("Facenet512")
     assert graph is not None
     path = runtime.converted_path(graph)
     assert path is not None and path.is_file() and path.parent == converted
@@ -169,9 +169,9 @@ def test_a_converted_file_that_disagrees_is_not_used(converted: Path, tmp_path: 
     import onnx
     from onnx import numpy_helper
 
-    from doppel.faces import catalog
+    from doppel.faces import networks
 
-    graph = catalog.recognition_graph("Facenet512")
+    graph = networks.recognition_graph("Facenet512")
     assert graph is not None
     path = runtime.converted_path(graph)
     assert path is not None
@@ -374,9 +374,9 @@ def test_faces_are_cut_and_aligned_exactly_as_deepface_does(
 def test_openvino_when_asked_runs_the_same_file_and_passes_the_check(converted: Path) -> None:
     if not runtime.openvino_installed():
         pytest.skip("OpenVINO is not installed (pip install 'doppel[openvino]')")
-    from doppel.faces import catalog
+    from doppel.faces import networks
 
-    graph = catalog.recognition_graph("Facenet512")
+    graph = networks.recognition_graph("Facenet512")
     assert graph is not None
     said: list[str] = []
     network = runtime.load(graph, "openvino", warn=said.append)

@@ -25,7 +25,8 @@ def models_list(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from doppel.config import Settings
-    from doppel.faces.catalog import all_status, runtime_status, weights_dir
+    from doppel.faces.catalog import all_status, weights_dir
+    from doppel.faces.networks import runtime_status
 
     settings = Settings.from_env()
     table = Table(title=f"models (weights folder: {weights_dir()}; runtime: {settings.runtime})")
@@ -71,7 +72,8 @@ def models_install(
     """Install a model's weights (downloaded, or from FILE), then convert its network for
     the fast runtime and check it against TensorFlow."""
     from doppel.config import Settings
-    from doppel.faces.catalog import install, prepare
+    from doppel.faces.catalog import install
+    from doppel.faces.networks import prepare
 
     settings = Settings.from_env()
     if file is not None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from doppel.config import Settings
 from doppel.errors import NoFaceFound, Remedy
-from doppel.faces import catalog, dlibface
+from doppel.faces import catalog, dlibface, networks
 from doppel.faces import runtime as runtime_module
 from doppel.faces.detect import detect_faces, warm_up_detector
 from doppel.faces.imaging import Photo
@@ -69,7 +69,7 @@ class Embedder:
             return
         catalog.require(self.config.model, "recognition")
         catalog.require(self.config.detector, "detector")
-        graph = catalog.recognition_graph(self.config.model)
+        graph = networks.recognition_graph(self.config.model)
         if graph is not None:
             self._network = runtime_module.load(graph, self.requested_runtime, threads=self.threads)
         else:

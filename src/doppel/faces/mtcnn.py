@@ -246,8 +246,8 @@ def patch_sample(rgb: np.ndarray, size: int) -> np.ndarray:
 def detector_for(requested: str = "auto") -> Mtcnn:
     """The detector with its three networks on the best runtime that agrees with
     TensorFlow (full precision: boxes must not move), loaded once per process."""
-    from doppel.faces import catalog, runtime
+    from doppel.faces import networks, runtime
 
-    graphs = catalog.mtcnn_graphs()
+    graphs = networks.mtcnn_graphs()
     pnet, rnet, onet = (runtime.load(graphs[name], requested) for name in ("pnet", "rnet", "onet"))
     return Mtcnn(pnet, rnet, onet)

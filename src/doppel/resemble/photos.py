@@ -13,7 +13,7 @@ from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
-from doppel.store.repository import Repository
+from doppel.store.cache import EmbeddingCache
 from doppel.types import Box, CachedEmbedding
 
 Progress = Callable[[int, int], None]
@@ -78,8 +78,8 @@ def embed_photos(
             hashes[path] = imaging.file_hash(path)
         except DoppelError as exc:
             result.unreadable.append((path, str(exc)))
-    repo = Repository(conn)
-    cached = repo.cached_embeddings(config.key, sorted(set(hashes.values())))
+    cache = EmbeddingCache(conn)
+    cached = cache.cached_embeddings(config.key, sorted(set(hashes.values())))
     total = len(paths)
     done = len(result.unreadable)
     for path, digest in hashes.items():
@@ -100,7 +100,7 @@ def embed_photos(
                     face = PhotoFace(
                         path, digest, len(detected), vector, detected[0].box, detected[0].confidence
                     )
-                repo.cache_embedding(
+                cache.cache_embedding(
                     config.key,
                     CachedEmbedding(
                         digest, face.face_count, face.embedding, face.box, face.confidence

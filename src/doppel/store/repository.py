@@ -17,7 +17,6 @@ from doppel.types import (
     AttributeValues,
     Box,
     BuildProgress,
-    CachedEmbedding,
     EmbeddingConfig,
     Face,
     Filters,
@@ -66,7 +65,7 @@ FACE_TYPES = (
 )
 
 
-def _box(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | None:
+def box_or_none(x: int | None, y: int | None, w: int | None, h: int | None) -> Box | None:
     return None if x is None or y is None or w is None or h is None else Box(x, y, w, h)
 
 
@@ -320,48 +319,6 @@ class Repository:
                 count += 1
         return count
 
-    # Embedding cache (photos outside galleries) --------------------------------
-
-    def cached_embeddings(
-        self, config_key: str, hashes: Sequence[str]
-    ) -> dict[str, CachedEmbedding]:
-        """Cached largest faces of these file contents under one embedding configuration."""
-        rows = self.conn.execute(
-            "SELECT content_hash, face_count, box_x, box_y, box_w, box_h, confidence, embedding"
-            " FROM embedding_cache WHERE config = %s AND content_hash = ANY(%s)"
-            " AND face_index = 0",
-            (config_key, list(hashes)),
-        ).fetchall()
-        out = {}
-        for digest, count, x, y, w, h, confidence, vector in rows:
-            embedding = (
-                None
-                if count == 0 or vector is None
-                else np.asarray(vector.to_numpy(), dtype=np.float32)
-            )
-            out[digest] = CachedEmbedding(digest, count, embedding, _box(x, y, w, h), confidence)
-        return out
-
-    def cache_embedding(self, config_key: str, entry: CachedEmbedding) -> None:
-        """Remember a photo's largest face (or that it has none) for this configuration."""
-        box = entry.box
-        self.conn.execute(
-            "INSERT INTO embedding_cache (config, content_hash, face_index, face_count,"
-            " box_x, box_y, box_w, box_h, confidence, embedding)"
-            " VALUES (%s, %s, 0, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                config_key,
-                entry.content_hash,
-                entry.face_count,
-                box.x if box else None,
-                box.y if box else None,
-                box.w if box else None,
-                box.h if box else None,
-                entry.confidence,
-                entry.embedding,
-            ),
-        )
-
     # Index (the rules and the SQL live in store/indexes.py) -----------------------
 
     def index_state(self, gallery: Gallery) -> IndexState | None:
@@ -535,7 +492,9 @@ class Repository:
 
 def face_from_row(row: Sequence) -> Face:
     """A Face from (id, source, face_index, box x/y/w/h, age, sex, race, person id, name)."""
-    return Face(row[0], row[1], row[2], _box(*row[3:7]), row[7], row[8], row[9], row[10], row[11])
+    return Face(
+        row[0], row[1], row[2], box_or_none(*row[3:7]), row[7], row[8], row[9], row[10], row[11]
+    )
 
 
 def bulk_load_drops_index(adding: int, present: int) -> bool:

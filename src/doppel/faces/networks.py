@@ -1,0 +1,122 @@
+"""The networks doppel converts to a faster runtime, and where each model runs.
+
+For every Keras network among the catalogue's models (and mtcnn's three stages) this
+says how DeepFace builds it, and the sample that checks a converted copy against it
+(`doppel.faces.runtime` converts and checks); `doppel models` and
+`doppel models install` ask here what runs where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from doppel.config import Settings
+from doppel.faces import runtime
+from doppel.faces.catalog import ModelSpec, require, spec, weights_dir
+
+
+def recognition_graph(name: str) -> runtime.GraphSpec | None:
+    """A recognition model's Keras network as DeepFace builds it, for conversion; None for
+    models that are not Keras networks (Dlib)."""
+    model = spec(name, "recognition")
+    if not model.convertible or model.weights is None or model.input_size is None:
+        return None
+    side = model.input_size
+
+    def build() -> object:
+        runtime.quiet_tensorflow()
+        from deepface.modules import modeling
+
+        return modeling.build_model(task="facial_recognition", model_name=model.name).model
+
+    return runtime.GraphSpec(
+        name=model.name,
+        weights=weights_dir() / model.weights,
+        input_shape=(None, side, side, 3),
+        build=build,
+        sample=lambda: runtime.face_sample(side),
+        cache_dir=weights_dir(),
+    )
+
+
+def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
+    """The mtcnn package's three networks (its weights ship with it), for conversion."""
+    from doppel.faces import mtcnn
+
+    folder = mtcnn.weights_folder()
+
+    def stage(which: str) -> Callable[[], object]:
+        def build() -> object:
+            runtime.quiet_tensorflow()
+            import mtcnn.stages as stages
+
+            made = {"pnet": stages.StagePNet, "rnet": stages.StageRNet, "onet": stages.StageONet}
+            return made[which]().model
+
+        return build
+
+    shapes = {"pnet": (None, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
+    samples: dict[str, Callable[[], object]] = {
+        "pnet": lambda: mtcnn.pnet_sample(runtime.check_photo()),
+        "rnet": lambda: mtcnn.patch_sample(runtime.check_photo(), 24),
+        "onet": lambda: mtcnn.patch_sample(runtime.check_photo(), 48),
+    }
+    return {
+        which: runtime.GraphSpec(
+            name=f"mtcnn-{which}",
+            weights=folder / f"{which}.lz4",
+            input_shape=shapes[which],
+            build=stage(which),
+            sample=samples[which],  # type: ignore[arg-type]
+            cache_dir=weights_dir(),
+            full_precision=True,
+        )
+        for which in ("pnet", "rnet", "onet")
+    }
+
+
+def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
+    """What `doppel models` shows: the runtime a model would run on, and whether its
+    converted file is present (without loading or converting anything)."""
+    graphs: list[runtime.GraphSpec] = []
+    if model.kind == "recognition" and model.convertible:
+        graph = recognition_graph(model.name)
+        graphs = [graph] if graph is not None else []
+    elif model.name == "mtcnn":
+        graphs = list(mtcnn_graphs().values())
+    elif model.name in ("Dlib", "dlib", "opencv"):
+        return "dlib" if model.name != "opencv" else "OpenCV", "n/a"
+    elif model.name == "skip":
+        return "-", "n/a"
+    if not graphs:
+        return "TensorFlow", "n/a"
+    if requested == "tensorflow":
+        return "TensorFlow", "not used"
+    order = runtime.candidates(requested, runtime.onnx_providers(), runtime.openvino_installed())
+    if not graphs[0].weights.is_file():
+        return order[0].label, "-"
+    present = all(runtime.status(graph).present for graph in graphs)
+    return order[0].label, "present" if present else "not yet"
+
+
+def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[str]:
+    """Weights present (downloaded if need be) and the networks converted and checked, for
+    `doppel models install NAME`; returns what was done, a line each."""
+    done: list[str] = []
+    model = spec(name)
+    if model.weights is not None:
+        path = require(model.name, model.kind, settings)
+        done.append(f"{model.name}: weights at {path}")
+    graphs: list[runtime.GraphSpec] = []
+    if model.kind == "recognition" and model.convertible:
+        graph = recognition_graph(model.name)
+        graphs = [graph] if graph is not None else []
+    elif model.name == "mtcnn":
+        graphs = list(mtcnn_graphs().values())
+    if settings.runtime == "tensorflow" or not graphs:
+        return done
+    for graph in graphs:
+        network = runtime.load(graph, settings.runtime, warn=say)
+        where = runtime.converted_path(graph)
+        done.append(f"{graph.name}: runs on {network.candidate.label} ({where})")
+    return done

@@ -138,9 +138,9 @@ def test_mtcnn_without_tensorflow_finds_what_deepface_finds(
     import cv2
     from deepface.modules import modeling
 
-    from doppel.faces import mtcnn
+    from doppel.faces import networks
 
-    ours = mtcnn.detector_for("onnx")
+    ours = networks.mtcnn_detector("onnx")
     theirs = modeling.build_model(task="face_detector", model_name="mtcnn")
     names = sorted(p.name for p in unit_faces.glob("*.jpg"))[::4]
     lfw = sorted((unit_faces.parent / "lfw-dev").glob("*/*.jpg"))[::40]
@@ -338,9 +338,9 @@ def test_faces_are_cut_and_aligned_exactly_as_deepface_does(
     from deepface.models.Detector import FacialAreaRegion
     from deepface.modules import detection
 
-    from doppel.faces import align, mtcnn
+    from doppel.faces import align, networks
 
-    finder = mtcnn.detector_for("onnx")
+    finder = networks.mtcnn_detector("onnx")
     compared = 0
     for name in ("img1.jpg", "couple.jpg", "img11_reflection.jpg", "selfie-many-people.jpg"):
         bgr = cv2.imread(str(unit_faces / name))

@@ -28,9 +28,9 @@ WITHOUT_TENSORFLOW = frozenset({"dlib", "opencv", "skip"})
 def warm_up_detector(detector: str, runtime: str = "auto") -> None:
     """Load the detector's networks now rather than on the first photo."""
     if detector == "mtcnn" and runtime != "tensorflow":
-        from doppel.faces import mtcnn
+        from doppel.faces import networks
 
-        mtcnn.detector_for(runtime)
+        networks.mtcnn_detector(runtime)
 
 
 def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
@@ -38,9 +38,9 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
     if detector == "mtcnn" and runtime != "tensorflow":
         from deepface.models.Detector import FacialAreaRegion
 
-        from doppel.faces import mtcnn
+        from doppel.faces import networks
 
-        found = mtcnn.detector_for(runtime).detect(np.ascontiguousarray(bgr[:, :, ::-1]))
+        found = networks.mtcnn_detector(runtime).detect(np.ascontiguousarray(bgr[:, :, ::-1]))
         return [
             FacialAreaRegion(
                 x=f.x,

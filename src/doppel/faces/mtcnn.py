@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -240,14 +239,3 @@ def pnet_sample(rgb: np.ndarray) -> np.ndarray:
 def patch_sample(rgb: np.ndarray, size: int) -> np.ndarray:
     """The refinement networks' check input: patches of the photo as the pipeline cuts them."""
     return crop_and_resize(normalise(rgb), np.asarray(SAMPLE_BOXES, dtype=np.float64), size)
-
-
-@lru_cache(maxsize=4)
-def detector_for(requested: str = "auto") -> Mtcnn:
-    """The detector with its three networks on the best runtime that agrees with
-    TensorFlow (full precision: boxes must not move), loaded once per process."""
-    from doppel.faces import networks, runtime
-
-    graphs = networks.mtcnn_graphs()
-    pnet, rnet, onet = (runtime.load(graphs[name], requested) for name in ("pnet", "rnet", "onet"))
-    return Mtcnn(pnet, rnet, onet)

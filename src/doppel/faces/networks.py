@@ -9,9 +9,10 @@ says how DeepFace builds it, and the sample that checks a converted copy against
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from doppel.config import Settings
-from doppel.faces import runtime
+from doppel.faces import mtcnn, runtime
 from doppel.faces.catalog import ModelSpec, require, spec, weights_dir
 
 
@@ -41,8 +42,6 @@ def recognition_graph(name: str) -> runtime.GraphSpec | None:
 
 def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
     """The mtcnn package's three networks (its weights ship with it), for conversion."""
-    from doppel.faces import mtcnn
-
     folder = mtcnn.weights_folder()
 
     def stage(which: str) -> Callable[[], object]:
@@ -73,6 +72,17 @@ def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
         )
         for which in ("pnet", "rnet", "onet")
     }
+
+
+@lru_cache(maxsize=4)
+def mtcnn_detector(requested: str = "auto") -> mtcnn.Mtcnn:
+    """doppel's mtcnn with its three networks on the best runtime that agrees with
+    TensorFlow (full precision: boxes must not move), loaded once per process. It lives
+    here, not in `doppel.faces.mtcnn`, so that the import goes one way: the networks
+    know the pipeline, the pipeline knows no networks."""
+    graphs = mtcnn_graphs()
+    pnet, rnet, onet = (runtime.load(graphs[name], requested) for name in ("pnet", "rnet", "onet"))
+    return mtcnn.Mtcnn(pnet, rnet, onet)
 
 
 def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:

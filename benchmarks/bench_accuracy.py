@@ -101,7 +101,7 @@ def embed_doppel(
     embedder = Embedder(config)
     plain, averaged = [], []
     detect_s = plain_s = mirror_s = 0.0
-    missing = np.full(config.dimension, np.nan)
+    missing = np.full(embedder.dimension, np.nan)
     for name in data.files:
         start = time.perf_counter()
         faces = embedder.detect(imaging.load(data.folder / name))[:1]

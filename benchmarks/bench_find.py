@@ -56,6 +56,7 @@ STEPS = [
 def make_gallery(size: int, model: str) -> float:
     """Load `size` clustered vectors pointing at real photos; return seconds."""
     from doppel.config import Settings
+    from doppel.faces import catalog
     from doppel.faces.imaging import iter_images
     from doppel.store.db import connect
     from doppel.store.repository import Repository
@@ -65,10 +66,10 @@ def make_gallery(size: int, model: str) -> float:
     start = time.perf_counter()
     photos = [str(p) for p in iter_images(SHARED_FACES / "deepface-unit")]
     config = EmbeddingConfig(model, DETECTOR)
-    vectors = clustered_vectors(size, config.dimension, seed=1)
+    vectors = clustered_vectors(size, catalog.dimension(model), seed=1)
     with connect(Settings.from_env()) as conn:
         repo = Repository(conn)
-        gallery = repo.ensure_gallery(GALLERY, config)
+        gallery = repo.ensure_gallery(GALLERY, config, dimension=catalog.dimension(model))
         with conn.transaction():
             repo.copy_faces(
                 gallery,

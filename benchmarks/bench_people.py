@@ -427,6 +427,7 @@ def face_like(n: int, dim: int = 128, per: int = 5, seed: int = 0) -> np.ndarray
 def scale_section(
     conn: psycopg.Connection, n: int, calibration_file: Path | None, config: EmbeddingConfig
 ) -> None:
+    from doppel.faces import catalog
     from doppel.people.groups import cluster_gallery
     from doppel.people.twins import twins
     from doppel.store.repository import Repository
@@ -437,7 +438,7 @@ def scale_section(
     vectors = face_like(n)
     gallery = repo.find_gallery(name)
     if gallery is None:
-        gallery = repo.ensure_gallery(name, config)
+        gallery = repo.ensure_gallery(name, config, dimension=catalog.dimension(config.model))
         with conn.transaction():
             repo.copy_faces(
                 gallery,

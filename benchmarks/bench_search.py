@@ -104,7 +104,9 @@ def exact_top(
 def load_gallery(conn, repo, name: str, storage: str, chunks, held_out):  # type: ignore[no-untyped-def]
     from doppel.types import EmbeddingConfig, NewFace
 
-    gallery = repo.ensure_gallery(name, EmbeddingConfig("Facenet512", "skip", False), storage)
+    gallery = repo.ensure_gallery(
+        name, EmbeddingConfig("Facenet512", "skip", False), storage, dimension=DIM
+    )
     best = None
     offset = 0
     start = time.perf_counter()
@@ -122,7 +124,7 @@ def load_gallery(conn, repo, name: str, storage: str, chunks, held_out):  # type
 
 def clone_gallery(conn, repo, source, name: str, storage: str):  # type: ignore[no-untyped-def]
     """The same rows under a second gallery with another storage, copied inside the server."""
-    gallery = repo.ensure_gallery(name, source.config, storage)
+    gallery = repo.ensure_gallery(name, source.config, storage, dimension=source.dimension)
     with conn.transaction():
         conn.execute(
             "INSERT INTO faces (gallery_id, source, content_hash, face_index, embedding)"
@@ -193,7 +195,9 @@ def incremental(conn, repo, size: int, pgdata: Path) -> list[list[object]]:  # t
     rows = []
     for label, index_first in (("index first, then COPY", True), ("COPY, then build index", False)):
         gallery = repo.ensure_gallery(
-            f"incr-{int(index_first)}-{size}", EmbeddingConfig("Facenet512", "skip", False)
+            f"incr-{int(index_first)}-{size}",
+            EmbeddingConfig("Facenet512", "skip", False),
+            dimension=DIM,
         )
         start = time.perf_counter()
         if index_first:

@@ -119,7 +119,9 @@ def test_a_user_without_superuser_rights_loads_the_same(
     # The per-row gallery check is skipped only where session_replication_role may be
     # set (a superuser, as here); an ordinary role keeps the check and loads the same.
     with conn.transaction():
-        assert dump._skip_gallery_checks(conn, Repository(conn).ensure_gallery("su", dump.CONFIG))
+        assert dump._skip_gallery_checks(
+            conn, Repository(conn).ensure_gallery("su", dump.CONFIG, dimension=512)
+        )
         assert conn.execute("SHOW session_replication_role").fetchone() == ("replica",)
     assert conn.execute("SHOW session_replication_role").fetchone() == ("origin",)
     conn.execute("CREATE ROLE doppel_plain LOGIN")

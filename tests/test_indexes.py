@@ -20,7 +20,7 @@ CONFIG = EmbeddingConfig("Dlib", "skip", align=False)  # 128-d
 
 def fill(conn: psycopg.Connection, name: str, count: int, storage: str | None = None) -> Gallery:
     repo = Repository(conn)
-    gallery = repo.ensure_gallery(name, CONFIG, storage)
+    gallery = repo.ensure_gallery(name, CONFIG, storage, dimension=128)
     vectors = clustered_vectors(count, 128, seed=len(name))
     with conn.transaction():
         repo.copy_faces(
@@ -132,7 +132,7 @@ def test_a_background_build_makes_the_index_and_searches_switch_to_it(
 def test_auto_builds_a_small_gallery_before_returning(
     conn: psycopg.Connection, faces: int, built: bool
 ) -> None:
-    gallery = Repository(conn).ensure_gallery("tiny", CONFIG)
+    gallery = Repository(conn).ensure_gallery("tiny", CONFIG, dimension=128)
     if faces:
         gallery = fill(conn, "tiny", faces)
     outcome = finish_index(conn, gallery)

@@ -31,3 +31,39 @@ def test_a_function_over_80_lines_says_why_just_above_it() -> None:
                 if not lines[first - 2].lstrip().startswith("#"):
                     unexplained.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}")
     assert unexplained == []
+
+
+def _doppel_imports(path: Path) -> set[str]:
+    """Every doppel module a file imports, at its top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("doppel")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("doppel"):
+            assert node.module is not None
+            # `from doppel.faces import catalog` imports the module doppel.faces.catalog.
+            found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+    return found
+
+
+# The ground floor (docs/architecture.md): each module may import only these of doppel.
+GROUND = {
+    "errors.py": set(),
+    "types.py": {"doppel.errors", "doppel.errors.UsageError"},
+    "config.py": {"doppel.errors", "doppel.errors.UsageError"},
+}
+
+
+def test_the_ground_modules_import_nothing_above_them() -> None:
+    imports = {name: _doppel_imports(SRC / name) - {"doppel"} for name in GROUND}
+    assert {name: found - GROUND[name] for name, found in imports.items()} == {
+        name: set() for name in GROUND
+    }
+
+
+def test_mtcnn_imports_no_networks() -> None:
+    # One way: faces/networks.py builds the detector from faces/mtcnn.py's pipeline.
+    assert not {
+        m for m in _doppel_imports(SRC / "faces" / "mtcnn.py") if m.startswith("doppel.faces")
+    }
+    assert "doppel.faces.mtcnn" in _doppel_imports(SRC / "faces" / "networks.py")

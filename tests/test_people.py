@@ -90,7 +90,7 @@ def people_conn(faces_db: str, database_url: str) -> Iterator[psycopg.Connection
     conn = connect(Settings.from_env())
     repo = Repository(conn)
     for g in galleries:
-        target = repo.ensure_gallery(g.name, g.config)
+        target = repo.ensure_gallery(g.name, g.config, dimension=g.dimension)
         with conn.transaction():
             repo.copy_faces(
                 target,
@@ -264,13 +264,13 @@ def test_bad_people_input_changes_nothing(people_conn: psycopg.Connection) -> No
 @pytest.mark.slow
 def test_empty_and_one_face_galleries(people_conn: psycopg.Connection) -> None:
     repo = Repository(people_conn)
-    repo.ensure_gallery("empty", PIPELINE)
+    repo.ensure_gallery("empty", PIPELINE, dimension=128)
     before = _snapshot(people_conn)
     with pytest.raises(EmptyGallery):
         cluster_gallery(people_conn, "empty")
     with pytest.raises(EmptyGallery):
         twins(people_conn, "empty")
-    one = repo.ensure_gallery("one", PIPELINE)
+    one = repo.ensure_gallery("one", PIPELINE, dimension=128)
     vector = people_conn.execute("SELECT embedding FROM faces LIMIT 1").fetchone()[0]
     with people_conn.transaction():
         repo.copy_faces(one, [NewFace("one.jpg", None, 0, np.asarray(vector.to_numpy()))], "faces")

@@ -19,7 +19,7 @@ import psycopg
 
 from doppel.config import DEFAULT_MAX_PIXELS
 from doppel.errors import DoppelError, UsageError
-from doppel.faces import imaging
+from doppel.faces import catalog, imaging
 from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
@@ -233,7 +233,9 @@ def _ingest_locked(  # type: ignore[no-untyped-def]
     max_pixels: int,
 ) -> IngestReport:
     """The body of ingest_on_cluster, run while this run holds the gallery's writer lock."""
-    gallery = repo.ensure_gallery(gallery_name, config, storage)
+    gallery = repo.ensure_gallery(
+        gallery_name, config, storage, dimension=catalog.dimension(config.model)
+    )
     paths = [path.resolve() for path in scan.images]
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))

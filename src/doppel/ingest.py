@@ -286,7 +286,9 @@ def _ingest_locked(
     max_pixels: int,
 ) -> IngestReport:
     """The body of ingest, run while this run holds the gallery's writer lock."""
-    gallery = repo.ensure_gallery(gallery_name, embedder.config, storage)
+    gallery = repo.ensure_gallery(
+        gallery_name, embedder.config, storage, dimension=embedder.dimension
+    )
     paths = [path.resolve() for path in scan.images]
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))

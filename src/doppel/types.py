@@ -32,14 +32,6 @@ class EmbeddingConfig:
     flip: bool = False
 
     @property
-    def dimension(self) -> int:
-        from doppel.faces import catalog  # the catalogue is light: no model loads
-
-        dim = catalog.spec(self.model, "recognition").dimension
-        assert dim is not None
-        return dim
-
-    @property
     def key(self) -> str:
         """A stable text key, used to cache embeddings per configuration."""
         key = f"{self.model}|{self.detector}|{int(self.align)}|{self.normalization}"

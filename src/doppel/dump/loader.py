@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from doppel.dump.files import open_dump
-from doppel.dump.rows import Batcher, LoadReport, Reader
+from doppel.dump.rows import DIMENSION, Batcher, LoadReport, Reader
 from doppel.errors import BadDump
 from doppel.indexing import finish_index
 from doppel.store.repository import Repository, check_config
@@ -197,7 +197,7 @@ def _load_dump(
         with conn.transaction():
             # One load per gallery at a time; the faces it finds present stay right.
             conn.execute("SELECT pg_advisory_xact_lock(4242002, hashtext(%s))", (name,))
-            gallery = repo.ensure_gallery(name, CONFIG)
+            gallery = repo.ensure_gallery(name, CONFIG, dimension=DIMENSION)
             _skip_gallery_checks(conn, gallery)
             known = {
                 row[0]

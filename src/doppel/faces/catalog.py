@@ -261,6 +261,13 @@ ALIGNMENTS = ("eyes", "five-point")
 FIVE_POINT_ONLY = frozenset({"mmod"})
 
 
+def dimension(model: str) -> int:
+    """The length of a recognition model's vectors."""
+    found = spec(model, "recognition").dimension
+    assert found is not None  # every recognition model has one
+    return found
+
+
 def default_config(model: str, detector: str | None = None) -> EmbeddingConfig:
     """The configuration a new gallery of this model gets: the model's measured pipeline.
 

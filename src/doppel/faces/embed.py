@@ -58,6 +58,11 @@ class Embedder:
         return "dlib" if self._client is not None else "not loaded"
 
     @property
+    def dimension(self) -> int:
+        """The length of this model's vectors."""
+        return catalog.dimension(self.config.model)
+
+    @property
     def input_size(self) -> int:
         size = catalog.spec(self.config.model, "recognition").input_size
         assert size is not None
@@ -101,7 +106,7 @@ class Embedder:
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed face crops (BGR) in batches; returns an (n, dimension) float32 array."""
         if not crops:
-            return np.empty((0, self.config.dimension), dtype=np.float32)
+            return np.empty((0, self.dimension), dtype=np.float32)
         if self.config.flip:
             # The mirror image is the same person; averaging the two vectors evens out
             # what the model reads differently on the left and the right of a face.

@@ -122,9 +122,12 @@ class Repository:
         return [self._gallery_from_row(row) for row in rows]
 
     def ensure_gallery(
-        self, name: str, config: EmbeddingConfig, storage: str | None = None
+        self, name: str, config: EmbeddingConfig, storage: str | None = None, *, dimension: int
     ) -> Gallery:
         """The named gallery, created with this configuration if new; refuses a mismatch.
+
+        dimension is the length of the model's vectors (the catalogue knows it:
+        doppel.faces.catalog.dimension); the store records it and asks no model.
 
         storage is the precision of its index: halfvec by default where pgvector has
         it (half the size, twice as fast to build, the same recall: docs/benchmarks.md).
@@ -147,7 +150,7 @@ class Repository:
                     config.detector,
                     config.align,
                     config.normalization,
-                    config.dimension,
+                    dimension,
                     storage,
                     config.alignment,
                     config.flip,
@@ -155,11 +158,13 @@ class Repository:
             )
             return self.gallery(name)
         if existing.config != config and self.face_count(existing) == 0:
-            return self._adopt_config(existing, config, storage)
+            return self._adopt_config(existing, config, storage, dimension)
         check_config(existing, config)
         return existing
 
-    def _adopt_config(self, gallery: Gallery, config: EmbeddingConfig, storage: str) -> Gallery:
+    def _adopt_config(
+        self, gallery: Gallery, config: EmbeddingConfig, storage: str, dimension: int
+    ) -> Gallery:
         """Give a gallery without faces another configuration: the first load that
         succeeds decides it, not an earlier one that failed (missing weights, say).
 
@@ -175,7 +180,7 @@ class Repository:
                     config.detector,
                     config.align,
                     config.normalization,
-                    config.dimension,
+                    dimension,
                     storage,
                     gallery.id,
                 ),

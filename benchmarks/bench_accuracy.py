@@ -90,6 +90,7 @@ def embed_doppel(
     (mirror averaged, where the model's default averages) comes from the same pass."""
     import dataclasses
 
+    from doppel.config import Settings
     from doppel.faces import catalog, imaging
     from doppel.faces.embed import Embedder
     from doppel.types import EmbeddingConfig
@@ -98,7 +99,7 @@ def embed_doppel(
         config = EmbeddingConfig(model, detector)
     else:
         config = dataclasses.replace(catalog.default_config(model, detector), flip=False)
-    embedder = Embedder(config)
+    embedder = Embedder(config, options=Settings.from_env().face_options)
     plain, averaged = [], []
     detect_s = plain_s = mirror_s = 0.0
     missing = np.full(embedder.dimension, np.nan)
@@ -127,11 +128,13 @@ def embed_doppel(
 
 
 def embed_deepface(data: LabelledSet, model: str, detector: str) -> np.ndarray:
+    from doppel.config import Settings
     from doppel.faces import catalog
     from doppel.faces.runtime import quiet_tensorflow
 
-    catalog.require(model, "recognition")
-    catalog.require(detector, "detector")
+    options = Settings.from_env().face_options
+    catalog.require(model, "recognition", options)
+    catalog.require(detector, "detector", options)
     quiet_tensorflow()
     from deepface import DeepFace
 

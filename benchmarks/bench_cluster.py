@@ -27,6 +27,7 @@ from benchlib import (  # noqa: E402
     cpu_seconds,
     load,
     machine_line,
+    phase_command,
     private_home,
     server_cpu_seconds,
     table,
@@ -49,7 +50,7 @@ def _phase(args: argparse.Namespace) -> None:
     if args.phase == "plain":
         from doppel.ingest import ingest
 
-        embedder = Embedder(config)
+        embedder = Embedder(config, options=settings.face_options)
         embedder.warm_up()
         cpu, server, start = cpu_seconds(), server_cpu_seconds(settings.pgdata), time.perf_counter()
         report = ingest(
@@ -74,7 +75,7 @@ def _phase(args: argparse.Namespace) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         result["ray start s"] = time.perf_counter() - start_ray
         # The actors load their models before the clock starts, as the plain side's does.
-        pool = cluster.EmbedPool(config, batch_size=args.batch)
+        pool = cluster.EmbedPool(config, batch_size=args.batch, options=settings.face_options)
         pool.ready()
         result["actors ready s"] = time.perf_counter() - start_ray - result["ray start s"]
         worker_cpu: list[float] = []
@@ -111,20 +112,9 @@ def _phase(args: argparse.Namespace) -> None:
 
 
 def _run(phase: str, args: argparse.Namespace, folder: Path) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--phase",
-        phase,
-        "--folder",
-        str(folder),
-        "--model",
-        args.model,
-        "--detector",
-        args.detector,
-        "--batch",
-        str(args.batch),
-    ]
+    command = phase_command(
+        __file__, phase, folder, args.model, args.detector, "--batch", str(args.batch)
+    )
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {phase} side failed:\n{done.stderr[-3000:]}")

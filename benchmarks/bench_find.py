@@ -110,7 +110,7 @@ def timed_steps(photo_path: Path, out: Path, first: bool) -> dict[str, float]:
     repo = Repository(conn)
     gallery = repo.gallery(GALLERY)
     lap("connect")
-    embedder = embedder_for(gallery.config)
+    embedder = embedder_for(gallery.config, settings.face_options)
     detector = query_detector(gallery, None, DETECTOR)
     if first:
         embedder.warm_up()

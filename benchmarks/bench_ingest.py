@@ -32,6 +32,7 @@ from benchlib import (  # noqa: E402
     load,
     machine_line,
     peak_rss_mib,
+    phase_command,
     prepare_models,
     private_home,
     process_cpu_seconds,
@@ -50,10 +51,10 @@ def original_loop(files: list[Path], model: str, detector: str) -> dict:
     from doppel.faces import catalog
     from doppel.store.db import connect
 
-    catalog.require(model, "recognition")
-    catalog.require(detector, "detector")
-    modeling.build_model(task="facial_recognition", model_name=model)
     settings = Settings.from_env()
+    catalog.require(model, "recognition", settings.face_options)
+    catalog.require(detector, "detector", settings.face_options)
+    modeling.build_model(task="facial_recognition", model_name=model)
     conn = connect(settings)
     conn.execute("DROP TABLE IF EXISTS original_loop")
     conn.execute(
@@ -116,6 +117,7 @@ def doppel_ingest(
         EmbeddingConfig(model, detector, align=detector != "skip"),
         batch_size=batch_size,
         threads=threads,
+        options=Settings.from_env().face_options,  # DOPPEL_RUNTIME: --runtime
     )
     embedder.warm_up()  # loaded before the clock, with ingest's thread count
     settings = Settings.from_env()
@@ -169,22 +171,17 @@ def _phase(args: argparse.Namespace) -> None:
 
 
 def _run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict:
-    command = [
-        sys.executable,
+    command = phase_command(
         __file__,
-        "--phase",
         phase,
-        "--folder",
-        str(folder),
-        "--model",
+        folder,
         args.model,
-        "--detector",
         args.detector,
         "--batch-size",
         str(args.batch_size),
         "--loop-files",
         str(args.loop_files),
-    ]
+    )
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
     if args.threads is not None:

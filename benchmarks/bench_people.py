@@ -71,13 +71,15 @@ def embed_doppel(
     conn: psycopg.Connection, folder: Path, name: str, files: list[str], config: EmbeddingConfig
 ) -> np.ndarray:
     """Ingest the labelled photos (largest face each) and read their stored vectors back."""
+    from doppel.config import Settings
     from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.people import PeopleStore
     from doppel.store.repository import Repository
 
     start = time.perf_counter()
-    report = ingest(conn, folder, name, Embedder(config))
+    embedder = Embedder(config, options=Settings.from_env().face_options)
+    report = ingest(conn, folder, name, embedder)
     print(
         f"  doppel ingest {name}: {report.faces_added} faces added "
         f"({time.perf_counter() - start:.0f} s)"

@@ -92,7 +92,8 @@ def main() -> None:
         prepare_models(args.model, "mtcnn")
         settings = Settings.from_env()
         with connect(settings) as conn:
-            ingest(conn, folder, "bench", Embedder(EmbeddingConfig(args.model, "mtcnn")))
+            embedder = Embedder(EmbeddingConfig(args.model, "mtcnn"), options=settings.face_options)
+            ingest(conn, folder, "bench", embedder)
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")

@@ -92,6 +92,7 @@ def main() -> None:
 
     with private_home() as home:
         install_random_facenet512(home)
+        from doppel.config import Settings
         from doppel.faces import networks, runtime
         from doppel.faces.embed import Embedder
         from doppel.types import EmbeddingConfig
@@ -122,7 +123,9 @@ def main() -> None:
                     flush=True,
                 )
         embedder = Embedder(
-            EmbeddingConfig("Facenet512", "skip", align=False), threads=args.threads
+            EmbeddingConfig("Facenet512", "skip", align=False),
+            threads=args.threads,
+            options=Settings.from_env().face_options,
         )
         embed = per_item(lambda chunk: embedder.embed_crops(list(chunk)), [crops[:32], crops[32:]])
         rows.append(

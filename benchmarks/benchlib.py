@@ -241,6 +241,26 @@ def prepare_models(*names: str) -> None:
     subprocess.run([sys.executable, "-c", code, *names], check=True)
 
 
+def phase_command(
+    script: str, phase: str, folder: Path, model: str, detector: str, *more: str
+) -> list[str]:
+    """The command that runs one side of a comparison in a fresh interpreter: the script
+    again with --phase, so that each side's memory and threads start from nothing."""
+    return [
+        sys.executable,
+        script,
+        "--phase",
+        phase,
+        "--folder",
+        str(folder),
+        "--model",
+        model,
+        "--detector",
+        detector,
+        *more,
+    ]
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table, right-aligned numbers, for terminals and Markdown code blocks."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]

@@ -12,13 +12,14 @@ import numpy as np
 import psycopg
 import pytest
 
+from doppel.config import FaceOptions
 from doppel.faces.embed import Embedder
 from doppel.ingest import ingest
 from doppel.types import EmbeddingConfig
 
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'doppel[cluster]'")
 
-from doppel.cluster import ingest_on_cluster  # noqa: E402
+from doppel.cluster import EmbedPool, ingest_on_cluster  # noqa: E402
 
 # Every test here loads the Dlib model and mtcnn, in this process and in Ray's workers.
 pytestmark = pytest.mark.slow
@@ -123,3 +124,15 @@ def test_a_stopped_run_keeps_its_batches_and_a_rerun_completes(
     rerun = ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=2)
     assert rerun.skipped >= 4
     same_rows(rows(conn, "spread"), rows(conn, "plain"))
+
+
+def test_the_workers_run_with_the_drivers_options(local_ray: None) -> None:
+    # Handed to each actor with its arguments: a worker on another machine has its own
+    # environment, not the driver's DOPPEL_RUNTIME or DOPPEL_WEIGHTS_URL.
+    wanted = FaceOptions(runtime="onnx", offline=True, weights_url="http://127.0.0.1:9/w")
+    pool = EmbedPool(CONFIG, workers=1, options=wanted)
+    try:
+        assert ray.get(pool.actors[0].options.remote()) == wanted
+    finally:
+        for actor in pool.actors:
+            ray.kill(actor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from pathlib import Path
 
@@ -46,21 +47,17 @@ def test_only_config_reads_the_environment() -> None:
     assert {name: found for name, found in reads.items() if found} == {}
 
 
-# The inference runtime (`doppel --runtime`) and the download settings reach worker
-# processes through the environment, so the face pipeline reads them there when it is
-# given no Settings.
-FROM_ENV_FALLBACKS = ["faces/catalog.py", "faces/embed.py"]
-
-
 def test_only_the_command_line_calls_from_env() -> None:
+    # The library is given its Settings (or the FaceOptions part of them) by its caller,
+    # down to the worker processes that embed; it never reads them for itself.
     callers = [
         str(path.relative_to(SRC))
         for path in sorted(SRC.rglob("*.py"))
         if path.name != "config.py"
-        and "Settings.from_env()" in path.read_text()
+        and "from_env(" in path.read_text()
         and "cli" not in path.relative_to(SRC).parts
     ]
-    assert callers == FROM_ENV_FALLBACKS
+    assert callers == []
 
 
 def test_from_env_reads_every_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -93,3 +90,27 @@ def test_a_bad_number_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOPPEL_PORT", "70000")
     with pytest.raises(UsageError, match="between 1 and 65535"):
         Settings.from_env()
+
+
+def test_the_runtime_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+
+    def runtime_shown(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "models"], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        return result.stdout.split("runtime: ", 1)[1].split(")", 1)[0]
+
+    monkeypatch.delenv("DOPPEL_RUNTIME", raising=False)
+    assert runtime_shown() == "auto"
+    monkeypatch.setenv("DOPPEL_RUNTIME", "onnx")
+    assert runtime_shown() == "onnx"
+    assert runtime_shown("--runtime", "TensorFlow") == "tensorflow"
+    assert os.environ["DOPPEL_RUNTIME"] == "onnx"  # the flag went into the Settings only
+    assert runtime_shown() == "onnx"
+    monkeypatch.setenv("DOPPEL_RUNTIME", "tpu")
+    bad = CliRunner().invoke(app, ["models"])
+    assert bad.exit_code == 2
+    assert "DOPPEL_RUNTIME must be one of auto, onnx, openvino, tensorflow" in bad.stderr
+    assert runtime_shown("--runtime", "onnx") == "onnx"  # the flag stands in for it

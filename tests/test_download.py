@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from doppel.cli import app
 from doppel.cli.common import error_line
-from doppel.config import Settings
+from doppel.config import FaceOptions, Settings
 from doppel.errors import WeightsMissing
 from doppel.faces import catalog
 
@@ -62,15 +62,15 @@ def weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "df" / ".deepface" / "weights"
 
 
-def _settings(url: str) -> Settings:
-    return dataclasses.replace(Settings.from_env(), weights_url=url)
+def _options(url: str) -> FaceOptions:
+    return dataclasses.replace(Settings.from_env().face_options, weights_url=url)
 
 
 def test_a_download_arrives_whole_under_its_name(
     weights: Path, server: tuple[str, type[_Handler]]
 ) -> None:
     url, _ = server
-    path = catalog.require("Age", "attributes", _settings(url))
+    path = catalog.require("Age", "attributes", _options(url))
     assert path == weights / NAME
     assert path.read_bytes() == PAYLOAD
     assert not (weights / f"{NAME}.part").exists()
@@ -83,13 +83,13 @@ def test_the_size_and_hash_are_checked_where_known(
     url, _ = server
     model = catalog.spec("Age", "attributes")
     with pytest.raises(WeightsMissing, match="300,001 were expected"):
-        catalog.download(dataclasses.replace(model, size=len(PAYLOAD) + 1), _settings(url), False)
+        catalog.download(dataclasses.replace(model, size=len(PAYLOAD) + 1), _options(url), False)
     with pytest.raises(WeightsMissing, match="SHA-256"):
-        catalog.download(dataclasses.replace(model, sha256="0" * 64), _settings(url), False)
+        catalog.download(dataclasses.replace(model, sha256="0" * 64), _options(url), False)
     assert not list(weights.iterdir())  # neither the file nor a .part
     digest = hashlib.sha256(PAYLOAD).hexdigest()
     good = dataclasses.replace(model, size=len(PAYLOAD), sha256=digest)
-    assert catalog.download(good, _settings(url), False).read_bytes() == PAYLOAD
+    assert catalog.download(good, _options(url), False).read_bytes() == PAYLOAD
 
 
 def test_an_interrupted_download_leaves_nothing_and_the_next_one_works(
@@ -98,13 +98,13 @@ def test_an_interrupted_download_leaves_nothing_and_the_next_one_works(
     url, handler = server
     handler.cut_after = 1000
     with pytest.raises(WeightsMissing) as caught:
-        catalog.require("Age", "attributes", _settings(url))
+        catalog.require("Age", "attributes", _options(url))
     message = error_line(caught.value)
     assert "broke off after 1,000 of 300,000 bytes" in message
     assert NAME in message and "doppel models install Age FILE" in message
     assert not (weights / NAME).exists() and not (weights / f"{NAME}.part").exists()
     handler.cut_after = None
-    assert catalog.require("Age", "attributes", _settings(url)).read_bytes() == PAYLOAD  # type: ignore[union-attr]
+    assert catalog.require("Age", "attributes", _options(url)).read_bytes() == PAYLOAD  # type: ignore[union-attr]
 
 
 def test_offline_the_missing_file_is_one_clear_error(
@@ -112,7 +112,7 @@ def test_offline_the_missing_file_is_one_clear_error(
 ) -> None:
     monkeypatch.setenv("DOPPEL_OFFLINE", "1")
     with pytest.raises(WeightsMissing) as caught:
-        catalog.require("Facenet512", "recognition")
+        catalog.require("Facenet512", "recognition", Settings.from_env().face_options)
     message = error_line(caught.value)
     assert "facenet512_weights.h5" in message and str(weights) in message
     assert "DOPPEL_OFFLINE" in message
@@ -125,7 +125,7 @@ def test_no_network_fails_at_once_with_the_same_message(weights: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(WeightsMissing) as caught:
-        catalog.require("Facenet512", "recognition", _settings(f"http://127.0.0.1:{port}/w"))
+        catalog.require("Facenet512", "recognition", _options(f"http://127.0.0.1:{port}/w"))
     message = error_line(caught.value)
     assert "cannot reach" in message and "facenet512_weights.h5" in message
     assert str(weights) in message and "doppel models install Facenet512 FILE" in message

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from doppel.errors import UnreadableImage
-from doppel.faces.imaging import MAX_SIDE, iter_images, load
+from doppel.errors import UnreadableImage, UsageError
+from doppel.faces.imaging import MAX_SIDE, iter_images, load, photos_to_ingest
 
 
 def _rotated_photo(path: Path, **options: object) -> Path:
@@ -92,3 +93,17 @@ def test_big_png_is_scaled_down(tmp_path: Path) -> None:
     assert photo.pixels.shape[:2] == (1000, MAX_SIDE)
     assert photo.scale == pytest.approx(2)
     assert tuple(photo.pixels[500, 800]) == (10, 200, 30)
+
+
+def test_an_ingest_refuses_a_folder_without_images(tmp_path: Path) -> None:
+    # Both ingest pipelines (this machine's and Ray's) start with this check.
+    with pytest.raises(UsageError, match=r"holds no images \(jpg, jpeg, png, webp or bmp\)$"):
+        photos_to_ingest(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(UsageError, match=r"bmp\) \(1 entries that cannot be read\)$"):
+        photos_to_ingest(tmp_path)
+    with pytest.raises(UsageError, match="is not a folder"):
+        photos_to_ingest(tmp_path / "pipe.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    scan = photos_to_ingest(tmp_path)
+    assert scan.images == [tmp_path / "a.png"] and len(scan.skipped) == 1

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from doppel.cli import app
 from doppel.cli.common import error_line
+from doppel.config import FaceOptions
 from doppel.errors import UnknownModel, WeightsMissing
 from doppel.faces.catalog import install, model_status, require, spec
 from doppel.faces.embed import Embedder
@@ -18,6 +19,7 @@ from doppel.faces.imaging import load
 from doppel.types import EmbeddingConfig
 
 runner = CliRunner()
+OFFLINE = FaceOptions(offline=True)  # as in every test: never a download
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def empty_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_missing_weights_name_the_file_the_folder_and_the_command(empty_weights: Path) -> None:
     with pytest.raises(WeightsMissing) as caught:
-        require("Facenet512", "recognition")
+        require("Facenet512", "recognition", OFFLINE)
     message = str(caught.value)
     assert "facenet512_weights.h5" in message
     assert str(empty_weights) in message
@@ -44,8 +46,8 @@ def test_missing_weights_stop_find_with_one_line(
 
 
 def test_dlib_weights_come_from_the_installed_package(empty_weights: Path) -> None:
-    require("Dlib", "recognition")
-    require("dlib", "detector")
+    require("Dlib", "recognition", OFFLINE)
+    require("dlib", "detector", OFFLINE)
     assert (empty_weights / "dlib_face_recognition_resnet_model_v1.dat").exists()
     assert (empty_weights / "shape_predictor_5_face_landmarks.dat").exists()
     assert model_status("Dlib", "recognition").present

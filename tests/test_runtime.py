@@ -313,7 +313,7 @@ def test_models_install_converts_and_models_shows_it(
 
     from doppel.cli import app
 
-    monkeypatch.setenv("DOPPEL_RUNTIME", "auto")  # `--runtime` below sets it in this process
+    monkeypatch.setenv("DOPPEL_RUNTIME", "auto")  # `--runtime` below wins over it
     runner = CliRunner()
     installed = runner.invoke(app, ["models", "install", "Facenet512"])
     assert installed.exit_code == 0, installed.output

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 
-from doppel.config import DEFAULT_MAX_PIXELS
+from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import catalog, imaging
 from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
@@ -83,16 +83,22 @@ def embed_files(
 
 
 class EmbedWorker:
-    """A Ray actor: one model, loaded once, embedding batch after batch."""
+    """A Ray actor: one model, loaded once, embedding batch after batch.
 
-    def __init__(self, config: EmbeddingConfig, batch_size: int, all_faces: bool) -> None:
+    The options (runtime, where missing weights come from) arrive pickled with the
+    actor's arguments: a worker on another machine has none of the driver's environment.
+    """
+
+    def __init__(
+        self, config: EmbeddingConfig, batch_size: int, all_faces: bool, options: FaceOptions
+    ) -> None:
         # One CPU per actor: the model's thread pools stay on it rather than each
         # actor's TensorFlow spreading over every core of the machine.
         for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
             os.environ[name] = "1"
         from doppel.faces.embed import Embedder
 
-        self.embedder = Embedder(config, batch_size=batch_size)
+        self.embedder = Embedder(config, batch_size=batch_size, options=options)
         self.embedder.warm_up()
         self.all_faces = all_faces
 
@@ -103,6 +109,10 @@ class EmbedWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def options(self) -> FaceOptions:
+        """What its models run with: the driver's options, not this machine's environment."""
+        return self.embedder.options
 
 
 def _import_ray():  # type: ignore[no-untyped-def]
@@ -129,13 +139,15 @@ class EmbedPool:
         workers: int | None = None,
         batch_size: int = 32,
         all_faces: bool = False,
+        options: FaceOptions | None = None,
     ) -> None:
         ray = _import_ray()
+        options = options or FaceOptions()
         self.config, self.all_faces = config, all_faces
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         # A worker that dies is started again and its batch run again (max_task_retries).
         actor = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(EmbedWorker)
-        self.actors = [actor.remote(config, batch_size, all_faces) for _ in range(count)]
+        self.actors = [actor.remote(config, batch_size, all_faces, options) for _ in range(count)]
 
     def ready(self) -> None:
         """Wait until every actor has its model loaded."""
@@ -169,24 +181,21 @@ def ingest_on_cluster(
     pool: EmbedPool | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     waiting: Callable[[str], None] | None = None,
+    options: FaceOptions | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery on Ray workers; the driver writes.
 
     address: a running cluster ("ray://head:10001", "auto"); None starts a local Ray
     for this run (or uses the one this process already started). on_batch sees each
     finished batch (its worker's CPU seconds, for accounting). pool: actors made
-    beforehand (their configuration must be this one). As on this machine, one run
+    beforehand (their configuration must be this one); options: the workers' runtime and
+    weights source (Settings.face_options), ignored with a pool. As on this machine, one run
     writes a gallery at a time (a second waits, told through `waiting`), special files
     and link loops are passed over and listed, and no image over max_pixels is decoded.
     """
     ray = _import_ray()
     start = time.perf_counter()
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder")
-    scan = imaging.scan_images(root)
-    if not scan.images:
-        passed = f" ({len(scan.skipped)} entries that cannot be read)" if scan.skipped else ""
-        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp){passed}")
+    scan = imaging.photos_to_ingest(root)
     repo = Repository(conn)
     with repo.writing(gallery_name, waiting):
         report = _ingest_locked(
@@ -205,6 +214,7 @@ def ingest_on_cluster(
             on_batch=on_batch,
             pool=pool,
             max_pixels=max_pixels,
+            options=options,
         )
     report.seconds = time.perf_counter() - start
     if report.no_face or report.unreadable or report.passed_over:
@@ -231,6 +241,7 @@ def _ingest_locked(  # type: ignore[no-untyped-def]
     on_batch: Callable[[BatchResult], None] | None,
     pool: EmbedPool | None,
     max_pixels: int,
+    options: FaceOptions | None,
 ) -> IngestReport:
     """The body of ingest_on_cluster, run while this run holds the gallery's writer lock."""
     gallery = repo.ensure_gallery(
@@ -246,20 +257,26 @@ def _ingest_locked(  # type: ignore[no-untyped-def]
 
     started_here = not ray.is_initialized()
     if started_here:
-        options: dict[str, object] = {
+        quiet: dict[str, object] = {
             "include_dashboard": False,
             "log_to_driver": False,
             "logging_level": "WARNING",
         }
         if address:
-            ray.init(address=address, **options)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
+            ray.init(num_cpus=workers or os.cpu_count() or 1, **quiet)
     writer = _Writer(repo, gallery)
     writer.start()
     try:
         if pool is None:
-            pool = EmbedPool(config, workers=workers, batch_size=batch_size, all_faces=all_faces)
+            pool = EmbedPool(
+                config,
+                workers=workers,
+                batch_size=batch_size,
+                all_faces=all_faces,
+                options=options,
+            )
         elif (pool.config, pool.all_faces) != (config, all_faces):
             raise UsageError("the Ray actors were made for another embedding configuration")
         actors = pool.actors

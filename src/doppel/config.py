@@ -1,8 +1,10 @@
 """doppel's configuration: every environment variable and every default, in one place.
 
-The CLI (and `doppel serve`) reads the environment once, with Settings.from_env(), and
-passes the Settings down; library code takes what it needs as arguments and never
-reads the environment itself. Each variable is described in `.env.example`.
+The CLI (and `doppel serve`) reads the environment once, with Settings.from_env() (the
+command line's own choices over it), and passes the Settings down; library code takes
+what it needs as arguments and never reads the environment itself. The face pipeline
+takes its part as a FaceOptions, which travels with an Embedder into worker processes.
+Each variable is described in `.env.example`.
 
 One value is process-wide by nature and is read here, not passed: DeepFace finds its
 weights under DEEPFACE_HOME by itself, so doppel's weights catalogue must look in the
@@ -11,9 +13,11 @@ same place (deepface_home()).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from doppel.errors import UsageError
 
@@ -94,6 +98,25 @@ def debug_enabled() -> bool:
     return _flag("DOPPEL_DEBUG")
 
 
+def _runtime() -> str:
+    text = os.environ.get("DOPPEL_RUNTIME", "").strip().lower() or "auto"
+    if text not in RUNTIMES:
+        raise UsageError(f"DOPPEL_RUNTIME must be one of {', '.join(RUNTIMES)}, not {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """What the face pipeline takes from the Settings: the inference runtime and where
+    missing weights come from. Small and picklable, so that it travels with an Embedder
+    to the processes that embed (Ray actors) rather than through their environment.
+    The defaults are the Settings' own with no variable set."""
+
+    runtime: str = "auto"  # auto, onnx, openvino or tensorflow (RUNTIMES)
+    offline: bool = False  # never download weights; a missing file is then an error
+    weights_url: str | None = None  # BASE: weights from BASE/FILE_NAME, not their address
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration; every field has an environment variable (ENVIRONMENT)."""
@@ -122,17 +145,20 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The Settings the environment gives; overrides (fields chosen on the command
+        line, such as `doppel --runtime`) win over it."""
         home = os.environ.get("DOPPEL_HOME")
         reports = os.environ.get("DOPPEL_REPORTS")
         roots = os.environ.get("DOPPEL_IMAGE_ROOT", "")
-        return cls(
+        settings = cls(
             home=Path(home).expanduser() if home else _xdg_data_home() / "doppel",
             database_url=os.environ.get("DOPPEL_DATABASE_URL") or None,
             model=os.environ.get("DOPPEL_MODEL") or DEFAULT_MODEL,
             detector=os.environ.get("DOPPEL_DETECTOR") or None,
             debug=_flag("DOPPEL_DEBUG"),
-            runtime=os.environ.get("DOPPEL_RUNTIME", "auto").strip().lower() or "auto",
+            # A runtime chosen on the command line stands in for DOPPEL_RUNTIME, unread.
+            runtime=overrides.pop("runtime", None) or _runtime(),
             offline=_flag("DOPPEL_OFFLINE"),
             weights_url=os.environ.get("DOPPEL_WEIGHTS_URL") or None,
             gallery=os.environ.get("DOPPEL_GALLERY") or None,
@@ -148,6 +174,12 @@ class Settings:
             max_pixels=_int("DOPPEL_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**12)
             or DEFAULT_MAX_PIXELS,
         )
+        return dataclasses.replace(settings, **overrides) if overrides else settings
+
+    @property
+    def face_options(self) -> FaceOptions:
+        """The face pipeline's part, for Embedders and the weights catalogue."""
+        return FaceOptions(self.runtime, self.offline, self.weights_url)
 
     @property
     def pgdata(self) -> Path:

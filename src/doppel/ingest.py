@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 
 from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
-from doppel.errors import DoppelError, UsageError
+from doppel.errors import DoppelError
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.indexing import finish_index
@@ -234,12 +234,7 @@ def ingest(
     cannot be read are passed over and listed; nothing is opened that could block.
     """
     start = time.perf_counter()
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder")
-    scan = imaging.scan_images(root)
-    if not scan.images:
-        passed = f" ({len(scan.skipped)} entries that cannot be read)" if scan.skipped else ""
-        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp){passed}")
+    scan = imaging.photos_to_ingest(root)
     repo = Repository(conn)
     with repo.writing(gallery_name, waiting):
         report = _ingest_locked(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import UsageError
 from doppel.faces.embed import Embedder
 from doppel.ingest import IngestReport, Progress, ingest
@@ -31,10 +31,12 @@ def ingest_photos(
     log_dir: Path | None = None,
     progress: Progress | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: FaceOptions | None = None,
 ) -> IngestReport:
     """`doppel ingest`'s files: on this machine, or on Ray workers when `cluster` is given
     (an address, or "" for a Ray started for the run). The index is left for
     doppel.indexing.finish_index, so that a caller can show its progress apart.
+    options (Settings.face_options) go with the models to wherever they run.
     """
     if cluster is not None:
         if attributes:
@@ -54,17 +56,18 @@ def ingest_photos(
             log_dir=log_dir,
             progress=progress,
             max_pixels=max_pixels,
+            options=options,
         )
     labeller = None
     if attributes:
         from doppel.faces.attributes import AttributePredictor
 
-        labeller = AttributePredictor().predict_crops
+        labeller = AttributePredictor(options=options).predict_crops
     return ingest(
         conn,
         root,
         gallery_name,
-        Embedder(config, batch_size=batch_size),
+        Embedder(config, batch_size=batch_size, options=options),
         all_faces=all_faces,
         batch_size=batch_size,
         workers=workers,

@@ -14,7 +14,7 @@ import numpy as np
 import psycopg
 
 from doppel.composer import render
-from doppel.config import DEFAULT_MAX_PIXELS, Settings
+from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions, Settings
 from doppel.errors import Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
@@ -138,7 +138,8 @@ def find(
         query = Query.from_path(query, settings.max_pixels if settings else DEFAULT_MAX_PIXELS)
     chosen = query_detector(gallery, detector, default_detector)
     if faces is None:
-        embedded = embedder_for(gallery.config).embed_query(
+        options = settings.face_options if settings is not None else FaceOptions()
+        embedded = embedder_for(gallery.config, options).embed_query(
             query.photo, query.name, chosen, all_faces
         )
     else:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from doppel.cli import find, ingest, people, resemble, serve
+from doppel.cli.common import choose_settings
 from doppel.cli.db import db_app, index_app
 from doppel.cli.gallery import gallery_app
 from doppel.cli.models import models_app
@@ -44,19 +45,22 @@ def options(
         str | None,
         typer.Option(
             "--runtime",
-            envvar="DOPPEL_RUNTIME",
             help="Inference runtime for the face networks: auto (ONNX Runtime, on a CUDA GPU "
-            "when there is one), onnx, openvino (optional extra), or tensorflow.",
+            "when there is one), onnx, openvino (optional extra), or tensorflow (default: "
+            "$DOPPEL_RUNTIME, else auto).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
     """Options for every command."""
+    chosen = {}
     if runtime is not None:
-        choice = runtime.strip().lower()
-        if choice not in RUNTIMES:
+        chosen["runtime"] = runtime.strip().lower()
+        if chosen["runtime"] not in RUNTIMES:
             raise typer.BadParameter(f"use one of {', '.join(RUNTIMES)}", param_hint="--runtime")
-        # Settings (config.py) reads it, in this process and in the workers it starts.
-        os.environ["DOPPEL_RUNTIME"] = choice
+    # The command's Settings take these over the environment (common.command_settings);
+    # from there the runtime travels, in FaceOptions, to the processes that embed.
+    choose_settings(**chosen)
 
 
 app.add_typer(db_app, name="db")

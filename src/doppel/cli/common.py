@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -175,12 +176,35 @@ IndexWhenOpt = Annotated[
 ]
 
 
+# The Settings fields chosen by options given before the command (`doppel --runtime X
+# find ...`): set by the app's callback on every run, read by command_settings().
+_chosen: ContextVar[dict[str, Any]] = ContextVar("doppel_chosen_settings")
+
+
+def choose_settings(**fields: Any) -> None:
+    """Record, for this run's command, Settings fields chosen on the command line."""
+    _chosen.set(fields)
+
+
+def command_settings() -> Settings:
+    """This command's Settings: the environment (Settings.from_env), with the options
+    given before the command over it, so a flag wins over its variable."""
+    return Settings.from_env(**_chosen.get({}))
+
+
 def connect(settings: Settings):  # type: ignore[no-untyped-def]
     from doppel.store.db import connect
 
     return connect(settings)
 
 
+def flag(names: str, help: str) -> Any:
+    """A boolean option, off unless given ("--name", or "--name/--other" for a pair):
+    `x: Annotated[bool, flag("--x", "What it does.")] = False`."""
+    return typer.Option(names, help=help)
+
+
+JsonOpt = Annotated[bool, flag("--json", "Print JSON.")]
 # Options whose default comes from the Settings (an environment variable, else doppel's
 # default) are None here and resolved by the command: `model or settings.model`.
 ModelOpt = Annotated[

@@ -11,13 +11,13 @@ from doppel.cli.common import (
     EfConstructionOpt,
     GalleryOpt,
     MOpt,
+    command_settings,
     connect,
     err,
     friendly,
     index_progress_bar,
     out,
 )
-from doppel.config import Settings
 from doppel.errors import UsageError
 
 db_app = typer.Typer(
@@ -37,7 +37,7 @@ def db_status() -> None:
     from doppel.store.repository import Repository
     from doppel.types import describe
 
-    settings = Settings.from_env()
+    settings = command_settings()
     with connect(settings) as conn:
         info = server_info(conn, settings)
         stats = Repository(conn).stats()
@@ -83,7 +83,7 @@ def db_stop() -> None:
     """Stop doppel's embedded PostgreSQL server (the next command starts it again)."""
     from doppel.store.db import stop_embedded
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if settings.database_url:
         raise UsageError("DOPPEL_DATABASE_URL points at your own server; doppel does not stop it")
     stopped = stop_embedded(settings)
@@ -122,7 +122,7 @@ def index_build(
         from doppel.indexing import start_background_build
         from doppel.store.repository import Repository
 
-        settings = Settings.from_env()
+        settings = command_settings()
         with connect(settings) as conn:
             target = Repository(conn).pick_gallery(gallery or settings.gallery)
             log = start_background_build(conn, target, m, ef_construction, settings.log_dir)
@@ -141,7 +141,7 @@ def _build(
 ) -> None:
     from doppel.indexing import plan_build, run_build
 
-    settings = Settings.from_env()
+    settings = command_settings()
     with connect(settings) as conn:
         job = plan_build(
             conn,

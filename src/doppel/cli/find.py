@@ -10,9 +10,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from doppel.cli.common import GalleryOpt, ModelOpt, connect, err, friendly, out
+from doppel.cli.common import (
+    GalleryOpt,
+    ModelOpt,
+    command_settings,
+    connect,
+    err,
+    flag,
+    friendly,
+    out,
+)
 from doppel.cli.ingest import ingest_folder
-from doppel.config import Settings
 from doppel.errors import UsageError
 from doppel.serialize import box_fields, match_fields
 
@@ -57,10 +65,7 @@ def find_cmd(
         ),
     ] = None,
     all_faces: Annotated[
-        bool,
-        typer.Option(
-            "--all-faces", help="Search with every face in the photo, not only the largest."
-        ),
+        bool, flag("--all-faces", "Search with every face in the photo, not only the largest.")
     ] = False,
     sex: Annotated[str | None, typer.Option(help="Only faces of this sex (F or M).")] = None,
     race: Annotated[
@@ -68,13 +73,10 @@ def find_cmd(
     ] = None,
     age: Annotated[str | None, typer.Option(help="Only faces in this age range, MIN-MAX.")] = None,
     same_attributes: Annotated[
-        bool,
-        typer.Option(
-            "--same-attributes", help="Predict the query's sex and race and filter on them."
-        ),
+        bool, flag("--same-attributes", "Predict the query's sex and race and filter on them.")
     ] = False,
     exact: Annotated[
-        bool, typer.Option("--exact", help="Exact search without the index (slow; to check it).")
+        bool, flag("--exact", "Exact search without the index (slow; to check it).")
     ] = False,
     output: Annotated[
         Path | None,
@@ -84,16 +86,14 @@ def find_cmd(
             help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else doppel-NAME-EXT.png).",
         ),
     ] = None,
-    no_picture: Annotated[
-        bool, typer.Option("--no-picture", help="Do not write the composite.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_picture: Annotated[bool, flag("--no-picture", "Do not write the composite.")] = False,
+    as_json: Annotated[bool, flag("--json", "Print JSON instead of a table.")] = False,
     strangers: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--strangers",
-            help="Doppelganger mode: leave out the query person's own faces (their person in "
-            "the gallery, and any face above the model's same-person threshold).",
+            "Doppelganger mode: leave out the query person's own faces (their person in the "
+            "gallery, and any face above the model's same-person threshold).",
         ),
     ] = False,
     ef_search: Annotated[
@@ -111,7 +111,7 @@ def find_cmd(
     from doppel.search import find
     from doppel.types import Filters
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if photo.is_dir():
         raise UsageError(f"{photo} is a folder, not a photo; to search its photos use --in {photo}")
     if not photo.exists():
@@ -145,7 +145,11 @@ def find_cmd(
             from doppel.faces.attributes import same_attribute_filters
 
             filters = same_attribute_filters(
-                photo, filters, detector or settings.detector, max_pixels=settings.max_pixels
+                photo,
+                filters,
+                detector or settings.detector,
+                max_pixels=settings.max_pixels,
+                options=settings.face_options,
             )
         result = find(
             conn,

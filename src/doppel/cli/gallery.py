@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from doppel.cli.common import connect, err, friendly, out
-from doppel.config import Settings
+from doppel.cli.common import command_settings, connect, err, friendly, out
 
 gallery_app = typer.Typer(
     help="Galleries: list them, rename one, delete one with its faces.", no_args_is_help=True
@@ -22,7 +21,7 @@ def gallery_list() -> None:
     from doppel.store.repository import Repository
     from doppel.types import describe
 
-    with connect(Settings.from_env()) as conn:
+    with connect(command_settings()) as conn:
         stats = Repository(conn).stats()
     if not stats:
         out.print("no galleries yet")
@@ -50,7 +49,7 @@ def gallery_rename(
     """Give a gallery another name (not while an ingest or load-dump writes it)."""
     from doppel.store.galleries import rename_gallery
 
-    with connect(Settings.from_env()) as conn:
+    with connect(command_settings()) as conn:
         rename_gallery(conn, old, new)
     err.print(f"gallery {old} is now {new}", highlight=False)
 
@@ -67,7 +66,7 @@ def gallery_delete(
     from doppel.store.galleries import delete_gallery
     from doppel.store.repository import Repository
 
-    with connect(Settings.from_env()) as conn:
+    with connect(command_settings()) as conn:
         repo = Repository(conn)
         gallery = repo.gallery(name)
         faces = repo.face_count(gallery)

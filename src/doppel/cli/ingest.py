@@ -21,8 +21,10 @@ from doppel.cli.common import (
     IndexWhenOpt,
     ModelOpt,
     MOpt,
+    command_settings,
     connect,
     err,
+    flag,
     friendly,
     index_progress_bar,
     index_summary,
@@ -81,6 +83,7 @@ def ingest_folder(
                 log_dir=settings.log_dir,
                 progress=update,
                 max_pixels=settings.max_pixels,
+                options=settings.face_options,
             )
         # The index after the bar of the files, with a bar of its own.
         with index_progress_bar(f"index {gallery}") as on_build:
@@ -122,13 +125,10 @@ def ingest_cmd(
     model: ModelOpt = None,
     detector: DetectorOpt = None,
     all_faces: Annotated[
-        bool,
-        typer.Option(
-            "--all-faces/--largest-face", help="Keep every face of a photo, or only the largest."
-        ),
+        bool, flag("--all-faces/--largest-face", "Keep every face of a photo, or only the largest.")
     ] = False,
     attributes: Annotated[
-        bool, typer.Option("--attributes", help="Predict age, sex and race for each face.")
+        bool, flag("--attributes", "Predict age, sex and race for each face.")
     ] = False,
     halfvec: Annotated[
         bool | None,
@@ -152,10 +152,10 @@ def ingest_cmd(
     index: IndexWhenOpt = "auto",
     cluster: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--cluster",
-            help="Decode and embed on Ray workers (pip install 'doppel[cluster]'); the "
-            "database is written from this machine only.",
+            "Decode and embed on Ray workers (pip install 'doppel[cluster]'); the database is "
+            "written from this machine only.",
         ),
     ] = False,
     cluster_address: Annotated[
@@ -169,7 +169,7 @@ def ingest_cmd(
     ] = None,
 ) -> None:
     """Embed every photo under FOLDER into a gallery; run again to resume or update."""
-    settings = Settings.from_env()
+    settings = command_settings()
     ingest_folder(
         settings,
         folder,
@@ -220,7 +220,7 @@ def load_dump_cmd(
     from doppel.sources import add_image_root
     from doppel.store.repository import Repository
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if image_root is not None:
         image_root = add_image_root(image_root, settings)
     columns = [

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from doppel.cli.common import err, friendly, out
+from doppel.cli.common import command_settings, err, friendly, out
 
 models_app = typer.Typer(
     help="Face models: list them, see which weights and converted files are present, "
@@ -24,11 +24,10 @@ def models_list(ctx: typer.Context) -> None:
     whether its converted (ONNX) file is there."""
     if ctx.invoked_subcommand is not None:
         return
-    from doppel.config import Settings
     from doppel.faces.catalog import all_status, weights_dir
     from doppel.faces.networks import runtime_status
 
-    settings = Settings.from_env()
+    settings = command_settings()
     table = Table(title=f"models (weights folder: {weights_dir()}; runtime: {settings.runtime})")
     columns = ("name", "kind", "dim", "weights", "runtime", "converted", "where", "new galleries")
     for column in (*columns, "note"):
@@ -71,11 +70,10 @@ def models_install(
 ) -> None:
     """Install a model's weights (downloaded, or from FILE), then convert its network for
     the fast runtime and check it against TensorFlow."""
-    from doppel.config import Settings
     from doppel.faces.catalog import install
     from doppel.faces.networks import prepare
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if file is not None:
         target = install(name, file)
         out.print(f"installed {file} as {target}", highlight=False)

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from doppel.cli.common import ModelOpt, connect, err, friendly, out, progress_bar
-from doppel.config import Settings
+from doppel.cli.common import (
+    JsonOpt,
+    ModelOpt,
+    command_settings,
+    connect,
+    err,
+    flag,
+    friendly,
+    out,
+    progress_bar,
+)
 from doppel.errors import UsageError
 
 
@@ -37,6 +47,14 @@ GalleryArg = Annotated[
     typer.Argument(help="Gallery (default: the only one).", show_default=False),
 ]
 PersonArg = Annotated[int, typer.Argument(help="Person id, as `doppel people GALLERY` lists it.")]
+NamedGalleryArg = Annotated[str, typer.Argument(help="Gallery.")]
+T = TypeVar("T")
+
+
+def _edit(change: Callable[..., T], *args: Any) -> T:
+    """One change to a gallery's people (name, merge, take out), on the database."""
+    with connect(command_settings()) as conn:
+        return change(conn, *args)
 
 
 def _short(source: str) -> str:
@@ -50,18 +68,16 @@ def _short(source: str) -> str:
 def people_cmd(
     gallery: GalleryArg = None,
     recluster: Annotated[
-        bool, typer.Option("--recluster", help="Forget the people and group every face again.")
+        bool, flag("--recluster", "Forget the people and group every face again.")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print every person with its faces, and the rest.")
+        bool, flag("--json", "Print every person with its faces, and the rest.")
     ] = False,
     output: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Overview PNG (default: doppel-people-<gallery>.png)."),
     ] = None,
-    no_picture: Annotated[
-        bool, typer.Option("--no-picture", help="Do not write the overview picture.")
-    ] = False,
+    no_picture: Annotated[bool, flag("--no-picture", "Do not write the overview picture.")] = False,
 ) -> None:
     """Group the faces of GALLERY into people; new faces join the people already there.
 
@@ -70,7 +86,7 @@ def people_cmd(
     """
     from doppel.people.groups import cluster_gallery, list_people, overview
 
-    settings = Settings.from_env()
+    settings = command_settings()
     with connect(settings) as conn, progress_bar("neighbours") as update:
         report = cluster_gallery(
             conn,
@@ -145,37 +161,35 @@ def _print_people(listing: Any) -> None:
 @people_app.command("name")
 @friendly
 def name_cmd(
-    gallery: Annotated[str, typer.Argument(help="Gallery.")],
+    gallery: NamedGalleryArg,
     person: PersonArg,
     name: Annotated[str, typer.Argument(help="The person's name.")],
 ) -> None:
     """Give a person a name (`find` shows it beside their faces)."""
     from doppel.people.groups import name_person
 
-    with connect(Settings.from_env()) as conn:
-        found = name_person(conn, gallery, person, name)
+    found = _edit(name_person, gallery, person, name)
     err.print(f"person {found.id} is now {found.name!r} ({found.faces} faces)", highlight=False)
 
 
 @people_app.command("merge")
 @friendly
 def merge_cmd(
-    gallery: Annotated[str, typer.Argument(help="Gallery.")],
+    gallery: NamedGalleryArg,
     keep: Annotated[int, typer.Argument(help="Person id that stays.")],
     other: Annotated[int, typer.Argument(help="Person id whose faces move into the first.")],
 ) -> None:
     """Merge two people into the first (its id stays; its name, else the second's)."""
     from doppel.people.groups import merge_people
 
-    with connect(Settings.from_env()) as conn:
-        merged = merge_people(conn, gallery, keep, other)
+    merged = _edit(merge_people, gallery, keep, other)
     err.print(f"{merged.label} (id {merged.id}) now has {merged.faces} faces", highlight=False)
 
 
 @people_app.command("remove")
 @friendly
 def remove_cmd(
-    gallery: Annotated[str, typer.Argument(help="Gallery.")],
+    gallery: NamedGalleryArg,
     person: PersonArg,
     faces: Annotated[
         list[str],
@@ -185,8 +199,7 @@ def remove_cmd(
     """Take faces out of a person; later clusterings leave them out too."""
     from doppel.people.groups import take_out
 
-    with connect(Settings.from_env()) as conn:
-        moved = take_out(conn, gallery, person, faces)
+    moved = _edit(take_out, gallery, person, faces)
     err.print(f"{moved} face(s) taken out of person {person}", highlight=False)
 
 
@@ -201,20 +214,20 @@ def verify_cmd(
         str | None,
         typer.Option("--detector", "-d", help="Face detector (default: $DOPPEL_DETECTOR)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tell whether the largest faces of two photos are of the same person."""
     from doppel.faces.catalog import default_config
     from doppel.people.verify import verify
 
-    settings = Settings.from_env()
+    settings = command_settings()
     if second is None:
         raise UsageError("verify compares two photos: doppel verify A.jpg B.jpg")
     for path in (first, second):
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
     config = default_config(model or settings.model, detector or settings.detector)
-    result = verify(first, second, config, settings.calibration_file)
+    result = verify(first, second, config, settings.calibration_file, settings.face_options)
     cal = result.calibration
     if as_json:
         payload = {
@@ -254,10 +267,8 @@ def twins_cmd(
             "--out", "-o", help="Folder for one picture per pair (default: twins-<gallery>)."
         ),
     ] = None,
-    no_picture: Annotated[
-        bool, typer.Option("--no-picture", help="Do not write the pictures.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    no_picture: Annotated[bool, flag("--no-picture", "Do not write the pictures.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The k most alike pairs of different people in a gallery.
 
@@ -266,7 +277,7 @@ def twins_cmd(
     """
     from doppel.people.twins import twins
 
-    settings = Settings.from_env()
+    settings = command_settings()
     with connect(settings) as conn, progress_bar("pairs") as update:
         name = gallery
         if not no_picture and output is None:

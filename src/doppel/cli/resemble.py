@@ -8,8 +8,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from doppel.cli.common import DetectorOpt, ModelOpt, connect, err, friendly, out, progress_bar
-from doppel.config import Settings
+from doppel.cli.common import (
+    DetectorOpt,
+    ModelOpt,
+    command_settings,
+    connect,
+    err,
+    friendly,
+    out,
+    progress_bar,
+)
 
 
 @friendly
@@ -62,9 +70,9 @@ def resemble_cmd(
     from doppel.resemble.analysis import resemble
     from doppel.resemble.report import write_report
 
-    settings = Settings.from_env()
+    settings = command_settings()
     model, detector = model or settings.model, detector or settings.detector
-    embedder = embedder_for(default_config(model, detector))
+    embedder = embedder_for(default_config(model, detector), settings.face_options)
     with connect(settings) as conn, progress_bar("embed photos") as update:
         result = resemble(
             conn,

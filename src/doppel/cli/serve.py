@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from doppel.cli.common import err, friendly
-from doppel.config import Settings
+from doppel.cli.common import command_settings, err, friendly
 
 
 @friendly
@@ -65,7 +64,7 @@ def serve_cmd(
     """Serve the look-alike search page and its JSON API (/api/docs), models loaded once."""
     from doppel.web.app import create_app, is_loopback, serve
 
-    settings = Settings.from_env()
+    settings = command_settings()
     host, port = host or settings.host, port or settings.port
     if not is_loopback(host):
         err.print(

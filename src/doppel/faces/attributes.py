@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doppel.config import DEFAULT_MAX_PIXELS
+from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
@@ -23,9 +23,9 @@ SEX_OF = {"Woman": "F", "Man": "M"}
 class AttributePredictor:
     """DeepFace's Age, Gender and Race models; weights are checked before anything loads."""
 
-    def __init__(self, batch_size: int = 16) -> None:
+    def __init__(self, batch_size: int = 16, options: FaceOptions | None = None) -> None:
         for name in ATTRIBUTE_MODELS:
-            catalog.require(name, "attributes")
+            catalog.require(name, "attributes", options or FaceOptions())
         self.batch_size = batch_size
         self._clients: dict[str, object] | None = None
 
@@ -80,15 +80,17 @@ def predict_photo(
     detector: str | None = ATTRIBUTES_DETECTOR,
     predictor: AttributePredictor | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: FaceOptions | None = None,
 ) -> tuple[int, str, str]:
     """Age, sex and race of the largest face in a photo."""
     from doppel.faces.embed import Embedder
     from doppel.types import EmbeddingConfig
 
     photo = imaging.load(photo_path, max_pixels=max_pixels)  # a bad photo fails before any model
-    predictor = predictor or AttributePredictor()
+    predictor = predictor or AttributePredictor(options=options)
     # The model is never loaded: only detection is used here.
-    faces = Embedder(EmbeddingConfig("Dlib", detector or ATTRIBUTES_DETECTOR)).detect(photo)
+    config = EmbeddingConfig("Dlib", detector or ATTRIBUTES_DETECTOR)
+    faces = Embedder(config, options=options).detect(photo)
     if not faces:
         raise NoFaceFound(
             f"{photo_path}: no face found to predict sex and race from; try a clearer photo",
@@ -103,9 +105,10 @@ def same_attribute_filters(
     detector: str | None = ATTRIBUTES_DETECTOR,
     predictor: AttributePredictor | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: FaceOptions | None = None,
 ) -> Filters:
     """The filters plus the query face's predicted sex and race (explicit ones win)."""
-    _, sex, race = predict_photo(photo, detector, predictor, max_pixels)
+    _, sex, race = predict_photo(photo, detector, predictor, max_pixels, options)
     return Filters(
         filters.sex or sex,
         filters.races or (race,),

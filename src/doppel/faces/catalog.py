@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from doppel import config
-from doppel.config import Settings
+from doppel.config import FaceOptions
 from doppel.errors import Remedy, UnknownModel, WeightsMissing
 
 if TYPE_CHECKING:
@@ -248,9 +248,9 @@ def model_status(name: str, kind: str | None = None) -> ModelStatus:
     return ModelStatus(model, bundled, bundled is not None)
 
 
-def weights_path(name: str, kind: str | None = None) -> Path:
+def weights_path(name: str, kind: str | None, options: FaceOptions) -> Path:
     """The weights file of a model (installed, bundled or downloaded), for loading it."""
-    path = require(name, kind)
+    path = require(name, kind, options)
     if path is None or not path.is_file():
         raise _missing(spec(name, kind), "it has no weights file")
     return path
@@ -314,9 +314,10 @@ def all_status() -> list[ModelStatus]:
     return [model_status(name, spec.kind) for name, spec in MODELS.items()]
 
 
-def require(name: str, kind: str | None = None, settings: Settings | None = None) -> Path | None:
+def require(name: str, kind: str | None, options: FaceOptions) -> Path | None:
     """Make a model's weights available to DeepFace: present, linked from the package that
-    ships them, or downloaded; else explain in one line how to install them."""
+    ships them, or downloaded (as the options allow, from where they say); else explain in
+    one line how to install them."""
     model = spec(name, kind)
     if model.weights is None:
         return None
@@ -331,15 +332,15 @@ def require(name: str, kind: str | None = None, settings: Settings | None = None
         with contextlib.suppress(FileExistsError):  # another process linked it first
             target.symlink_to(bundled)
         return target
-    return download(model, settings or Settings.from_env())
+    return download(model, options)
 
 
-def source_url(model: ModelSpec, settings: Settings) -> str | None:
+def source_url(model: ModelSpec, options: FaceOptions) -> str | None:
     """Where the weights come from: DOPPEL_WEIGHTS_URL/FILE, else the published address."""
     if model.weights is None:
         return None
-    if settings.weights_url:
-        return settings.weights_url.rstrip("/") + "/" + model.weights
+    if options.weights_url:
+        return options.weights_url.rstrip("/") + "/" + model.weights
     return model.url
 
 
@@ -359,13 +360,16 @@ NETWORK_TIMEOUT = 5.0
 
 
 def download(
-    model: ModelSpec, settings: Settings, progress: bool = True, timeout: float = NETWORK_TIMEOUT
+    model: ModelSpec,
+    options: FaceOptions,
+    progress: bool = True,
+    timeout: float = NETWORK_TIMEOUT,
 ) -> Path:
     """Download a model's weights into DeepFace's folder, through a `.part` file that is
     renamed only when complete: as long as announced, the known size, the known hash."""
     assert model.weights is not None
-    url = source_url(model, settings)
-    if settings.offline:
+    url = source_url(model, options)
+    if options.offline:
         raise _missing(model, "downloads are off: DOPPEL_OFFLINE is set")
     if url is None or not url.endswith(model.weights):
         raise _missing(model, "doppel does not download this file itself")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from doppel.config import FaceOptions
 from doppel.faces import catalog, dlibface
 from doppel.faces.align import extract_face
 from doppel.faces.imaging import Photo
@@ -25,12 +26,12 @@ DETECT_SIDE = 640
 WITHOUT_TENSORFLOW = frozenset({"dlib", "opencv", "skip"})
 
 
-def warm_up_detector(detector: str, runtime: str = "auto") -> None:
+def warm_up_detector(detector: str, options: FaceOptions) -> None:
     """Load the detector's networks now rather than on the first photo."""
-    if detector == "mtcnn" and runtime != "tensorflow":
+    if detector == "mtcnn" and options.runtime != "tensorflow":
         from doppel.faces import networks
 
-        networks.mtcnn_detector(runtime)
+        networks.mtcnn_detector(options.runtime)
 
 
 def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
@@ -65,8 +66,8 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
 def detect_faces(
     photo: Photo,
     detector: str,
+    options: FaceOptions,
     align: bool = True,
-    runtime: str = "auto",
     alignment: str = "eyes",
 ) -> list[DetectedFace]:
     """Every face in the photo, largest first; an empty list when there is none."""
@@ -75,8 +76,8 @@ def detect_faces(
         box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
         return [DetectedFace(0, box, 0.0, photo.bgr)]
     if align and alignment == "five-point":
-        return five_point_faces(photo, detector, runtime)
-    catalog.require(detector, "detector")
+        return five_point_faces(photo, detector, options)
+    catalog.require(detector, "detector", options)
     import cv2
 
     bgr = photo.bgr
@@ -88,7 +89,7 @@ def detect_faces(
     if shrink > 1.0:
         size = (round(width / shrink), round(height / shrink))
         small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    regions = _regions(small, detector, runtime)
+    regions = _regions(small, detector, options.runtime)
     if not regions:
         return []
     # The black border lets alignment rotate faces near an edge (DeepFace does the same).
@@ -164,34 +165,34 @@ def _shrunk(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), shrink
 
 
-def _dlib_boxes(rgb: np.ndarray, detector: str) -> list[dlibface.Found]:
+def _dlib_boxes(rgb: np.ndarray, detector: str, options: FaceOptions) -> list[dlibface.Found]:
     """dlib's detectors, in photo pixels. For "dlib": HOG on the small copy, and only
     when that finds nothing, HOG on the whole photo (a small face in a big photo) or
     upsampled twice (a small photo), then the mmod CNN (a turned face): the extra cost
     falls on faceless photos alone."""
     small, shrink = _shrunk(rgb)
     if detector == "mmod":
-        return [box.scaled(shrink) for box in dlibface.mmod(small)]
+        return [box.scaled(shrink) for box in dlibface.mmod(small, options)]
     found = [box.scaled(shrink) for box in dlibface.hog(small)]
     if not found:
         found = dlibface.hog(rgb) if shrink > 1.0 else dlibface.hog(rgb, upsample=2)
     if not found:
-        found = [box.scaled(shrink) for box in dlibface.mmod(small)]
+        found = [box.scaled(shrink) for box in dlibface.mmod(small, options)]
     return found
 
 
-def _other_boxes(photo: Photo, detector: str, runtime: str) -> list[dlibface.Found]:
+def _other_boxes(photo: Photo, detector: str, options: FaceOptions) -> list[dlibface.Found]:
     """Another detector's boxes (mtcnn, retinaface, ...), in photo pixels."""
-    catalog.require(detector, "detector")
+    catalog.require(detector, "detector", options)
     small, shrink = _shrunk(photo.bgr)
-    regions = _regions(small, detector, runtime)
+    regions = _regions(small, detector, options.runtime)
     return [
         dlibface.Found(r.x, r.y, r.x + r.w, r.y + r.h, float(r.confidence or 0.0)).scaled(shrink)
         for r in regions
     ]
 
 
-def five_point_faces(photo: Photo, detector: str, runtime: str = "auto") -> list[DetectedFace]:
+def five_point_faces(photo: Photo, detector: str, options: FaceOptions) -> list[DetectedFace]:
     """Faces aligned the way the Dlib model was trained: dlib's five landmarks, found in
     the detector's box on the full photo, mapped onto a 150-pixel chip.
 
@@ -200,9 +201,9 @@ def five_point_faces(photo: Photo, detector: str, runtime: str = "auto") -> list
     """
     rgb = np.ascontiguousarray(photo.pixels)
     if detector in ("dlib", "mmod"):
-        boxes = _dlib_boxes(rgb, detector)
+        boxes = _dlib_boxes(rgb, detector, options)
     else:
-        boxes = _other_boxes(photo, detector, runtime)
+        boxes = _other_boxes(photo, detector, options)
     height, width = rgb.shape[:2]
     visible = []
     for found in boxes:
@@ -218,7 +219,7 @@ def five_point_faces(photo: Photo, detector: str, runtime: str = "auto") -> list
     visible.sort(key=lambda pair: pair[0].area, reverse=True)
     faces = []
     for index, (box, found) in enumerate(visible):
-        chip = dlibface.chip(rgb, found)
+        chip = dlibface.chip(rgb, found, options)
         # Crops travel as BGR in 0..1 like DeepFace's; dlibface rounds them back exactly.
         crop = np.ascontiguousarray(chip[:, :, ::-1], dtype=np.float32) / 255.0
         faces.append(DetectedFace(index, box, found.score, crop))

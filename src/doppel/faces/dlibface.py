@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from doppel.config import FaceOptions
 from doppel.faces import catalog
 
 CHIP_SIZE = 150  # the recognition model's input side
@@ -53,35 +54,38 @@ def _hog() -> Any:
     return dlib.get_frontal_face_detector()
 
 
-@lru_cache(maxsize=1)
-def _mmod() -> Any:
+# The options say where missing weights come from; a process normally has one.
+@lru_cache(maxsize=2)
+def _mmod(options: FaceOptions) -> Any:
     import dlib
 
-    return dlib.cnn_face_detection_model_v1(str(catalog.weights_path("mmod", "detector")))
+    path = catalog.weights_path("mmod", "detector", options)
+    return dlib.cnn_face_detection_model_v1(str(path))
 
 
-@lru_cache(maxsize=1)
-def _landmarks() -> Any:
+@lru_cache(maxsize=2)
+def _landmarks(options: FaceOptions) -> Any:
     import dlib
 
-    return dlib.shape_predictor(str(catalog.weights_path("dlib", "detector")))
+    return dlib.shape_predictor(str(catalog.weights_path("dlib", "detector", options)))
 
 
-@lru_cache(maxsize=1)
-def _recognition() -> Any:
+@lru_cache(maxsize=2)
+def _recognition(options: FaceOptions) -> Any:
     import dlib
 
-    return dlib.face_recognition_model_v1(str(catalog.weights_path("Dlib", "recognition")))
+    path = catalog.weights_path("Dlib", "recognition", options)
+    return dlib.face_recognition_model_v1(str(path))
 
 
-def load(detector: str | None = None) -> None:
+def load(options: FaceOptions, detector: str | None = None) -> None:
     """Load the landmark and recognition models (and a detector) now, not on first use."""
-    _landmarks()
-    _recognition()
+    _landmarks(options)
+    _recognition(options)
     if detector == "dlib":
         _hog()
     elif detector == "mmod":
-        _mmod()
+        _mmod(options)
 
 
 def hog(rgb: np.ndarray, upsample: int = 1) -> list[Found]:
@@ -93,27 +97,27 @@ def hog(rgb: np.ndarray, upsample: int = 1) -> list[Found]:
     ]
 
 
-def mmod(rgb: np.ndarray) -> list[Found]:
+def mmod(rgb: np.ndarray, options: FaceOptions) -> list[Found]:
     """dlib's CNN detector, which also finds faces turned too far for HOG."""
     upsample = 1 if max(rgb.shape[:2]) < MMOD_SIDE else 0
     return [
         Found(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), float(d.confidence))
-        for d in _mmod()(rgb, upsample)
+        for d in _mmod(options)(rgb, upsample)
     ]
 
 
-def chip(rgb: np.ndarray, box: Found) -> np.ndarray:
+def chip(rgb: np.ndarray, box: Found, options: FaceOptions) -> np.ndarray:
     """The face in the box, aligned on its five landmarks: 150x150 RGB uint8."""
     import dlib
 
     rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
-    shape = _landmarks()(rgb, rect)
+    shape = _landmarks(options)(rgb, rect)
     return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING))
 
 
-def describe(chips: Sequence[np.ndarray]) -> np.ndarray:
+def describe(chips: Sequence[np.ndarray], options: FaceOptions) -> np.ndarray:
     """The Dlib model's 128 numbers for each 150x150 RGB uint8 chip: (n, 128) float32."""
     if not chips:
         return np.empty((0, 128), dtype=np.float32)
     images = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
-    return np.asarray(_recognition().compute_face_descriptor(images), dtype=np.float32)
+    return np.asarray(_recognition(options).compute_face_descriptor(images), dtype=np.float32)

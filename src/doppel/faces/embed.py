@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from doppel.config import Settings
+from doppel.config import FaceOptions
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, dlibface, networks
 from doppel.faces import runtime as runtime_module
@@ -33,22 +33,21 @@ class Embedder:
         batch_size: int = 32,
         runtime: str | None = None,
         threads: int | None = None,
+        options: FaceOptions | None = None,
     ) -> None:
         spec = catalog.spec(config.model, "recognition")
         detector = catalog.spec(config.detector, "detector")
         self.config = dataclasses.replace(config, model=spec.name, detector=detector.name)
         catalog.check_config(self.config)
         self.batch_size = batch_size
-        # None: the runtime Settings name (DOPPEL_RUNTIME, `doppel --runtime`), read at load.
-        self.runtime = runtime
+        # The runtime and where missing weights come from (Settings.face_options); it
+        # travels with the Embedder into worker processes. runtime, when given, wins.
+        options = options or FaceOptions()
+        self.options = dataclasses.replace(options, runtime=runtime) if runtime else options
         self.threads = threads  # the model's threads; None lets the runtime decide
         self._network: runtime_module.Network | None = None
         self._client: Any = None  # DeepFace's client, for models that are not Keras networks
         self._ready = False
-
-    @property
-    def requested_runtime(self) -> str:
-        return self.runtime or Settings.from_env().runtime
 
     @property
     def runtime_label(self) -> str:
@@ -72,11 +71,11 @@ class Embedder:
         """Check weights and build the models now rather than on the first face."""
         if self._ready:
             return
-        catalog.require(self.config.model, "recognition")
-        catalog.require(self.config.detector, "detector")
+        catalog.require(self.config.model, "recognition", self.options)
+        catalog.require(self.config.detector, "detector", self.options)
         graph = networks.recognition_graph(self.config.model)
         if graph is not None:
-            self._network = runtime_module.load(graph, self.requested_runtime, threads=self.threads)
+            self._network = runtime_module.load(graph, self.options.runtime, threads=self.threads)
         else:
             # Dlib: DeepFace's client wraps dlib itself; building it imports no TensorFlow.
             from deepface.modules import modeling
@@ -85,8 +84,8 @@ class Embedder:
                 task="facial_recognition", model_name=self.config.model
             )
         if self._five_point:
-            dlibface.load(self.config.detector)
-        warm_up_detector(self.config.detector, self.requested_runtime)
+            dlibface.load(self.options, self.config.detector)
+        warm_up_detector(self.config.detector, self.options)
         self._ready = True
 
     def detect(self, photo: Photo, detector: str | None = None) -> list[DetectedFace]:
@@ -94,8 +93,8 @@ class Embedder:
         return detect_faces(
             photo,
             detector or self.config.detector,
+            self.options,
             self.config.align,
-            self.requested_runtime,
             alignment=self.config.alignment,
         )
 
@@ -118,7 +117,7 @@ class Embedder:
         self.warm_up()
         if self.config.model == "Dlib" and self._five_point:
             # dlib's chips are already the model's 150x150 input: straight to dlib.
-            return dlibface.describe([_to_rgb8(c) for c in crops])
+            return dlibface.describe([_to_rgb8(c) for c in crops], self.options)
         out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = self.preprocess(crops[start : start + self.batch_size])
@@ -180,6 +179,6 @@ def _to_rgb8(crop: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def embedder_for(config: EmbeddingConfig, runtime: str | None = None) -> Embedder:
-    """One Embedder per configuration (and runtime) per process, so models load once."""
-    return Embedder(config, runtime=runtime)
+def embedder_for(config: EmbeddingConfig, options: FaceOptions | None = None) -> Embedder:
+    """One Embedder per configuration (and options) per process, so models load once."""
+    return Embedder(config, options=options)

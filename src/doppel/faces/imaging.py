@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from doppel.config import DEFAULT_MAX_PIXELS
-from doppel.errors import ImageTooLarge, UnreadableImage
+from doppel.errors import ImageTooLarge, UnreadableImage, UsageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 # Photos are decoded at most this size (a side): enough to cut faces sharply,
@@ -122,6 +122,18 @@ def scan_images(root: Path) -> FolderScan:
             else:
                 scan.skipped.append(Skipped(path, f"not a regular file ({_kind(mode)})"))
         pending.extend(reversed(subfolders))
+    return scan
+
+
+def photos_to_ingest(root: Path) -> FolderScan:
+    """scan_images for an ingest: a root that is not a folder, or that holds no image
+    file, is refused before any gallery is touched."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    scan = scan_images(root)
+    if not scan.images:
+        passed = f" ({len(scan.skipped)} entries that cannot be read)" if scan.skipped else ""
+        raise UsageError(f"{root} holds no images (jpg, jpeg, png, webp or bmp){passed}")
     return scan
 
 

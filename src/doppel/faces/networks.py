@@ -115,7 +115,7 @@ def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[s
     done: list[str] = []
     model = spec(name)
     if model.weights is not None:
-        path = require(model.name, model.kind, settings)
+        path = require(model.name, model.kind, settings.face_options)
         done.append(f"{model.name}: weights at {path}")
     graphs: list[runtime.GraphSpec] = []
     if model.kind == "recognition" and model.convertible:

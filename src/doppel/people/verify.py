@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from doppel.config import FaceOptions
 from doppel.errors import UsageError
 from doppel.people import calibration
 from doppel.people.calibration import Calibration
@@ -41,6 +42,7 @@ def verify(
     second: Path,
     config: EmbeddingConfig,
     calibration_file: Path | None = None,
+    options: FaceOptions | None = None,
 ) -> Verification:
     """Embed the largest face of each photo and compare it with the model's threshold."""
     # The threshold is checked first: without one, no model needs loading.
@@ -55,7 +57,7 @@ def verify(
         )
     from doppel.faces.embed import embedder_for
 
-    embedder = embedder_for(config)
+    embedder = embedder_for(config, options)
     a = embedder.embed_query(one.photo, one.name)[0]
     b = embedder.embed_query(two.photo, two.name)[0]
     u = a.embedding / np.linalg.norm(a.embedding)

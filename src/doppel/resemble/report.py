@@ -40,6 +40,28 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _method_panels(n: int, width: float) -> tuple[Any, Any]:
+    """A figure with one panel per method, two a row; the spare panel hidden."""
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = _pyplot().subplots(
+        rows, cols, figsize=(width * cols, 3.6 * rows), dpi=110, squeeze=False
+    )
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _saved(fig: Any, out: Path, title: str | None = None) -> Path:
+    """Lay the figure out (under its title), write it to out and free it."""
+    if title is not None:
+        fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out)
+    _pyplot().close(fig)
+    return out
+
+
 def _short(path: str, width: int = 28) -> str:
     name = Path(path).name
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -86,19 +108,12 @@ def plot_pca(result: ResembleResult, out: Path) -> Path:
     ax.set_title(f"Face embeddings in 2-D (PCA, {result.config.model})")
     ax.legend(loc="best", framealpha=0.9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _saved(fig, out)
 
 
 def plot_scores(result: ResembleResult, out: Path) -> Path:
     """One panel per method: each person's score with its bootstrap interval."""
-    plt = _pyplot()
-    n = len(result.methods)
-    cols = min(n, 2)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), dpi=110, squeeze=False)
+    fig, axes = _method_panels(len(result.methods), 5.2)
     colours = _colours(len(result.people))
     x = np.arange(len(result.people))
     for ax, method in zip(axes.flat, result.methods, strict=False):
@@ -134,13 +149,7 @@ def plot_scores(result: ResembleResult, out: Path) -> Path:
         ax.set_ylabel(method.unit)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle("Resemblance score per method and person", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _saved(fig, out, "Resemblance score per method and person")
 
 
 def plot_per_photo(result: ResembleResult, out: Path) -> Path:
@@ -177,20 +186,13 @@ def plot_per_photo(result: ResembleResult, out: Path) -> Path:
         "other than the verdict)",
         fontsize=10,
     )
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _saved(fig, out)
 
 
 def plot_timeline(result: ResembleResult, out: Path) -> Path:
     """Each method's scores per period of capture date, one line per person."""
-    plt = _pyplot()
     periods = result.periods or []
-    n = len(result.methods)
-    cols = min(n, 2)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 3.6 * rows), dpi=110, squeeze=False)
+    fig, axes = _method_panels(len(result.methods), 5.6)
     colours = _colours(len(result.people))
     x = np.arange(len(periods))
     labels = [f"{p.label}\n({len(p.photos)})" for p in periods]
@@ -210,13 +212,7 @@ def plot_timeline(result: ResembleResult, out: Path) -> Path:
             ax.set_ylim(-0.04, 1.04)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.suptitle("Resemblance over time (capture period, photos in brackets)", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _saved(fig, out, "Resemblance over time (capture period, photos in brackets)")
 
 
 def as_dict(result: ResembleResult) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 from fastapi import Request
 
-from doppel.config import Settings
+from doppel.config import FaceOptions, Settings
 from doppel.errors import DoppelError, NoFaceFound, UsageError
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
@@ -76,8 +76,9 @@ class Database:
 class FaceModels:
     """The embedders behind the app; DeepFace's models are shared, one photo at a time."""
 
-    def __init__(self, default_detector: str | None) -> None:
+    def __init__(self, default_detector: str | None, options: FaceOptions) -> None:
         self.default_detector = default_detector
+        self.options = options  # the runtime and where missing weights come from
         self.lock = threading.Lock()
         self.loaded: set[str] = set()
         # gallery name -> why its model could not be loaded (missing weights, ...)
@@ -96,7 +97,7 @@ class FaceModels:
         for gallery in galleries:
             detector = self.detector_for(gallery)
             try:
-                embedder = embedder_for(gallery.config)
+                embedder = embedder_for(gallery.config, self.options)
                 with self.lock:
                     embedder.warm_up()
                     embedder.detect(blank, detector)
@@ -112,7 +113,7 @@ class FaceModels:
         raises its error (missing weights: 503), and one that now can is available."""
         try:
             with self.lock:
-                embedder_for(gallery.config).warm_up()
+                embedder_for(gallery.config, self.options).warm_up()
         except DoppelError as exc:
             self.unavailable[gallery.name] = str(exc)
             raise
@@ -123,7 +124,7 @@ class FaceModels:
         self.ready(gallery)
         if detector not in upload.detections:
             with self.lock:
-                faces = embedder_for(gallery.config).detect(upload.photo, detector)
+                faces = embedder_for(gallery.config, self.options).detect(upload.photo, detector)
             upload.detections[detector] = faces
             self.loaded.add(f"{gallery.config.model}/{detector}")
         return upload.detections[detector]
@@ -142,7 +143,9 @@ class FaceModels:
         key = (gallery.config.key, detector, index)
         if key not in upload.embeddings:
             with self.lock:
-                vector = embedder_for(gallery.config).embed_crops([faces[index].crop])[0]
+                vector = embedder_for(gallery.config, self.options).embed_crops(
+                    [faces[index].crop]
+                )[0]
             upload.embeddings[key] = vector
         return faces[index], upload.embeddings[key]
 
@@ -182,7 +185,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
-        self.models = FaceModels(self.settings.detector)
+        self.models = FaceModels(self.settings.detector, self.settings.face_options)
 
     def warm_up(self) -> None:
         with self.db.repo() as repo:

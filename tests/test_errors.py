@@ -50,3 +50,50 @@ def test_library_errors_name_no_command_line_flag_or_command() -> None:
             if "--" in text or "`doppel" in text:
                 found.append(f"{path.relative_to(SRC)}: {text!r}")
     assert found == []
+
+
+def test_square_brackets_in_a_message_are_printed_as_written(tmp_path: Path) -> None:
+    """The CLI prints messages as plain text: "[draft]" in a path is not a style tag."""
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+
+    missing = tmp_path / "[draft] photos"
+    result = CliRunner().invoke(app, ["ingest", str(missing)])
+    assert result.exit_code != 0
+    assert f"{missing} is not a folder" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "folder"),
+    [
+        (["--cluster", "{dir}"], "{dir}"),  # the folder, not an address
+        (["{dir}", "--cluster"], "{dir}"),
+        (["{dir}", "--cluster", "ray://head:10001"], "{dir}"),
+        (["--cluster", "head:10001", "{dir}"], "{dir}"),
+        (["--cluster", "local", "{dir}", "--workers", "1"], "{dir}"),
+    ],
+)
+def test_cluster_takes_an_address_or_none(tmp_path: Path, args: list[str], folder: str) -> None:
+    """`--cluster` alone or with an address; whatever follows that is not an address is
+    the folder (here a missing one, so the command stops before starting Ray)."""
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+
+    where = str(tmp_path / "nowhere")
+    result = CliRunner().invoke(app, ["ingest", *(a.format(dir=where) for a in args)])
+    assert f"{folder.format(dir=where)} is not a folder" in result.output, result.output
+
+
+def test_what_cluster_asks_for() -> None:
+    from doppel.cli.ingest import ray_address
+    from doppel.config import Settings
+
+    plain = Settings(Path("/tmp/x"), None)
+    with_env = Settings(Path("/tmp/x"), None, ray_address="ray://env:10001")
+    assert ray_address(None, with_env) is None  # no --cluster
+    assert ray_address("", plain) == ""  # bare: a local Ray
+    assert ray_address("", with_env) == "ray://env:10001"  # bare: $RAY_ADDRESS
+    assert ray_address("local", with_env) == ""  # local wins over $RAY_ADDRESS
+    assert ray_address("auto", with_env) == "auto"

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from doppel.cli import find, ingest, people, resemble, serve
-from doppel.cli.common import choose_settings
+from doppel.cli.common import ClusterCommand, choose_settings
 from doppel.cli.db import db_app, index_app
 from doppel.cli.gallery import gallery_app
 from doppel.cli.models import models_app
@@ -67,7 +67,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index")
-app.command("ingest")(ingest.ingest_cmd)
+app.command("ingest", cls=ClusterCommand)(ingest.ingest_cmd)
 app.command("load-dump")(ingest.load_dump_cmd)
 app.command("find")(find.find_cmd)
 app.command("resemble")(resemble.resemble_cmd)

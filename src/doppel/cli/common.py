@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,12 +21,22 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+from typer.core import TyperCommand
 
 from doppel.config import Settings, debug_enabled
 from doppel.errors import DoppelError, Remedy
 
-out = Console()
-err = Console(stderr=True)
+# No console markup: what doppel prints holds paths, gallery names and messages, and a
+# "[draft]" in a file name must come out as written, not be taken for a style.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+
+
+def labelled(label: str, style: str, message: str) -> Text:
+    """`label` in its style, then the message as plain text."""
+    return Text.assemble((label, style), " ", message)
+
 
 # What to do next, in the command's words, after an error that names a Remedy.
 HINTS: dict[Remedy, str] = {
@@ -66,7 +77,7 @@ def friendly(func: F) -> F:
         except DoppelError as exc:
             if debug_enabled():
                 raise
-            err.print(f"[bold red]error:[/] {error_line(exc)}", highlight=False, soft_wrap=True)
+            err.print(labelled("error:", "bold red", error_line(exc)), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             # psycopg is imported only by commands that connect; --help need not load it.
@@ -76,7 +87,7 @@ def friendly(func: F) -> F:
             if debug_enabled():
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err.print(f"[bold red]error:[/] database connection lost: {reason}", highlight=False)
+            err.print(labelled("error:", "bold red", f"database connection lost: {reason}"))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished batches are saved, run the command again to resume")
@@ -196,6 +207,36 @@ def connect(settings: Settings):  # type: ignore[no-untyped-def]
     from doppel.store.db import connect
 
     return connect(settings)
+
+
+# A value that names a Ray cluster rather than a folder: ray://HOST:PORT, HOST:PORT,
+# auto (the cluster this machine belongs to) or local (a Ray started for the run).
+_RAY_ADDRESS = re.compile(r"(auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d{1,5})")
+
+
+def bare_option_values(args: list[str], option: str, bare: str) -> list[str]:
+    """The arguments with `bare` after each `option` given without a value.
+
+    Typer options take a value or none, never "maybe": `--cluster` alone and
+    `--cluster ray://head:10001` both have to parse. The word after the option is its
+    value only if it looks like a cluster's address, so `ingest --cluster photos/`
+    still reads photos/ as the folder.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == option:
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is None or not _RAY_ADDRESS.fullmatch(following):
+                out.append(bare)
+    return out
+
+
+class ClusterCommand(TyperCommand):
+    """A command with a `--cluster [ADDRESS]` option (see bare_option_values)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, bare_option_values(args, "--cluster", ""))
 
 
 def flag(names: str, help: str) -> Any:

@@ -84,9 +84,10 @@ def db_status() -> None:
             else "the server's shared_buffers"
         )
         out.print(
-            f"[yellow]the index of {s.gallery.name} ({s.index_bytes / 2**20:,.0f} MiB) is larger "
+            f"the index of {s.gallery.name} ({s.index_bytes / 2**20:,.0f} MiB) is larger "
             f"than the server's buffers: each search reads much of it from the system's cache; "
-            f"raise {remedy}[/yellow]",
+            f"raise {remedy}",
+            style="yellow",
             highlight=False,
         )
 

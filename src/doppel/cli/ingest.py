@@ -151,20 +151,15 @@ def ingest_cmd(
     ef_construction: EfConstructionOpt = None,
     index: IndexWhenOpt = "auto",
     cluster: Annotated[
-        bool,
-        flag(
-            "--cluster",
-            "Decode and embed on Ray workers (pip install 'doppel[cluster]'); the database is "
-            "written from this machine only.",
-        ),
-    ] = False,
-    cluster_address: Annotated[
         str | None,
         typer.Option(
-            "--cluster-address",
-            help="The Ray cluster for --cluster (ray://HOST:10001, or auto for the one this "
-            "machine belongs to; default: $RAY_ADDRESS); without it a local Ray is started "
-            "for the run.",
+            "--cluster",
+            metavar="[ADDRESS]",
+            help="Decode and embed on Ray workers (pip install 'doppel\\[cluster]'): on the "
+            "cluster at ADDRESS (ray://HOST:10001, or auto for the one this machine belongs "
+            "to), else at $RAY_ADDRESS, else on a Ray started for the run (also: local). The "
+            "database is written from this machine only.",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
@@ -184,8 +179,17 @@ def ingest_cmd(
         m=m,
         ef_construction=ef_construction,
         index=index,
-        cluster=(cluster_address or settings.ray_address or "") if cluster else None,
+        cluster=ray_address(cluster, settings),
     )
+
+
+def ray_address(cluster: str | None, settings: Settings) -> str | None:
+    """What --cluster asks for: None (no cluster), an address, or "" (start a local Ray)."""
+    if cluster is None:
+        return None
+    if cluster == "local":
+        return ""
+    return cluster or settings.ray_address or ""
 
 
 # Over 80 lines: the declaration of its options, then the wait for the gallery, the two

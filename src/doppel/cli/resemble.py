@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from doppel.cli.common import (
     DetectorOpt,
@@ -108,11 +109,11 @@ def _print_resemble(result: Any) -> None:
         cells = []
         for p in result.people:
             text = f"{m.scores[p]:.3f} [{m.intervals[p].low:.3f}, {m.intervals[p].high:.3f}]"
-            cells.append(f"[bold]{text}[/]" if p == m.winner else text)
+            cells.append(Text(text, style="bold") if p == m.winner else Text(text))
         loo = f"{m.loo_accuracy:.0%} of {m.loo_photos}" if m.loo_accuracy is not None else "n/a"
         table.add_row(m.title, *cells, m.winner, f"{m.support:.0%}", loo)
     out.print(table)
-    out.print(f"[bold]{result.verdict}[/]", highlight=False)
+    out.print(result.verdict, style="bold", highlight=False)
     photos = Table(title=f"per target photo ({result.basis.title})")
     photos.add_column("photo")
     for person in result.people:

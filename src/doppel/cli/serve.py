@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from doppel.cli.common import command_settings, err, friendly
+from doppel.cli.common import command_settings, err, friendly, labelled
 
 
 @friendly
@@ -68,9 +68,12 @@ def serve_cmd(
     host, port = host or settings.host, port or settings.port
     if not is_loopback(host):
         err.print(
-            f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this "
-            "machine can search your galleries and see their photos",
-            highlight=False,
+            labelled(
+                "warning:",
+                "bold yellow",
+                f"listening on {host}: anyone who can reach this machine can search your "
+                "galleries and see their photos",
+            )
         )
     app_ = create_app(
         settings,

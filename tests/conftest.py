@@ -23,7 +23,15 @@ UNIT = FACES / "deepface-unit"
 # A test that uses one of these fixtures (each loads a model, or builds a gallery with
 # one, for many tests) is marked slow here, so that no such test can be missed.
 SLOW_FIXTURES = frozenset(
-    {"unit_gallery", "facenet_weights", "facenet", "gallery_url", "own_result", "other_result"}
+    {
+        "unit_gallery",
+        "facenet_weights",
+        "attribute_home",
+        "facenet",
+        "gallery_url",
+        "own_result",
+        "other_result",
+    }
 )
 # Modules that only loading a face model imports; a test that imports one while not
 # marked slow fails (see _slow_tests_are_marked).
@@ -201,3 +209,38 @@ def facenet_weights(doppel_home: Path, tmp_path_factory: pytest.TempPathFactory)
     path = tmp_path_factory.mktemp("weights") / "facenet512_weights.h5"
     write_random_facenet512(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def attribute_home(doppel_home: Path) -> Iterator[Path]:
+    """A DEEPFACE_HOME holding DeepFace's Age, Gender and Race architectures with random
+    weights, converted once for the session by `doppel models install` (as a user would),
+    and mtcnn converted too. Tests point DEEPFACE_HOME at it; they must not change it.
+
+    Each step runs in its own process: a VGG-sized conversion peaks at about 6 GB, which
+    goes back to the system when the process ends.
+    """
+    import subprocess
+
+    home = Path(tempfile.mkdtemp(prefix="doppel-attributes-"))
+    env = {
+        **os.environ,
+        "DEEPFACE_HOME": str(home),
+        "DOPPEL_RUNTIME": "onnx",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    weights = home / ".deepface" / "weights"
+    write = (
+        "import sys, pathlib; from tests.helpers import write_random_attribute_weights as w; "
+        "w(pathlib.Path(sys.argv[1]))"
+    )
+    steps = [[sys.executable, "-c", write, str(weights)]]
+    for name in ("mtcnn", "Age", "Gender", "Race"):
+        steps.append([sys.executable, "-m", "doppel", "models", "install", name])
+    for step in steps:
+        done = subprocess.run(step, env=env, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if step[-2] == "install" and step[-1] != "mtcnn":
+            assert f"{step[-1]}: runs on ONNX Runtime" in done.stdout, done.stdout
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

@@ -34,6 +34,45 @@ def write_random_facenet512(path: Path, seed: int = 0) -> Path:
     return path
 
 
+ATTRIBUTE_WEIGHTS = {
+    "Age": "age_model_weights.h5",
+    "Gender": "gender_model_weights.h5",
+    "Race": "race_model_single_batch.h5",
+}
+
+
+def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
+    """DeepFace's own Age, Gender and Race architectures with random weights, written as
+    the legacy HDF5 files DeepFace loads (about 0.5 GB each), one model at a time."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import importlib
+
+    import h5py
+    import tensorflow as tf
+    from deepface.commons import weight_utils
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # Build each architecture without its weights: no download, no loading.
+    saved = (weight_utils.download_weights_if_necessary, weight_utils.load_model_weights)
+    weight_utils.download_weights_if_necessary = lambda **kwargs: ""  # type: ignore[assignment]
+    weight_utils.load_model_weights = lambda model, weight_file: model  # type: ignore[assignment]
+    try:
+        for offset, (name, file_name) in enumerate(ATTRIBUTE_WEIGHTS.items()):
+            tf.random.set_seed(seed + offset)
+            np.random.seed(seed + offset)
+            module = importlib.import_module(f"deepface.models.demography.tf.{name}")
+            model = module.load_model()
+            if type(model).__module__.startswith("tf_keras"):
+                from tf_keras.src.saving.legacy.hdf5_format import save_weights_to_hdf5_group
+            else:
+                from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
+            with h5py.File(folder / file_name, "w") as handle:
+                save_weights_to_hdf5_group(handle, model)
+            del model
+    finally:
+        weight_utils.download_weights_if_necessary, weight_utils.load_model_weights = saved
+
+
 def clustered_vectors(
     n: int, dim: int = 512, per_identity: int = 5, noise: float = 0.35, seed: int = 0
 ) -> np.ndarray:

@@ -1,9 +1,20 @@
-"""Age, sex and race of faces with DeepFace's attribute models, for ingest and filters."""
+"""Age, sex and race of faces with DeepFace's attribute models, for ingest and filters.
+
+DeepFace's Age, Gender and Race models are VGG-Face networks ending in a softmax. Each
+runs on the runtime `doppel.faces.runtime` picks, as the recognition networks do: ONNX
+Runtime by default, with no TensorFlow import; TensorFlow when asked, or when the
+converted copy fails its check against TensorFlow. DeepFace's own post-processing then
+reads the probabilities (its framework-free helpers and labels, imported without
+TensorFlow): the apparent age is the expected value over the 101 age classes, sex and
+race are the most probable of DeepFace's labels.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +22,9 @@ from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import NoFaceFound, Remedy
 from doppel.faces import catalog, imaging
 from doppel.types import Filters
+
+if TYPE_CHECKING:
+    from doppel.faces.runtime import Network
 
 # DeepFace's attribute models take DeepFace's eye-level crops, as mtcnn's.
 ATTRIBUTES_DETECTOR = "mtcnn"
@@ -21,26 +35,54 @@ SEX_OF = {"Woman": "F", "Man": "M"}
 
 
 class AttributePredictor:
-    """DeepFace's Age, Gender and Race models; weights are checked before anything loads."""
+    """DeepFace's Age, Gender and Race models; weights are checked before anything loads,
+    the networks load on first use."""
 
-    def __init__(self, batch_size: int = 16, options: FaceOptions | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int = 16,
+        options: FaceOptions | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        # The runtime and where missing weights come from (Settings.face_options), as
+        # the Embedder takes them; runtime, when given, wins.
+        options = options or FaceOptions()
+        self.options = dataclasses.replace(options, runtime=runtime) if runtime else options
         for name in ATTRIBUTE_MODELS:
-            catalog.require(name, "attributes", options or FaceOptions())
+            catalog.require(name, "attributes", self.options)
         self.batch_size = batch_size
-        self._clients: dict[str, object] | None = None
+        self.threads = threads  # the networks' threads; None lets the runtime decide
+        self._networks: dict[str, Network] | None = None
 
-    def _models(self) -> dict[str, object]:
-        if self._clients is None:
-            from doppel.faces.runtime import quiet_tensorflow
+    @property
+    def runtime_labels(self) -> dict[str, str]:
+        """The runtime each model runs on once loaded ("ONNX Runtime", "TensorFlow")."""
+        return {name: net.candidate.label for name, net in (self._networks or {}).items()}
 
-            quiet_tensorflow()
-            from deepface.modules import modeling
+    def warm_up(self) -> None:
+        """Load (converting and checking, the first time) the three networks now."""
+        if self._networks is not None:
+            return
+        from doppel.faces import networks, runtime
 
-            self._clients = {
-                name: modeling.build_model(task="facial_attribute", model_name=name)
-                for name in ATTRIBUTE_MODELS
-            }
-        return self._clients
+        requested = self.options.runtime
+        self._networks = {
+            name: runtime.load(networks.attribute_graph(name), requested, threads=self.threads)
+            for name in ATTRIBUTE_MODELS
+        }
+
+    def probabilities(self, crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """Each model's softmax outputs for the crops (BGR, values 0..1): Age (n, 101),
+        Gender (n, 2), Race (n, 6), in DeepFace's label order."""
+        self.warm_up()
+        assert self._networks is not None
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in ATTRIBUTE_MODELS}
+        for start in range(0, len(crops), self.batch_size):
+            batch = np.stack([_square(crop) for crop in crops[start : start + self.batch_size]])
+            for name, network in self._networks.items():
+                parts[name].append(np.asarray(network(batch)[0], dtype=np.float32))
+        return {name: np.concatenate(found) for name, found in parts.items()}
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> list[tuple[int, str, str]]:
         """(age, sex F/M, race) for each face crop (BGR, values 0..1), in order."""
@@ -48,22 +90,22 @@ class AttributePredictor:
             return []
         from deepface.models.demography.DemographyUtils import GENDER_LABELS, RACE_LABELS
 
-        clients = self._models()
-        out: list[tuple[int, str, str]] = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = np.stack([_square(crop) for crop in crops[start : start + self.batch_size]])
-            ages = np.atleast_1d(clients["Age"].predict(batch))  # type: ignore[attr-defined]
-            sexes = np.atleast_2d(clients["Gender"].predict(batch))  # type: ignore[attr-defined]
-            races = np.atleast_2d(clients["Race"].predict(batch))  # type: ignore[attr-defined]
-            for age, sex, race in zip(ages, sexes, races, strict=True):
-                out.append(
-                    (
-                        int(round(float(age))),
-                        SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
-                        RACE_LABELS[int(np.argmax(race))],
-                    )
-                )
-        return out
+        found = self.probabilities(crops)
+        return [
+            (
+                int(round(apparent_age(age))),
+                SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
+                RACE_LABELS[int(np.argmax(race))],
+            )
+            for age, sex, race in zip(found["Age"], found["Gender"], found["Race"], strict=True)
+        ]
+
+
+def apparent_age(probabilities: np.ndarray) -> float:
+    """DeepFace's apparent age of one face: the expected value over the 101 age classes."""
+    from deepface.models.demography.DemographyUtils import find_apparent_age
+
+    return float(find_apparent_age(np.asarray(probabilities)))
 
 
 def _square(crop: np.ndarray) -> np.ndarray:

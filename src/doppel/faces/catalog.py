@@ -38,7 +38,7 @@ class ModelSpec:
     weights: str | None
     url: str | None
     note: str = ""
-    input_size: int | None = None  # square side the recognition model takes
+    input_size: int | None = None  # square side the network takes (recognition, attributes)
     size: int | None = None  # bytes of the published weights file, where known
     sha256: str | None = None  # its SHA-256, where known
     convertible: bool = False  # a Keras network doppel can run without TensorFlow
@@ -173,7 +173,13 @@ MODELS: dict[str, ModelSpec] = {
             "no detection: for pre-aligned face crops such as FFHQ",
         ),
         ModelSpec(
-            "Age", "attributes", None, "age_model_weights.h5", _RELEASES + "age_model_weights.h5"
+            "Age",
+            "attributes",
+            None,
+            "age_model_weights.h5",
+            _RELEASES + "age_model_weights.h5",
+            input_size=224,
+            convertible=True,
         ),
         ModelSpec(
             "Gender",
@@ -181,6 +187,8 @@ MODELS: dict[str, ModelSpec] = {
             None,
             "gender_model_weights.h5",
             _RELEASES + "gender_model_weights.h5",
+            input_size=224,
+            convertible=True,
         ),
         ModelSpec(
             "Race",
@@ -188,6 +196,8 @@ MODELS: dict[str, ModelSpec] = {
             None,
             "race_model_single_batch.h5",
             _RELEASES + "race_model_single_batch.h5",
+            input_size=224,
+            convertible=True,
         ),
     ]
 }

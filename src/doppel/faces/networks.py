@@ -40,6 +40,44 @@ def recognition_graph(name: str) -> runtime.GraphSpec | None:
     )
 
 
+def attribute_graph(name: str) -> runtime.GraphSpec:
+    """An attribute model's (Age, Gender, Race) Keras network as DeepFace builds it: its
+    VGG-Face trunk and classifier, softmax out; DeepFace's post-processing stays outside
+    (`doppel.faces.attributes`). The check sample is the recognition one at 224x224: face
+    crops scaled and padded with black, values 0..1, as DeepFace feeds these models."""
+    model = spec(name, "attributes")
+    assert model.weights is not None and model.input_size is not None
+    side = model.input_size
+
+    def build() -> object:
+        runtime.quiet_tensorflow()
+        from deepface.modules import modeling
+
+        return modeling.build_model(task="facial_attribute", model_name=model.name).model
+
+    return runtime.GraphSpec(
+        name=model.name,
+        weights=weights_dir() / model.weights,
+        input_shape=(None, side, side, 3),
+        build=build,
+        sample=lambda: runtime.face_sample(side),
+        cache_dir=weights_dir(),
+        large=True,
+    )
+
+
+def graphs_of(model: ModelSpec) -> list[runtime.GraphSpec]:
+    """The networks a catalogue model runs, for conversion; none for dlib and OpenCV."""
+    if model.kind == "recognition" and model.convertible:
+        graph = recognition_graph(model.name)
+        return [graph] if graph is not None else []
+    if model.kind == "attributes" and model.convertible:
+        return [attribute_graph(model.name)]
+    if model.name == "mtcnn":
+        return list(mtcnn_graphs().values())
+    return []
+
+
 def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
     """The mtcnn package's three networks (its weights ship with it), for conversion."""
     folder = mtcnn.weights_folder()
@@ -88,16 +126,11 @@ def mtcnn_detector(requested: str = "auto") -> mtcnn.Mtcnn:
 def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
     """What `doppel models` shows: the runtime a model would run on, and whether its
     converted file is present (without loading or converting anything)."""
-    graphs: list[runtime.GraphSpec] = []
-    if model.kind == "recognition" and model.convertible:
-        graph = recognition_graph(model.name)
-        graphs = [graph] if graph is not None else []
-    elif model.name == "mtcnn":
-        graphs = list(mtcnn_graphs().values())
-    elif model.name in ("Dlib", "dlib", "opencv"):
+    if model.name in ("Dlib", "dlib", "opencv"):
         return "dlib" if model.name != "opencv" else "OpenCV", "n/a"
-    elif model.name == "skip":
+    if model.name == "skip":
         return "-", "n/a"
+    graphs = graphs_of(model)
     if not graphs:
         return "TensorFlow", "n/a"
     if requested == "tensorflow":
@@ -117,12 +150,7 @@ def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[s
     if model.weights is not None:
         path = require(model.name, model.kind, settings.face_options)
         done.append(f"{model.name}: weights at {path}")
-    graphs: list[runtime.GraphSpec] = []
-    if model.kind == "recognition" and model.convertible:
-        graph = recognition_graph(model.name)
-        graphs = [graph] if graph is not None else []
-    elif model.name == "mtcnn":
-        graphs = list(mtcnn_graphs().values())
+    graphs = graphs_of(model)
     if settings.runtime == "tensorflow" or not graphs:
         return done
     for graph in graphs:

@@ -22,7 +22,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +203,9 @@ class GraphSpec:
     sample: Callable[[], np.ndarray]  # the fixed sample, preprocessed as the network takes it
     cache_dir: Path  # where the converted file goes: DeepFace's weights folder
     full_precision: bool = False  # detectors: no bfloat16, boxes must not move
+    # VGG-sized networks (half a gigabyte of weights): frozen without TensorFlow's graph
+    # optimiser, whose copies of the weights pass 15 GB; ONNX's own optimisers still run.
+    large: bool = False
 
 
 def converter_version() -> str | None:
@@ -265,7 +268,8 @@ def check_photo() -> np.ndarray:
 
 def face_sample(side: int, normalization: str = "base") -> np.ndarray:
     """Thirteen real face crops, preprocessed exactly as DeepFace preprocesses a face for a
-    recognition model whose input is side x side."""
+    recognition model (or, with base normalisation, an attribute model) whose input is
+    side x side."""
     from deepface.modules import preprocessing
 
     bgr = check_photo()[:, :, ::-1]
@@ -354,9 +358,14 @@ def convert(spec: GraphSpec, warn: Warn = _stderr) -> Path:
     signature = (tf.TensorSpec(spec.input_shape, tf.float32, name="input"),)
     function = tf.function(lambda x: model(x, training=False), input_signature=signature)
     try:
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
+        with _without_onnx_passes(spec.large):
+            proto, storage = tf2onnx.convert.from_function(
+                function, input_signature=signature, opset=OPSET, large_model=spec.large
+            )
     except Exception as exc:  # tf2onnx raises many kinds
         raise ConversionFailed(f"tf2onnx could not convert {spec.name}: {exc}") from exc
+    if storage is not None:
+        _inline_tensors(proto, storage.name_to_tensor_data)
     sample = spec.sample().astype(np.float32)
     outputs = KerasNetwork(model)(sample)
     _write_atomic(target, proto.SerializeToString())
@@ -379,6 +388,49 @@ def convert(spec: GraphSpec, warn: Warn = _stderr) -> Path:
         ).encode(),
     )
     return target
+
+
+@contextlib.contextmanager
+def _without_onnx_passes(skip: bool) -> Iterator[None]:
+    """tf2onnx's own graph passes, left out for large networks: each pass rewrites every
+    weight tensor into the model, and protobuf frees none of it until the end (2 GB more
+    per pass for a VGG). ONNX Runtime makes the same simplifications (folding the weight
+    transposes, merging the layout changes) when it first optimises the file. tf2onnx's
+    large-model path also still calls `numpy.product`, which NumPy 2 removed: it gets
+    `numpy.prod`, the same function, for the conversion."""
+    if not skip:
+        yield
+        return
+    from tf2onnx import optimizer
+
+    saved = optimizer._optimizers
+    optimizer._optimizers = {}
+    shimmed = "product" not in np.__dict__
+    if shimmed:
+        np.product = np.prod  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        optimizer._optimizers = saved
+        if shimmed:
+            del np.product  # type: ignore[attr-defined]
+
+
+def _inline_tensors(proto: Any, data: dict[str, bytes]) -> None:
+    """Put tensors tf2onnx kept apart (its large-model form) back into the model, which
+    stays one file: under protobuf's 2 GB limit, as every network doppel converts is."""
+    from onnx import TensorProto
+
+    tensors = list(proto.graph.initializer)
+    tensors += [
+        attr.t for node in proto.graph.node for attr in node.attribute if attr.HasField("t")
+    ]
+    for tensor in tensors:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            where = {entry.key: entry.value for entry in tensor.external_data}["location"]
+            tensor.raw_data = data[where]
+            del tensor.external_data[:]
+            tensor.data_location = TensorProto.DEFAULT
 
 
 def agreement(network: Network, reference: Path) -> float:

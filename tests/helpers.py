@@ -43,7 +43,10 @@ ATTRIBUTE_WEIGHTS = {
 
 def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
     """DeepFace's own Age, Gender and Race architectures with random weights, written as
-    the legacy HDF5 files DeepFace loads (about 0.5 GB each), one model at a time."""
+    the legacy HDF5 files DeepFace loads (about 0.5 GB each), one model at a time.
+
+    The last layer is scaled so that the probabilities differ between classes and faces
+    (untouched, a random VGG gives every class almost the same probability)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import importlib
 
@@ -62,6 +65,7 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
             np.random.seed(seed + offset)
             module = importlib.import_module(f"deepface.models.demography.tf.{name}")
             model = module.load_model()
+            _spread_the_scores(model)
             if type(model).__module__.startswith("tf_keras"):
                 from tf_keras.src.saving.legacy.hdf5_format import save_weights_to_hdf5_group
             else:
@@ -71,6 +75,21 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
             del model
     finally:
         weight_utils.download_weights_if_necessary, weight_utils.load_model_weights = saved
+
+
+def _spread_the_scores(model: object) -> None:
+    """Scale the final layer of a random attribute network so its scores (before the
+    softmax) spread with a standard deviation of 4 over real face crops."""
+    import keras
+
+    from doppel.faces.runtime import face_sample
+
+    sample = face_sample(224)
+    scores = keras.Model(model.inputs, model.layers[-2].output)(sample)  # type: ignore[attr-defined]
+    spread = float(np.std(np.asarray(scores)))
+    layer = model.get_layer("predictions")  # type: ignore[attr-defined]
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * (4 / spread), bias * (4 / spread)])
 
 
 def clustered_vectors(

@@ -187,7 +187,6 @@ def main() -> None:
         _phase(args)
         return
 
-    import resource
     import tempfile
 
     print(machine_line())
@@ -222,7 +221,24 @@ def main() -> None:
             walls.append(time.perf_counter() - start)
             if done.returncode:
                 sys.exit(f"doppel find failed:\n{done.stderr[-2000:]}")
-        cli_rss = peak_rss_mib(resource.RUSAGE_CHILDREN)
+        # The command's own peak, from a fresh parent whose only child it is:
+        # RUSAGE_CHILDREN here would also count the model conversion run by
+        # prepare_models in a child of this process.
+        measured = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import resource, subprocess, sys;"
+                "subprocess.run(sys.argv[1:], capture_output=True, check=True);"
+                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+                *command,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        cli_rss = int(measured.stdout.strip()) / 1024
         help_walls = []
         for argv in (["--help"], ["db", "status"], ["models"]):
             start = time.perf_counter()

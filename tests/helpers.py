@@ -80,10 +80,13 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
 def _spread_the_scores(model: object) -> None:
     """Scale the final layer of a random attribute network so its scores (before the
     softmax) spread with a standard deviation of 4 over real face crops."""
-    import keras
-
     from doppel.faces.runtime import face_sample
 
+    # The model's own Keras (tf-keras or Keras 3, whichever DeepFace built it with).
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras as keras
+    else:
+        import keras  # type: ignore[no-redef]
     sample = face_sample(224)
     scores = keras.Model(model.inputs, model.layers[-2].output)(sample)  # type: ignore[attr-defined]
     spread = float(np.std(np.asarray(scores)))

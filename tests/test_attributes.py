@@ -71,7 +71,7 @@ def _labels(theirs: dict[str, np.ndarray]) -> list[tuple[int, str, str]]:
 
     return [
         (
-            int(round(float(age))),
+            int(float(age)),  # DeepFace.analyze: int(apparent_age)
             attributes.SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
             RACE_LABELS[int(np.argmax(race))],
         )

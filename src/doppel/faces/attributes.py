@@ -93,7 +93,9 @@ class AttributePredictor:
         found = self.probabilities(crops)
         return [
             (
-                int(round(apparent_age(age))),
+                # Whole years cut down, as DeepFace.analyze reports them (and as the
+                # original project's dump holds them), so filters mean the same on both.
+                int(apparent_age(age)),
                 SEX_OF[GENDER_LABELS[int(np.argmax(sex))]],
                 RACE_LABELS[int(np.argmax(race))],
             )

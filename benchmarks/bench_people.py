@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from doppel.people import calibration
 from doppel.types import EmbeddingConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -147,7 +148,7 @@ def thresholds_section(faces: FaceSet, model: str) -> tuple[float, float, float,
     ok = ~np.isnan(faces.doppel[:, 0])
     same, different = calibration.labelled_pairs(faces.doppel[ok], faces.labels[ok])
     point = calibration.best_threshold(same, different)
-    a, b = calibration.fit_logistic(same, different)
+    a, b = calibration.fit_logistic(same, different, point.threshold)
     print(f"\n## Same-person threshold ({model}, lfw-dev, {ok.sum()} faces)")
     print(f"pairs: {len(same)} same-person, {len(different)} different-person")
     print(
@@ -276,41 +277,12 @@ def _check_deepface_verify(
     )
 
 
-# Cut points tried, relative to the same-person threshold; shared-neighbour weights.
-LINKS = np.arange(0.015, 0.0501, 0.005)
-JOINS = (0.0, 0.005, 0.01)
+# Shared-neighbour weights tried; the grid of cut points and the choice among them are
+# the library's, which `doppel calibrate` uses too.
 SHARED = (0.0, 0.05)
-# The shipped cut points: the best B-cubed F1 among those with this pair precision.
-PRECISION = 0.97
-
-
-def cluster_grid(threshold: float, shared: float) -> list:
-    from doppel.people.clustering import ClusterParams
-
-    grid = []
-    for link in np.round(threshold + LINKS, 4):
-        for join in np.round(link + np.array(JOINS), 4):
-            grid.append(
-                ClusterParams(round(float(link) - 0.02, 4), float(link), float(join), 3, shared)
-            )
-    return grid
-
-
-def choose(vectors: np.ndarray, labels: np.ndarray, grid: list) -> tuple:
-    """The best B-cubed F1 at pair precision PRECISION or more (else the most precise)."""
-    from doppel.people.clustering import cluster, exact_neighbours
-    from doppel.people.scores import score
-
-    graph, sims = exact_neighbours(vectors, 20)
-    best = None
-    for params in grid:
-        s = score(cluster(vectors, graph, sims, params), labels)
-        good = s.pair_precision >= PRECISION
-        key = (good, s.bcubed_f1 if good else s.pair_precision)
-        if best is None or key > best[0]:
-            best = (key, params, s)
-    assert best is not None
-    return best[1], best[2]
+PRECISION = calibration.PRECISION
+cluster_grid = calibration.cluster_grid
+choose = calibration.choose_cluster_params
 
 
 def clustering_section(faces: FaceSet, unit_set: FaceSet, threshold: float) -> object:

@@ -128,7 +128,19 @@ def test_shipped_calibration_covers_the_dlib_pipeline() -> None:
     assert cal.probability(cal.threshold + 0.03) > 0.9 > 0.1 > cal.probability(cal.threshold - 0.03)
     with pytest.raises(NotCalibrated, match="no same-person threshold") as caught:
         calibration.for_config(EmbeddingConfig("Facenet512", "mtcnn"))
-    assert "bench_people.py --model Facenet512 --detector mtcnn" in error_line(caught.value)
+    assert "doppel calibrate PEOPLE_DIR -m Facenet512 -d mtcnn" in error_line(caught.value)
+
+
+def test_probability_and_verdict_agree_for_every_shipped_pipeline() -> None:
+    """verify once said "different people" beside 57.6%: the fit crossed 50% below the
+    threshold. Now each curve crosses one half at its threshold, also when overridden."""
+    for cal in calibration.known().values():
+        for shift in (-0.004, -1e-4, 0.0, 1e-4, 0.004):
+            similarity = cal.threshold + shift
+            assert (cal.probability(similarity) >= 0.5) == cal.same(similarity), (cal, shift)
+        moved = cal.with_threshold(cal.threshold - 0.01)
+        assert moved.probability(moved.threshold) == pytest.approx(0.5)
+        assert moved.same(cal.threshold - 0.005) and moved.probability(cal.threshold - 0.005) > 0.5
 
 
 def test_best_threshold_separates_labelled_pairs() -> None:
@@ -138,8 +150,8 @@ def test_best_threshold_separates_labelled_pairs() -> None:
     assert 0.9 < point.threshold < 0.93
     far, frr = calibration.rates(same, different, point.threshold)
     assert far < 0.01 and frr < 0.01
-    a, b = calibration.fit_logistic(same, different)
-    assert a > 0 and abs(-b / a - point.threshold) < 0.02
+    a, b = calibration.fit_logistic(same, different, point.threshold)
+    assert a > 0 and -b / a == pytest.approx(point.threshold)
 
 
 @pytest.mark.slow
@@ -388,7 +400,7 @@ def test_verify_bad_input(unit_faces: Path) -> None:
     for args, message in (
         (["verify", photo], "two photos"),
         (["verify", photo, photo, "-m", "Dlib", "-d", "dlib"], "same file"),
-        (["verify", photo, str(unit_faces / "img2.jpg"), "-m", "Facenet512"], "bench_people.py"),
+        (["verify", photo, str(unit_faces / "img2.jpg"), "-m", "Facenet512"], "doppel calibrate"),
     ):
         result = runner.invoke(app, args)
         assert result.exit_code != 0

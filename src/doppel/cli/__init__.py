@@ -75,6 +75,7 @@ app.command("serve")(serve.serve_cmd)
 app.add_typer(people.people_app, name="people")
 app.command("verify")(people.verify_cmd)
 app.command("twins")(people.twins_cmd)
+app.command("calibrate")(people.calibrate_cmd)
 
 
 def main() -> None:

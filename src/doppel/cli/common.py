@@ -51,8 +51,8 @@ HINTS: dict[Remedy, str] = {
     "(`doppel models install {model}` downloads it where there is internet)",
     Remedy.PREDICT_ATTRIBUTES: "ingest with --attributes to predict them, or search without "
     "--sex, --race and --age",
-    Remedy.CALIBRATE: "measure one on labelled photos with `python benchmarks/bench_people.py "
-    "--model {model} --detector {detector} --write-calibration` (needs the model's weights)",
+    Remedy.CALIBRATE: "measure one with `doppel calibrate PEOPLE_DIR -m {model} -d {detector}` "
+    "(PEOPLE_DIR: one subfolder of photos per person; needs the model's weights)",
     Remedy.LIST_FACES: "`doppel people GALLERY --json` lists them",
 }
 

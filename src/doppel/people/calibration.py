@@ -208,7 +208,7 @@ def choose_cluster_params(
     graph, sims = exact_neighbours(vectors, min(20, len(vectors) - 1))
     best = None
     for params in grid:
-        s = score(cluster(vectors, graph, sims, params), labels)
+        s = score(cluster(vectors, graph, sims, params).tolist(), labels)
         good = s.pair_precision >= PRECISION
         key = (good, s.bcubed_f1 if good else s.pair_precision)
         if best is None or key > best[0]:

@@ -95,6 +95,33 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     PRIMARY KEY (content_hash, config, face_index)
 );
 
+-- Photos sent to `doppel serve`, held for 15 minutes (the newest few), so that every
+-- serve process on this database can search an upload any of them took. upload_faces
+-- holds each detector's faces of it (boxes, scores and crops as a NumPy .npz archive),
+-- upload_vectors the vectors made of them (float32, little-endian).
+CREATE TABLE IF NOT EXISTS uploads (
+    id           text PRIMARY KEY,
+    name         text NOT NULL,
+    content_hash text NOT NULL,
+    data         bytea NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    used_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS upload_faces (
+    upload_id text NOT NULL REFERENCES uploads ON DELETE CASCADE,
+    detector  text NOT NULL,
+    faces     bytea NOT NULL,
+    PRIMARY KEY (upload_id, detector)
+);
+CREATE TABLE IF NOT EXISTS upload_vectors (
+    upload_id  text NOT NULL REFERENCES uploads ON DELETE CASCADE,
+    config_key text NOT NULL,
+    detector   text NOT NULL,
+    face_index integer NOT NULL,
+    vector     bytea NOT NULL,
+    PRIMARY KEY (upload_id, config_key, detector, face_index)
+);
+
 CREATE TABLE IF NOT EXISTS schema_steps (
     step       integer PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()

@@ -45,4 +45,33 @@ STEPS: list[tuple[int, str]] = [
         " CHECK (alignment IN ('eyes', 'five-point')),"
         " ADD COLUMN IF NOT EXISTS flip boolean NOT NULL DEFAULT false",
     ),
+    # Uploads of `doppel serve` held in the database, so that several serve processes
+    # (workers, machines behind a load balancer) share them (see setup.sql).
+    (
+        4,
+        """
+        CREATE TABLE IF NOT EXISTS uploads (
+            id           text PRIMARY KEY,
+            name         text NOT NULL,
+            content_hash text NOT NULL,
+            data         bytea NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            used_at      timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS upload_faces (
+            upload_id text NOT NULL REFERENCES uploads ON DELETE CASCADE,
+            detector  text NOT NULL,
+            faces     bytea NOT NULL,
+            PRIMARY KEY (upload_id, detector)
+        );
+        CREATE TABLE IF NOT EXISTS upload_vectors (
+            upload_id  text NOT NULL REFERENCES uploads ON DELETE CASCADE,
+            config_key text NOT NULL,
+            detector   text NOT NULL,
+            face_index integer NOT NULL,
+            vector     bytea NOT NULL,
+            PRIMARY KEY (upload_id, config_key, detector, face_index)
+        );
+        """,
+    ),
 ]

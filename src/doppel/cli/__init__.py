@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from doppel.cli import find, ingest, people, resemble, serve
+from doppel.cli.citus import cluster_app
 from doppel.cli.common import ClusterCommand, choose_settings
 from doppel.cli.db import db_app, index_app
 from doppel.cli.gallery import gallery_app
@@ -63,6 +64,7 @@ def options(
     choose_settings(**chosen)
 
 
+db_app.add_typer(cluster_app, name="cluster")
 app.add_typer(db_app, name="db")
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(models_app, name="models")

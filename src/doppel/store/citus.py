@@ -413,3 +413,85 @@ def explain_node_failure(settings: Settings, message: str) -> str | None:
         else "start that node, or remove it with citus_remove_node"
     )
     return f"{name} is down or unreachable, so no answer can be complete; {remedy}"
+
+
+# Schema layout ----------------------------------------------------------------------
+
+SHARDS_PER_WORKER = 2
+
+
+def runs_citus(conn: psycopg.Connection) -> bool:
+    """Whether the server is a Citus coordinator with workers to spread tables over."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone()
+    if row is None:
+        return False
+    workers = conn.execute("SELECT count(*) FROM citus_get_active_worker_nodes()").fetchone()
+    return bool(workers and workers[0])
+
+
+def shard_count(conn: psycopg.Connection) -> int:
+    """DOPPEL_CITUS_SHARDS, else SHARDS_PER_WORKER for each worker (see docs/architecture.md)."""
+    given = os.environ.get("DOPPEL_CITUS_SHARDS")
+    if given:
+        try:
+            value = int(given)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= 1024:
+            raise UsageError(
+                f"DOPPEL_CITUS_SHARDS must be a whole number from 1 to 1024, not {given!r}"
+            )
+        return value
+    row = conn.execute("SELECT count(*) FROM citus_get_active_worker_nodes()").fetchone()
+    return max(2, SHARDS_PER_WORKER * int(row[0] if row else 1))
+
+
+def distribute_schema(conn: psycopg.Connection) -> None:
+    """Lay doppel's freshly made tables out for Citus (inside apply_schema's transaction).
+
+    - galleries and people: reference tables, a copy on every node, so that every shard
+      of faces can check its foreign keys and join them locally;
+    - faces and images: distributed by hash of `source` and co-located, so a file's
+      record and its faces live in one shard and an ingest batch writes each file on one
+      node; a gallery's faces spread over every shard, so every worker searches its part
+      of a gallery at once;
+    - embedding_cache: distributed by content_hash (looked up by it);
+    - schema_steps and serve's uploads stay on the coordinator.
+
+    Citus wants the distribution column in every unique constraint: faces' unique
+    (gallery_id, source, face_index) has it; the primary key becomes (id, source),
+    id still unique from its one sequence on the coordinator. A reference table cannot
+    point at a distributed one, so people.cover_face_id loses its foreign key (a person
+    whose cover face is deleted keeps a stale id, which store/people.py treats as no cover).
+    """
+    shards = shard_count(conn)
+    conn.execute("ALTER TABLE people DROP CONSTRAINT IF EXISTS people_cover_face_id_fkey")
+    conn.execute("SELECT create_reference_table('galleries')")
+    conn.execute("SELECT create_reference_table('people')")
+    conn.execute("ALTER TABLE faces DROP CONSTRAINT faces_pkey")
+    conn.execute("ALTER TABLE faces ADD PRIMARY KEY (id, source)")
+    conn.execute("SELECT create_distributed_table('faces', 'source', shard_count => %s)", (shards,))
+    conn.execute("SELECT create_distributed_table('images', 'source', colocate_with => 'faces')")
+    conn.execute(
+        "SELECT create_distributed_table('embedding_cache', 'content_hash',"
+        " colocate_with => 'none', shard_count => %s)",
+        (shards,),
+    )
+
+
+def distributed(conn: psycopg.Connection) -> bool:
+    """Whether doppel's faces table is distributed (the layout above)."""
+    row = conn.execute("SELECT to_regclass('pg_dist_partition') IS NOT NULL").fetchone()
+    if not (row and row[0]):
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('faces')"
+        " AND partmethod = 'h'"
+    ).fetchone()
+    return row is not None
+
+
+# The numbered steps (store/migrations.py) from this one on are written to run on a
+# Citus coordinator too: every constraint named and added by its own command. A Citus
+# database starts from setup.sql, which holds the earlier ones.
+CITUS_SAFE_FROM = 4

@@ -137,7 +137,24 @@ def stop_embedded(settings: Settings) -> bool:
 def describe_location(settings: Settings) -> str:
     if settings.database_url:
         return redact(settings.database_url)
+    from doppel.store.citus import active
+
+    cluster = active(settings)
+    if cluster is not None:
+        return cluster.describe()
     return f"embedded PostgreSQL in {settings.pgdata}"
+
+
+def local_uri(settings: Settings) -> str:
+    """The coordinator of the local Citus cluster while one is started under DOPPEL_HOME
+    (`doppel db cluster start`), else the single embedded server."""
+    from doppel.store.citus import active, ensure_coordinator
+
+    cluster = active(settings)
+    if cluster is None:
+        return embedded_uri(settings)
+    ensure_coordinator(cluster)
+    return cluster.url
 
 
 def redact(url: str) -> str:
@@ -175,7 +192,7 @@ def connect(settings: Settings, *, migrate: bool = True) -> psycopg.Connection:
     """Open a connection to doppel's database with pgvector registered and the schema applied."""
     if settings.database_url:
         check_url(settings.database_url)
-    url = settings.database_url or embedded_uri(settings)
+    url = settings.database_url or local_uri(settings)
     try:
         # Autocommit: each statement stands alone unless wrapped in conn.transaction(),
         # which then commits (or rolls back) as one unit.
@@ -258,6 +275,19 @@ def apply_schema(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(4242001)")
         if not (exists and exists[0]):
             conn.execute(schema_sql())  # type: ignore[arg-type]
+            from doppel.store.citus import distribute_schema, runs_citus
+
+            if runs_citus(conn):
+                # setup.sql is the schema with every step so far; the steps themselves
+                # were written for one server (constraints inside ADD COLUMN, which
+                # Citus refuses), so they are recorded, not run. Later steps run on
+                # the distributed tables (store/citus.py, CITUS_SAFE_FROM).
+                distribute_schema(conn)
+                for number, _ in STEPS:
+                    conn.execute(
+                        "INSERT INTO schema_steps (step) VALUES (%s) ON CONFLICT DO NOTHING",
+                        (number,),
+                    )
         applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
         for number, sql in STEPS:
             if number not in applied:

@@ -33,6 +33,9 @@ DEFAULT_BATCH_SIZE = 32  # faces per model call: 2.7 times one-at-a-time (docs/b
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MIB = 20
+# How long a search may wait for a face worker before `doppel serve` answers 503 with
+# Retry-After instead (DOPPEL_QUEUE_WAIT_S): latency stays bounded under overload.
+DEFAULT_QUEUE_WAIT_S = 5
 
 # Every environment variable doppel reads, and the Settings field (or function) it sets.
 ENVIRONMENT = {
@@ -49,6 +52,8 @@ ENVIRONMENT = {
     "DOPPEL_HOST": "host",
     "DOPPEL_PORT": "port",
     "DOPPEL_MAX_UPLOAD_MIB": "max_upload_mib",
+    "DOPPEL_WORKERS": "workers",
+    "DOPPEL_QUEUE_WAIT_S": "queue_wait_s",
     "DOPPEL_REPORTS": "reports",
     "RAY_ADDRESS": "ray_address",
     "DEEPFACE_HOME": "deepface_home()",
@@ -141,6 +146,9 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_upload_mib: int = DEFAULT_MAX_UPLOAD_MIB
+    # `doppel serve`'s face worker processes; None: one per core (face_workers).
+    workers: int | None = None
+    queue_wait_s: int = DEFAULT_QUEUE_WAIT_S
     reports: Path | None = None  # None: home/reports
     ray_address: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -173,6 +181,8 @@ class Settings:
             port=_int("DOPPEL_PORT", DEFAULT_PORT, 1, 65535) or DEFAULT_PORT,
             max_upload_mib=_int("DOPPEL_MAX_UPLOAD_MIB", DEFAULT_MAX_UPLOAD_MIB, 1, 1024)
             or DEFAULT_MAX_UPLOAD_MIB,
+            workers=_int("DOPPEL_WORKERS", None, 0, 1024),
+            queue_wait_s=_int("DOPPEL_QUEUE_WAIT_S", DEFAULT_QUEUE_WAIT_S, 0, 3600) or 0,
             reports=Path(reports).expanduser() if reports else None,
             ray_address=os.environ.get("RAY_ADDRESS") or None,
             max_pixels=_int("DOPPEL_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**12)
@@ -185,6 +195,15 @@ class Settings:
     def face_options(self) -> FaceOptions:
         """The face pipeline's part, for Embedders and the weights catalogue."""
         return FaceOptions(self.runtime, self.offline, self.weights_url)
+
+    @property
+    def face_workers(self) -> int:
+        """`doppel serve`'s face worker processes: DOPPEL_WORKERS, else one per core."""
+        if self.workers is not None:
+            return self.workers
+        if hasattr(os, "sched_getaffinity"):
+            return len(os.sched_getaffinity(0))
+        return os.cpu_count() or 1
 
     @property
     def pgdata(self) -> Path:

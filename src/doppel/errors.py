@@ -97,3 +97,14 @@ class NotCalibrated(DoppelError):
 
 class UnknownPerson(DoppelError):
     """A person id that the gallery does not have."""
+
+
+class Overloaded(DoppelError):
+    """More searches wait than the server's workers can take in the time allowed."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:
+        return (Overloaded, (str(self), self.retry_after))

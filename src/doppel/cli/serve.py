@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -60,11 +61,36 @@ def serve_cmd(
             help="Save uploaded photos in this folder (default: they are never written to disk).",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=0,
+            max=1024,
+            help="Processes doing the face work, each with its own models (default: "
+            "$DOPPEL_WORKERS, else one per core; 0: in the server process).",
+        ),
+    ] = None,
+    queue_wait: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-wait",
+            min=0,
+            max=3600,
+            help="Seconds a search may wait for a worker before the server answers 503 "
+            "with Retry-After (default: $DOPPEL_QUEUE_WAIT_S, else 5).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the look-alike search page and its JSON API (/api/docs), models loaded once."""
     from doppel.web.app import create_app, is_loopback, serve
 
     settings = command_settings()
+    if workers is not None:
+        settings = dataclasses.replace(settings, workers=workers)
+    if queue_wait is not None:
+        settings = dataclasses.replace(settings, queue_wait_s=queue_wait)
     host, port = host or settings.host, port or settings.port
     if not is_loopback(host):
         err.print(
@@ -84,6 +110,8 @@ def serve_cmd(
         keep_uploads=keep_uploads,
     )
     err.print(
-        f"loading models, then serving on http://{host}:{port}/ (Ctrl-C stops)", highlight=False
+        f"loading models in {settings.face_workers or 'this'} process(es), then serving on "
+        f"http://{host}:{port}/ (Ctrl-C stops)",
+        highlight=False,
     )
     serve(app_, host, port)

@@ -29,6 +29,7 @@ from doppel.errors import (
     GalleryMismatch,
     ImageTooLarge,
     NoFaceFound,
+    Overloaded,
     UnknownGallery,
     UnreadableImage,
     UsageError,
@@ -69,6 +70,11 @@ async def doppel_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=STATUS.get(type(exc), 400))
 
 
+async def overloaded(_: Request, exc: Exception) -> JSONResponse:
+    retry = exc.retry_after if isinstance(exc, Overloaded) else 1
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"retry-after": str(retry)})
+
+
 async def database_error(_: Request, exc: Exception) -> JSONResponse:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
     return JSONResponse({"detail": f"database unavailable: {reason}"}, status_code=503)
@@ -83,15 +89,22 @@ def create_app(
     max_upload: int = DEFAULT_MAX_UPLOAD_MIB * 2**20,
     keep_uploads: Path | None = None,
     warm_up: bool = True,
+    workers: int | None = None,
 ) -> FastAPI:
-    """The web app: the page at /, the API under /api, reports under /reports/{id}/."""
-    state = AppState(settings, gallery, reports_dir, report_cwd, keep_uploads)
+    """The web app: the page at /, the API under /api, reports under /reports/{id}/.
+
+    workers: face worker processes (0: the face work runs in this process, one photo
+    at a time); None takes the Settings' (DOPPEL_WORKERS, else one per core).
+    """
+    state = AppState(settings, gallery, reports_dir, report_cwd, keep_uploads, workers)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.models.work.start()
         if warm_up:
             state.warm_up()
         yield
+        state.models.work.close()
         state.db.close()
 
     app = FastAPI(
@@ -107,6 +120,7 @@ def create_app(
     )
     app.state.doppel = state
     app.add_exception_handler(DoppelError, doppel_error)
+    app.add_exception_handler(Overloaded, overloaded)
     app.add_exception_handler(psycopg.OperationalError, database_error)
     for router in (galleries.router, search.router, reports.router):
         app.include_router(router)

@@ -118,10 +118,20 @@ class ReportOut(BaseModel):
     pictures: list[str]
 
 
+class QueueOut(BaseModel):
+    workers: int = Field(description="Face worker processes (0: the server's own).")
+    running: int = Field(description="Searches a worker is doing now.")
+    waiting: int = Field(description="Searches waiting for a worker.")
+    max_wait_s: float = Field(description="Longer waits are refused: 503 with Retry-After.")
+    search_s: float = Field(description="What a search has been costing a worker, averaged.")
+    refused: int = Field(description="Searches refused as too many since the server started.")
+
+
 class HealthOut(BaseModel):
     status: str
     galleries: int
     models_loaded: list[str]
+    queue: QueueOut
 
 
 def box_out(box: Box | None) -> BoxOut | None:

@@ -1,8 +1,9 @@
 """What the web app holds for its lifetime: one connection, the face models, uploads.
 
-The app keeps one database connection and one embedder per gallery configuration for
-the life of the process, so only the first search pays for loading models. Routes
-reach this state through the `app_state` dependency.
+The app keeps one database connection and its face worker processes (each with one
+embedder per gallery configuration) for the life of the process, so only the first
+search pays for loading models; uploads are held in the database, where every serve
+process finds them. Routes reach this state through the `app_state` dependency.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
 from fastapi import Request
 
-from doppel.config import FaceOptions, Settings
-from doppel.errors import DoppelError, NoFaceFound, UsageError
-from doppel.faces.embed import embedder_for
-from doppel.faces.imaging import Photo
+from doppel.config import DEFAULT_QUEUE_WAIT_S, FaceOptions, Settings
+from doppel.errors import DoppelError, NoFaceFound, Overloaded, UsageError
 from doppel.search import query_detector
 from doppel.store.repository import Repository
 from doppel.types import DetectedFace, Gallery
+from doppel.web.facework import FaceWork
 from doppel.web.uploads import Upload, UploadStore
 
 log = logging.getLogger("doppel.web")
+T = TypeVar("T")
 
 # Gallery pictures kept, as JPEG bytes, for the result pages' thumbnails.
 PICTURES_HELD = 256
@@ -74,12 +76,19 @@ class Database:
 
 
 class FaceModels:
-    """The embedders behind the app; DeepFace's models are shared, one photo at a time."""
+    """The face work behind the app, on worker processes (`FaceWork`), done once per
+    upload: its faces per detector and each chosen face's vector are kept with it."""
 
-    def __init__(self, default_detector: str | None, options: FaceOptions) -> None:
+    def __init__(
+        self,
+        default_detector: str | None,
+        options: FaceOptions,
+        workers: int = 0,
+        max_wait_s: float = DEFAULT_QUEUE_WAIT_S,
+    ) -> None:
         self.default_detector = default_detector
         self.options = options  # the runtime and where missing weights come from
-        self.lock = threading.Lock()
+        self.work = FaceWork(options, workers, max_wait_s)
         self.loaded: set[str] = set()
         # gallery name -> why its model could not be loaded (missing weights, ...)
         self.unavailable: dict[str, str] = {}
@@ -88,19 +97,17 @@ class FaceModels:
         return query_detector(gallery, None, self.default_detector)
 
     def warm_up(self, galleries: list[Gallery]) -> None:
-        """Load the models of every gallery now, so the first search is as fast as the rest.
+        """Start the workers and load the models of every gallery now, so the first
+        search is as fast as the rest.
 
         A gallery whose model cannot be loaded is marked unavailable, with the reason,
         and the others are served: one gallery must not keep the server from starting.
         """
-        blank = Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0)
+        self.work.start()
         for gallery in galleries:
             detector = self.detector_for(gallery)
             try:
-                embedder = embedder_for(gallery.config, self.options)
-                with self.lock:
-                    embedder.warm_up()
-                    embedder.detect(blank, detector)
+                self.work.warm(gallery.config, detector)
             except Exception as exc:  # any model that fails to load, for any reason
                 self.unavailable[gallery.name] = str(exc) or type(exc).__name__
                 log.warning("gallery %s is unavailable: %s", gallery.name, exc)
@@ -108,23 +115,23 @@ class FaceModels:
             self.unavailable.pop(gallery.name, None)
             self.loaded.add(f"{gallery.config.model}/{detector}")
 
-    def ready(self, gallery: Gallery) -> None:
-        """Load the gallery's model if it is not yet; a model that still cannot load
-        raises its error (missing weights: 503), and one that now can is available."""
+    def _run(self, gallery: Gallery, fn: Callable[..., T], *args: Any) -> T:
+        """Face work for a gallery; a model that cannot load marks it unavailable (its
+        error says why: missing weights, 503), one that now can makes it available."""
         try:
-            with self.lock:
-                embedder_for(gallery.config, self.options).warm_up()
+            result = fn(*args)
+        except Overloaded:
+            raise
         except DoppelError as exc:
             self.unavailable[gallery.name] = str(exc)
             raise
         self.unavailable.pop(gallery.name, None)
+        return result
 
     def detect(self, upload: Upload, gallery: Gallery, detector: str) -> list[DetectedFace]:
         """The upload's faces by this detector, found once per upload."""
-        self.ready(gallery)
         if detector not in upload.detections:
-            with self.lock:
-                faces = embedder_for(gallery.config, self.options).detect(upload.photo, detector)
+            faces = self._run(gallery, self.work.detect, gallery.config, upload.photo, detector)
             upload.detections[detector] = faces
             self.loaded.add(f"{gallery.config.model}/{detector}")
         return upload.detections[detector]
@@ -132,21 +139,27 @@ class FaceModels:
     def embedding(
         self, upload: Upload, gallery: Gallery, detector: str, index: int
     ) -> tuple[DetectedFace, np.ndarray]:
-        """One face of the upload and its vector for the gallery, embedded once per upload."""
-        faces = self.detect(upload, gallery, detector)
+        """One face of the upload and its vector for the gallery, embedded once per upload
+        (a new photo is detected and embedded in one trip to a worker)."""
+        key = (gallery.config.key, detector, index)
+        if detector not in upload.detections:
+            config = gallery.config
+            work = self.work.detect_and_embed
+            faces, vector = self._run(gallery, work, config, upload.photo, detector, index)
+            upload.detections[detector] = faces
+            self.loaded.add(f"{gallery.config.model}/{detector}")
+            if vector is not None:
+                upload.embeddings[key] = vector
+        faces = upload.detections[detector]
         if not faces:
             raise NoFaceFound(f"{upload.name}: no face found; try a clearer, front-facing photo")
         if index >= len(faces):
             raise UsageError(
                 f"{upload.name} has {len(faces)} face(s); choose face 0 to {len(faces) - 1}"
             )
-        key = (gallery.config.key, detector, index)
         if key not in upload.embeddings:
-            with self.lock:
-                vector = embedder_for(gallery.config, self.options).embed_crops(
-                    [faces[index].crop]
-                )[0]
-            upload.embeddings[key] = vector
+            crop = faces[index].crop
+            upload.embeddings[key] = self._run(gallery, self.work.embed, gallery.config, crop)
         return faces[index], upload.embeddings[key]
 
 
@@ -178,14 +191,21 @@ class AppState:
     reports_dir: Path | None = None
     report_cwd: Path | None = None
     keep_uploads: Path | None = None
+    workers: int | None = None  # face worker processes; None: the Settings'
     db: Database = field(init=False)
     models: FaceModels = field(init=False)
-    uploads: UploadStore = field(default_factory=UploadStore)
+    uploads: UploadStore = field(init=False)
     pictures: PictureCache = field(default_factory=PictureCache)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings)
-        self.models = FaceModels(self.settings.detector, self.settings.face_options)
+        self.models = FaceModels(
+            self.settings.detector,
+            self.settings.face_options,
+            self.settings.face_workers if self.workers is None else self.workers,
+            self.settings.queue_wait_s,
+        )
+        self.uploads = UploadStore(self.db.connection, max_pixels=self.settings.max_pixels)
 
     def warm_up(self) -> None:
         with self.db.repo() as repo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -10,7 +11,7 @@ from fastapi.responses import Response
 from doppel import sources
 from doppel.composer import face_crop
 from doppel.web.pictures import jpeg, scaled
-from doppel.web.schemas import GalleriesOut, GalleryOut, HealthOut, attributes_out
+from doppel.web.schemas import GalleriesOut, GalleryOut, HealthOut, QueueOut, attributes_out
 from doppel.web.state import AppState, app_state
 
 router = APIRouter()
@@ -19,10 +20,13 @@ State = Annotated[AppState, Depends(app_state)]
 
 @router.get("/api/health", response_model=HealthOut, tags=["server"])
 def health(state: State) -> HealthOut:
-    """Whether the server and its database answer."""
+    """Whether the server and its database answer, and how long the queue is."""
     with state.db.repo() as repo:
         count = len(repo.galleries())
-    return HealthOut(status="ok", galleries=count, models_loaded=sorted(state.models.loaded))
+    queue = QueueOut(**dataclasses.asdict(state.models.work.state()))
+    return HealthOut(
+        status="ok", galleries=count, models_loaded=sorted(state.models.loaded), queue=queue
+    )
 
 
 @router.get("/api/galleries", response_model=GalleriesOut, tags=["galleries"])

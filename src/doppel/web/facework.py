@@ -1,0 +1,218 @@
+"""`doppel serve`'s face work (detection, embedding) on every core, behind a bounded queue.
+
+dlib's detectors and its ResNet hold the GIL for their whole run (two threads are no
+faster than one) and its networks keep per-call state, so threads cannot use a second
+core. The work goes to worker processes instead, each with its own copy of the models
+(ONNX Runtime sessions, dlib's detectors); the server process decodes, queries the
+database and answers. The functions a worker runs are the ones the CLI runs, so an
+answer is the same however many workers there are.
+
+The queue is bounded by time: a search that would wait longer than `max_wait_s` for a
+worker (judged from how long searches have been taking) is refused at once with
+`Overloaded`, which the app answers with 503 and Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any, TypeVar
+
+import numpy as np
+
+from doppel.config import FaceOptions
+from doppel.errors import Overloaded
+from doppel.faces.embed import Embedder, embedder_for
+from doppel.faces.imaging import Photo
+from doppel.types import DetectedFace, EmbeddingConfig
+
+T = TypeVar("T")
+# What a search is taken to cost before one has been timed (seconds of a worker).
+FIRST_GUESS_S = 1.0
+# Weight of the newest timing in the running average of a search's cost.
+SMOOTHING = 0.2
+
+_worker_threads: int | None = None  # threads per model in a worker process
+_worker_models: dict[tuple[EmbeddingConfig, FaceOptions], Embedder] = {}
+
+
+def _embedder(config: EmbeddingConfig, options: FaceOptions) -> Embedder:
+    """This process's embedder: the app's shared one, or in a worker a one-thread copy
+    (several workers with a thread per core each would only fight over the cores)."""
+    if _worker_threads is None:
+        return embedder_for(config, options)
+    key = (config, options)
+    if key not in _worker_models:
+        _worker_models[key] = Embedder(config, options=options, threads=_worker_threads)
+    return _worker_models[key]
+
+
+def detect(
+    config: EmbeddingConfig, options: FaceOptions, photo: Photo, detector: str
+) -> list[DetectedFace]:
+    """The photo's faces by this detector, largest first (its crops for this config)."""
+    embedder = _embedder(config, options)
+    embedder.warm_up()
+    return embedder.detect(photo, detector)
+
+
+def embed(config: EmbeddingConfig, options: FaceOptions, crop: np.ndarray) -> np.ndarray:
+    """One face crop's vector."""
+    vectors: np.ndarray = _embedder(config, options).embed_crops([crop])
+    return vectors[0]
+
+
+def detect_and_embed(
+    config: EmbeddingConfig, options: FaceOptions, photo: Photo, detector: str, index: int
+) -> tuple[list[DetectedFace], np.ndarray | None]:
+    """The photo's faces and the vector of face `index` (None when there is no such
+    face), in one trip to a worker."""
+    faces = detect(config, options, photo, detector)
+    if index >= len(faces):
+        return faces, None
+    return faces, embed(config, options, faces[index].crop)
+
+
+def warm(config: EmbeddingConfig, options: FaceOptions, detector: str) -> None:
+    """Load a configuration's models and run its detector once."""
+    detect(config, options, Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0), detector)
+
+
+def _start_worker(threads: int) -> None:
+    global _worker_threads
+    _worker_threads = threads
+
+
+def _pid() -> int:
+    time.sleep(0.2)  # long enough that each of the first calls lands on its own process
+    return os.getpid()
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What /api/health says of the queue."""
+
+    workers: int
+    running: int
+    waiting: int
+    max_wait_s: float
+    search_s: float  # what a search has been costing a worker, averaged
+    refused: int  # searches answered 503 since the server started
+
+
+class FaceWork:
+    """Runs face work on `workers` processes (0: in this process, one at a time), at most
+    one task per worker at once; the rest wait in a queue bounded by `max_wait_s`."""
+
+    def __init__(self, options: FaceOptions, workers: int, max_wait_s: float) -> None:
+        self.options = options
+        self.workers = workers
+        self.max_wait_s = max_wait_s
+        self._slots = threading.Semaphore(max(1, workers))
+        self._lock = threading.Lock()
+        self._running = 0
+        self._waiting = 0
+        self._refused = 0
+        self._cost = FIRST_GUESS_S
+        self._timed = False
+        self._pool: ProcessPoolExecutor | None = None
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        """Start the worker processes (spawned: the server already runs threads)."""
+        if self.workers == 0 or self._pool is not None:
+            return
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(max(1, cores // self.workers),),
+        )
+        futures = [self._pool.submit(_pid) for _ in range(self.workers)]
+        self.pids = sorted({f.result() for f in futures})
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def warm(self, config: EmbeddingConfig, detector: str) -> None:
+        """Load a configuration's models in the workers (or here). A worker that a task
+        missed loads them on its first search instead."""
+        if self._pool is None:
+            warm(config, self.options, detector)
+            return
+        futures = [
+            self._pool.submit(warm, config, self.options, detector) for _ in range(self.workers)
+        ]
+        for future in futures:
+            future.result()
+
+    def state(self) -> QueueState:
+        with self._lock:
+            return QueueState(
+                self.workers,
+                self._running,
+                self._waiting,
+                self.max_wait_s,
+                round(self._cost, 4),
+                self._refused,
+            )
+
+    def _admit(self) -> None:
+        """Join the queue, or raise Overloaded when the wait would be too long."""
+        with self._lock:
+            width = max(1, self.workers)
+            if self._running + self._waiting >= width:
+                # The newcomer runs once the searches ahead of it have gone through
+                # the workers: about this many rounds of one search each.
+                wait = (self._waiting + 1) / width * self._cost
+                if wait > self.max_wait_s:
+                    self._refused += 1
+                    seconds = max(1, math.ceil(wait))
+                    raise Overloaded(
+                        f"the server is busy: {self._waiting} searches are waiting for "
+                        f"{width} worker(s); try again in {seconds} s",
+                        retry_after=seconds,
+                    )
+            self._waiting += 1
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on a free worker, waiting in the queue for one."""
+        self._admit()
+        self._slots.acquire()
+        with self._lock:
+            self._waiting -= 1
+            self._running += 1
+        start = time.perf_counter()
+        try:
+            if self._pool is None:
+                return fn(*args)
+            return self._pool.submit(fn, *args).result()
+        finally:
+            took = time.perf_counter() - start
+            with self._lock:
+                self._running -= 1
+                self._cost = (
+                    took if not self._timed else ((1 - SMOOTHING) * self._cost + SMOOTHING * took)
+                )
+                self._timed = True
+            self._slots.release()
+
+    def detect(self, config: EmbeddingConfig, photo: Photo, detector: str) -> list[DetectedFace]:
+        return self.run(detect, config, self.options, photo, detector)
+
+    def embed(self, config: EmbeddingConfig, crop: np.ndarray) -> np.ndarray:
+        return self.run(embed, config, self.options, crop)
+
+    def detect_and_embed(
+        self, config: EmbeddingConfig, photo: Photo, detector: str, index: int
+    ) -> tuple[list[DetectedFace], np.ndarray | None]:
+        return self.run(detect_and_embed, config, self.options, photo, detector, index)

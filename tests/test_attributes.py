@@ -233,11 +233,13 @@ def test_models_lists_the_attribute_networks_with_their_runtime_and_converted_fi
     monkeypatch.setenv("DEEPFACE_HOME", str(attribute_home))
     monkeypatch.setenv("DOPPEL_RUNTIME", "auto")
     runner = CliRunner()
-    listed = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
+    listed = runner.invoke(app, ["models", "--wide"], env={"COLUMNS": "250"})
     assert listed.exit_code == 0, listed.output
     for name in attributes.ATTRIBUTE_MODELS:
         row = next(line for line in listed.stdout.splitlines() if line.startswith(f"│ {name} "))
         assert "ONNX Runtime" in row and "present" in row and "not yet" not in row, row
-    forced = runner.invoke(app, ["--runtime", "tensorflow", "models"], env={"COLUMNS": "250"})
+    forced = runner.invoke(
+        app, ["--runtime", "tensorflow", "models", "--wide"], env={"COLUMNS": "250"}
+    )
     row = next(line for line in forced.stdout.splitlines() if line.startswith("│ Gender "))
     assert "TensorFlow" in row and "not used" in row, row

@@ -168,7 +168,7 @@ def test_load_dump_in_the_background_says_so_and_db_status_shows_the_index(
         while not repo.has_index(gallery):
             assert time.monotonic() < deadline, "the background build never finished"
             time.sleep(0.5)
-    status = runner.invoke(app, ["db", "status"])
+    status = runner.invoke(app, ["db", "status", "--wide"])
     assert status.exit_code == 0, status.output
     # The table wraps its cells; the index column names the kind, not "exact search".
     assert "halfvec" in status.stdout and "exact" not in status.stdout

@@ -54,7 +54,7 @@ def test_dlib_weights_come_from_the_installed_package(empty_weights: Path) -> No
 
 
 def test_models_command_lists_status(empty_weights: Path) -> None:
-    result = runner.invoke(app, ["models"], env={"COLUMNS": "250"})
+    result = runner.invoke(app, ["models", "--wide"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     facenet = next(line for line in result.stdout.splitlines() if "Facenet512" in line)
     assert "MISSING" in facenet and "512" in facenet

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -10,6 +11,7 @@ from rich.table import Table
 from doppel.cli.common import (
     EfConstructionOpt,
     GalleryOpt,
+    JsonOpt,
     MOpt,
     command_settings,
     connect,
@@ -29,10 +31,41 @@ index_app = typer.Typer(
 )
 
 
+def _index_cell(s: Any, wide: bool) -> str:
+    state = s.index_state
+    if state is None:
+        return "none (exact search)" if wide else "none (exact)"
+    if state.building is not None:
+        if not wide:
+            return f"building {state.building.fraction:.0%}"
+        return (
+            f"building, {state.building.fraction:.0%} ({state.building.phase}); "
+            "exact search until it is ready"
+        )
+    if not state.valid:
+        if not wide:
+            return "unfinished (exact)"
+        return "unfinished (exact search); `doppel index build` builds it"
+    if not wide:
+        size = s.index_bytes
+        return f"HNSW, {size / 2**20:.1f} MiB" if size >= 2**20 else f"HNSW, {size // 1024} KiB"
+    return f"{s.index} (HNSW cosine, {s.gallery.storage}, {s.index_bytes / 2**20:.1f} MiB)"
+
+
+# Over 80 lines: three forms of one report (JSON, the 80-column table, --wide).
 @db_app.command("status")
 @friendly
-def db_status() -> None:
+def db_status(
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide", help="Every column: files without a face, unreadable, the whole pipeline."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Where the database is, its versions, and each gallery with its faces and index."""
+    from doppel.cli.gallery import gallery_fields
     from doppel.store.db import server_info
     from doppel.store.repository import Repository
     from doppel.types import describe
@@ -41,6 +74,19 @@ def db_status() -> None:
     with connect(settings) as conn:
         info = server_info(conn, settings)
         stats = Repository(conn).stats()
+    larger = [s for s in stats if s.index_bytes > info.shared_buffers_mib * 2**20]
+    if as_json:
+        payload = {
+            "database": info.location,
+            "embedded": info.embedded,
+            "server_version": info.server_version,
+            "pgvector_version": info.pgvector_version,
+            "shared_buffers_mib": info.shared_buffers_mib,
+            "galleries": [gallery_fields(s) for s in stats],
+            "indexes_larger_than_buffers": [s.gallery.name for s in larger],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
     out.print(f"database:  {info.location}", highlight=False)
     out.print(
         f"server:    PostgreSQL {info.server_version}, pgvector {info.pgvector_version}",
@@ -51,32 +97,36 @@ def db_status() -> None:
         out.print("galleries: none yet")
         return
     table = Table(title="galleries")
-    for column in ("name", "faces", "files", "no face", "unreadable", "embedding", "index"):
-        table.add_column(column)
+    # 80 columns hold name, counts, model and index; --wide and --json hold the rest.
+    columns: tuple[str, ...] = (
+        "name",
+        "faces",
+        "files",
+        "no face",
+        "unreadable",
+        "embedding",
+        "index",
+    )
+    if not wide:
+        columns = ("name", "faces", "files", "model", "index")
+    for column in columns:
+        table.add_column(column, overflow="fold")  # a long name wraps, never cut
     for s in stats:
-        state = s.index_state
-        if state is None:
-            index = "none (exact search)"
-        elif state.building is not None:
-            index = (
-                f"building, {state.building.fraction:.0%} ({state.building.phase}); "
-                "exact search until it is ready"
-            )
-        elif not state.valid:
-            index = "unfinished (exact search); `doppel index build` builds it"
-        else:
-            index = f"{s.index} (HNSW cosine, {s.gallery.storage}, {s.index_bytes / 2**20:.1f} MiB)"
-        table.add_row(
-            s.gallery.name,
-            str(s.faces),
-            str(s.images),
-            str(s.no_face),
-            str(s.unreadable),
-            describe(s.gallery.config),
-            index,
-        )
+        config = s.gallery.config
+        cells = {
+            "name": s.gallery.name,
+            "faces": f"{s.faces:,}",
+            "files": f"{s.images:,}",
+            "no face": f"{s.no_face:,}",
+            "unreadable": f"{s.unreadable:,}",
+            "embedding": describe(config),
+            "model": f"{config.model}, {config.detector}",
+            "index": _index_cell(s, wide),
+        }
+        table.add_row(*(cells[column] for column in columns))
     out.print(table)
-    larger = [s for s in stats if s.index_bytes > info.shared_buffers_mib * 2**20]
+    if not wide:
+        out.print("more with --wide or --json", style="dim", highlight=False)
     for s in larger:
         remedy = (
             "DOPPEL_SHARED_BUFFERS_MIB, then `doppel db stop`"
@@ -108,10 +158,13 @@ def db_stop() -> None:
 @index_app.command("rebuild")
 @friendly
 def index_rebuild(
-    gallery: GalleryOpt = None, m: MOpt = None, ef_construction: EfConstructionOpt = None
+    gallery: GalleryOpt = None,
+    m: MOpt = None,
+    ef_construction: EfConstructionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Drop a gallery's HNSW index and build it again, e.g. with other --m/--ef-construction."""
-    _build(gallery, m, ef_construction, rebuild=True)
+    _build(gallery, m, ef_construction, rebuild=True, as_json=as_json)
 
 
 @index_app.command("build")
@@ -131,6 +184,7 @@ def index_build(
             help="Let other galleries be written while it builds (CREATE INDEX CONCURRENTLY).",
         ),
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build a gallery's HNSW index if it has none (searches are exact until it is ready)."""
     if background:
@@ -141,9 +195,18 @@ def index_build(
         with connect(settings) as conn:
             target = Repository(conn).pick_gallery(gallery or settings.gallery)
             log = start_background_build(conn, target, m, ef_construction, settings.log_dir)
-        out.print(f"building the index of {target.name} in the background; output in {log}")
+        if as_json:
+            _echo_index(target.name, "background", log=str(log))
+        else:
+            out.print(f"building the index of {target.name} in the background; output in {log}")
         return
-    _build(gallery, m, ef_construction, rebuild=False, concurrently=concurrently)
+    _build(gallery, m, ef_construction, rebuild=False, concurrently=concurrently, as_json=as_json)
+
+
+def _echo_index(gallery: str, outcome: str, **fields: Any) -> None:
+    """An index command's outcome as one JSON document: built, present (it had one
+    already), elsewhere (another process builds it) or background."""
+    typer.echo(json.dumps({"gallery": gallery, "outcome": outcome, **fields}, indent=2))
 
 
 def _build(
@@ -153,6 +216,7 @@ def _build(
     *,
     rebuild: bool,
     concurrently: bool = False,
+    as_json: bool = False,
 ) -> None:
     from doppel.indexing import plan_build, run_build
 
@@ -167,7 +231,10 @@ def _build(
         )
         name = job.gallery.name
         if not job.needed:
-            out.print(f"{name} already has its index", highlight=False)
+            if as_json:
+                _echo_index(name, "present")
+            else:
+                out.print(f"{name} already has its index", highlight=False)
             return
         err.print(
             f"building the HNSW index of {name} ({job.faces} faces, {job.gallery.storage}, "
@@ -176,6 +243,10 @@ def _build(
         )
         with index_progress_bar(f"index {name}") as on_build:
             result = run_build(conn, job, concurrently=concurrently, progress=on_build)
+    if as_json:
+        built = {"seconds": round(result.seconds, 3), "bytes": result.size_bytes}
+        _echo_index(name, "built" if result.built else "elsewhere", **built)
+        return
     if not result.built:
         out.print(f"the index of {name} is being built by another process", highlight=False)
         return

@@ -51,7 +51,9 @@ def composite_name(photo: Path) -> Path:
 # Over 80 lines: most of it is the declaration of the command's sixteen options.
 @friendly
 def find_cmd(
-    photo: Annotated[Path, typer.Argument(help="Photo with the face to look for.")],
+    photo: Annotated[
+        Path, typer.Argument(help="Photo with the face to look for; - reads it from stdin.")
+    ],
     gallery: GalleryOpt = None,
     in_dir: Annotated[
         Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")
@@ -83,7 +85,8 @@ def find_cmd(
         typer.Option(
             "--out",
             "-o",
-            help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else doppel-NAME-EXT.png).",
+            help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else "
+            "doppel-NAME-EXT.png; none with --json unless given).",
         ),
     ] = None,
     no_picture: Annotated[bool, flag("--no-picture", "Do not write the composite.")] = False,
@@ -112,7 +115,10 @@ def find_cmd(
     from doppel.types import Filters
 
     settings = command_settings()
-    if photo.is_dir():
+    stdin = str(photo) == "-"
+    if stdin:
+        photo = _read_stdin(settings)
+    elif photo.is_dir():
         raise UsageError(f"{photo} is a folder, not a photo; to search its photos use --in {photo}")
     if not photo.exists():
         raise UsageError(f"{photo}: no such file")
@@ -139,7 +145,12 @@ def find_cmd(
         )
     races = tuple(r.strip().lower() for r in race or ())
     filters = Filters(sex.upper() if sex else None, races, age_min, age_max)
-    picture = None if no_picture else (output or composite_name(photo))
+    # --json is for scripts: a picture only when -o names one.
+    picture = (
+        None
+        if no_picture or (as_json and output is None)
+        else output or composite_name(Path("stdin") if stdin else photo)
+    )
     with connect(settings) as conn:
         if same_attributes:
             from doppel.faces.attributes import same_attribute_filters
@@ -153,7 +164,7 @@ def find_cmd(
             )
         result = find(
             conn,
-            photo,
+            _stdin_query(photo, settings.max_pixels) if stdin else photo,
             gallery or settings.gallery,
             k=k,
             filters=filters,
@@ -169,12 +180,52 @@ def find_cmd(
     _print_find(result, as_json)
 
 
+def _read_stdin(settings: Any) -> Path:
+    """The photo on standard input, kept in a private temporary file for the run (the
+    query's attributes are predicted from a file); at most the upload limit is read."""
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("- reads the photo from standard input: doppel find - < photo.jpg")
+    limit = settings.max_upload_mib * 2**20
+    data = sys.stdin.buffer.read(limit + 1)
+    if not data:
+        raise UsageError("standard input was empty: doppel find - < photo.jpg")
+    if len(data) > limit:
+        raise UsageError(
+            f"the photo on standard input is over {settings.max_upload_mib} MiB "
+            "(DOPPEL_MAX_UPLOAD_MIB)"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="doppel-stdin-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "stdin"
+    path.write_bytes(data)
+    return path
+
+
+def _stdin_query(path: Path, max_pixels: int) -> Any:
+    """The query read from standard input, named "-" in tables and JSON."""
+    from doppel.faces import imaging
+    from doppel.search import Query
+
+    data = path.read_bytes()
+    return Query("-", imaging.decode(data, "-", max_pixels=max_pixels), imaging.content_hash(data))
+
+
 def _short(source: str) -> str:
-    """A source as the user would type it: relative to the working folder when inside it."""
-    try:
-        return os.path.relpath(source) if os.path.isabs(source) else source
-    except ValueError:
+    """A source short enough for a table: the path relative to the working folder when the
+    file is inside it, else the file's name (--json keeps the whole path). A relative
+    source (a dump's FFHQ path, a URL) is shown as recorded."""
+    if not os.path.isabs(source):
         return source
+    path = Path(source)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return path.name
 
 
 def _print_find(result: Any, as_json: bool) -> None:
@@ -204,7 +255,7 @@ def _print_find(result: Any, as_json: bool) -> None:
         return
     for number, item in enumerate(result.results, start=1):
         table = Table(
-            title=f"{result.query} in gallery {result.gallery.name}"
+            title=f"{_short(result.query)} in gallery {result.gallery.name}"
             + (f" (face {number})" if len(result.results) > 1 else "")
             + (", strangers only" if result.strangers else "")
         )

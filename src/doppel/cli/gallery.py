@@ -2,33 +2,74 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from doppel.cli.common import command_settings, connect, err, friendly, out
+from doppel.cli.common import JsonOpt, command_settings, connect, err, friendly, out
 
 gallery_app = typer.Typer(
     help="Galleries: list them, rename one, delete one with its faces.", no_args_is_help=True
 )
 
 
+def index_fields(s: Any) -> dict[str, Any]:
+    """A gallery's index for JSON: state (ready, building, unfinished or none), size."""
+    state = s.index_state
+    if state is None:
+        return {"state": "none", "name": None, "bytes": 0}
+    fields: dict[str, Any] = {"name": state.name, "bytes": state.size_bytes}
+    if state.building is not None:
+        return {
+            "state": "building",
+            **fields,
+            "fraction": round(state.building.fraction, 4),
+            "phase": state.building.phase,
+        }
+    return {"state": "ready" if state.valid else "unfinished", **fields}
+
+
+def gallery_fields(s: Any) -> dict[str, Any]:
+    """One gallery's row of `gallery list --json` and `db status --json`."""
+    config = s.gallery.config
+    return {
+        "name": s.gallery.name,
+        "faces": s.faces,
+        "files": s.images,
+        "no_face": s.no_face,
+        "unreadable": s.unreadable,
+        "model": config.model,
+        "detector": config.detector,
+        "alignment": config.alignment if config.align else None,
+        "mirror": config.flip,
+        "normalization": config.normalization,
+        "dimension": s.gallery.dimension,
+        "storage": s.gallery.storage,
+        "created": s.gallery.created_at.isoformat(),
+        "index": index_fields(s),
+    }
+
+
 @gallery_app.command("list")
 @friendly
-def gallery_list() -> None:
+def gallery_list(as_json: JsonOpt = False) -> None:
     """Every gallery with its faces, files and how its faces were embedded."""
     from doppel.store.repository import Repository
     from doppel.types import describe
 
     with connect(command_settings()) as conn:
         stats = Repository(conn).stats()
+    if as_json:
+        typer.echo(json.dumps({"galleries": [gallery_fields(s) for s in stats]}, indent=2))
+        return
     if not stats:
         out.print("no galleries yet")
         return
     table = Table(title="galleries")
     for column in ("name", "faces", "files", "embedding", "created"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a long name wraps, never cut
     for s in stats:
         table.add_row(
             s.gallery.name,

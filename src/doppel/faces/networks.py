@@ -118,7 +118,8 @@ def mtcnn_detector(requested: str = "auto") -> mtcnn.Mtcnn:
 def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
     """What `doppel models` shows: the runtime a model would run on, and whether its
     converted file is present (without loading or converting anything)."""
-    if model.name in ("Dlib", "dlib", "opencv"):
+    # dlib runs its own networks (HOG, the mmod CNN, the ResNet), OpenCV its cascades.
+    if model.name in ("Dlib", "dlib", "mmod", "opencv"):
         return "dlib" if model.name != "opencv" else "OpenCV", "n/a"
     if model.name == "skip":
         return "-", "n/a"
@@ -136,13 +137,17 @@ def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
 
 def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[str]:
     """Weights present (downloaded if need be) and the networks converted and checked, for
-    `doppel models install NAME`; returns what was done, a line each."""
+    `doppel models install NAME`; returns what was done, a line each. A recognition
+    model's default detector is prepared too (mtcnn's three networks for Facenet512),
+    so that the first query does not convert them."""
     done: list[str] = []
     model = spec(name)
     if model.weights is not None:
         path = require(model.name, model.kind, settings.face_options)
         done.append(f"{model.name}: weights at {path}")
     graphs = graphs_of(model)
+    if model.kind == "recognition":
+        graphs += graphs_of(spec(model.detector, "detector"))
     if settings.runtime == "tensorflow" or not graphs:
         return done
     for graph in graphs:

@@ -1,0 +1,157 @@
+"""Output for terminals and scripts: one JSON document per listing or status, tables that
+fit 80 columns, the query photo from standard input, no picture unless asked for."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from doppel.cli import app
+from doppel.cli.find import _short
+from tests.helpers import write_faces_dump
+
+runner = CliRunner()
+NARROW = {"COLUMNS": "80"}
+
+
+def _fits(text: str, width: int = 80) -> None:
+    """Every line within the width, and no cell cut short with an ellipsis."""
+    for line in text.splitlines():
+        assert len(line) <= width, line
+    assert "…" not in text, text
+
+
+def test_short_sources_are_file_names_or_paths_below_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _short(str(tmp_path / "photos" / "a.jpg")) == os.path.join("photos", "a.jpg")
+    assert _short("/somewhere/else/deep/down/img2.jpg") == "img2.jpg"
+    assert _short(str(tmp_path.parent / "sibling" / "b.png")) == "b.png"
+    assert _short("ffhq/00000/00001.png") == "ffhq/00000/00001.png"
+
+
+def test_models_fits_80_columns_and_says_what_is_ready() -> None:
+    result = runner.invoke(app, ["models"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    _fits(result.stdout)
+    rows = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│ ")}
+    for name in ("Facenet512", "GhostFaceNet", "retinaface", "mtcnn", "dlib", "mmod"):
+        assert name in rows, result.stdout
+    assert "TensorFlow" not in rows["mmod"] and "dlib" in rows["mmod"]
+    assert "ready" in rows["dlib"]
+    assert "--wide" in result.stdout
+
+
+def test_models_json() -> None:
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    models = {m["name"]: m for m in payload["models"]}
+    assert models["mmod"]["runtime"] == "dlib"
+    assert models["Dlib"]["ready"] == "ready" and models["Dlib"]["dimension"] == 128
+    assert models["Facenet512"]["detector"] == "mtcnn"
+    assert {m["ready"] for m in models.values()} <= {"ready", "no weights", "to convert"}
+    assert payload["runtime"] in ("auto", "onnx", "openvino", "tensorflow")
+
+
+@pytest.fixture
+def dumped(database_url: str, server_url: str, tmp_path: Path) -> str:
+    """A gallery with a long name, loaded from a small dump (no face model)."""
+    dump = write_faces_dump(server_url, tmp_path / "faces.sql", 40)
+    name = "a-gallery-with-a-rather-long-name-2026"
+    loaded = runner.invoke(app, ["load-dump", str(dump), "-g", name])
+    assert loaded.exit_code == 0, loaded.output
+    return name
+
+
+def test_gallery_list_and_db_status_json(dumped: str) -> None:
+    listed = runner.invoke(app, ["gallery", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (gallery,) = json.loads(listed.stdout)["galleries"]
+    assert gallery["name"] == dumped and gallery["faces"] == 40
+    assert gallery["model"] == "Facenet512" and gallery["detector"] == "skip"
+    assert gallery["index"]["state"] == "ready" and gallery["index"]["bytes"] > 0
+    status = runner.invoke(app, ["db", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    payload = json.loads(status.stdout)
+    assert payload["pgvector_version"].startswith("0.8")
+    assert [g["name"] for g in payload["galleries"]] == [dumped]
+    assert payload["galleries"][0] == gallery
+
+
+def test_db_status_and_gallery_list_fit_80_columns_without_cutting_names(dumped: str) -> None:
+    for args in (["db", "status"], ["gallery", "list"]):
+        result = runner.invoke(app, args, env=NARROW)
+        assert result.exit_code == 0, result.output
+        _fits(result.stdout)
+        # The name may wrap inside its cell, but every character of it is there.
+        cells = "".join(
+            line.split("│")[1].strip() for line in result.stdout.splitlines() if "│" in line
+        )
+        assert dumped in cells, result.stdout
+    wide = runner.invoke(app, ["db", "status", "--wide"], env={"COLUMNS": "200"})
+    assert "halfvec" in wide.stdout and "unreadable" in wide.stdout
+
+
+def test_index_commands_json(dumped: str) -> None:
+    present = runner.invoke(app, ["index", "build", "-g", dumped, "--json"])
+    assert present.exit_code == 0, present.output
+    assert json.loads(present.stdout) == {"gallery": dumped, "outcome": "present"}
+    rebuilt = runner.invoke(app, ["index", "rebuild", "-g", dumped, "--json"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    payload = json.loads(rebuilt.stdout)
+    assert payload["outcome"] == "built" and payload["bytes"] > 0
+
+
+# With real faces (the Dlib model): find's picture, standard input, the 80-column table.
+
+
+@pytest.fixture
+def gallery_env(unit_gallery: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", unit_gallery)
+    monkeypatch.chdir(tmp_path)  # where a composite would be written
+    return tmp_path
+
+
+def test_find_json_writes_a_picture_only_when_asked(gallery_env: Path, unit_faces: Path) -> None:
+    result = runner.invoke(app, ["find", str(unit_faces / "img1.jpg"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["composite"] is None
+    assert list(gallery_env.glob("*.png")) == []
+    asked = runner.invoke(app, ["find", str(unit_faces / "img1.jpg"), "--json", "-o", "m.png"])
+    assert asked.exit_code == 0, asked.output
+    assert json.loads(asked.stdout)["composite"] == "m.png"
+    assert (gallery_env / "m.png").stat().st_size > 0
+
+
+def test_find_reads_the_photo_from_stdin(gallery_env: Path, unit_faces: Path) -> None:
+    photo = unit_faces / "img1.jpg"
+    by_path = runner.invoke(app, ["find", str(photo), "--json"])
+    piped = runner.invoke(app, ["find", "-", "--json"], input=photo.read_bytes())
+    assert piped.exit_code == 0, piped.output
+    payload = json.loads(piped.stdout)
+    assert payload["query"] == "-"
+    assert payload["faces"] == json.loads(by_path.stdout)["faces"]
+    table = runner.invoke(app, ["find", "-"], input=photo.read_bytes())
+    assert table.exit_code == 0, table.output
+    assert (gallery_env / "doppel-stdin.png").is_file()
+    empty = runner.invoke(app, ["find", "-", "--json"], input=b"")
+    assert empty.exit_code == 2
+    assert "standard input was empty" in empty.stderr
+    junk = runner.invoke(app, ["find", "-", "--json"], input=b"not an image")
+    assert junk.exit_code == 1 and len(junk.stderr.strip().splitlines()) == 1
+
+
+def test_find_table_fits_80_columns_with_file_names(gallery_env: Path, unit_faces: Path) -> None:
+    result = runner.invoke(app, ["find", str(unit_faces / "img1.jpg"), "--no-picture"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    _fits(result.stdout)
+    assert "../" not in result.stdout and str(unit_faces) not in result.stdout
+    # Each source by its file name alone, on one line of its cell.
+    assert len(re.findall(r"│ (?:img\d+|couple)\.jpg +│", result.stdout)) == 5, result.stdout

@@ -19,9 +19,14 @@ cluster_app = typer.Typer(
 @friendly
 def cluster_start(
     workers: Annotated[
-        int,
-        typer.Option("--workers", min=1, max=64, help="Worker nodes (each its own server)."),
-    ] = 2,
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker nodes, each its own server (default 2, or the cluster's own).",
+        ),
+    ] = None,
 ) -> None:
     """Start a coordinator and N workers; doppel commands use the cluster until `stop`.
 

@@ -87,7 +87,12 @@ def friendly(func: F) -> F:
             if debug_enabled():
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err.print(labelled("error:", "bold red", f"database connection lost: {reason}"))
+            from doppel.store.citus import explain_node_failure
+
+            # A Citus worker that is down fails the whole statement: name the node.
+            node = explain_node_failure(command_settings(), reason)
+            line = node or f"database connection lost: {reason}"
+            err.print(labelled("error:", "bold red", line), soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished batches are saved, run the command again to resume")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
@@ -66,6 +67,8 @@ def db_status(
 ) -> None:
     """Where the database is, its versions, and each gallery with its faces and index."""
     from doppel.cli.gallery import gallery_fields
+    from doppel.store.citus import distributed as citus_distributed
+    from doppel.store.citus import placements as citus_placements
     from doppel.store.db import server_info
     from doppel.store.repository import Repository
     from doppel.types import describe
@@ -74,6 +77,7 @@ def db_status(
     with connect(settings) as conn:
         info = server_info(conn, settings)
         stats = Repository(conn).stats()
+        nodes = citus_placements(conn) if citus_distributed(conn) else []
     larger = [s for s in stats if s.index_bytes > info.shared_buffers_mib * 2**20]
     if as_json:
         payload = {
@@ -83,6 +87,7 @@ def db_status(
             "pgvector_version": info.pgvector_version,
             "shared_buffers_mib": info.shared_buffers_mib,
             "galleries": [gallery_fields(s) for s in stats],
+            "citus_nodes": [asdict(node) for node in nodes],
             "indexes_larger_than_buffers": [s.gallery.name for s in larger],
         }
         typer.echo(json.dumps(payload, indent=2))
@@ -93,6 +98,12 @@ def db_status(
         highlight=False,
     )
     out.print(f"buffers:   {info.shared_buffers_mib:,} MiB (shared_buffers)", highlight=False)
+    for node in nodes:
+        out.print(
+            f"node:      {node.role} {node.address}, {node.shards} shards of faces, "
+            f"indexes built on {node.index_shards} ({node.index_bytes / 2**20:,.1f} MiB)",
+            highlight=False,
+        )
     if not stats:
         out.print("galleries: none yet")
         return

@@ -259,7 +259,7 @@ def _stop_node(cluster: Cluster, node: Node, install: CitusInstall, user: str | 
 
 
 def start(
-    settings: Settings, workers: int, progress: Callable[[str], None] | None = None
+    settings: Settings, workers: int | None = None, progress: Callable[[str], None] | None = None
 ) -> Cluster:
     """Start the local cluster (making it on first use); restart any node that is down."""
     if settings.database_url:
@@ -274,14 +274,16 @@ def start(
             f"start it with --workers {len(existing.workers)}, or `doppel db cluster stop "
             "--delete` and start a new one"
         )
-    if workers < 1 and existing is None:
+    if existing is None and workers is None:
+        workers = 2
+    if existing is None and (workers or 0) < 1:
         raise UsageError("a cluster needs at least one worker (--workers N)")
     install = ensure_citus(say)
     user = _server_user()
     home = cluster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     if existing is None:
-        ports = _free_ports(workers + 1)
+        ports = _free_ports((workers or 2) + 1)
         cluster = Cluster(
             home=home,
             coordinator=Node("coordinator", ports[0]),
@@ -308,8 +310,11 @@ def _register(cluster: Cluster) -> None:
     """Citus and pgvector on every node, the coordinator's host set, the workers added."""
     for node in cluster.nodes:
         with psycopg.connect(node_url(node), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            # A worker already in the cluster refuses CREATE EXTENSION, even IF NOT EXISTS.
+            present = {row[0] for row in conn.execute("SELECT extname FROM pg_extension")}
+            for extension in ("citus", "vector"):
+                if extension not in present:
+                    conn.execute(f"CREATE EXTENSION {extension}")
     with psycopg.connect(cluster.url, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (HOST, cluster.coordinator.port))
         known = {
@@ -465,6 +470,13 @@ def distribute_schema(conn: psycopg.Connection) -> None:
     whose cover face is deleted keeps a stale id, which store/people.py treats as no cover).
     """
     shards = shard_count(conn)
+    # A search's SET LOCAL hnsw.ef_search and hnsw.iterative_scan must reach the
+    # workers that scan the shards' indexes; Citus passes SET LOCAL on only when asked.
+    conn.execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET citus.propagate_set_commands"
+        " = local', current_database()); END $$"
+    )
+    conn.execute("SET citus.propagate_set_commands = local")
     conn.execute("ALTER TABLE people DROP CONSTRAINT IF EXISTS people_cover_face_id_fkey")
     conn.execute("SELECT create_reference_table('galleries')")
     conn.execute("SELECT create_reference_table('people')")
@@ -495,3 +507,67 @@ def distributed(conn: psycopg.Connection) -> bool:
 # Citus coordinator too: every constraint named and added by its own command. A Citus
 # database starts from setup.sql, which holds the earlier ones.
 CITUS_SAFE_FROM = 4
+
+
+@dataclass(frozen=True)
+class ShardPlacement:
+    """One node of a Citus cluster as `doppel db status` shows it."""
+
+    address: str
+    role: str  # coordinator or worker
+    shards: int  # shards of faces placed there
+    index_shards: int  # of them, those whose gallery indexes are all built and valid
+    index_bytes: int  # the size of those indexes on this node
+
+
+def placements(conn: psycopg.Connection) -> list[ShardPlacement]:
+    """Nodes, the shards of faces each holds, and the state of the HNSW indexes on them.
+
+    The index figures come from each worker (run_command_on_placements); a worker
+    that is down makes the whole call fail, as any other statement would.
+    """
+    nodes = conn.execute(
+        "SELECT n.nodename, n.nodeport, n.groupid = 0,"
+        " count(p.shardid) FILTER (WHERE s.logicalrelid = 'faces'::regclass)"
+        " FROM pg_dist_node n LEFT JOIN pg_dist_placement p USING (groupid)"
+        " LEFT JOIN pg_dist_shard s USING (shardid)"
+        " WHERE n.isactive GROUP BY 1, 2, 3 ORDER BY 3 DESC, 2"
+    ).fetchall()
+    # On a shard an index is named after the coordinator's with the shard's id added.
+    indexes = [
+        row[0]
+        for row in conn.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'faces'::regclass AND c.relam ="
+            " (SELECT oid FROM pg_am WHERE amname = 'hnsw')"
+        )
+    ]
+    per_node: dict[tuple[str, int], tuple[int, int]] = {}
+    if indexes:
+        names = ",".join(f"'{name}'" for name in indexes)
+        command = (
+            "SELECT count(*) FILTER (WHERE i.indisvalid) || ',' || coalesce(sum("
+            "pg_relation_size(i.indexrelid)), 0) FROM pg_index i JOIN pg_class c ON"
+            " c.oid = i.indexrelid WHERE i.indrelid = '%s'::regclass AND"
+            f" regexp_replace(c.relname, '_[0-9]+$', '') IN ({names})"
+        )
+        rows = conn.execute(
+            "SELECT nodename, nodeport, success, result"
+            " FROM run_command_on_placements('faces', %s)",
+            (command,),
+        ).fetchall()
+        for host, port, success, result in rows:
+            if not success:
+                raise DatabaseUnavailable(f"the Citus node {host}:{port} answered: {result}")
+            valid, size = (int(part) for part in result.split(","))
+            done, total = per_node.get((host, int(port)), (0, 0))
+            per_node[(host, int(port))] = (done + (valid == len(indexes)), total + size)
+    return [
+        ShardPlacement(
+            f"{host}:{port}",
+            "coordinator" if is_coordinator else "worker",
+            int(shards),
+            *per_node.get((host, int(port)), (0, 0)),
+        )
+        for host, port, is_coordinator, shards in nodes
+    ]

@@ -99,6 +99,12 @@ def index_state(conn: psycopg.Connection, gallery: Gallery) -> IndexState | None
     if row is None:
         return None
     valid, size, rows, phase, *counts = row
+    from doppel.store.citus import distributed
+
+    if distributed(conn):
+        # On Citus the coordinator's index is an empty shell; the shards hold the graph.
+        total = conn.execute("SELECT citus_relation_size(%s)", (gallery.index_name,)).fetchone()
+        size = total[0] if total else size
     building = _progress(phase, *counts) if phase else None
     return IndexState(gallery.index_name, bool(valid), int(size), max(0, int(rows)), building)
 

@@ -20,11 +20,20 @@ import psycopg
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import catalog, imaging
-from doppel.ingest import IngestReport, _write_problems, _Writer, examine, face_rows, prepare
+from doppel.ingest import (
+    IngestReport,
+    _write_problems,
+    _Writer,
+    examine,
+    face_rows,
+    prepare,
+    tally,
+)
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
 
-Progress = Callable[[int, int], None]
+# (done, total, report): the report so far, for running counts in a bar.
+Progress = Callable[[int, int, IngestReport], None]
 # Files per Ray task: big enough for a full model batch most of the time, small
 # enough that a lost task costs little and every worker has work to the end.
 FILES_PER_TASK = 32
@@ -43,6 +52,7 @@ class BatchResult:
     skipped: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    too_small: list[str] = field(default_factory=list)
     files: int = 0
     cpu_seconds: float = 0.0
 
@@ -70,12 +80,8 @@ def embed_files(
             result.skipped += 1
             continue
         result.images.append(record)
-        if record.status == "unreadable":
-            result.unreadable.append(f"{item.source}\t{item.detail}")
-        elif faces:
+        if tally(result, item, record, faces):
             pending.append((item, faces))
-        else:
-            result.no_face.append(item.source)
     vectors = embedder.embed_crops([face.crop for _, faces in pending for face in faces])
     result.faces.extend(face_rows(pending, vectors, skip_detection))
     result.cpu_seconds = time.process_time() - begin
@@ -217,7 +223,7 @@ def ingest_on_cluster(
             options=options,
         )
     report.seconds = time.perf_counter() - start
-    if report.no_face or report.unreadable or report.passed_over:
+    if report.no_face or report.unreadable or report.too_small or report.passed_over:
         report.listed_in = _write_problems(report, log_dir)
     return report
 
@@ -312,9 +318,10 @@ def _ingest_locked(  # type: ignore[no-untyped-def]
             report.skipped += result.skipped
             report.no_face += result.no_face
             report.unreadable += result.unreadable
+            report.too_small += result.too_small
             done += result.files
             if progress:
-                progress(done, len(paths))
+                progress(done, len(paths), report)
     finally:
         try:
             writer.close()

@@ -79,6 +79,23 @@ class NoFaceFound(DoppelError):
     """No face was detected in a photo."""
 
 
+class PhotoTooSmall(DoppelError):
+    """A photo too small or too thin to hold a face that any detector can find."""
+
+
+class DetectorFailed(DoppelError):
+    """A face detector's native code failed on one photo; the photo is passed over."""
+
+
+class OutputUnwritable(DoppelError):
+    """A file doppel was asked to write (a picture, a report, a log) cannot be written."""
+
+
+class BadGalleryName(UsageError):
+    """A gallery name doppel cannot keep: empty, blank, too long or with control
+    characters."""
+
+
 class WeightsMissing(DoppelError):
     """A model's weights file is not installed and cannot be downloaded here."""
 
@@ -97,6 +114,10 @@ class NotCalibrated(DoppelError):
 
 class UnknownPerson(DoppelError):
     """A person id that the gallery does not have."""
+
+
+class SamePhoto(DoppelError):
+    """A change to people would put two faces of one photo into one person."""
 
 
 class Overloaded(DoppelError):

@@ -22,7 +22,8 @@ from typing import Literal
 import psycopg
 
 from doppel.errors import UsageError
-from doppel.store.indexes import plan_index
+from doppel.outputs import log_file
+from doppel.store.indexes import check_parameters, plan_index
 from doppel.store.repository import Repository
 from doppel.types import BuildProgress, Gallery
 
@@ -51,6 +52,7 @@ def finish_index(
     log_dir: Path | None = None,
 ) -> IndexOutcome:
     """Build the gallery's index after a load, as `when` says (auto: by its size)."""
+    check_parameters(m, ef_construction)
     if when not in INDEX_WHEN:
         raise UsageError(f"the index build must be one of {', '.join(INDEX_WHEN)}, not {when!r}")
     repo = Repository(conn)
@@ -101,9 +103,12 @@ def start_background_build(
     log: Path | None = None
     output = subprocess.DEVNULL
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log = log_dir / f"index-{gallery.name}.txt"
-        output = log.open("ab")  # type: ignore[assignment]
+        log = log_file(log_dir, "index", gallery.name)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            output = log.open("ab")  # type: ignore[assignment]
+        except OSError:
+            log = None  # the build matters more than its log
     try:
         subprocess.Popen(
             command,
@@ -140,7 +145,9 @@ def plan_build(
     ef_construction: int | None = None,
     rebuild: bool = False,
 ) -> IndexJob:
-    """What building (or rebuilding) the gallery's index involves; parameters by its size."""
+    """What building (or rebuilding) the gallery's index involves; parameters by its size.
+    Parameters pgvector would refuse are refused here, before anything is dropped."""
+    check_parameters(m, ef_construction)
     repo = Repository(conn)
     gallery = repo.pick_gallery(gallery_name)
     faces = repo.face_count(gallery)
@@ -171,13 +178,19 @@ def run_build(
     concurrently: bool = False,
     progress: Callable[[BuildProgress], None] | None = None,
 ) -> IndexBuilt:
-    """Build the job's index (dropping the old one first for a rebuild)."""
+    """Build the job's index. A rebuild builds the new index beside the old one and
+    swaps them, so searches keep their index until the new one is ready (and keep the
+    old one if the build fails)."""
     repo = Repository(conn)
     start = time.perf_counter()
-    if job.rebuild:
-        repo.drop_index(job.gallery)
-    built = repo.ensure_index(
-        job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
-    )
+    if job.rebuild and repo.has_index(job.gallery):
+        repo.replace_index(
+            job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
+        )
+        built = True
+    else:
+        built = repo.ensure_index(
+            job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
+        )
     state = repo.index_state(job.gallery)
     return IndexBuilt(built, time.perf_counter() - start, state.size_bytes if state else 0)

@@ -11,20 +11,23 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import psycopg
 
 from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
-from doppel.errors import DoppelError
+from doppel.errors import DetectorFailed, DoppelError, PhotoTooSmall
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.indexing import finish_index
+from doppel.outputs import file_stem, log_file, write_text
 from doppel.store.repository import Repository
 from doppel.types import BuildProgress, DetectedFace, Gallery, ImageRecord, NewFace
 from doppel.workers import process_pool
 
-Progress = Callable[[int, int], None]
+# (done, total, report): the report so far, for running counts in a bar.
+Progress = Callable[[int, int, "IngestReport"], None]
 
 
 @dataclass
@@ -36,6 +39,8 @@ class IngestReport:
     skipped: int = 0
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    # "path\treason": photos too small or too thin to hold a face (icons, tracking pixels)
+    too_small: list[str] = field(default_factory=list)
     # "path\treason": special files, link loops and folders that cannot be read
     passed_over: list[str] = field(default_factory=list)
     listed_in: Path | None = None
@@ -45,7 +50,7 @@ class IngestReport:
 
     @property
     def rate(self) -> float:
-        done = self.images_added + len(self.no_face) + len(self.unreadable)
+        done = self.images_added + len(self.no_face) + len(self.unreadable) + len(self.too_small)
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -55,7 +60,7 @@ class Prepared:
 
     source: str
     content_hash: str
-    status: str  # "skip", "ok" or "unreadable"
+    status: str  # "skip", "ok", "too_small" or "unreadable"
     photo: imaging.Photo | None = None
     detail: str | None = None
 
@@ -85,6 +90,8 @@ def prepare(
         photo = imaging.decode(
             data, source, None if resize_to else imaging.MAX_SIDE, max_pixels=max_pixels
         )
+    except PhotoTooSmall as exc:
+        return Prepared(source, digest, "too_small", detail=str(exc).removeprefix(f"{source}: "))
     except DoppelError as exc:
         return Prepared(source, digest, "unreadable", detail=str(exc))
     if resize_to:
@@ -97,16 +104,52 @@ def examine(
     item: Prepared, embedder: Embedder, all_faces: bool
 ) -> tuple[ImageRecord | None, list[DetectedFace]]:
     """A prepared file's record (None: it is stored already) and the faces to embed: the
-    largest only, unless all_faces. Both ingest pipelines sort their files with it."""
+    largest only, unless all_faces. Both ingest pipelines sort their files with it.
+
+    A photo too small to hold a face is stored as one without a face (with the reason),
+    and one the detector failed on as unreadable: either way a rerun passes over it.
+    """
     if item.status == "skip":
         return None, []
     if item.status == "unreadable":
         return ImageRecord(item.source, item.content_hash, "unreadable", item.detail), []
+    if item.status == "too_small":
+        return ImageRecord(item.source, item.content_hash, "no_face", item.detail), []
     assert item.photo is not None
-    faces = embedder.detect(item.photo)
+    try:
+        faces = embedder.detect(item.photo)
+    except DetectorFailed as exc:
+        return ImageRecord(item.source, item.content_hash, "unreadable", str(exc)), []
     if not all_faces:
         faces = faces[:1]
     return ImageRecord(item.source, item.content_hash, "ok" if faces else "no_face"), faces
+
+
+def tally(
+    tallies: BatchTallies,
+    item: Prepared,
+    record: ImageRecord,
+    faces: list[DetectedFace],
+) -> bool:
+    """Count a stored file in the lists a summary shows; True when it has faces to embed.
+    Both ingest pipelines sort their files with it."""
+    if record.status == "unreadable":
+        tallies.unreadable.append(f"{item.source}\t{record.detail}")
+    elif faces:
+        return True
+    elif item.status == "too_small":
+        tallies.too_small.append(f"{item.source}\t{item.detail}")
+    else:
+        tallies.no_face.append(item.source)
+    return False
+
+
+class BatchTallies(Protocol):
+    """The lists of a run's problem files (IngestReport and a Ray batch's result)."""
+
+    no_face: list[str]
+    unreadable: list[str]
+    too_small: list[str]
 
 
 def face_rows(
@@ -167,6 +210,67 @@ def _prepared_stream(
         finally:
             for future in pending:
                 future.cancel()
+
+
+# What a run records for a photo on which the detector brought the process down.
+CRASHED = "the face detector crashed on this photo in an earlier run"
+
+
+class CrashJournal:
+    """The photo being examined, named in a small file before its detector runs.
+
+    A detector's native code can abort the whole process (dlib's CNN has, on thin
+    pictures). The photo then stays named here, and the next run records it as
+    unreadable instead of crashing on it again. Naming a photo costs a few
+    microseconds against a detection's tens of milliseconds. Best effort: a journal
+    that cannot be written never stops an ingest.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def leftover(self) -> tuple[str, str] | None:
+        """(source, content hash) of the photo a crashed run was examining, if any."""
+        if self.path is None:
+            return None
+        try:
+            text = self.path.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError:
+            return None
+        source, _, digest = text.partition("\t")
+        return (source, digest) if source and digest else None
+
+    def open(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            self._fd = None
+
+    def begin(self, source: str, digest: str) -> None:
+        if self._fd is not None:
+            data = f"{source}\t{digest}".encode("utf-8", "surrogateescape")
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))
+
+    def end(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        """Forget the journal: the run ended without a crash."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def journal_path(log_dir: Path | None, gallery: str) -> Path | None:
+    return None if log_dir is None else log_dir / f".detecting-{file_stem(gallery)}"
 
 
 class _Writer(threading.Thread):
@@ -249,6 +353,7 @@ def ingest(
             storage=storage,
             attributes=attributes,
             max_pixels=max_pixels,
+            journal=CrashJournal(journal_path(log_dir, gallery_name)),
         )
         outcome = finish_index(
             conn,
@@ -261,7 +366,7 @@ def ingest(
         )
     report.index_built, report.index_background = outcome.built, outcome.background
     report.seconds = time.perf_counter() - start
-    if report.no_face or report.unreadable or report.passed_over:
+    if report.no_face or report.unreadable or report.too_small or report.passed_over:
         report.listed_in = _write_problems(report, log_dir)
     return report
 
@@ -279,6 +384,7 @@ def _ingest_locked(
     storage: str | None,
     attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None,
     max_pixels: int,
+    journal: CrashJournal,
 ) -> IngestReport:
     """The body of ingest, run while this run holds the gallery's writer lock."""
     gallery = repo.ensure_gallery(
@@ -287,6 +393,13 @@ def _ingest_locked(
     paths = [path.resolve() for path in scan.images]
     known = repo.known_images(gallery)
     report = IngestReport(gallery=gallery.name, files=len(paths))
+    images: list[ImageRecord] = []
+    crashed = journal.leftover()
+    if crashed is not None and known.get(crashed[0]) != crashed[1]:
+        # Recorded with this run's first batch, so no later run tries it again.
+        images.append(ImageRecord(crashed[0], crashed[1], "unreadable", CRASHED))
+        report.unreadable.append(f"{crashed[0]}\t{CRASHED}")
+        paths = [path for path in paths if imaging.path_text(path) != crashed[0]]
     report.passed_over = [f"{imaging.path_text(item.path)}\t{item.reason}" for item in scan.skipped]
     skip_detection = embedder.config.detector == "skip"
     new_files = sum(1 for path in paths if imaging.path_text(path) not in known)
@@ -305,7 +418,7 @@ def _ingest_locked(
 
     writer = _Writer(repo, gallery)
     writer.start()
-    images: list[ImageRecord] = []
+    journal.open()
     pending: list[tuple[Prepared, list[DetectedFace]]] = []  # (file, detected faces)
     crops = 0
     done = 0
@@ -323,37 +436,42 @@ def _ingest_locked(
     try:
         for item in _prepared_stream(paths, known, resize_to, workers, max_pixels):
             done += 1
-            record, faces = examine(item, embedder, all_faces)
+            if item.status == "ok":
+                journal.begin(item.source, item.content_hash)
+            try:
+                record, faces = examine(item, embedder, all_faces)
+            finally:
+                journal.end()  # only a crash that unwinds nothing leaves the photo named
             if record is None:
                 report.skipped += 1
             else:
                 images.append(record)
-                if record.status == "unreadable":
-                    report.unreadable.append(f"{item.source}\t{item.detail}")
-                elif faces:
+                if tally(report, item, record, faces):
                     pending.append((item, faces))
                     crops += len(faces)
-                else:
-                    report.no_face.append(item.source)
             if crops >= batch_size or len(images) >= 4 * batch_size:
                 flush()
             if progress:
-                progress(done, len(paths))
+                progress(done, len(paths), report)
         if images or pending:
             flush()
     finally:
         writer.close()
+    journal.close()
     return report
 
 
 def _write_problems(report: IngestReport, log_dir: Path | None) -> Path | None:
+    """List the files passed over in a log; None when there is no log folder. A log
+    that cannot be written loses nothing stored, so it is a one-line error after the
+    faces are committed, naming the folder."""
     if log_dir is None:
         return None
-    log_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = log_dir / f"ingest-{report.gallery}-{stamp}.txt"
+    path = log_file(log_dir, "ingest", report.gallery, stamp)
     lines = [f"no_face\t{source}" for source in report.no_face]
+    lines += [f"too_small\t{entry}" for entry in report.too_small]
     lines += [f"unreadable\t{entry}" for entry in report.unreadable]
     lines += [f"skipped\t{entry}" for entry in report.passed_over]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")
     return path

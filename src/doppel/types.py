@@ -73,6 +73,39 @@ class EmbeddedFace:
     embedding: np.ndarray
 
 
+# Long enough for any name a person types; a longer one is almost surely a mistake.
+GALLERY_NAME_CHARS = 100
+
+
+def check_gallery_name(name: str) -> str:
+    """The gallery name as doppel keeps it, or a BadGalleryName saying why it cannot be.
+
+    Every way a name comes in (the CLI, the web API, renames) passes through here: no
+    control characters (a NUL cannot even be stored), not blank (the gallery would be
+    invisible in lists), at most GALLERY_NAME_CHARS characters. Spaces at either end
+    are dropped, so "family " and "family" are one gallery.
+    """
+    from doppel.errors import BadGalleryName
+
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise BadGalleryName(
+            "a gallery name cannot hold control characters (such as NUL, tab or newline)"
+        )
+    kept = name.strip()
+    if not kept:
+        raise BadGalleryName("a gallery name cannot be empty or blank")
+    if len(kept) > GALLERY_NAME_CHARS:
+        raise BadGalleryName(
+            f"a gallery name has at most {GALLERY_NAME_CHARS} characters, not {len(kept)}"
+        )
+    return kept
+
+
+def is_storable(text: str) -> bool:
+    """Whether PostgreSQL's text can hold this string (it cannot hold NUL)."""
+    return "\x00" not in text
+
+
 @dataclass(frozen=True)
 class Gallery:
     id: int
@@ -169,10 +202,21 @@ class Face:
 
 
 @dataclass(frozen=True)
+class Strength:
+    """How alike a match is, for a person: the calibrated probability that the model
+    would take the two faces for the same person (on balanced pairs), and that in words."""
+
+    probability: float
+    same_person: bool  # at or above the same-person threshold: probably the query person
+    words: str  # e.g. "23% — could pass for you"
+
+
+@dataclass(frozen=True)
 class Match:
     rank: int
     face: Face
     distance: float
+    strength: Strength | None = None  # None where the pipeline has no calibration
 
     @property
     def similarity(self) -> float:

@@ -55,10 +55,16 @@ def ingest_folder(
     from doppel.faces.catalog import config_for
     from doppel.indexing import finish_index
     from doppel.intake import ingest_photos
+    from doppel.store.indexes import check_parameters
     from doppel.store.repository import Repository
+    from doppel.types import check_gallery_name
 
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a folder")
+    # Checked before anything is written: bad index parameters found after the faces
+    # are committed would leave a gallery without its index.
+    check_parameters(m, ef_construction)
+    gallery = check_gallery_name(gallery)
 
     def waiting(message: str) -> None:
         err.print(f"{message} (Ctrl-C stops)", highlight=False)
@@ -68,6 +74,8 @@ def ingest_folder(
         # A gallery that exists keeps its own pipeline unless another detector is named.
         existing = Repository(conn).find_gallery(gallery)
         config = config_for(model, detector, existing.config if existing else None)
+        # Loading a model takes seconds before the first file: say so, not nothing.
+        err.print(f"loading the {config.model} model…", highlight=False)
         with progress_bar(f"ingest {gallery}") as update:
             report = ingest_photos(
                 conn,
@@ -104,6 +112,7 @@ def ingest_folder(
         f"{report.faces_added} faces added from {report.images_added} files "
         f"({report.rate:.1f} files/s); {report.skipped} already present, "
         f"{len(report.no_face)} without a face, {len(report.unreadable)} unreadable"
+        + (f", {len(report.too_small)} too small to hold a face" if report.too_small else "")
         + (
             f", {passed} skipped (special files, link loops, folders that cannot be read)"
             if passed

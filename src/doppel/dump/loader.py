@@ -22,6 +22,7 @@ from doppel.dump.files import open_dump
 from doppel.dump.rows import DIMENSION, Batcher, LoadReport, Reader
 from doppel.errors import BadDump
 from doppel.indexing import finish_index
+from doppel.outputs import log_file, write_text
 from doppel.store.repository import Repository, check_config
 from doppel.types import BuildProgress, EmbeddingConfig, Gallery
 
@@ -103,12 +104,11 @@ def write_load_log(report: LoadReport, log_dir: Path) -> Path | None:
     """List every skipped row and ignored statement in log_dir; None when there is none."""
     if not (report.bad_rows or report.ignored):
         return None
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"load-dump-{report.gallery}.txt"
-    path.write_text(
+    path = log_file(log_dir, "load-dump", report.gallery)
+    write_text(
+        path,
         "".join(f"bad row\tline {b.line}\t{b.reason}\n" for b in report.bad_rows)
         + "".join(f"ignored\tline {i.line}\t{i.what}\n" for i in report.ignored),
-        encoding="utf-8",
     )
     return path
 

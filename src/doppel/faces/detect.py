@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from doppel.config import FaceOptions
+from doppel.errors import DetectorFailed, DoppelError
 from doppel.faces import catalog, dlibface
 from doppel.faces.align import extract_face
-from doppel.faces.imaging import Photo
+from doppel.faces.imaging import MAX_ASPECT, MIN_FACE_SIDE, Photo
 from doppel.faces.runtime import quiet_tensorflow
 from doppel.types import Box, DetectedFace
 
@@ -61,8 +62,6 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
     return list(modeling.build_model(task="face_detector", model_name=detector).detect_faces(bgr))
 
 
-# Over 80 lines: shrink, detect, then cut and align each face from the full image, in
-# the order DeepFace does it; the steps share the scale and border they work in.
 def detect_faces(
     photo: Photo,
     detector: str,
@@ -70,13 +69,46 @@ def detect_faces(
     align: bool = True,
     alignment: str = "eyes",
 ) -> list[DetectedFace]:
-    """Every face in the photo, largest first; an empty list when there is none."""
+    """Every face in the photo, largest first; an empty list when there is none.
+
+    A native detector's failure on this photo is a DetectorFailed, never a crash
+    later: the photo is passed over and the next one works.
+    """
+    height, width = photo.pixels.shape[:2]
     if detector == "skip":
-        height, width = photo.pixels.shape[:2]
         box = Box(0, 0, round(width * photo.scale), round(height * photo.scale))
         return [DetectedFace(0, box, 0.0, photo.bgr)]
-    if align and alignment == "five-point":
-        return five_point_faces(photo, detector, options)
+    if min(height, width) < MIN_FACE_SIDE or max(height, width) > MAX_ASPECT * min(height, width):
+        # Photos decoded by doppel never get here (imaging.check_face_room); a picture
+        # made in memory might, and dlib's CNN detector corrupts memory on thin ones.
+        return []
+    try:
+        if align and alignment == "five-point":
+            return five_point_faces(photo, detector, options)
+        return _eye_aligned_faces(photo, detector, options, align)
+    except DoppelError:
+        raise
+    except Exception as exc:
+        if not _native_failure(exc):
+            raise
+        # dlib's CNN keeps buffers between calls; a fresh one starts from clean state.
+        dlibface.forget_mmod()
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DetectorFailed(f"the {detector} detector failed on this photo ({reason})") from exc
+
+
+def _native_failure(exc: BaseException) -> bool:
+    """An error raised by a detector's compiled code (dlib, OpenCV), not by doppel's."""
+    module = type(exc).__module__ or ""
+    return isinstance(exc, RuntimeError) or module.startswith(("cv2", "dlib", "_dlib"))
+
+
+# Over 80 lines: shrink, detect, then cut and align each face from the full image, in
+# the order DeepFace does it; the steps share the scale and border they work in.
+def _eye_aligned_faces(
+    photo: Photo, detector: str, options: FaceOptions, align: bool
+) -> list[DetectedFace]:
+    """DeepFace's way: the detector's box, rotated so the eyes are level."""
     catalog.require(detector, "detector", options)
     import cv2
 
@@ -87,7 +119,7 @@ def detect_faces(
     shrink = max(height, width) / DETECT_SIDE if max(height, width) > DETECT_SIDE else 1.0
     small = bgr
     if shrink > 1.0:
-        size = (round(width / shrink), round(height / shrink))
+        size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
         small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     regions = _regions(small, detector, options.runtime)
     if not regions:
@@ -161,7 +193,7 @@ def _shrunk(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     import cv2
 
     shrink = max(height, width) / DETECT_SIDE
-    size = (round(width / shrink), round(height / shrink))
+    size = (max(1, round(width / shrink)), max(1, round(height / shrink)))
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), shrink
 
 

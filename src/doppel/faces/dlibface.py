@@ -63,6 +63,11 @@ def _mmod(options: FaceOptions) -> Any:
     return dlib.cnn_face_detection_model_v1(str(path))
 
 
+def forget_mmod() -> None:
+    """Drop the CNN detector, so the next photo gets a fresh one (after an error)."""
+    _mmod.cache_clear()
+
+
 @lru_cache(maxsize=2)
 def _landmarks(options: FaceOptions) -> Any:
     import dlib

@@ -15,12 +15,21 @@ from pathlib import Path
 import numpy as np
 
 from doppel.config import DEFAULT_MAX_PIXELS
-from doppel.errors import ImageTooLarge, UnreadableImage, UsageError
+from doppel.errors import ImageTooLarge, PhotoTooSmall, UnreadableImage, UsageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 # Photos are decoded at most this size (a side): enough to cut faces sharply,
 # small enough to keep memory bounded. Detection runs on a smaller copy.
 MAX_SIDE = 1600
+# The floor on a photo's size. No detector doppel runs finds a face in a photo under
+# 15 pixels a side, even one the face fills (none of 30 lfw-dev faces at 12 to 14
+# pixels: benchmarks/bench_image_floor.py, docs/benchmarks.md); the floor stays a
+# little below that. dlib's CNN detector corrupts its own memory on a picture two
+# pixels wide, so a smaller photo is refused before any detector sees it.
+MIN_FACE_SIDE = 12
+# Detectors look at a copy at most 640 pixels long (faces.detect.DETECT_SIDE): a photo
+# longer than this many times its width would be thinner than the floor there.
+MAX_ASPECT = 40
 
 
 @dataclass(frozen=True)
@@ -221,16 +230,21 @@ def decode(
     name: str = "image",
     max_side: int | None = MAX_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: bool = True,
 ) -> Photo:
     """Decode image bytes with EXIF orientation applied, scaled so no side exceeds max_side.
 
     An image of more than max_pixels is refused from its header, before any pixel is
-    decoded (a small PNG can claim 20000x20000 pixels: 1.2 GB decoded).
+    decoded (a small PNG can claim 20000x20000 pixels: 1.2 GB decoded). With min_side,
+    so is one too small or too thin to hold a face (check_face_room): every path that
+    looks for faces decodes here, so no detector ever sees such a picture.
     """
     if data[:8] == _PNG_SIGNATURE:
         size = _png_size(data)
         if size is not None:
             check_pixels(*size, name, max_pixels)
+            if min_side:
+                check_face_room(*size, name)
         photo = _decode_png(data, max_side)
         if photo is not None:
             return photo
@@ -243,6 +257,8 @@ def decode(
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             check_pixels(width, height, name, max_pixels)
+            if min_side:
+                check_face_room(width, height, name)
             if rotated(img):
                 width, height = height, width
             if max_side and max(width, height) > max_side:
@@ -287,6 +303,21 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
         width, height = struct.unpack(">II", data[16:24])
         return width, height
     return None
+
+
+def check_face_room(width: int, height: int, name: str) -> None:
+    """Refuse a photo too small or too thin to hold a face any detector can find."""
+    short, long = min(width, height), max(width, height)
+    if short < MIN_FACE_SIDE:
+        raise PhotoTooSmall(
+            f"{name}: {width}x{height} pixels is too small to hold a face (doppel needs at "
+            f"least {MIN_FACE_SIDE} pixels a side)"
+        )
+    if long > MAX_ASPECT * short:
+        raise PhotoTooSmall(
+            f"{name}: {width}x{height} pixels is too thin to hold a face (the longer side "
+            f"may be at most {MAX_ASPECT} times the shorter)"
+        )
 
 
 def check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:

@@ -17,7 +17,7 @@ import psycopg
 
 from doppel.errors import GalleryBusy, UsageError
 from doppel.store.repository import Repository
-from doppel.types import GalleryStats
+from doppel.types import GalleryStats, check_gallery_name
 
 # The advisory lock class of a gallery's writer (ingest, load-dump); the second key is
 # hashtext(name). Two names that hash alike only make their writers take turns.
@@ -34,6 +34,7 @@ def writing(
     its files or rows present and adds only what is still missing, so each run's
     summary counts what that run added.
     """
+    name = check_gallery_name(name)
     if not _try(conn, name):
         if waiting is not None:
             waiting(
@@ -77,8 +78,7 @@ def rename_gallery(conn: psycopg.Connection, old: str, new: str) -> None:
     """Give a gallery another name; refused while it is being written."""
     repo = Repository(conn)
     gallery = repo.gallery(old)
-    if not new.strip():
-        raise UsageError("a gallery's name cannot be empty")
+    new = check_gallery_name(new)
     if repo.find_gallery(new) is not None:
         raise UsageError(f"there is already a gallery named {new!r}")
     try:

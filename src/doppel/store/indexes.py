@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from doppel.errors import UsageError
 from doppel.types import BuildProgress, Gallery, IndexState
 
 # A gallery this small builds its index in a few seconds: loaders wait for it.
@@ -147,6 +148,86 @@ def build_index(
         if state.building is not None:
             return False  # another process is building it
         drop_index(conn, gallery)  # what a failed or killed concurrent build leaves
+    _create_index(
+        conn,
+        gallery,
+        faces,
+        gallery.index_name,
+        m=m,
+        ef_construction=ef_construction,
+        concurrently=concurrently,
+        progress=progress,
+    )
+    return True
+
+
+def replace_index(
+    conn: psycopg.Connection,
+    gallery: Gallery,
+    faces: int,
+    *,
+    m: int | None = None,
+    ef_construction: int | None = None,
+    concurrently: bool = False,
+    progress: Callable[[BuildProgress], None] | None = None,
+) -> None:
+    """Build a new index beside the gallery's current one, then swap them in one
+    transaction: a build that fails or is stopped leaves the old index searching."""
+    spare = f"{gallery.index_name}_next"
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(spare)))
+    try:
+        _create_index(
+            conn,
+            gallery,
+            faces,
+            spare,
+            m=m,
+            ef_construction=ef_construction,
+            concurrently=concurrently,
+            progress=progress,
+        )
+    except BaseException:
+        if not conn.closed and not conn.broken:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(spare)))
+        raise
+    with conn.transaction():
+        drop_index(conn, gallery)
+        conn.execute(
+            sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(spare), sql.Identifier(gallery.index_name)
+            )
+        )
+
+
+def check_parameters(m: int | None, ef_construction: int | None) -> None:
+    """Refuse HNSW parameters pgvector would refuse, before anything is dropped or
+    written: m 2 to 100, ef_construction 4 to 1000 and at least twice m."""
+    plan = plan_index(0)
+    m_used, efc_used = m or plan.m, ef_construction or plan.ef_construction
+    if not 2 <= m_used <= 100:
+        raise UsageError(f"m must be between 2 and 100, not {m_used}")
+    if not 4 <= efc_used <= 1000:
+        raise UsageError(f"ef_construction must be between 4 and 1000, not {efc_used}")
+    if efc_used < 2 * m_used:
+        raise UsageError(
+            f"ef_construction ({efc_used}) must be at least twice m ({m_used}): "
+            f"give ef_construction {2 * m_used} or more, or a smaller m"
+        )
+
+
+def _create_index(
+    conn: psycopg.Connection,
+    gallery: Gallery,
+    faces: int,
+    name: str,
+    *,
+    m: int | None,
+    ef_construction: int | None,
+    concurrently: bool,
+    progress: Callable[[BuildProgress], None] | None,
+) -> None:
+    """CREATE INDEX of the gallery's HNSW cosine index under this name."""
+    check_parameters(m, ef_construction)
     plan = plan_index(faces)
     m = m or plan.m
     ef_construction = ef_construction or plan.ef_construction
@@ -157,7 +238,7 @@ def build_index(
         " WITH (m = {m}, ef_construction = {efc}) WHERE gallery_id = {gallery}"
     ).format(
         how=sql.SQL("CONCURRENTLY" if concurrently else ""),
-        name=sql.Identifier(gallery.index_name),
+        name=sql.Identifier(name),
         expr=vector_expr(gallery),
         ops=sql.SQL(ops),
         m=sql.Literal(m),
@@ -174,7 +255,6 @@ def build_index(
         if watcher:
             watcher.finish()
         conn.execute("RESET maintenance_work_mem")
-    return True
 
 
 class _Watcher(threading.Thread):

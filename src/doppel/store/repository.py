@@ -26,7 +26,9 @@ from doppel.types import (
     IndexState,
     Match,
     NewFace,
+    check_gallery_name,
     describe,
+    is_storable,
 )
 
 # A load adding more rows than this (or than a quarter of the gallery, if more) drops
@@ -93,6 +95,8 @@ class Repository:
     )
 
     def find_gallery(self, name: str) -> Gallery | None:
+        if not is_storable(name):
+            return None  # no gallery can have such a name; PostgreSQL's text cannot hold it
         row = self.conn.execute(self._GALLERY_SELECT + " WHERE name = %s", (name,)).fetchone()
         return self._gallery_from_row(row) if row else None
 
@@ -132,6 +136,7 @@ class Repository:
         storage is the precision of its index: halfvec by default where pgvector has
         it (half the size, twice as fast to build, the same recall: docs/benchmarks.md).
         """
+        name = check_gallery_name(name)
         if storage is None:
             storage = "halfvec" if has_halfvec(self.conn) else "vector"
         if storage not in ("vector", "halfvec"):
@@ -358,6 +363,26 @@ class Repository:
             progress=progress,
         )
 
+    def replace_index(
+        self,
+        gallery: Gallery,
+        m: int | None = None,
+        ef_construction: int | None = None,
+        *,
+        concurrently: bool = False,
+        progress: Callable[[BuildProgress], None] | None = None,
+    ) -> None:
+        """Build the gallery's index anew beside the old one, which serves until the swap."""
+        indexes.replace_index(
+            self.conn,
+            gallery,
+            self.face_count(gallery),
+            m=m,
+            ef_construction=ef_construction,
+            concurrently=concurrently,
+            progress=progress,
+        )
+
     def drop_index(self, gallery: Gallery) -> None:
         indexes.drop_index(self.conn, gallery)
 
@@ -493,6 +518,25 @@ class Repository:
         if row is None:
             return None
         return face_from_row(row)
+
+    def vectors(self, face_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of some faces, by id (to compare matches among themselves)."""
+        if not face_ids:
+            return {}
+        rows = self.conn.execute(
+            "SELECT id, embedding FROM faces WHERE id = ANY(%s::bigint[])", (list(face_ids),)
+        ).fetchall()
+        return {int(i): np.asarray(v.to_numpy(), dtype=np.float32) for i, v in rows}
+
+    def person_labels(self, person_ids: Sequence[int]) -> dict[int, str]:
+        """Each person's name, else "person N"."""
+        if not person_ids:
+            return {}
+        rows = self.conn.execute(
+            "SELECT id, name FROM people WHERE id = ANY(%s::bigint[])", (list(person_ids),)
+        ).fetchall()
+        named = {int(i): name for i, name in rows if name}
+        return {p: named.get(p, f"person {p}") for p in person_ids}
 
 
 def face_from_row(row: Sequence) -> Face:

@@ -136,7 +136,10 @@ def served(gallery_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     reports = tmp_path_factory.mktemp("reports")
     report_name = _make_report(reports)
     settings = replace(Settings.from_env(), database_url=gallery_url)
-    app = create_app(settings, reports_dir=reports, report_cwd=None, max_upload=5 * 2**20)
+    # Two face workers, whatever the machine: searches run in worker processes.
+    app = create_app(
+        settings, reports_dir=reports, report_cwd=None, max_upload=5 * 2**20, workers=2
+    )
     with _uvicorn(app) as url:
         yield Served(url, gallery_url, reports, report_name)
 
@@ -452,3 +455,100 @@ def test_find_strangers_switch(client: httpx.Client, unit_faces: Path) -> None:
     expected = [m["name"] for m in plain["matches"] if m["similarity"] < threshold][:5]
     assert expected and [m["name"] for m in result["matches"]] == expected
     assert any(m["similarity"] >= threshold for m in plain["matches"])
+
+
+def _answer(response: httpx.Response) -> tuple[object, ...]:
+    """What a user sees of a search: the face and each match with its similarity."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return (
+        tuple(body["face"]["box"].items()),
+        tuple((m["face_id"], m["similarity"]) for m in body["matches"]),
+    )
+
+
+def test_searches_at_once_answer_as_one_at_a_time(
+    client: httpx.Client, served: Served, unit_faces: Path
+) -> None:
+    """Eight searches sent together, on two worker processes, each get the answer
+    they get when sent alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = sorted((unit_faces.parent / "lfw-dev" / "photos").glob("*.jpg"))[::40][:8]
+    assert len(photos) == 8
+    alone = [_answer(_post_photo(client, "/api/find", photo, k=4)) for photo in photos]
+    assert len(set(alone)) == 8  # eight different photos, eight different answers
+
+    def send(photo: Path) -> tuple[object, ...]:
+        with httpx.Client(base_url=served.url, timeout=300) as http:
+            return _answer(_post_photo(http, "/api/find", photo, k=4))
+
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(send, photos))
+    assert together == alone
+    queue = client.get("/api/health").json()["queue"]
+    assert queue["workers"] == 2 and queue["running"] == 0 and queue["waiting"] == 0
+
+
+def test_two_serve_processes_share_uploads(served: Served, unit_faces: Path) -> None:
+    """An upload taken by one `doppel serve` is searched through another on the same
+    database, as behind a load balancer."""
+    port = _free_port()
+    env = {**os.environ, "DOPPEL_DATABASE_URL": served.database_url}
+    command = [DOPPEL, "serve", "--port", str(port), "--workers", "0"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    other = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "doppel serve did not answer"
+            try:
+                httpx.get(f"{other}/api/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        with httpx.Client(base_url=other, timeout=120) as http:
+            sent = _post_photo(http, "/api/uploads", unit_faces / QUERY)
+        assert sent.status_code == 200, sent.text
+        upload = sent.json()["upload_id"]
+        with httpx.Client(base_url=served.url, timeout=120) as http:
+            found = http.post("/api/search", json={"upload_id": upload, "k": 3})
+            assert found.status_code == 200, found.text
+            names = [m["name"] for m in found.json()["matches"]]
+            assert {GALLERY_PHOTOS[n] for n in names} == {"person01"}
+            assert http.get(f"/api/uploads/{upload}/image?face=0").status_code == 200
+            assert http.delete(f"/api/uploads/{upload}").status_code == 204
+        with httpx.Client(base_url=other, timeout=120) as http:
+            gone = http.post("/api/search", json={"upload_id": upload})
+        assert gone.status_code == 404
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+
+
+def test_a_full_queue_answers_503_with_retry_after(gallery_url: str, unit_faces: Path) -> None:
+    """When no worker can take a search within the allowed wait (here: none at all),
+    the answer is 503 with Retry-After at once; once a worker is free, searches pass."""
+    from doppel.config import Settings
+    from doppel.web.app import create_app
+
+    settings = replace(Settings.from_env(), database_url=gallery_url, queue_wait_s=0)
+    app = create_app(settings, workers=0, warm_up=False)
+    work = app.state.doppel.models.work
+    release = threading.Event()
+    busy = threading.Thread(target=work.run, args=(release.wait,))
+    with _uvicorn(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+        busy.start()
+        while work.state().running == 0:
+            time.sleep(0.01)
+        refused = _post_photo(http, "/api/find", unit_faces / QUERY)
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "busy" in refused.json()["detail"]
+        queue = http.get("/api/health").json()["queue"]
+        assert queue == {**queue, "workers": 0, "running": 1, "waiting": 0, "refused": 1}
+        release.set()
+        busy.join()
+        found = _post_photo(http, "/api/find", unit_faces / QUERY)
+        assert found.status_code == 200, found.text

@@ -60,7 +60,7 @@ def _phase(args: argparse.Namespace) -> None:
             embedder,
             index="skip",
             batch_size=args.batch,
-            progress=lambda done, total: (
+            progress=lambda done, total, report: (
                 marks.append((time.perf_counter(), done))
                 if done % args.batch == 0 and not marks
                 else None

@@ -155,3 +155,43 @@ def test_find_table_fits_80_columns_with_file_names(gallery_env: Path, unit_face
     assert "../" not in result.stdout and str(unit_faces) not in result.stdout
     # Each source by its file name alone, on one line of its cell.
     assert len(re.findall(r"│ (?:img\d+|couple)\.jpg +│", result.stdout)) == 5, result.stdout
+
+
+# The ingest bar: its estimate and its running counts.
+
+
+def test_the_estimate_waits_for_enough_work_then_averages() -> None:
+    from doppel.cli.common import remaining_time
+
+    assert remaining_time(3, 100, 3, 30.0) == "…"  # three files promise nothing
+    assert remaining_time(50, 100, 50, 2.0) == "…"  # nor two seconds
+    assert remaining_time(40, 100, 40, 20.0, stored=False) == "…"  # nothing embedded yet
+    assert remaining_time(50, 100, 50, 25.0) == "0:00:25"  # the average rate since the start
+    # Files already in the gallery cost nothing: the rate is that of the files worked on.
+    assert remaining_time(60, 100, 10, 20.0) == "0:01:20"
+    assert remaining_time(100, 100, 0, 0.0) == "0:00:00"
+
+
+def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
+    import io
+
+    from rich.console import Console
+
+    from doppel.cli import common
+    from doppel.ingest import IngestReport
+
+    screen = io.StringIO()
+    saved = common.err
+    common.err = Console(file=screen, width=80, force_terminal=False)
+    try:
+        with common.progress_bar("ingest demo") as update:
+            report = IngestReport(gallery="demo", files=10, faces_added=7, images_added=6)
+            report.no_face.append("a.jpg")
+            report.unreadable.append("b.jpg\tnot an image")
+            update(9, 10, report)
+    finally:
+        common.err = saved
+    text = screen.getvalue()
+    assert "ingest demo" in text and "9/10" in text
+    assert "faces stored: 7 · photos without a face: 1 · unreadable: 1" in text
+    _fits(text.replace("…", ""))

@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
     ingest(conn, photos, "plain", Embedder(CONFIG), workers=0)
     killed: list[int] = []
 
-    def kill_one(done: int, total: int) -> None:
+    def kill_one(done: int, total: int, report: object) -> None:
         if not killed:
             pids = worker_pids()
             assert pids, "no Ray worker found"
@@ -113,7 +113,7 @@ def test_a_stopped_run_keeps_its_batches_and_a_rerun_completes(
 ) -> None:
     ingest(conn, photos, "plain", Embedder(CONFIG), workers=0)
 
-    def stop(done: int, total: int) -> None:
+    def stop(done: int, total: int, report: object) -> None:
         if done >= 4:
             raise KeyboardInterrupt
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from doppel.config import Settings
 from doppel.errors import DoppelError
 from doppel.faces import imaging
 from doppel.faces.imaging import Photo
+from doppel.outputs import write_bytes
 from doppel.types import Box, Match, QueryResult
 
 TILE = 256
@@ -111,9 +113,8 @@ def compose(
     for i, match in enumerate(matches):
         _paste(canvas, draw, match, (MARGIN + i * (tile + MARGIN), top), tile, title_size=16)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         # Level 1: a third of the default's time for a picture a few percent larger.
-        canvas.save(out, format="PNG", compress_level=1)
+        save_png(canvas, out, compress_level=1)
     return canvas
 
 
@@ -176,19 +177,34 @@ def compose_rows(
         for i, item in enumerate(tiles):
             _paste(canvas, draw, item, (MARGIN + i * (tile + MARGIN), top + ROW_HEADING), tile, 14)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        canvas.save(out, format="PNG")
+        save_png(canvas, out)
     return canvas
 
 
+def save_png(picture: Image.Image, out: Path, compress_level: int = 6) -> None:
+    """Write a picture as PNG, or say in one line why it cannot be written (a folder in
+    its place, a full disk): outputs.write_bytes."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=compress_level)
+    write_bytes(out, buffer.getvalue())
+
+
 def caption(match: Match) -> tuple[str, str]:
-    """Title and subtitle for a match's tile: rank, similarity, person, file name, attributes."""
+    """Title and subtitle for a match's tile: rank, strength in words (else similarity),
+    person; then similarity, file name, attributes."""
     name = Path(match.face.source).name or match.face.source
     attrs = ", ".join(str(a) for a in (match.face.sex, match.face.age, match.face.race) if a)
-    title = f"#{match.rank}  {match.similarity:.3f}"
-    if match.face.person:
-        title += f"  {match.face.person}"
-    return title, f"{name}  {attrs}".strip()
+    if match.strength is None:
+        title = f"#{match.rank}  {match.similarity:.3f}"
+        if match.face.person:
+            title += f"  {match.face.person}"
+        return title, f"{name}  {attrs}".strip()
+    # The words fill the title; the person moves to the line beneath.
+    person = f"{match.face.person}  " if match.face.person else ""
+    return (
+        f"#{match.rank}  {match.strength.words}",
+        f"{person}{match.similarity:.3f}  {name}  {attrs}".strip(),
+    )
 
 
 def render(

@@ -80,3 +80,22 @@ def unwritable(path: Path, exc: OSError) -> OutputUnwritable:
     }
     reason = reasons.get(exc.errno or 0) or exc.strerror or type(exc).__name__
     return OutputUnwritable(f"cannot write {os.fspath(path)}: {reason}")
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Refuse, before any work, an output folder that is a file (or lies in one)."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputUnwritable(
+            f"{folder} is a file; give a folder for the output (it is made if missing)"
+        )
+    check_writable_file(folder / "probe")
+
+
+def make_folder(folder: Path) -> Path:
+    """Make an output folder, or say in one line why it cannot be made."""
+    check_writable_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(folder, exc) from None
+    return folder

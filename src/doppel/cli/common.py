@@ -101,34 +101,93 @@ def friendly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _CountingProgress(Progress):
+    """A progress bar with a second line under it: what the work has found so far."""
+
+    counts = ""
+
+    def get_renderables(self) -> Iterator[Any]:
+        yield self.make_tasks_table(self.tasks)
+        if self.counts:
+            yield Text(self.counts, style="dim")
+
+
+# The estimate waits for this many files (or this share of them) and seconds: the first
+# files come from decoders that started ahead of the model, and would promise too much.
+ETA_MIN_FILES = 8
+ETA_MIN_SHARE = 0.02
+ETA_MIN_SECONDS = 5.0
+
+
+def remaining_time(
+    done: int, total: int, worked: int, elapsed: float, stored: bool = True
+) -> str:
+    """The time left at the average rate since the bar started (not the last moments'),
+    or "…" while there is too little to go on. `worked` counts the files that cost work
+    (files already in the gallery pass in no time and would make the rate a promise).
+    `stored`: a first batch has been embedded and written. Files are counted as they are
+    detected, and their faces embedded a batch at a time, so before the first batch the
+    rate leaves out most of the work (the Dlib model's embedding, mirror and all)."""
+    import datetime
+
+    if done >= total:
+        return "0:00:00"
+    enough = max(ETA_MIN_FILES, ETA_MIN_SHARE * total)
+    if worked < enough or elapsed < ETA_MIN_SECONDS or not stored:
+        return "…"
+    seconds = (total - done) * elapsed / worked
+    return str(datetime.timedelta(seconds=round(seconds)))
+
+
+def found_so_far(report: Any) -> str:
+    """The running counts of an ingest: faces found, photos without one, unreadable."""
+
+    def count(value: Any) -> int:
+        return value if isinstance(value, int) else len(value)
+
+    return (
+        f"faces stored: {report.faces_added:,} · photos without a face: "
+        f"{count(report.no_face):,} · unreadable: {count(report.unreadable):,}"
+    )
+
+
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar (count, rate, ETA) fed by a (done, total) callback.
+def progress_bar(label: str) -> Iterator[Callable[..., None]]:
+    """A rich progress bar (count, rate, ETA) fed by a (done, total) callback; given an
+    ingest's report as a third argument, it shows the report's running counts beneath.
 
     It appears with the first call, so a command that fails before any work (not a
-    folder, no images, missing weights) prints its error alone.
+    folder, no images, missing weights) prints its error alone. The estimate is the
+    average rate since the first file (see remaining_time).
     """
+    import time
+
     columns = [
         TextColumn(label),
-        BarColumn(),
+        BarColumn(bar_width=24),
         MofNCompleteColumn(),
-        TaskProgressColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
     ]
-    bar = Progress(*columns, console=err, transient=False)
+    bar = _CountingProgress(*columns, console=err, transient=False)
     task = None
+    started = 0.0
 
-    def update(done: int, total: int) -> None:
-        nonlocal task
+    def update(done: int, total: int, report: Any = None) -> None:
+        nonlocal task, started
         if task is None:
             bar.start()
-            task = bar.add_task(label, total=None, rate="")
-        elapsed = bar.tasks[0].elapsed or 0.0
+            task = bar.add_task(label, total=None, rate="", eta="…")
+            started = time.monotonic()
+        elapsed = time.monotonic() - started
         rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
-        bar.update(task, completed=done, total=total, rate=rate)
+        worked = done - (report.skipped if report is not None else 0)
+        stored = report is None or report.images_added > 0
+        eta = remaining_time(done, total, worked, elapsed, stored)
+        if report is not None:
+            bar.counts = found_so_far(report)
+        bar.update(task, completed=done, total=total, rate=rate, eta=eta)
 
     try:
         yield update

@@ -51,8 +51,13 @@ def composite_name(photo: Path) -> Path:
 # Over 80 lines: most of it is the declaration of the command's sixteen options.
 @friendly
 def find_cmd(
-    photo: Annotated[
-        Path, typer.Argument(help="Photo with the face to look for; - reads it from stdin.")
+    photos: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Photo with the face to look for; several photos (or a folder of them) of "
+            "one person make one query; - reads one from stdin.",
+            show_default=False,
+        ),
     ],
     gallery: GalleryOpt = None,
     in_dir: Annotated[
@@ -99,6 +104,21 @@ def find_cmd(
             "gallery, and any face above the model's same-person threshold).",
         ),
     ] = False,
+    all_photos: Annotated[
+        bool,
+        flag("--all-photos", "With --strangers: every face of a stranger, not only the nearest."),
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            help="Same-person similarity threshold for this search (default: the one "
+            "calibrated for the gallery's model); the strengths move with it.",
+            show_default=False,
+        ),
+    ] = None,
     ef_search: Annotated[
         int | None,
         typer.Option(
@@ -110,20 +130,15 @@ def find_cmd(
         ),
     ] = None,
 ) -> None:
-    """Find the faces in a gallery most like the face in PHOTO."""
+    """Find the faces in a gallery most like the face in PHOTOS (one photo, or several of
+    one person)."""
     from doppel.search import find
     from doppel.types import Filters
 
     settings = command_settings()
-    stdin = str(photo) == "-"
-    if stdin:
-        photo = _read_stdin(settings)
-    elif photo.is_dir():
-        raise UsageError(f"{photo} is a folder, not a photo; to search its photos use --in {photo}")
-    if not photo.exists():
-        raise UsageError(f"{photo}: no such file")
-    if not photo.is_file():
-        raise UsageError(f"{photo} is not a regular file (a FIFO, socket or device)")
+    stdin = [str(p) for p in photos] == ["-"]
+    several = [] if stdin else query_photos(photos)
+    photo = _read_stdin(settings) if stdin else several[0]
     if sex is not None and sex.upper() not in ("F", "M"):
         raise typer.BadParameter("use F or M", param_hint="--sex")
     if in_dir is not None:
@@ -149,8 +164,13 @@ def find_cmd(
     picture = (
         None
         if no_picture or (as_json and output is None)
-        else output or composite_name(Path("stdin") if stdin else photo)
+        else output
+        or composite_name(Path("stdin") if stdin else photos[0] if photos[0].is_dir() else photo)
     )
+    if picture is not None:
+        from doppel.outputs import check_writable_file
+
+        check_writable_file(picture)  # a folder given as -o fails now, not after the search
     with connect(settings) as conn:
         if same_attributes:
             from doppel.faces.attributes import same_attribute_filters
@@ -164,7 +184,7 @@ def find_cmd(
             )
         result = find(
             conn,
-            _stdin_query(photo, settings.max_pixels) if stdin else photo,
+            _stdin_query(photo, settings.max_pixels) if stdin else several,
             gallery or settings.gallery,
             k=k,
             filters=filters,
@@ -176,8 +196,34 @@ def find_cmd(
             settings=settings,
             ef_search=ef_search or settings.ef_search,
             strangers=strangers,
+            threshold=threshold,
+            all_photos=all_photos,
         )
     _print_find(result, as_json)
+
+
+def query_photos(given: list[Path]) -> list[Path]:
+    """The photos of a query: the files given, and the images of a folder given."""
+    from doppel.faces import imaging
+
+    found: list[Path] = []
+    for path in given:
+        if str(path) == "-":
+            raise UsageError("- (a photo on stdin) cannot be one of several photos")
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and imaging.is_image_name(p))
+            if not inside:
+                raise UsageError(
+                    f"{path} is a folder without photos; to search a folder's faces use --in {path}"
+                )
+            found.extend(inside)
+            continue
+        if not path.exists():
+            raise UsageError(f"{path}: no such file")
+        if not path.is_file():
+            raise UsageError(f"{path} is not a regular file (a FIFO, socket or device)")
+        found.append(path)
+    return found
 
 
 def _read_stdin(settings: Any) -> Path:
@@ -234,11 +280,31 @@ def _print_find(result: Any, as_json: bool) -> None:
             "gallery": result.gallery.name,
             "query": result.query,
             "composite": str(result.composite) if result.composite else None,
+            "photos": list(result.photos),
+            "template": (
+                {
+                    "photos": len(result.photos),
+                    "similarity_to_the_others": [round(x, 4) for x in result.template.similarities],
+                }
+                if result.template
+                else None
+            ),
+            "calibration": (
+                {
+                    "pipeline": result.calibration.pipeline,
+                    "threshold": result.calibration.threshold,
+                    "measured_on": result.calibration.measured_on,
+                }
+                if result.calibration
+                else None
+            ),
             "strangers": (
                 {
                     "on": True,
                     "threshold": result.strangers.threshold,
                     "left_out_people": list(result.strangers.people),
+                    "left_out": list(result.strangers.names),
+                    "one_per_person": result.strangers.one_per_person,
                 }
                 if result.strangers
                 else {"on": False}
@@ -259,8 +325,10 @@ def _print_find(result: Any, as_json: bool) -> None:
             + (f" (face {number})" if len(result.results) > 1 else "")
             + (", strangers only" if result.strangers else "")
         )
+        calibrated = result.calibration is not None
         for column, justify in (
             ("rank", "right"),
+            *((("strength", "left"),) if calibrated else ()),
             ("similarity", "right"),
             ("distance", "right"),
             ("person", "left"),
@@ -272,6 +340,7 @@ def _print_find(result: Any, as_json: bool) -> None:
             attrs = ", ".join(str(a) for a in (m.face.sex, m.face.age, m.face.race) if a)
             table.add_row(
                 str(m.rank),
+                *((m.strength.words,) if m.strength else ()),
                 f"{m.similarity:.4f}",
                 f"{m.distance:.4f}",
                 m.face.person or "-",
@@ -279,6 +348,17 @@ def _print_find(result: Any, as_json: bool) -> None:
                 attrs or "-",
             )
         out.print(table)
+    if result.template:
+        err.print(f"{result.template.describe()}: {', '.join(result.photos)}", highlight=False)
+    if result.calibration is None:
+        err.print(result.not_calibrated, highlight=False)
+    elif not result.strangers:
+        cal = result.calibration
+        err.print(
+            f"strength: how likely {cal.model} would take the two faces for one person "
+            f"(50% at its same-person threshold {cal.threshold:.4f})",
+            highlight=False,
+        )
     if result.strangers:
         err.print(result.strangers.describe(), highlight=False)
     if result.composite:

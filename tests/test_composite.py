@@ -70,3 +70,18 @@ def test_the_composite_is_written_with_every_match(
     with Image.open(out) as img:
         assert img.width >= 4 * 256
     assert len(list((settings.cache_dir / "crops").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("k, rows", [(3, 1), (5, 1), (6, 2), (10, 2), (11, 3)])
+def test_the_composite_wraps_at_five_matches_a_row(k: int, rows: int) -> None:
+    from doppel.composer import CAPTION, MARGIN, PER_ROW, TILE, Tile, compose
+
+    query = Tile(None, None, "query")
+    picture = compose(query, [Tile(None, None, f"#{i + 1}") for i in range(k)])
+    columns = min(k, PER_ROW)
+    assert picture.width == columns * TILE + (columns + 1) * MARGIN
+    big = min(2 * TILE, picture.width - 2 * MARGIN)
+    assert picture.height == MARGIN + big + CAPTION + MARGIN + rows * (TILE + CAPTION + MARGIN)
+    # The first tile of the last row is there (a placeholder, not the background).
+    top = MARGIN + big + CAPTION + MARGIN + (rows - 1) * (TILE + CAPTION + MARGIN)
+    assert picture.getpixel((MARGIN + TILE // 2, top + 4)) != picture.getpixel((2, 2))

@@ -21,6 +21,7 @@ from doppel.outputs import write_bytes
 from doppel.types import Box, Match, QueryResult
 
 TILE = 256
+PER_ROW = 5  # matches per row of the composite; more wrap onto the next row
 MARGIN = 16
 CAPTION = 44
 BACKGROUND = (248, 248, 246)
@@ -101,17 +102,21 @@ def _fit(
 def compose(
     query: Tile, matches: Sequence[Tile], out: Path | None = None, tile: int = TILE
 ) -> Image.Image:
-    """Render the composite; write it to `out` as PNG when given."""
-    columns = max(len(matches), 1)
+    """Render the composite; write it to `out` as PNG when given. The matches wrap at
+    PER_ROW a row, so ten make two rows rather than one picture 2,700 pixels wide."""
+    columns = max(min(len(matches), PER_ROW), 1)
+    rows = max(math.ceil(len(matches) / PER_ROW), 1)
     width = columns * tile + (columns + 1) * MARGIN
     big = min(2 * tile, width - 2 * MARGIN)
-    height = MARGIN + big + CAPTION + MARGIN + tile + CAPTION + MARGIN
+    height = MARGIN + big + CAPTION + MARGIN + rows * (tile + CAPTION + MARGIN)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     _paste(canvas, draw, query, ((width - big) // 2, MARGIN), big, title_size=20)
     top = MARGIN + big + CAPTION + MARGIN
     for i, match in enumerate(matches):
-        _paste(canvas, draw, match, (MARGIN + i * (tile + MARGIN), top), tile, title_size=16)
+        row, column = divmod(i, PER_ROW)
+        at = (MARGIN + column * (tile + MARGIN), top + row * (tile + CAPTION + MARGIN))
+        _paste(canvas, draw, match, at, tile, title_size=16)
     if out is not None:
         # Level 1: a third of the default's time for a picture a few percent larger.
         save_png(canvas, out, compress_level=1)

@@ -6,7 +6,7 @@ The CLI and the web app both search through find().
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,13 +15,15 @@ import psycopg
 
 from doppel.composer import render
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions, Settings
-from doppel.errors import Remedy, UsageError
+from doppel.errors import NotCalibrated, Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
 from doppel.people import calibration as people_calibration
+from doppel.people.calibration import Calibration
 from doppel.store.repository import Repository
-from doppel.types import EmbeddedFace, Filters, Gallery, QueryResult
+from doppel.templates import TemplateCheck
+from doppel.types import EmbeddedFace, Filters, Gallery, Match, QueryResult, describe
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,23 @@ class Strangers:
     threshold: float  # faces at least this similar to the query are taken for the same person
     people: tuple[int, ...]  # people taken for the query's own, whose faces were left out
     model: str
+    names: tuple[str, ...] = ()  # those people's names, else "person N"
+    one_per_person: bool = True  # at most one face of each stranger (not --all-photos)
+
+    def _own(self) -> str:
+        return ", ".join(self.names or tuple(f"person {p}" for p in self.people))
 
     def caption(self) -> str:
         """The short form, under the query face of the composite."""
-        own = ", ".join(f"person {p}" for p in self.people)
+        own = self._own()
         return f"left out: {own + ', ' if own else ''}similarity >= {self.threshold:.3f}"
 
     def describe(self) -> str:
-        own = ", ".join(f"person {p}" for p in self.people)
+        own = self._own()
+        each = "; one face per person" if self.one_per_person else ""
         return (
             f"strangers only: left out {own + ' and ' if own else ''}faces with similarity "
-            f">= {self.threshold:.3f} ({self.model}'s same-person threshold)"
+            f">= {self.threshold:.4f} ({self.model}'s same-person threshold){each}"
         )
 
 
@@ -72,6 +80,19 @@ class FindResult:
     embed_seconds: float = 0.0
     search_seconds: float = 0.0
     strangers: Strangers | None = None
+    # The pipeline's calibration (threshold and probability fit) the strengths come
+    # from; None: not calibrated, the matches carry similarity only.
+    calibration: Calibration | None = None
+    photos: tuple[str, ...] = ()  # the photos that made the query (several: a template)
+    template: TemplateCheck | None = None
+
+    @property
+    def not_calibrated(self) -> str:
+        """What a front end says when matches carry no strength."""
+        return (
+            f"no same-person calibration for {describe(self.gallery.config)}: "
+            "similarity only, no strength"
+        )
 
 
 # The faces of a query, embedded for a gallery: (gallery, detector) -> faces, largest first.
@@ -92,9 +113,18 @@ def query_detector(gallery: Gallery, override: str | None, default: str | None) 
     return default or catalog.spec(gallery.config.model, "recognition").detector
 
 
+QueryPhotos = Path | Query | Sequence[Path | Query]
+# Matches fetched per match asked for, when some of them may be set aside (one face
+# per stranger); more are fetched while too few are left and more exist.
+WIDEN = 5
+MAX_CANDIDATES = 1000
+
+
+# Over 80 lines: one use case with many options, each a few lines, in the order a
+# search runs (gallery, calibration, photos, embedding, search, picture).
 def find(
     conn: psycopg.Connection,
-    query: Path | Query,
+    query: QueryPhotos,
     gallery_name: str | None = None,
     *,
     k: int = 5,
@@ -106,19 +136,26 @@ def find(
     composite: Path | None = None,
     settings: Settings | None = None,
     ef_search: int | None = None,
-    faces: QueryFaces | None = None,
+    faces: QueryFaces | Sequence[QueryFaces] | None = None,
     strangers: bool = False,
     calibration_file: Path | None = None,
+    threshold: float | None = None,
+    all_photos: bool = False,
 ) -> FindResult:
-    """Search a gallery for the faces most like those in the photo.
+    """Search a gallery for the faces most like those in the photo (or photos).
 
     gallery_name None means the only gallery there is. A composite picture needs the
-    settings (where the gallery's photos are found again). The query photo itself is left
-    out of the matches when the gallery holds it (same file content).
+    settings (where the gallery's photos are found again). The query photos themselves
+    are left out of the matches when the gallery holds them (same file content).
+    Several photos are one person's: checked with the same-person threshold and
+    combined into one template (templates.py); faces, if given, is then one per photo.
+    Each match carries its strength where the pipeline is calibrated; threshold
+    overrides the calibrated same-person threshold for this search.
     strangers: doppelganger mode; leave out the query person's own faces, those of
     the person the query face belongs to (the gallery's person of this very photo,
     or the person whose mean face it would join) and any face at or above the
-    model's same-person threshold. k faces still come back when k strangers exist.
+    model's same-person threshold; and show at most one face of each other person
+    (unless all_photos). k faces still come back when k strangers exist.
     """
     start = time.perf_counter()
     repo = Repository(conn)
@@ -132,59 +169,184 @@ def find(
         )
     if calibration_file is None and settings is not None:
         calibration_file = settings.calibration_file
-    if strangers:  # a missing threshold fails before any embedding
-        people_calibration.for_config(gallery.config, calibration_file)
-    if isinstance(query, Path):
-        query = Query.from_path(query, settings.max_pixels if settings else DEFAULT_MAX_PIXELS)
-    chosen = query_detector(gallery, detector, default_detector)
-    if faces is None:
-        options = settings.face_options if settings is not None else FaceOptions()
-        embedded = embedder_for(gallery.config, options).embed_query(
-            query.photo, query.name, chosen, all_faces
+    # A missing threshold fails before any embedding, where strangers mode needs one.
+    cal = pipeline_calibration(gallery, calibration_file, threshold, required=strangers)
+    max_pixels = settings.max_pixels if settings else DEFAULT_MAX_PIXELS
+    queries = [
+        q if isinstance(q, Query) else Query.from_path(q, max_pixels)
+        for q in (query if isinstance(query, Sequence) else [query])
+    ]
+    if not queries:
+        raise UsageError("no photo to search with")
+    if len(queries) > 1 and all_faces:
+        raise UsageError(
+            "several photos make one query of one face each; search every face of one photo alone"
         )
+    chosen = query_detector(gallery, detector, default_detector)
+    options = settings.face_options if settings is not None else FaceOptions()
+    per_photo: list[list[EmbeddedFace]] = []
+    for number, one in enumerate(queries):
+        bring = faces[number] if isinstance(faces, Sequence) else faces
+        if bring is not None:
+            per_photo.append(bring(gallery, chosen))
+        else:
+            per_photo.append(
+                embedder_for(gallery.config, options).embed_query(
+                    one.photo, one.name, chosen, all_faces and len(queries) == 1
+                )
+            )
+    check = None
+    if len(queries) == 1:
+        embedded = per_photo[0]
     else:
-        embedded = faces(gallery, chosen)
+        embedded, check = _template(queries, per_photo, cal, gallery.config.model)
     searched = time.perf_counter()
-    filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, query.content_hash))
+    hashes = tuple(q.content_hash for q in queries)
+    filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, *hashes))
     results = []
     mode = None
     for face in embedded:
         face_filters = filters
         if strangers:
-            face_filters, mode = _leave_out_own(
-                conn, gallery, face, query, filters, mode, calibration_file
-            )
-        matches = repo.search(gallery, face.embedding, k, face_filters, exact, ef_search)
+            assert cal is not None
+            face_filters, mode = _leave_out_own(conn, gallery, face, hashes, filters, mode, cal)
+        matches = _search(
+            repo, gallery, face, k, face_filters, exact, ef_search, cal, strangers, all_photos
+        )
         results.append(QueryResult(face, matches))
+    if mode is not None:
+        mode = replace(
+            mode,
+            names=tuple(repo.person_labels(mode.people).values()),
+            one_per_person=not all_photos,
+        )
     done = time.perf_counter()
     if composite is not None:
         if settings is None:
             raise ValueError("a composite needs the settings, to find the gallery's photos")
         title, note = ("query: strangers only", mode.caption()) if mode else ("query", "")
-        render(query.photo, results[0], composite, settings, title, note)
+        if len(queries) > 1:
+            title = f"{title} ({len(queries)} photos)"
+        render(queries[0].photo, results[0], composite, settings, title, note)
     return FindResult(
         gallery,
-        query.name,
-        query.photo,
+        queries[0].name if len(queries) == 1 else f"{len(queries)} photos",
+        queries[0].photo,
         results,
         composite,
         searched - start,
         done - searched,
         mode,
+        cal,
+        tuple(q.name for q in queries),
+        check,
     )
+
+
+def pipeline_calibration(
+    gallery: Gallery, calibration_file: Path | None, threshold: float | None, required: bool
+) -> Calibration | None:
+    """The gallery pipeline's calibration, its threshold overridden when one is given;
+    None where there is none and it is not required."""
+    try:
+        cal = people_calibration.for_config(gallery.config, calibration_file)
+    except NotCalibrated:
+        if required:
+            raise
+        return None
+    return cal.with_threshold(threshold) if threshold is not None else cal
+
+
+def _template(
+    queries: Sequence[Query],
+    per_photo: Sequence[list[EmbeddedFace]],
+    cal: Calibration | None,
+    model: str,
+) -> tuple[list[EmbeddedFace], TemplateCheck]:
+    """The largest face of each photo, checked to be one person and combined."""
+    from doppel import templates
+
+    largest = [found[0] for found in per_photo]
+    vectors = np.vstack([f.embedding for f in largest])
+    check = templates.check(
+        [q.name for q in queries], vectors, cal.threshold if cal is not None else None
+    )
+    templates.require_one_person(check, model)
+    first = largest[0]
+    face = EmbeddedFace(
+        first.index,
+        first.box,
+        min(f.confidence for f in largest),
+        templates.combine(vectors),
+    )
+    return [face], check
+
+
+def _search(
+    repo: Repository,
+    gallery: Gallery,
+    face: EmbeddedFace,
+    k: int,
+    filters: Filters,
+    exact: bool,
+    ef_search: int | None,
+    cal: Calibration | None,
+    strangers: bool,
+    all_photos: bool,
+) -> list[Match]:
+    """The k nearest faces, at most one per person in strangers mode, each with its
+    strength; more candidates are fetched while faces set aside leave fewer than k."""
+    one_each = strangers and not all_photos and cal is not None
+    want = min(k * WIDEN, MAX_CANDIDATES) if one_each else k
+    while True:
+        found = repo.search(gallery, face.embedding, want, filters, exact, ef_search)
+        kept = _one_per_person(repo, found, cal.threshold) if one_each and cal else found
+        if len(kept) >= k or len(found) < want or want >= MAX_CANDIDATES:
+            break
+        want = min(want * WIDEN, MAX_CANDIDATES)
+    return [
+        replace(
+            m,
+            rank=rank,
+            strength=people_calibration.strength(cal, m.similarity, strangers) if cal else None,
+        )
+        for rank, m in enumerate(kept[:k], start=1)
+    ]
+
+
+def _one_per_person(repo: Repository, matches: list[Match], threshold: float) -> list[Match]:
+    """The nearest face of each person: by the gallery's people where faces have one,
+    else by the same-person threshold between the matches themselves."""
+    vectors = repo.vectors([m.face.id for m in matches if m.face.person_id is None])
+    seen_people: set[int] = set()
+    loose: list[np.ndarray] = []  # unit vectors of the kept faces without a person
+    kept = []
+    for m in matches:
+        if m.face.person_id is not None:
+            if m.face.person_id in seen_people:
+                continue
+            seen_people.add(m.face.person_id)
+        else:
+            v = vectors[m.face.id]
+            v = v / np.linalg.norm(v)
+            if any(float(v @ other) >= threshold for other in loose):
+                continue
+            loose.append(v)
+        kept.append(m)
+    return kept
 
 
 def _leave_out_own(
     conn: psycopg.Connection,
     gallery: Gallery,
     face: EmbeddedFace,
-    query: Query,
+    content_hashes: Sequence[str],
     filters: Filters,
     mode: Strangers | None,
-    calibration_file: Path | None,
+    cal: Calibration,
 ) -> tuple[Filters, Strangers]:
     """Doppelganger mode's filters for one query face, and the mode with its people added."""
-    threshold, own = own_people(conn, gallery, face.embedding, query.content_hash, calibration_file)
+    threshold, own = own_people(conn, gallery, face.embedding, content_hashes, cal=cal)
     before = mode.people if mode else ()
     people = (*before, *(p for p in own if p not in before))
     face_filters = replace(
@@ -197,20 +359,24 @@ def own_people(
     conn: psycopg.Connection,
     gallery: Gallery,
     vector: np.ndarray,
-    content_hash: str,
+    content_hash: str | Sequence[str],
     calibration_file: Path | None = None,
+    cal: Calibration | None = None,
 ) -> tuple[float, tuple[int, ...]]:
     """The same-person threshold, and the people a query face is taken to belong to.
 
-    Those are the people of the very photo when the gallery holds it, and the person
+    Those are the people of the very photos when the gallery holds them, and the person
     whose mean face is close enough for the face to join it, as clustering would.
     """
-    from doppel.people import calibration, clustering
+    from doppel.people import clustering
     from doppel.store.people import PeopleStore
 
-    cal = calibration.for_config(gallery.config, calibration_file)
+    if cal is None:
+        cal = people_calibration.for_config(gallery.config, calibration_file)
     store = PeopleStore(conn)
-    own = store.people_of_content(gallery, content_hash)
+    own: list[int] = []
+    for digest in [content_hash] if isinstance(content_hash, str) else content_hash:
+        own.extend(p for p in store.people_of_content(gallery, digest) if p not in own)
     means = store.person_means(gallery)
     if means:
         unit = clustering.normalise(np.asarray(vector)[None, :])[0]

@@ -29,7 +29,7 @@ import numpy as np
 from doppel.errors import NotCalibrated, Remedy
 from doppel.people.clustering import ClusterParams
 from doppel.people.scores import ClusterScores
-from doppel.types import EmbeddingConfig, describe
+from doppel.types import EmbeddingConfig, Strength, describe
 
 SHIPPED = "thresholds.json"
 
@@ -76,6 +76,39 @@ class Calibration:
         fields = dict(data)
         fields["cluster"] = ClusterParams(**fields["cluster"])
         return cls(pipeline=pipeline, **fields)
+
+
+# Below the threshold, how the probability reads: at least this much "could pass for
+# you" (the model would take them for one person about one time in four or more), at
+# least LIKENESS "a resemblance"; less, "a faint likeness".
+PASSES = 0.25
+LIKENESS = 0.05
+
+
+def percent(probability: float) -> str:
+    """A probability as a person reads it: whole percents, "<1%" and ">99%" at the ends."""
+    if probability < 0.005:
+        return "<1%"
+    if probability >= 0.995:
+        return ">99%"
+    return f"{probability:.0%}"
+
+
+def strength(cal: Calibration, similarity: float, strangers: bool = False) -> Strength:
+    """A match's strength: its probability and, in words, what it means for the person
+    searching. Outside strangers mode a face at or above the threshold is probably the
+    person of the query photo."""
+    probability = cal.probability(similarity)
+    same = cal.same(similarity)
+    if same:
+        meaning = "could pass for you" if strangers else "probably you"
+    elif probability >= PASSES:
+        meaning = "could pass for you"
+    elif probability >= LIKENESS:
+        meaning = "a resemblance"
+    else:
+        meaning = "a faint likeness"
+    return Strength(probability, same, f"{percent(probability)} — {meaning}")
 
 
 def _read(path: Path | None) -> dict[str, dict]:

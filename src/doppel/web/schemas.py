@@ -37,6 +37,15 @@ class MatchOut(BaseModel):
     rank: int
     similarity: float = Field(description="Cosine similarity, 1 - distance.")
     distance: float
+    probability: float | None = Field(
+        None,
+        description="Calibrated probability that the model takes the two faces for one "
+        "person (balanced pairs); null where the gallery's pipeline has no calibration.",
+    )
+    strength: str | None = Field(None, description='In words, e.g. "23% — could pass for you".')
+    probably_query_person: bool | None = Field(
+        None, description="At or above the same-person threshold (outside strangers mode)."
+    )
     face_id: int
     source: str
     name: str

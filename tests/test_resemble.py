@@ -235,6 +235,29 @@ def test_report_from_seeded_vectors(tmp_path: Path) -> None:
     assert all(m["loo_accuracy"] == 1.0 for m in data["methods"])
 
 
+def test_report_shows_a_thumbnail_of_each_target_photo(tmp_path: Path) -> None:
+    from PIL import Image
+
+    names, people, labels, target = people_and_target()
+    photos = []
+    for i, colour in enumerate(("red", "green", "blue")):
+        photos.append(tmp_path / f"t{i}.png")
+        Image.new("RGB", (300, 200), colour).save(photos[-1])
+    photos.append(tmp_path / "gone.jpg")  # read once, gone by the time of the report
+    result = rs.analyse(names, people, labels, target, [str(p) for p in photos], CONFIG)
+    files = write_report(result, tmp_path / "report")
+    page = files.html.read_text()
+    thumbs = sorted((files.folder / "thumbs").iterdir())
+    assert len(thumbs) == 3
+    for thumb in thumbs:
+        assert f'src="thumbs/{thumb.name}"' in page
+        with Image.open(thumb) as img:
+            assert max(img.size) == 96
+    rows = page.split("<h2>Per photo</h2>")[1].split("</table>")[0].split("<tr")[2:]
+    assert len(rows) == 4
+    assert ["thumb" in row for row in rows] == [True, True, True, False]
+
+
 def test_fewer_than_two_people_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "people" / "mum").mkdir(parents=True)
     with pytest.raises(UsageError, match="two or more"):

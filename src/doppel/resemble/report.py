@@ -299,14 +299,50 @@ th:first-child, td:first-child { text-align: left; }
 .win { font-weight: bold; }
 .outlier { background: #fde8e8; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; border: 1px solid #ddd; }
+img.thumb { width: 48px; height: 48px; object-fit: cover; vertical-align: middle;
+            margin-right: .5rem; border-radius: 4px; }
 small { color: #666; }
 """
 
 
+THUMB = 96  # pixels on the long side of a target photo's thumbnail in the report
+
+
+def write_thumbnails(result: ResembleResult, folder: Path) -> dict[str, str]:
+    """A small JPEG of each target photo, for its row of the page: {photo: file name
+    relative to the report}. A photo that cannot be read again gets none."""
+    from PIL import Image
+
+    from doppel.errors import DoppelError
+    from doppel.faces import imaging
+
+    made: dict[str, str] = {}
+    for number, target in enumerate(result.targets):
+        try:
+            data = imaging.read_file(imaging.text_path(target.path))
+            photo = imaging.decode(data, target.path, max_side=4 * THUMB)
+        except (DoppelError, OSError):
+            continue
+        picture = Image.fromarray(photo.pixels)
+        picture.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+        name = f"thumbs/{number:04d}.jpg"
+        (folder / "thumbs").mkdir(exist_ok=True)
+        picture.convert("RGB").save(folder / name, "JPEG", quality=85)
+        made[target.path] = name
+    return made
+
+
 # Over 80 lines: mostly the page's HTML text.
-def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> Path:
-    """One page: verdict, method x person table, per-photo table, pictures, skipped photos."""
+def write_html(
+    result: ResembleResult,
+    pictures: dict[str, Path],
+    out: Path,
+    thumbs: dict[str, str] | None = None,
+) -> Path:
+    """One page: verdict, method x person table, per-photo table (a thumbnail of each
+    photo beside its row), pictures, skipped photos."""
     esc = html.escape
+    thumbs = thumbs or {}
     method_rows = []
     for m in result.methods:
         cells = [esc(m.title)]
@@ -327,7 +363,9 @@ def write_html(result: ResembleResult, pictures: dict[str, Path], out: Path) -> 
     )
     photo_rows = []
     for t in result.targets:
-        cells = [esc(Path(t.path).name)]
+        thumb = thumbs.get(t.path)
+        picture = f'<img class="thumb" src="{esc(thumb)}" alt="">' if thumb else ""
+        cells = [f"{picture}{esc(Path(t.path).name)}"]
         cells += [f"{t.scores[p]:.3f}" for p in result.people]
         votes = ", ".join(f"{esc(p)} {n}" for p, n in t.votes.items() if n)
         note = f"{t.face_count} faces, largest used" if t.face_count > 1 else ""
@@ -411,5 +449,6 @@ def _write_report(result: ResembleResult, folder: Path) -> ReportFiles:
     data["pictures"] = {title: path.name for title, path in pictures.items()}
     json_path = folder / "report.json"
     json_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    html_path = write_html(result, pictures, folder / "index.html")
+    thumbs = write_thumbnails(result, folder)
+    html_path = write_html(result, pictures, folder / "index.html", thumbs)
     return ReportFiles(folder, html_path, json_path, pictures)

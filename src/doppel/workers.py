@@ -8,10 +8,15 @@ from multiprocessing import get_context
 
 
 def die_with_parent(parent: int) -> None:
-    """In a worker: end when the parent process dies, even by SIGKILL (Linux)."""
+    """In a worker: end when the parent process dies, even by SIGKILL (Linux), and leave
+    Ctrl-C to the parent. The terminal sends SIGINT to every process of the command;
+    the parent stops the pool and prints one line, where each worker would print a
+    KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

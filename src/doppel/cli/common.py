@@ -67,8 +67,21 @@ def error_line(exc: DoppelError) -> str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# What Ctrl-C leaves behind, by command: ingest commits batch by batch, load-dump
+# loads a dump in one transaction; other commands write nothing half-way.
+INTERRUPTED = {
+    "ingest_cmd": "interrupted; finished batches are saved, run the command again to resume",
+    "find_cmd": "interrupted; what --in had ingested is saved, run the command again to resume",
+    "load_dump_cmd": (
+        "interrupted; nothing was loaded (a dump loads in one transaction), run the command "
+        "again to load it whole"
+    ),
+}
+
+
 def friendly(func: F) -> F:
     """Turn an expected failure into one line on stderr and a non-zero exit."""
+    interrupted = INTERRUPTED.get(func.__name__, "interrupted")
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -95,7 +108,7 @@ def friendly(func: F) -> F:
             err.print(labelled("error:", "bold red", line), soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err.print("interrupted; finished batches are saved, run the command again to resume")
+            err.print(interrupted, highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -77,6 +78,28 @@ class ResembleResult:
     @property
     def leader(self) -> str:
         return Counter(m.winner for m in self.methods).most_common(1)[0][0]
+
+
+def shared_between_people(
+    person_photos: dict[str, list[str]], by_path: dict[Path, Any]
+) -> list[str]:
+    """A note for each two people who hold the same photos (by content): those photos
+    count for both, so they cannot tell the two apart."""
+    hashes = {
+        name: {by_path[Path(p)].content_hash for p in photos}
+        for name, photos in person_photos.items()
+    }
+    names = list(hashes)
+    notes = []
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            both = hashes[first] & hashes[second]
+            if both:
+                notes.append(
+                    f"{first} and {second} share {len(both)} photo(s) with the same content; "
+                    "those photos count for both and cannot tell them apart"
+                )
+    return notes
 
 
 def person_folders(people_dir: Path) -> list[Path]:
@@ -178,6 +201,7 @@ def resemble(
             f"{len(shared)} target photo(s) are also among the people's photos; "
             "they inflate the scores of that person"
         )
+    notes += shared_between_people(person_photos, by_path)
     moments = [capture_time(face.path) for face in targets] if by_date else None
     result = analyse(
         names,

@@ -46,10 +46,20 @@ class MethodResult:
         return self.scores[first] - self.scores[second]
 
     @property
+    def tied(self) -> bool:
+        """Whether the first two people score alike (as when they share their photos):
+        then the first is first by order alone, however often a resample keeps it."""
+        return len(self.scores) > 1 and self.margin <= TIE
+
+    @property
     def strength(self) -> str:
         if self.support >= STRONG_SUPPORT:
             return "strong"
         return "moderate" if self.support >= MODERATE_SUPPORT else "weak"
+
+
+# Scores closer than this are equal: float sums of one set of vectors in another order.
+TIE = 1e-6
 
 
 def leave_one_out(
@@ -129,6 +139,19 @@ def verdict(results: Sequence[MethodResult], photos: int) -> str:
     """One sentence: how many methods agree, and how strongly; or that the evidence is split."""
     if not results:
         return "No method was run."
+    ties = [r for r in results if r.tied]
+    if len(ties) == len(results):
+        pairs = sorted({" and ".join(r.ranking[:2]) for r in ties})
+        return (
+            f"No method can tell: every one scores {'; '.join(pairs)} exactly alike "
+            "(do they share the same photos?)."
+        )
+    tie_note = ""
+    if ties:
+        verb = "scores" if len(ties) == 1 else "score"
+        pair = f"{ties[0].ranking[0]} and {ties[0].ranking[1]}"
+        tie_note = f" ({_join([r.title for r in ties])} {verb} {pair} alike, so left out)"
+    results = [r for r in results if not r.tied]
     votes = Counter(r.winner for r in results)
     (leader, count), *rest = votes.most_common()
     total = len(results)
@@ -156,7 +179,7 @@ def verdict(results: Sequence[MethodResult], photos: int) -> str:
     else:
         lowest = min(r.support for r in agreeing)
         how = f"but weakly: {leader} stays first in as few as {lowest:.0%} of resamples"
-    sentence = f"{head}, {how}"
+    sentence = f"{head}, {how}{tie_note}"
     if count < total:
         others = [f"{r.title} favours {r.winner}" for r in results if r.winner != leader]
         sentence += f" ({_join(others)})"

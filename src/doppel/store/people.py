@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from doppel.errors import Remedy, UnknownPerson, UsageError
+from doppel.errors import Remedy, SamePhoto, UnknownPerson, UsageError
 from doppel.store.db import has_iterative_scan
 from doppel.store.repository import face_from_row
 from doppel.types import Face, Gallery
@@ -40,6 +40,7 @@ class GalleryFaces:
     vectors: np.ndarray  # float32 (n, dimension)
     person: np.ndarray  # int64 person id, -1 where none
     excluded: np.ndarray  # bool: taken out of a person by hand; clustering leaves it alone
+    photos: np.ndarray  # object: each face's photo (its source); one photo's faces are two people
 
 
 FACE_SELECT = (
@@ -60,22 +61,27 @@ class PeopleStore:
         """Every face of the gallery with its vector, read in binary (70,000 rows in seconds)."""
         with self.conn.cursor(binary=True) as cur:
             cur.execute(
-                "SELECT id, coalesce(person_id, -1), person_excluded, embedding FROM faces"
-                " WHERE gallery_id = %s ORDER BY id",
+                "SELECT id, coalesce(person_id, -1), person_excluded, source, embedding"
+                " FROM faces WHERE gallery_id = %s ORDER BY id",
                 (gallery.id,),
             )
             rows = cur.fetchall()
         if not rows:
             none = np.empty(0, dtype=np.int64)
             return GalleryFaces(
-                none, np.empty((0, gallery.dimension), np.float32), none, none.astype(bool)
+                none,
+                np.empty((0, gallery.dimension), np.float32),
+                none,
+                none.astype(bool),
+                np.empty(0, dtype=object),
             )
-        ids, person, excluded, vectors = zip(*rows, strict=True)
+        ids, person, excluded, photos, vectors = zip(*rows, strict=True)
         return GalleryFaces(
             np.asarray(ids, dtype=np.int64),
             np.vstack([_array(v) for v in vectors]),
             np.asarray(person, dtype=np.int64),
             np.asarray(excluded, dtype=bool),
+            np.asarray(photos, dtype=object),
         )
 
     def neighbours(
@@ -139,9 +145,11 @@ class PeopleStore:
         return [Person(pid, name, covers.get(cover), count) for pid, name, cover, count in rows]
 
     def person(self, gallery: Gallery, person_id: int) -> Person:
-        """One person of the gallery; UnknownPerson when it has no such person."""
-        for person in self._people_rows(gallery, [person_id]):
-            return person
+        """One person of the gallery; UnknownPerson when it has no such person (an id past
+        PostgreSQL's bigint included: no person can have it)."""
+        if 0 < person_id < 2**63:
+            for person in self._people_rows(gallery, [person_id]):
+                return person
         count = self.conn.execute(
             "SELECT count(*) FROM people WHERE gallery_id = %s", (gallery.id,)
         ).fetchone()
@@ -230,22 +238,18 @@ class PeopleStore:
         covers: Mapping[int, int],
         names: Mapping[int, str] | None = None,
         reset: bool = False,
+        keep: Sequence[int] = (),
     ) -> dict[int, int]:
         """Write a clustering in one transaction; return label -> person id.
 
         labels: for each face, an existing person id or one of new_labels (a person
         to create); -1 leaves the face in no person. covers: label -> cover face id.
-        reset: forget the gallery's people first (faces taken out stay out).
+        reset: the labels cover every face that may be in a person (a recluster): the
+        gallery's other people are dropped, except those in keep, which carry their
+        id, name and cover over. Only faces whose person changed are written.
         """
         with self.conn.transaction():
             self.lock(gallery)
-            if reset:
-                self.conn.execute(
-                    "UPDATE faces SET person_id = NULL"
-                    " WHERE gallery_id = %s AND person_id IS NOT NULL",
-                    (gallery.id,),
-                )
-                self.conn.execute("DELETE FROM people WHERE gallery_id = %s", (gallery.id,))
             ids: dict[int, int] = {}
             for label in new_labels:
                 row = self.conn.execute(
@@ -272,6 +276,11 @@ class PeopleStore:
                         gallery.id,
                     ),
                 )
+            if reset:
+                self.conn.execute(
+                    "DELETE FROM people WHERE gallery_id = %s AND id <> ALL(%s::bigint[])",
+                    (gallery.id, [*keep, *ids.values()]),
+                )
             self._drop_empty(gallery)
         return ids
 
@@ -290,6 +299,18 @@ class PeopleStore:
         first, second = self.person(gallery, keep), self.person(gallery, other)
         with self.conn.transaction():
             self.lock(gallery)
+            clash = self.conn.execute(
+                "SELECT a.source FROM faces a JOIN faces b ON b.gallery_id = a.gallery_id"
+                " AND b.source = a.source WHERE a.gallery_id = %s AND a.person_id = %s"
+                " AND b.person_id = %s ORDER BY a.source LIMIT 1",
+                (gallery.id, keep, other),
+            ).fetchone()
+            if clash:
+                raise SamePhoto(
+                    f"{first.label} (id {keep}) and {second.label} (id {other}) both have a"
+                    f" face in the photo {clash[0]}; two faces of one photo are two people,"
+                    " so they are not merged"
+                )
             self.conn.execute(
                 "UPDATE faces SET person_id = %s WHERE person_id = %s AND gallery_id = %s",
                 (keep, other, gallery.id),

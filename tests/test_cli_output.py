@@ -195,3 +195,15 @@ def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
     assert "ingest demo" in text and "9/10" in text
     assert "faces stored: 7 · photos without a face: 1 · unreadable: 1" in text
     _fits(text.replace("…", ""))
+
+
+def test_the_estimate_counts_files_finished_not_files_waiting_for_their_batch() -> None:
+    from doppel.cli.common import settled_files
+    from doppel.ingest import IngestReport
+
+    # 40 files seen: 5 present already, 20 stored with their faces, 2 without a face,
+    # 1 unreadable; the other 12 wait, detected, for the next batch to be embedded.
+    report = IngestReport(gallery="g", files=100, skipped=5, images_added=20)
+    report.no_face += ["a.jpg", "b.jpg"]
+    report.unreadable.append("c.jpg\tnot an image")
+    assert settled_files(report) == 28

@@ -152,12 +152,26 @@ def remaining_time(
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) else len(value)
+
+
+def settled_files(report: Any) -> int:
+    """Files an ingest has finished with: stored with their faces, without a face,
+    unreadable, too small, or present already. Files whose faces wait for the next
+    batch are not among them."""
+    return (
+        report.skipped
+        + report.images_added
+        + _count(report.no_face)
+        + _count(report.unreadable)
+        + _count(getattr(report, "too_small", ()))
+    )
+
+
 def found_so_far(report: Any) -> str:
     """The running counts of an ingest: faces found, photos without one, unreadable."""
-
-    def count(value: Any) -> int:
-        return value if isinstance(value, int) else len(value)
-
+    count = _count
     return (
         f"faces stored: {report.faces_added:,} · photos without a face: "
         f"{count(report.no_face):,} · unreadable: {count(report.unreadable):,}"
@@ -195,9 +209,14 @@ def progress_bar(label: str) -> Iterator[Callable[..., None]]:
             started = time.monotonic()
         elapsed = time.monotonic() - started
         rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
-        worked = done - (report.skipped if report is not None else 0)
-        stored = report is None or report.images_added > 0
-        eta = remaining_time(done, total, worked, elapsed, stored)
+        if report is None:
+            eta = remaining_time(done, total, done, elapsed)
+        else:
+            # The estimate counts finished files: faces are embedded a batch at a time, so
+            # files merely detected would promise the time of the embedding away.
+            settled = settled_files(report)
+            stored = report.images_added > 0
+            eta = remaining_time(settled, total, settled - report.skipped, elapsed, stored)
         if report is not None:
             bar.counts = found_so_far(report)
         bar.update(task, completed=done, total=total, rate=rate, eta=eta)

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from doppel.cli import app
 from doppel.cli.common import error_line
 from doppel.config import Settings
-from doppel.errors import EmptyGallery, NotCalibrated, UnknownPerson, UsageError
-from doppel.people import calibration
+from doppel.errors import EmptyGallery, NotCalibrated, SamePhoto, UnknownPerson, UsageError
+from doppel.people import calibration, clustering
 from doppel.people.groups import (
     cluster_gallery,
     list_people,
@@ -237,8 +237,11 @@ def test_name_merge_take_out_persist_across_reclustering(
     listing = list_people(people_conn, "unit")
     assert removed.id in {f.id for f in listing.unassigned}
     assert "Angelina" in {p.name for p in listing.people}
-    # find shows the person's name.
-    result = find(people_conn, Path(removed.source), "unit", k=5, exact=True)
+    # find shows the person's name. (The recluster split the merged person in two
+    # halves of eight faces; the one holding its cover kept its id and name.)
+    angelina = next(p for p in listing.people if p.name == "Angelina")
+    assert angelina.cover is not None
+    result = find(people_conn, Path(angelina.cover.source), "unit", k=5, exact=True)
     assert any(m.face.person == "Angelina" for m in result.results[0].matches)
     cluster_gallery(people_conn, "unit")
     assert removed.id in {f.id for f in list_people(people_conn, "unit").unassigned}
@@ -406,3 +409,113 @@ def test_verify_bad_input(unit_faces: Path) -> None:
         assert result.exit_code != 0
         assert message in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def _two_close_people(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ten faces each of two people so alike that plain linkage runs them together."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(16)
+    b = a + 0.35 * rng.standard_normal(16)
+    faces = np.vstack(
+        [a + 0.15 * rng.standard_normal((10, 16)), b + 0.15 * rng.standard_normal((10, 16))]
+    )
+    truth = np.repeat([0, 1], 10)
+    # Two group photos, each with one face of either person.
+    photos = np.full(20, -1)
+    photos[[0, 10]], photos[[1, 11]] = 0, 1
+    return clustering.normalise(faces), truth, photos
+
+
+def test_clustering_never_puts_two_faces_of_one_photo_in_one_person() -> None:
+    vectors, truth, photos = _two_close_people()
+    graph, sims = clustering.exact_neighbours(vectors, 10)
+    params = clustering.ClusterParams(0.80, 0.82, 0.83, 3, 0.0)
+    plain = clustering.cluster(vectors, graph, sims, params)
+    assert clustering.same_photo_violations(plain, photos) == 2  # one person swallowed both
+    labels = clustering.cluster(vectors, graph, sims, params, photos=photos)
+    assert clustering.same_photo_violations(labels, photos) == 0
+    assert score(labels, truth).pair_precision == 1.0  # the two came apart along their faces
+    # Joining: a new face does not join a person holding a face of its photo.
+    known = clustering.centroids(vectors[:10], np.zeros(10, dtype=np.int64))
+    newcomer = vectors[2:3]
+    nb = np.full((1, 1), -1)
+    assert clustering.cluster(newcomer, nb, nb.astype(float), params, known)[0] == 0
+    held = clustering.cluster(
+        newcomer, nb, nb.astype(float), params, known, photos=np.array([7]), taken={0: {7}}
+    )
+    assert held[0] == clustering.UNASSIGNED
+
+
+def _same_photo_faces(conn: psycopg.Connection, gallery: str) -> list:
+    """(source, person) of each face in a person that holds another face of its photo."""
+    return conn.execute(
+        "SELECT f.source, f.person_id FROM faces f JOIN galleries g ON g.id = f.gallery_id"
+        " WHERE g.name = %s AND f.person_id IS NOT NULL"
+        " GROUP BY f.source, f.person_id HAVING count(*) > 1",
+        (gallery,),
+    ).fetchall()
+
+
+@pytest.mark.slow
+def test_faces_of_one_photo_are_different_people(
+    people_conn: psycopg.Connection, unit_faces: Path
+) -> None:
+    """deepface-unit's group photos (a couple, a crowd, a face and its reflection), and
+    lfw faces of two people set side by side in one photo, as the embedder gives them."""
+    repo = Repository(people_conn)
+    lfw = repo.gallery("lfw")
+    cluster_gallery(people_conn, "lfw")
+    people = _members(people_conn, "lfw")
+    pairs = []
+    for n, ((first, a), (second, b)) in enumerate(zip(people[0::2], people[1::2], strict=False)):
+        pairs.append((f"side-by-side/{n}.jpg", first.id, second.id, a[0].id, b[0].id))
+    vector = {
+        int(i): np.asarray(v.to_numpy())
+        for i, v in people_conn.execute(
+            "SELECT id, embedding FROM faces WHERE gallery_id = %s", (lfw.id,)
+        ).fetchall()
+    }
+    with people_conn.transaction():
+        repo.copy_faces(
+            lfw,
+            (
+                NewFace(source, None, index, vector[face])
+                for source, _, _, x, y in pairs
+                for index, face in enumerate((x, y))
+            ),
+            "faces",
+        )
+    added = cluster_gallery(people_conn, "lfw")
+    assert added.joined >= len(pairs)  # most side-by-side faces found their person
+    for gallery in ("lfw", "unit"):
+        cluster_gallery(people_conn, gallery, recluster=True)
+        assert _same_photo_faces(people_conn, gallery) == []
+    # A merge that would join them is refused, with the photo named.
+    placed = dict(
+        people_conn.execute(
+            "SELECT source || '#' || face_index, person_id FROM faces"
+            " WHERE gallery_id = %s AND source LIKE 'side-by-side/%%'",
+            (lfw.id,),
+        ).fetchall()
+    )
+    source = next(s for s, _, _, _, _ in pairs if placed.get(f"{s}#0") and placed.get(f"{s}#1"))
+    before = _snapshot(people_conn)
+    with pytest.raises(SamePhoto, match=source):
+        merge_people(people_conn, "lfw", placed[f"{source}#0"], placed[f"{source}#1"])
+    result = runner.invoke(
+        app, ["people", "merge", "lfw", str(placed[f"{source}#0"]), str(placed[f"{source}#1"])]
+    )
+    assert result.exit_code != 0 and source in result.output
+    assert _snapshot(people_conn) == before
+
+
+@pytest.mark.slow
+def test_recluster_keeps_person_ids_and_names(people_conn: psycopg.Connection) -> None:
+    cluster_gallery(people_conn, "unit")
+    before = {p.id: {f.id for f in fs} for p, fs in _members(people_conn, "unit")}
+    first = min(before)
+    name_person(people_conn, "unit", first, "Ada")
+    cluster_gallery(people_conn, "unit", recluster=True)
+    after = {p.id: {f.id for f in fs} for p, fs in _members(people_conn, "unit")}
+    assert after == before  # nothing changed: every person keeps its id and faces
+    assert {p.id: p.name for p in list_people(people_conn, "unit").people}[first] == "Ada"

@@ -6,7 +6,7 @@ writes the result back. Nothing here touches the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,25 +41,6 @@ class ClusterParams:
     shared: float = 0.0  # weight of shared neighbours in the linkage similarity
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n)
-
-    def find(self, a: int) -> int:
-        parent = self.parent
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:
-            parent[a], a = root, parent[a]
-        return int(root)
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def normalise(vectors: np.ndarray) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
@@ -76,20 +57,26 @@ def _components(
     people together. Faces that are not core join the component of their
     closest linked core neighbour.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(neighbours)
     linked = (sims >= edge) & (neighbours >= 0)
     core = linked.sum(axis=1) >= max(min_faces - 1, 1)
-    uf = _UnionFind(n)
     rows, cols = np.nonzero(linked & core[:, None])
-    for i, j in zip(rows, neighbours[rows, cols], strict=True):
-        if core[j]:
-            uf.union(int(i), int(j))
-    comp = np.array([uf.find(i) if core[i] else UNASSIGNED for i in range(n)])
-    for i in np.flatnonzero(~core):
-        for j, ok in zip(neighbours[i], linked[i], strict=True):
-            if ok and core[j]:
-                comp[i] = comp[j]
-                break
+    targets = neighbours[rows, cols]
+    keep = core[targets]
+    graph = coo_matrix(
+        (np.ones(int(keep.sum()), np.int8), (rows[keep], targets[keep])), shape=(n, n)
+    )
+    _, found = connected_components(graph, directed=True, connection="weak")
+    comp = np.where(core, found, UNASSIGNED).astype(np.int64)
+    # A face that is not core takes its closest linked core neighbour's component
+    # (neighbours are nearest first, so the first such column).
+    reach = linked & core[np.maximum(neighbours, 0)] & (neighbours >= 0)
+    loose = np.flatnonzero(~core & reach.any(axis=1))
+    first = np.argmax(reach[loose], axis=1)
+    comp[loose] = comp[neighbours[loose, first]]
     return comp
 
 
@@ -142,8 +129,10 @@ def _split(
         labels = _average_linkage(vectors[members], params.link, shared, params.shared)
         return [members[labels == label] for label in np.unique(labels)]
     # Restrict the graph to the component and relink it at a stricter edge.
-    local = {int(face): i for i, face in enumerate(members)}
-    sub_nb = np.array([[local.get(int(j), -1) for j in row] for row in neighbours[members]])
+    local = np.full(len(neighbours), -1, dtype=np.int64)
+    local[members] = np.arange(len(members))
+    rows = neighbours[members]
+    sub_nb = np.where(rows >= 0, local[np.maximum(rows, 0)], -1)
     sub_sims = np.where(sub_nb >= 0, sims[members], -1.0)
     stricter = min(edge + 0.005, params.link)
     comp = _components(sub_nb, sub_sims, stricter, 1)
@@ -160,6 +149,8 @@ def cluster(
     sims: np.ndarray,
     params: ClusterParams,
     people: Mapping[int, np.ndarray] | None = None,
+    photos: np.ndarray | None = None,
+    taken: Mapping[int, set[int]] | None = None,
 ) -> np.ndarray:
     """A person label for each face: an existing person's id, a new label, or UNASSIGNED.
 
@@ -168,36 +159,119 @@ def cluster(
     people: mean vectors of the people already known, by id; faces close enough
     to one join it first, and the rest are grouped among themselves. New groups
     get labels above every known id.
+    photos: a code per face, shared by the faces of one photo (-1: alone in its
+    photo); taken: the codes of photos that each known person already holds. Two
+    faces of one photo are two people, so no person ever gets two of them.
     """
     vectors = normalise(vectors)
     n = len(vectors)
     labels = np.full(n, UNASSIGNED, dtype=np.int64)
     if n == 0:
         return labels
+    photos = np.full(n, -1, dtype=np.int64) if photos is None else np.asarray(photos)
+    taken = dict(taken or {})
     known = dict(people or {})
     if known:
-        labels = _join(vectors, labels, known, params.join, candidates=None)
+        labels = _join(vectors, labels, known, params.join, None, photos, taken)
     free = labels == UNASSIGNED
     # Faces already placed take no part in founding new people.
     nb = np.where(free[np.maximum(neighbours, 0)] & (neighbours >= 0), neighbours, -1)
     comp = _components(nb, np.where(nb >= 0, sims, -1.0), params.edge, params.min_faces)
     comp[~free] = UNASSIGNED
     next_label = max(known, default=-1) + 1
-    for component in np.unique(comp[comp != UNASSIGNED]):
-        members = np.flatnonzero(comp == component)
+    order = np.argsort(comp, kind="stable")
+    bounds = np.flatnonzero(np.diff(comp[order])) + 1
+    for members in np.split(order, bounds):
+        if comp[members[0]] == UNASSIGNED:
+            continue
         for group in _split(members, vectors, nb, sims, params, params.edge):
-            if len(group) >= params.min_faces:
-                labels[group] = next_label
-                next_label += 1
-    return _join_leftovers(vectors, labels, neighbours, params.join, known)
+            for part in _apart(group, vectors, photos, params.link):
+                if len(part) >= params.min_faces:
+                    labels[part] = next_label
+                    next_label += 1
+    return _join_leftovers(vectors, labels, neighbours, params.join, known, photos, taken)
+
+
+def photo_codes(keys: Sequence[str] | np.ndarray) -> np.ndarray:
+    """A code per face from its photo's key: shared by the faces of one photo, -1 for a
+    face alone in its photo (most are, and they need no checking)."""
+    if len(keys) == 0:
+        return np.empty(0, dtype=np.int64)
+    _, inverse, counts = np.unique(
+        np.asarray(keys, dtype=object), return_inverse=True, return_counts=True
+    )
+    return np.where(counts[inverse] > 1, inverse, -1).astype(np.int64)
+
+
+def _apart(members: np.ndarray, vectors: np.ndarray, photos: np.ndarray, cut: float) -> list:
+    """A group as parts that hold no two faces of one photo.
+
+    Most groups have none and stay whole. A group that does is grouped again by
+    average linkage at the same cut that never joins two parts holding faces of one
+    photo: two people that plain linkage ran together come apart along their faces.
+    """
+    codes = photos[members]
+    multi = codes[codes >= 0]
+    if len(multi) == len(np.unique(multi)):
+        return [members]
+    labels = constrained_linkage(vectors[members], codes, cut)
+    return [members[labels == label] for label in np.unique(labels)]
+
+
+def constrained_linkage(vectors: np.ndarray, photos: np.ndarray, cut: float) -> np.ndarray:
+    """Average linkage down to the cut, never joining two groups that share a photo code.
+
+    O(m^3) in the worst case: meant for one person's faces (tens to hundreds).
+    """
+    m = len(vectors)
+    sim = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    same = (photos[:, None] == photos[None, :]) & (photos[:, None] >= 0)
+    apart = same.copy()
+    size = np.ones(m)
+    alive = np.ones(m, dtype=bool)
+    label = np.arange(m)
+    while True:
+        score = np.where(apart | ~alive[:, None] | ~alive[None, :], -np.inf, sim)
+        np.fill_diagonal(score, -np.inf)
+        flat = int(np.argmax(score))
+        i, j = divmod(flat, m)
+        if not score[i, j] >= cut:
+            break
+        sim[i, :] = (size[i] * sim[i, :] + size[j] * sim[j, :]) / (size[i] + size[j])
+        sim[:, i] = sim[i, :]
+        apart[i, :] |= apart[j, :]
+        apart[:, i] = apart[i, :]
+        size[i] += size[j]
+        alive[j] = False
+        label[label == j] = i
+    return label
 
 
 def centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     """The unit mean vector of each person's faces."""
-    out = {}
-    for label in np.unique(labels[labels != UNASSIGNED]):
-        mean = vectors[labels == label].sum(axis=0)
-        out[int(label)] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    placed = np.flatnonzero(labels != UNASSIGNED)
+    if len(placed) == 0:
+        return {}
+    order = placed[np.argsort(labels[placed], kind="stable")]
+    sorted_labels = labels[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_labels)) + 1])
+    sums = np.add.reduceat(vectors[order], starts, axis=0)
+    norms = np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    means = sums / norms
+    return {int(label): means[k] for k, label in enumerate(sorted_labels[starts])}
+
+
+def _holders(
+    labels: np.ndarray, photos: np.ndarray, taken: Mapping[int, set[int]]
+) -> dict[int, set[int]]:
+    """Photo code -> the people holding one of its faces (known people and this run's)."""
+    out: dict[int, set[int]] = {}
+    for person, codes in taken.items():
+        for code in codes:
+            out.setdefault(code, set()).add(person)
+    placed = np.flatnonzero((photos >= 0) & (labels != UNASSIGNED))
+    for face in placed:
+        out.setdefault(int(photos[face]), set()).add(int(labels[face]))
     return out
 
 
@@ -207,16 +281,22 @@ def _join(
     people: Mapping[int, np.ndarray],
     threshold: float,
     candidates: list[set[int]] | None,
+    photos: np.ndarray,
+    taken: Mapping[int, set[int]],
 ) -> np.ndarray:
     """Each unassigned face joins the person whose mean face is closest, if close enough.
 
     A person's mean face is steadier than any one of its faces: on labelled faces
     its similarity to a face of the same person overlaps far less with other people's.
+    A face never joins a person that holds a face of its photo; when two faces of one
+    photo would join the same person, the closer one does.
     """
     ids = np.array(list(people), dtype=np.int64)
     if len(ids) == 0:
         return labels
     means = np.vstack([people[i] for i in ids.tolist()])
+    position = {int(p): c for c, p in enumerate(ids)}
+    holders = _holders(labels, photos, taken)
     out = labels.copy()
     todo = np.flatnonzero(labels == UNASSIGNED)
     for start in range(0, len(todo), 1024):
@@ -224,13 +304,25 @@ def _join(
         scores = vectors[block] @ means.T
         if candidates is not None:
             allowed = np.zeros_like(scores, dtype=bool)
-            position = {int(p): c for c, p in enumerate(ids)}
             for r, face in enumerate(block):
                 for person in candidates[face]:
                     allowed[r, position[person]] = True
             scores = np.where(allowed, scores, -np.inf)
+        multi = [(r, int(photos[face])) for r, face in enumerate(block) if photos[face] >= 0]
+        for r, code in multi:
+            for person in holders.get(code, ()):
+                if person in position:
+                    scores[r, position[person]] = -np.inf
         best = np.argmax(scores, axis=1)
         ok = scores[np.arange(len(block)), best] >= threshold
+        claims = sorted(((scores[r, best[r]], r, code) for r, code in multi if ok[r]), reverse=True)
+        for _, r, code in claims:
+            held = holders.setdefault(code, set())
+            person = int(ids[best[r]])
+            if person in held:
+                ok[r] = False
+            else:
+                held.add(person)
         out[block[ok]] = ids[best[ok]]
     return out
 
@@ -241,27 +333,43 @@ def _join_leftovers(
     neighbours: np.ndarray,
     threshold: float,
     known: Mapping[int, np.ndarray],
+    photos: np.ndarray,
+    taken: Mapping[int, set[int]],
 ) -> np.ndarray:
     """Leftover faces join a person among their neighbours' people (two rounds)."""
     for _ in range(2):
-        if not (labels == UNASSIGNED).any():
+        left = labels == UNASSIGNED
+        if not left.any():
             break
         means = {**centroids(vectors, labels), **known}
-        candidates = [
-            {int(labels[j]) for j in row if j >= 0 and labels[j] != UNASSIGNED}
-            for row in neighbours
-        ]
-        joined = _join(vectors, labels, means, threshold, candidates)
+        near = np.where(neighbours >= 0, labels[np.maximum(neighbours, 0)], UNASSIGNED)
+        candidates: list[set[int]] = [set() for _ in range(len(labels))]
+        for face in np.flatnonzero(left):
+            candidates[face] = {int(p) for p in near[face] if p != UNASSIGNED}
+        joined = _join(vectors, labels, means, threshold, candidates, photos, taken)
         if (joined == labels).all():
             break
         labels = joined
     return labels
 
 
+def same_photo_violations(labels: np.ndarray, photos: np.ndarray) -> int:
+    """Faces in a person that already holds another face of their photo (0 is right)."""
+    placed = (labels != UNASSIGNED) & (photos >= 0)
+    pairs = np.stack([labels[placed], photos[placed]], axis=1)
+    if len(pairs) == 0:
+        return 0
+    return int(len(pairs) - len(np.unique(pairs, axis=0)))
+
+
 def exact_neighbours(
-    vectors: np.ndarray, k: int, block: int = 2048
+    vectors: np.ndarray, k: int, block: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each face's k nearest other faces by cosine similarity, by blocked matrix products."""
+    """Each face's k nearest other faces by cosine similarity, by blocked matrix products.
+
+    A block of 512 rows against 70,000 faces is 143 MB of similarities: the products
+    run at the BLAS's full speed while the memory stays small.
+    """
     v = normalise(vectors)
     n = len(v)
     k = min(k, n - 1)
@@ -271,7 +379,7 @@ def exact_neighbours(
         s = v[start : start + block] @ v.T
         rows = np.arange(len(s))
         s[rows, rows + start] = -np.inf
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n else np.argsort(-s, axis=1)
+        part = np.argpartition(s, n - k, axis=1)[:, n - k :]
         top = np.take_along_axis(s, part, 1)
         order = np.argsort(-top, axis=1)
         idx[start : start + block] = np.take_along_axis(part, order, 1)

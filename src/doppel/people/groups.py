@@ -24,10 +24,11 @@ from doppel.types import Face, Gallery
 # Neighbours per face in the clustering graph: enough to hold a person's faces in
 # the photo libraries this is for, few enough that 70,000 faces take minutes.
 NEIGHBOURS = 20
-# Fewer free faces than this find their neighbours among themselves by one exact
-# matrix product (milliseconds); more ask the HNSW index. Used by incremental runs,
-# where a filtered index scan would walk past every face already in a person.
-EXACT_BELOW = 2000
+# Fewer free faces than this find their neighbours among themselves by blocked exact
+# matrix products; more ask the HNSW index. The products are the faster up to here:
+# 70,000 faces take about a minute on two cores, where one index walk per face took
+# twenty (benchmarks.md); they grow with the square of the faces, the walks linearly.
+EXACT_BELOW = 150_000
 # The overview picture shows this many people (the largest), this many faces each.
 OVERVIEW_PEOPLE = 40
 OVERVIEW_FACES = 8
@@ -85,6 +86,8 @@ def cluster_gallery(
         raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
     free = ~everything.excluded & ((everything.person < 0) | recluster)
     known = {} if recluster else _means(everything)
+    photos = clustering.photo_codes(everything.photos)
+    taken = {} if recluster else _photos_taken(everything, photos)
     ids = everything.ids[free]
     joined = new_people = 0
     if len(ids):
@@ -105,13 +108,34 @@ def cluster_gallery(
             )
             graph, _ = _arrays(ids, near, neighbours)
             sims = _exact_similarities(vectors, graph)
-        labels = clustering.cluster(vectors, graph, sims, cal.cluster, known)
-        new_labels = sorted(set(labels[labels >= 0].tolist()) - set(known))
+        labels = clustering.cluster(vectors, graph, sims, cal.cluster, known, photos[free], taken)
+        kept: dict[int, int] = {}
+        if recluster:
+            covers_before = {
+                person.id: person.cover.id for person in store.people(gallery) if person.cover
+            }
+            labels, kept = _keep_ids(everything, free, labels, covers_before)
+        new_labels = sorted(set(labels[labels >= 0].tolist()) - set(known) - set(kept.values()))
         joined = int(np.isin(labels, list(known)).sum()) if known else 0
         new_people = len(new_labels)
-        covers = _covers(ids, vectors, labels, new_labels)
-        names = _carried_names(store, gallery, everything, free, labels) if recluster else {}
-        store.save(gallery, ids.tolist(), labels.tolist(), new_labels, covers, names, recluster)
+        covers = _covers(
+            ids, vectors, labels, [*new_labels, *_lost_covers(store, gallery, ids, labels, kept)]
+        )
+        names = (
+            _carried_names(store, gallery, everything, free, labels, set(kept.values()))
+            if recluster
+            else {}
+        )
+        store.save(
+            gallery,
+            ids.tolist(),
+            labels.tolist(),
+            new_labels,
+            covers,
+            names,
+            recluster,
+            keep=list(kept.values()),
+        )
     after = store.people(gallery)
     placed = sum(person.faces for person in after)
     return ClusterReport(
@@ -126,6 +150,66 @@ def cluster_gallery(
         int(everything.excluded.sum()),
         time.perf_counter() - start,
     )
+
+
+def _photos_taken(faces: GalleryFaces, photos: np.ndarray) -> dict[int, set[int]]:
+    """Person id -> the photos (codes) of its faces, for photos with more than one face."""
+    taken: dict[int, set[int]] = {}
+    for face in np.flatnonzero((faces.person >= 0) & (photos >= 0)):
+        taken.setdefault(int(faces.person[face]), set()).add(int(photos[face]))
+    return taken
+
+
+def _keep_ids(
+    before: GalleryFaces, free: np.ndarray, labels: np.ndarray, covers: dict[int, int]
+) -> tuple[np.ndarray, dict[int, int]]:
+    """After a recluster, each new group that is mostly one old person takes its id.
+
+    "Mostly": more than half of the group's faces were that person's, and the group
+    holds more of that person's faces than any other group (on a tie, the group that
+    holds the person's cover, the face the user knows it by). Returns the labels with
+    those groups renamed to the old ids (other groups get labels above every old id,
+    so none is taken for an old one) and label -> old id.
+    """
+    old = before.person[free]
+    offset = int(max(before.person.max(initial=-1), labels.max(initial=-1))) + 1
+    labels = np.where(labels >= 0, labels + offset, labels)
+    placed = (labels >= 0) & (old >= 0)
+    pairs, counts = np.unique(
+        np.stack([labels[placed], old[placed]], axis=1), axis=0, return_counts=True
+    )
+    size = dict(zip(*np.unique(labels[labels >= 0], return_counts=True), strict=True))
+    cover_label = dict(zip(before.ids[free].tolist(), labels.tolist(), strict=True))
+    holds_cover = np.array(
+        [cover_label.get(covers.get(int(person), -1)) == int(label) for label, person in pairs],
+        dtype=bool,
+    ).reshape(-1)
+    kept: dict[int, int] = {}
+    taken: set[int] = set()
+    for k in np.lexsort((~holds_cover, -counts)):
+        label, person = int(pairs[k, 0]), int(pairs[k, 1])
+        if label in kept or person in taken or 2 * counts[k] <= size[label]:
+            continue
+        kept[label] = person
+        taken.add(person)
+    mapped = np.array([kept.get(int(x), int(x)) for x in labels], dtype=np.int64)
+    return mapped, kept
+
+
+def _lost_covers(
+    store: PeopleStore, gallery: Gallery, ids: np.ndarray, labels: np.ndarray, kept: dict[int, int]
+) -> list[int]:
+    """Kept people whose cover face is no longer theirs: they need a new cover."""
+    if not kept:
+        return []
+    person_of = dict(zip(ids.tolist(), labels.tolist(), strict=True))
+    lost = []
+    for person in store.people(gallery):
+        if person.id in kept.values():
+            cover = person.cover.id if person.cover else None
+            if cover is None or person_of.get(cover) != person.id:
+                lost.append(person.id)
+    return lost
 
 
 def _means(faces: GalleryFaces) -> dict[int, np.ndarray]:
@@ -169,12 +253,17 @@ def _covers(
 ) -> dict[int, int]:
     """For each new person, the face nearest its mean face: its most typical picture."""
     unit = clustering.normalise(vectors)
-    means = clustering.centroids(unit, labels)
-    covers = {}
-    for label in new_labels:
-        members = np.flatnonzero(labels == label)
-        best = members[int(np.argmax(unit[members] @ means[label]))]
-        covers[label] = int(ids[best])
+    wanted = np.isin(labels, new_labels)
+    if not wanted.any():
+        return {}
+    means = clustering.centroids(unit, np.where(wanted, labels, clustering.UNASSIGNED))
+    score = np.einsum("id,id->i", unit, np.vstack([means.get(int(x), unit[0]) for x in labels]))
+    covers: dict[int, int] = {}
+    best: dict[int, float] = {}
+    for face in np.flatnonzero(wanted):
+        label = int(labels[face])
+        if score[face] > best.get(label, -2.0):
+            best[label], covers[label] = float(score[face]), int(ids[face])
     return covers
 
 
@@ -184,15 +273,19 @@ def _carried_names(
     before: GalleryFaces,
     free: np.ndarray,
     labels: np.ndarray,
+    kept: set[int],
 ) -> dict[int, str]:
-    """New label -> the name of the old named person whose faces it mostly holds."""
-    named = {p.id: p.name for p in store.people(gallery) if p.name}
+    """New label -> the name of the old named person whose faces it mostly holds.
+
+    People that kept their id (kept) keep their own name and take no other.
+    """
+    named = {p.id: p.name for p in store.people(gallery) if p.name and p.id not in kept}
     if not named:
         return {}
     old = before.person[free]
     votes: Counter[tuple[int, int]] = Counter()
     for new, previous in zip(labels.tolist(), old.tolist(), strict=True):
-        if new >= 0 and previous in named:
+        if new >= 0 and previous in named and new not in kept:
             votes[(previous, new)] += 1
     names: dict[int, str] = {}
     taken: set[int] = set()

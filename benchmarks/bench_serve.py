@@ -1,60 +1,49 @@
-"""Latency of `doppel serve` once warm: a new photo end to end, and repeat searches.
+"""`doppel serve` under load: 1, 2, 4 and 8 clients sending new photos at once.
 
-Starts the real app under uvicorn (loopback, free port) over a private embedded
-database holding 10 photos of deepface-unit (mtcnn detector; Facenet512, its real
-architecture with random weights, converted beforehand, or `--model Dlib`), then sends
-each of 10 other photos through the JSON API and prints medians. The query photos are
-the deepface-unit JPEGs, up to several thousand pixels wide.
+Builds a private gallery of lfw-dev (the first photos of each person) with a model's
+default pipeline (Dlib: dlib's detector, five-point chips, mirror averaging; or
+Facenet512, its real architecture with random weights), starts the installed
+`doppel serve --workers N` on a free loopback port, and lets each number of clients
+post photos to /api/find, each photo once in the whole run (the other photos of the
+same people), so no answer comes from a cache. Prints p50 and p95 latency, searches
+per second, how often the right person came first, and every process's peak memory;
+then, with --stages, the cost of each stage of one search, timed in this process.
 
-    .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--runtime onnx]
+    .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--workers 2] [--stages]
 """
 
 from __future__ import annotations
 
+import csv
+import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import (  # noqa: E402
     SHARED_FACES,
+    _children,
+    _status_kib,
     install_random_facenet512,
     load,
     machine_line,
     prepare_models,
     private_home,
+    table,
 )
 
-UNIT = SHARED_FACES / "deepface-unit"
-GALLERY = [
-    "img2.jpg",
-    "img4.jpg",
-    "img5.jpg",
-    "img3.jpg",
-    "img12.jpg",
-    "img8.jpg",
-    "img9.jpg",
-    "img50.jpg",
-    "img11.jpg",
-    "img20.jpg",
-]
-QUERIES = [
-    "img1.jpg",
-    "img6.jpg",
-    "img7.jpg",
-    "img10.jpg",
-    "img28.jpg",
-    "img42.jpg",
-    "img47.jpg",
-    "img53.jpg",
-    "img14.jpg",
-    "img29.jpg",
-]
+LFW = SHARED_FACES / "lfw-dev"
+CLIENTS = (1, 2, 4, 8)
+DOPPEL = str(Path(sys.executable).with_name("doppel"))
 
 
 def free_port() -> int:
@@ -63,81 +52,235 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def main() -> None:
-    import argparse
-    import os
+def split(per_person: int) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The gallery (each person's first photos) and the queries (the rest, with their
+    person), the queries interleaved across people."""
+    people: dict[str, list[str]] = defaultdict(list)
+    with (LFW / "identities.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            people[row["person"]].append(row["file"])
+    gallery, rest = [], []
+    for person, files in sorted(people.items()):
+        files.sort()
+        gallery += [LFW / "photos" / f for f in files[:per_person]]
+        rest.append([(LFW / "photos" / f, person) for f in files[per_person:]])
+    queries = [q for round_ in zip(*rest, strict=False) for q in round_]
+    longest = max(len(r) for r in rest)
+    queries += [r[i] for i in range(len(rest[0]), longest) for r in rest if i < len(r)]
+    return gallery, queries
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="Facenet512", choices=["Facenet512", "Dlib"])
-    parser.add_argument("--runtime", default="auto")
-    args = parser.parse_args()
-    os.environ["DOPPEL_RUNTIME"] = args.runtime
+
+def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[str, float]:
+    """Each client posts its share of the photos one after another; all at once."""
     import httpx
-    import uvicorn
+
+    latencies: list[float] = []
+    right = refused = 0
+    lock = threading.Lock()
+    work = iter(photos)
+
+    def client() -> None:
+        nonlocal right, refused
+        with httpx.Client(base_url=url, timeout=300) as http:
+            while True:
+                with lock:
+                    item = next(work, None)
+                if item is None:
+                    return
+                path, person = item
+                start = time.perf_counter()
+                answer = http.post("/api/find", files={"file": (path.name, path.read_bytes())})
+                took = time.perf_counter() - start
+                with lock:
+                    if answer.status_code == 503:
+                        refused += 1
+                        continue
+                    assert answer.status_code == 200, answer.text
+                    latencies.append(took)
+                    top = answer.json()["matches"][0]["name"]
+                    right += top.rsplit("_", 1)[0] == person
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "n": len(latencies),
+        "p50": statistics.median(latencies) * 1000,
+        "p95": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))] * 1000,
+        "rate": len(latencies) / wall,
+        "right": right / max(1, len(latencies)),
+        "refused": refused,
+    }
+
+
+def peaks(pid: int) -> list[tuple[str, float]]:
+    """Peak resident memory (MiB) of the server process and each of its children."""
+    out = [("server", _status_kib(pid, "VmHWM") / 1024)]
+    for child in _children(pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        kind = "resource tracker" if "resource_tracker" in command else "face worker"
+        out.append((f"{kind} {child}", _status_kib(child, "VmHWM") / 1024))
+    return out
+
+
+def stages(config_model: str, queries: list[tuple[Path, str]], count: int) -> None:
+    """The stages of one search (Dlib default pipeline), timed here, one photo at a time."""
+    import numpy as np
 
     from doppel.config import Settings
+    from doppel.faces import catalog, dlibface
+    from doppel.faces.detect import _dlib_boxes
+    from doppel.faces.embed import embedder_for
+    from doppel.search import find
+    from doppel.store.db import connect
+    from doppel.web.schemas import FindOut, detected_out, match_out
+    from doppel.web.uploads import take_upload
+
+    settings = Settings.from_env()
+    options = settings.face_options
+    config = catalog.default_config(config_model)
+    embedder = embedder_for(config, options)
+    embedder.warm_up()
+    times: dict[str, list[float]] = defaultdict(list)
+    with connect(settings) as conn:
+        for path, _ in queries[:count]:
+            data = path.read_bytes()
+            t0 = time.perf_counter()
+            upload = take_upload(data, path.name)
+            t1 = time.perf_counter()
+            rgb = np.ascontiguousarray(upload.photo.pixels)
+            boxes = _dlib_boxes(rgb, config.detector, options)
+            t2 = time.perf_counter()
+            chip = dlibface.chip(rgb, boxes[0], options)
+            t3 = time.perf_counter()
+            one = dlibface.describe([chip], options)
+            t4 = time.perf_counter()
+            dlibface.describe([np.ascontiguousarray(chip[:, ::-1])], options)
+            t5 = time.perf_counter()
+            embedded = embedder.embed_photo(upload.photo)
+            result = find(conn, path, "bench", faces=lambda *_, e=embedded: e, settings=settings)
+            t6 = time.perf_counter()
+            found = result.results[0]
+            FindOut(
+                gallery="bench",
+                upload_id=None,
+                face=detected_out(found.face),
+                matches=[match_out(m) for m in found.matches],
+                strangers=None,
+                seconds={},
+                faces=[detected_out(found.face)],
+            ).model_dump_json()
+            t7 = time.perf_counter()
+            assert one.shape == (1, 128)
+            times["decode and check the upload"].append(t1 - t0)
+            times["detection (dlib HOG)"].append(t2 - t1)
+            times["landmarks and chip"].append(t3 - t2)
+            times["network (Dlib ResNet), the face"].append(t4 - t3)
+            times["network, the mirror image"].append(t5 - t4)
+            times["SQL (find after the vector)"].append(result.search_seconds)
+            times["JSON"].append(t7 - t6)
+    rows = [[k, f"{statistics.median(v) * 1000:.1f}"] for k, v in times.items()]
+    print(table(["stage", "median ms"], rows))
+    print(f"{count} lfw-dev photos, one at a time; load average after {load()}")
+
+
+def main() -> None:
+    import argparse
+
+    import httpx
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="Dlib", choices=["Facenet512", "Dlib"])
+    parser.add_argument("--workers", type=int, default=None, help="default: one per core")
+    parser.add_argument("--per-person", type=int, default=3, help="gallery photos per person")
+    parser.add_argument("--searches", type=int, default=12, help="per client count, times 2")
+    parser.add_argument("--stages", action="store_true", help="also time one search's stages")
+    args = parser.parse_args()
+
+    from doppel.config import Settings
+    from doppel.faces import catalog
     from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
     from doppel.store.db import connect
-    from doppel.types import EmbeddingConfig
-    from doppel.web.app import create_app
 
     print(machine_line())
+    gallery, queries = split(args.per_person)
     with private_home() as home:
         folder = Path(tempfile.mkdtemp(dir=home))
-        for name in GALLERY:
-            (folder / name).symlink_to(UNIT / name)
+        for path in gallery:
+            (folder / path.name).symlink_to(path)
         if args.model == "Facenet512":
             install_random_facenet512(home)
-        prepare_models(args.model, "mtcnn")
+        config = catalog.default_config(args.model)
+        prepare_models(args.model, config.detector)
         settings = Settings.from_env()
+        start = time.perf_counter()
         with connect(settings) as conn:
-            embedder = Embedder(EmbeddingConfig(args.model, "mtcnn"), options=settings.face_options)
-            ingest(conn, folder, "bench", embedder)
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.1)
-        timings: dict[str, list[float]] = {"find": [], "upload": [], "first": [], "again": []}
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-                for name in QUERIES:
-                    data = (UNIT / name).read_bytes()
-                    start = time.perf_counter()
-                    found = client.post("/api/find", files={"file": (name, data)})
-                    timings["find"].append(time.perf_counter() - start)
-                    assert found.status_code == 200, found.text
-                    start = time.perf_counter()
-                    sent = client.post("/api/uploads", files={"file": (name, data)})
-                    timings["upload"].append(time.perf_counter() - start)
-                    upload = sent.json()["upload_id"]
-                    start = time.perf_counter()
-                    client.post("/api/search", json={"upload_id": upload, "k": 5})
-                    timings["first"].append(time.perf_counter() - start)
-                    for k in (5, 10, 20):
-                        start = time.perf_counter()
-                        client.post("/api/search", json={"upload_id": upload, "k": k})
-                        timings["again"].append(time.perf_counter() - start)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-    labels = {
-        "find": "POST /api/find, new photo (decode, detect, embed, search)",
-        "upload": "POST /api/uploads (decode, detect)",
-        "first": "POST /api/search, first for a photo (embed, search)",
-        "again": "POST /api/search again (k changed)",
-    }
-    for key, label in labels.items():
-        xs = timings[key]
+            embedder = Embedder(config, options=settings.face_options)
+            report = ingest(conn, folder, "bench", embedder)
         print(
-            f"{label:<60} median {statistics.median(xs) * 1000:6.0f} ms"
-            f"  min {min(xs) * 1000:5.0f}  max {max(xs) * 1000:5.0f}  (n={len(xs)})"
+            f"gallery: {report.faces_added} faces of {len(gallery)} lfw-dev photos "
+            f"({config}), ingested in {time.perf_counter() - start:.0f} s"
         )
-    print(f"model {args.model}, runtime {args.runtime}; load average after {load()}")
+        port = free_port()
+        command = [DOPPEL, "serve", "--port", str(port)]
+        if args.workers is not None:
+            command += ["--workers", str(args.workers)]
+        server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        rows = []
+        try:
+            while True:
+                assert server.poll() is None, "doppel serve stopped"
+                try:
+                    health = httpx.get(f"{url}/api/health", timeout=5).json()
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.5)
+            used = 0
+            warm = queries[used : used + 2]
+            used += 2
+            run_clients(url, 2, warm)  # the first searches load what is loaded lazily
+            for clients in CLIENTS:
+                count = args.searches * (2 + clients // 2)
+                photos = queries[used : used + count]
+                used += count
+                assert len(photos) == count, "not enough new photos: lower --searches"
+                figures = run_clients(url, clients, photos)
+                rows.append(
+                    [
+                        clients,
+                        figures["n"],
+                        f"{figures['p50']:.0f}",
+                        f"{figures['p95']:.0f}",
+                        f"{figures['rate']:.2f}",
+                        f"{figures['right']:.0%}",
+                        figures["refused"],
+                        load(),
+                    ]
+                )
+            memory = peaks(server.pid)
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=60)
+        workers = health["queue"]["workers"]
+        print(f"doppel serve, {workers} face workers, model {args.model}, POST /api/find")
+        headers = ["clients", "n", "p50 ms", "p95 ms", "searches/s", "right first", "503"]
+        print(table([*headers, "load after"], rows))
+        base = float(rows[0][4])
+        print(
+            "throughput vs 1 client: "
+            + ", ".join(f"{r[0]}: {float(r[4]) / base:.2f}x" for r in rows)
+        )
+        print(table(["process", "peak RSS MiB"], [[k, f"{v:.0f}"] for k, v in memory]))
+        if args.stages and args.model == "Dlib":
+            stages(args.model, queries[used:], 20)
+    print(f"load average at the end {load()}; {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

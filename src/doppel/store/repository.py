@@ -509,6 +509,8 @@ class Repository:
         ]
 
     def face(self, face_id: int) -> Face | None:
+        if not 0 < face_id < 2**63:
+            return None  # past PostgreSQL's bigint: no face has such an id
         row = self.conn.execute(
             "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
             " person_id, (SELECT name FROM people WHERE people.id = faces.person_id)"

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from doppel.config import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MIB, DEFAULT_PORT, Settings
 from doppel.errors import (
     DatabaseUnavailable,
+    DetectorFailed,
     DoppelError,
     EmptyGallery,
     GalleryBusy,
@@ -30,7 +31,9 @@ from doppel.errors import (
     ImageTooLarge,
     NoFaceFound,
     Overloaded,
+    PhotoTooSmall,
     UnknownGallery,
+    UnknownPerson,
     UnreadableImage,
     UsageError,
     WeightsMissing,
@@ -46,6 +49,9 @@ STATUS: dict[type[Exception], int] = {
     UnknownGallery: 404,
     EmptyGallery: 409,
     NoFaceFound: 422,
+    PhotoTooSmall: 422,
+    DetectorFailed: 422,
+    UnknownPerson: 404,
     UnreadableImage: 415,
     ImageTooLarge: 413,
     GalleryBusy: 409,
@@ -66,8 +72,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def status_of(exc: Exception) -> int:
+    """The HTTP status of a doppel error: its own kind's, else its nearest parent's."""
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 400
+
+
 async def doppel_error(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=STATUS.get(type(exc), 400))
+    return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
 
 async def overloaded(_: Request, exc: Exception) -> JSONResponse:

@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from doppel.serialize import match_fields
 from doppel.types import AttributeValues, Box, DetectedFace, EmbeddedFace, Match
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: one sentence saying what happened and what to do."""
+
+    detail: str
+
+
+# What each error status means in this API (the OpenAPI document lists them per route).
+ERROR_MEANINGS = {
+    400: "Arguments that cannot work together, or a gallery name doppel cannot keep.",
+    404: "No such gallery, face, upload or report.",
+    409: "The gallery is empty, being written, or holds faces embedded another way.",
+    413: "The upload, or the image's pixels, exceed the server's limits.",
+    415: "Not an image of a format doppel reads (judged by its content).",
+    422: "No face, a photo too small to hold one, or invalid fields.",
+    503: (
+        "The database is unreachable, a model's weights are missing, or the server is "
+        "busy (then with Retry-After)."
+    ),
+}
+
+
+def errors(*codes: int, jpeg: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can answer these error statuses (and, with
+    jpeg, whose answer is a JPEG picture)."""
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorOut, "description": ERROR_MEANINGS[code]}
+        for code in codes
+        if code != 422
+    }
+    if 422 in codes:
+        # FastAPI's own schema of invalid fields stays; doppel's 422s share the status.
+        responses[422] = {"description": ERROR_MEANINGS[422]}
+    if jpeg:
+        responses[200] = {"content": {"image/jpeg": {}}}
+    return responses
 
 
 class BoxOut(BaseModel):

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from doppel.web.schemas import ReportOut
+from doppel.web.schemas import ReportOut, errors
 from doppel.web.state import AppState, app_state
 
 REPORT_SUFFIXES = {
@@ -112,7 +112,12 @@ def reports(state: State) -> list[ReportOut]:
     return out
 
 
-@router.get("/reports/{report_id}/{file_path:path}", tags=["reports"], response_class=FileResponse)
+@router.get(
+    "/reports/{report_id}/{file_path:path}",
+    tags=["reports"],
+    response_class=FileResponse,
+    responses=errors(404),
+)
 def report_file(state: State, report_id: str, file_path: str) -> FileResponse:
     """A file inside a report folder; nothing outside the folder is served."""
     found = {r.id: r for r in find_reports(state.reports_dir, state.report_cwd)}

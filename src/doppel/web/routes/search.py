@@ -27,6 +27,7 @@ from doppel.web.schemas import (
     StrangersOut,
     UploadOut,
     detected_out,
+    errors,
     match_out,
 )
 from doppel.web.state import AppState, app_state
@@ -95,7 +96,11 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
     )
 
 
-@router.post("/api/uploads", response_model=UploadOut)
+@router.post(
+    "/api/uploads",
+    response_model=UploadOut,
+    responses=errors(400, 404, 409, 413, 415, 422, 503),
+)
 def upload_photo(
     state: State,
     file: PhotoFile,
@@ -128,7 +133,7 @@ def upload_photo(
 
 @router.get(
     "/api/uploads/{upload_id}/image",
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses=errors(404, 422, jpeg=True),
     response_class=Response,
 )
 def upload_image(
@@ -152,7 +157,7 @@ def upload_image(
     raise HTTPException(404, f"the upload has no face {face}")
 
 
-@router.delete("/api/uploads/{upload_id}", status_code=204)
+@router.delete("/api/uploads/{upload_id}", status_code=204, responses=errors(404))
 def forget_upload(state: State, upload_id: str) -> Response:
     """Forget an upload now rather than when it expires."""
     if not state.uploads.forget(upload_id):
@@ -160,13 +165,17 @@ def forget_upload(state: State, upload_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/api/search", response_model=SearchOut)
+@router.post(
+    "/api/search", response_model=SearchOut, responses=errors(400, 404, 409, 422, 503)
+)
 def search(state: State, body: SearchIn) -> SearchOut:
     """The k gallery faces most like one face of an uploaded photo."""
     return run_search(state, state.uploads.get(body.upload_id), body)
 
 
-@router.post("/api/find", response_model=FindOut)
+@router.post(
+    "/api/find", response_model=FindOut, responses=errors(400, 404, 409, 413, 415, 422, 503)
+)
 def find(
     state: State,
     file: PhotoFile,

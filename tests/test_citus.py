@@ -1,0 +1,253 @@
+"""doppel on a local Citus cluster (a coordinator and two workers) against a single node.
+
+One cluster serves the module: it is the slow part (about 15 s to start; Citus itself is
+built once per machine, `make test` does it first). Each test uses galleries of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector import Vector
+from typer.testing import CliRunner
+
+from doppel.cli import app
+from doppel.config import Settings
+from doppel.dump import loader
+from doppel.errors import DatabaseUnavailable
+from doppel.store import citus, citus_build
+from doppel.store.db import connect
+from doppel.store.migrations import STEPS
+from doppel.store.repository import Repository
+from doppel.types import Filters
+from tests.helpers import create_database, drop_database, write_faces_dump
+
+pytestmark = pytest.mark.citus
+
+ROWS = 2000
+
+
+def _citus_or_skip() -> None:
+    """Skip only where Citus cannot be built: no cached build and no compiler."""
+    if citus_build.find_installed() is None and citus_build.missing_tools():
+        pytest.skip(f"no C compiler to build Citus with: {citus_build.COMPILER_HINT}")
+
+
+@pytest.fixture(scope="module")
+def cluster_home() -> Iterator[Path]:
+    """A DOPPEL_HOME holding a running coordinator and two workers."""
+    _citus_or_skip()
+    home = Path(tempfile.mkdtemp(prefix="doppel-citus-"))
+    settings = Settings.from_env(home=home, database_url=None)
+    citus.start(settings, 2)
+    yield home
+    citus.stop(settings, delete=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dump(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_faces_dump(server_url, tmp_path_factory.mktemp("citus") / "faces.sql", ROWS)
+
+
+@pytest.fixture(scope="module")
+def single(server_url: str, dump: Path) -> Iterator[psycopg.Connection]:
+    """A single-node database with the dump loaded as gallery "same"."""
+    url = create_database(server_url)
+    settings = Settings.from_env(database_url=url)
+    with connect(settings) as conn:
+        loader.load_dump(conn, dump, "same")
+        yield conn
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def on_cluster(cluster_home: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Commands run with the cluster's DOPPEL_HOME, as a user's would."""
+    monkeypatch.setenv("DOPPEL_HOME", str(cluster_home))
+    monkeypatch.delenv("DOPPEL_DATABASE_URL", raising=False)
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="module")
+def clustered(cluster_home: Path, dump: Path) -> Iterator[psycopg.Connection]:
+    """The coordinator with the same dump loaded as gallery "same"."""
+    with connect(Settings.from_env(home=cluster_home, database_url=None)) as conn:
+        loader.load_dump(conn, dump, "same")
+        yield conn
+
+
+def _queries(n: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    return [rng.standard_normal(512).astype(np.float32) for _ in range(n)]
+
+
+def _answer(conn: psycopg.Connection, vector: np.ndarray, **options: object) -> list:
+    repo = Repository(conn)
+    matches = repo.search(repo.gallery("same"), vector, 5, **options)  # type: ignore[arg-type]
+    return [(m.face.source, m.face.sex, round(m.distance, 5)) for m in matches]
+
+
+def test_the_schema_is_distributed_over_both_workers(clustered: psycopg.Connection) -> None:
+    layout = dict(
+        clustered.execute(
+            "SELECT logicalrelid::text, partmethod FROM pg_dist_partition"
+            " WHERE logicalrelid::text IN ('faces', 'images', 'galleries', 'people',"
+            " 'embedding_cache')"
+        ).fetchall()
+    )
+    assert layout == {
+        "faces": "h",
+        "images": "h",
+        "embedding_cache": "h",
+        "galleries": "n",
+        "people": "n",
+    }
+    nodes = citus.placements(clustered)
+    workers = [n for n in nodes if n.role == "worker"]
+    assert len(workers) == 2
+    assert all(n.shards > 0 and n.index_shards == n.shards for n in workers)
+    assert all(n.index_bytes > 0 for n in workers)
+    # Every numbered step is recorded, so none is run again on the distributed tables.
+    steps = {row[0] for row in clustered.execute("SELECT step FROM schema_steps")}
+    assert steps == {number for number, _ in STEPS}
+
+
+def test_later_schema_steps_apply_on_citus(clustered: psycopg.Connection) -> None:
+    """Steps from CITUS_SAFE_FROM on must run on the distributed tables (they are
+    written to be harmless when their change is there already, as here)."""
+    later = [sql for number, sql in STEPS if number >= citus.CITUS_SAFE_FROM]
+    for sql in later:
+        with clustered.transaction():
+            clustered.execute(sql)  # type: ignore[arg-type]
+
+
+def test_the_cluster_answers_as_a_single_node(
+    single: psycopg.Connection, clustered: psycopg.Connection
+) -> None:
+    for vector in _queries():
+        exact = _answer(single, vector, exact=True)
+        assert _answer(clustered, vector, exact=True) == exact
+        # Each shard's HNSW index, merged on the coordinator: at this size, exact.
+        assert _answer(clustered, vector) == _answer(single, vector)
+        women = _answer(single, vector, exact=True, filters=Filters(sex="F"))
+        assert [m[1] for m in women] == ["F"] * 5
+        assert _answer(clustered, vector, exact=True, filters=Filters(sex="F")) == women
+        # Through the indexes (half precision): the same faces, the same distances.
+        near = _answer(clustered, vector, filters=Filters(sex="F"))
+        assert near == _answer(single, vector, filters=Filters(sex="F"))
+        assert [m[0] for m in near] == [m[0] for m in women]
+
+
+def test_search_settings_and_the_limit_reach_every_shard(
+    clustered: psycopg.Connection,
+) -> None:
+    gallery = Repository(clustered).gallery("same")
+    shards = sum(n.shards for n in citus.placements(clustered))
+    vector = Vector(_queries(1)[0])
+    query = (
+        "SELECT id FROM faces WHERE gallery_id = %s"
+        " ORDER BY (embedding::halfvec(512)) <=> %s::vector::halfvec(512) LIMIT 5"
+    )
+    with clustered.transaction():
+        # ef_search 1 on every worker: each shard's index scan yields one row. Sorting
+        # is discouraged because at 500 rows a shard would rather sort than use HNSW.
+        clustered.execute("SET LOCAL hnsw.ef_search = 1; SET LOCAL enable_sort = off")
+        rows = clustered.execute(query, (gallery.id, vector)).fetchall()
+        plan = "\n".join(
+            row[0]
+            for row in clustered.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) " + query, (gallery.id, vector)
+            )
+        )
+    assert f"Task Count: {shards}" in plan
+    assert f"Index Scan using {gallery.index_name}_" in plan, plan
+    assert len(rows) == min(shards, 5)
+    assert plan.count("Limit") >= 2  # on the coordinator and in the task
+
+
+def test_commands_use_the_cluster_until_it_stops(on_cluster: Settings, single: object) -> None:
+    runner = CliRunner()
+    status = runner.invoke(app, ["db", "status"])
+    assert status.exit_code == 0, status.output
+    assert "local Citus cluster" in status.output
+    assert status.output.count("node:      worker") == 2
+    listed = runner.invoke(app, ["db", "cluster", "status"])
+    assert listed.exit_code == 0
+    assert listed.output.count("running") == 3
+
+
+def test_gallery_commands_on_the_cluster(
+    on_cluster: Settings, dump: Path, clustered: psycopg.Connection
+) -> None:
+    runner = CliRunner()
+    loaded = runner.invoke(app, ["load-dump", str(dump), "--gallery", "renamed-a"])
+    assert loaded.exit_code == 0, loaded.output
+    renamed = runner.invoke(app, ["gallery", "rename", "renamed-a", "renamed-b"])
+    assert renamed.exit_code == 0, renamed.output
+    repo = Repository(clustered)
+    assert repo.find_gallery("renamed-a") is None
+    assert repo.face_count(repo.gallery("renamed-b")) == ROWS
+    deleted = runner.invoke(app, ["gallery", "delete", "renamed-b", "--yes"])
+    assert deleted.exit_code == 0, deleted.output
+    assert repo.find_gallery("renamed-b") is None
+    left = clustered.execute(
+        "SELECT count(*) FROM faces WHERE gallery_id NOT IN (SELECT id FROM galleries)"
+    ).fetchone()
+    assert left == (0,)
+
+
+def test_a_worker_down_is_named_and_a_restart_heals(
+    on_cluster: Settings, clustered: psycopg.Connection
+) -> None:
+    cluster = citus.load(on_cluster)
+    assert cluster is not None
+    worker = cluster.workers[0]
+    install = citus_build.CitusInstall(cluster.prefix)
+    runner = CliRunner()
+    try:
+        citus._stop_node(cluster, worker, install, citus._server_user())
+        down = runner.invoke(app, ["gallery", "list"])
+        assert down.exit_code == 1
+        lines = [line for line in down.output.splitlines() if line.strip()]
+        assert len(lines) == 1, down.output
+        assert f"worker1 ({worker.address}) is down" in lines[0]
+        assert "Traceback" not in down.output
+        # A search never passes off the other worker's half as the answer.
+        with pytest.raises(psycopg.OperationalError):
+            _answer(clustered, _queries(1)[0], exact=True)
+    finally:
+        started = runner.invoke(app, ["db", "cluster", "start"])
+    assert started.exit_code == 0, started.output
+    healed = runner.invoke(app, ["gallery", "list"])
+    assert healed.exit_code == 0, healed.output
+    assert len(_answer(clustered, _queries(1)[0], exact=True)) == 5
+
+
+def test_stop_goes_back_to_the_single_server(cluster_home: Path) -> None:
+    settings = Settings.from_env(home=cluster_home, database_url=None)
+    # Only the record is read here: stopping the nodes would cost the module a restart.
+    cluster = citus.load(settings)
+    assert cluster is not None and cluster.running
+    assert (
+        citus.active(Settings.from_env(home=cluster_home, database_url="postgresql:///x")) is None
+    )
+
+
+def test_no_compiler_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOPPEL_CITUS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DatabaseUnavailable) as caught:
+        citus_build.ensure_citus()
+    message = str(caught.value)
+    assert "C compiler" in message and "build-essential" in message
+    assert "\n" not in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert os.environ["PATH"] == str(tmp_path / "empty")

@@ -38,6 +38,8 @@ from doppel.errors import (
     UsageError,
     WeightsMissing,
 )
+from doppel.web.access import AccessLog, log_to_stderr
+from doppel.web.facework import FaceWorkerLost
 from doppel.web.limits import BodyLimit
 from doppel.web.routes import galleries, reports, search
 from doppel.web.state import AppState
@@ -59,6 +61,7 @@ STATUS: dict[type[Exception], int] = {
     GalleryMismatch: 409,
     WeightsMissing: 503,
     DatabaseUnavailable: 503,
+    FaceWorkerLost: 503,
 }
 
 
@@ -147,6 +150,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     app.add_middleware(BodyLimit, limit=max_upload)
+    app.add_middleware(AccessLog)  # outermost: it sees the status of every answer
     return app
 
 
@@ -154,4 +158,5 @@ def serve(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> N
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
+    log_to_stderr()  # doppel's own access lines; uvicorn's, at "warning", are off
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from doppel.config import FaceOptions
-from doppel.errors import Overloaded
+from doppel.errors import DoppelError, Overloaded
 from doppel.faces.embed import Embedder, embedder_for
 from doppel.faces.imaging import Photo
 from doppel.types import DetectedFace, EmbeddingConfig
@@ -94,6 +95,10 @@ def _pid() -> int:
     return os.getpid()
 
 
+class FaceWorkerLost(DoppelError):
+    """The worker process doing a search stopped before it answered."""
+
+
 @dataclass(frozen=True)
 class QueueState:
     """What /api/health says of the queue."""
@@ -126,8 +131,12 @@ class FaceWork:
 
     def start(self) -> None:
         """Start the worker processes (spawned: the server already runs threads)."""
-        if self.workers == 0 or self._pool is not None:
-            return
+        with self._lock:
+            if self.workers == 0 or self._pool is not None:
+                return
+            self._start_pool()
+
+    def _start_pool(self) -> None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         self._pool = ProcessPoolExecutor(
             self.workers,
@@ -146,9 +155,11 @@ class FaceWork:
     def warm(self, config: EmbeddingConfig, detector: str) -> None:
         """Load a configuration's models in the workers (or here). A worker that a task
         missed loads them on its first search instead."""
-        if self._pool is None:
+        if self.workers == 0:
             warm(config, self.options, detector)
             return
+        self.start()
+        assert self._pool is not None
         futures = [
             self._pool.submit(warm, config, self.options, detector) for _ in range(self.workers)
         ]
@@ -193,9 +204,9 @@ class FaceWork:
             self._running += 1
         start = time.perf_counter()
         try:
-            if self._pool is None:
+            if self.workers == 0:
                 return fn(*args)
-            return self._pool.submit(fn, *args).result()
+            return self._on_pool(fn, *args)
         finally:
             took = time.perf_counter() - start
             with self._lock:
@@ -205,6 +216,25 @@ class FaceWork:
                 )
                 self._timed = True
             self._slots.release()
+
+    def _on_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._pool is None:
+                self._start_pool()
+            pool = self._pool
+        assert pool is not None
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory, a crash in native code): the
+            # searches it took fail, and fresh workers serve the next ones.
+            with self._lock:
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+            raise FaceWorkerLost(
+                "a face worker stopped while working on this photo; try again"
+            ) from None
 
     def detect(self, config: EmbeddingConfig, photo: Photo, detector: str) -> list[DetectedFace]:
         return self.run(detect, config, self.options, photo, detector)

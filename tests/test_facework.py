@@ -1,0 +1,53 @@
+"""`doppel serve`'s face work queue: bounded by time, and surviving a lost worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from doppel.config import FaceOptions
+from doppel.errors import Overloaded
+from doppel.web.facework import FIRST_GUESS_S, FaceWork, FaceWorkerLost
+
+
+def test_the_queue_takes_what_fits_in_the_wait_and_refuses_the_rest() -> None:
+    """One worker, a search taken to cost FIRST_GUESS_S: with 2.5 of those allowed,
+    two searches may wait behind the running one; the next is refused with the wait."""
+    work = FaceWork(FaceOptions(), workers=0, max_wait_s=2.5 * FIRST_GUESS_S)
+    release = threading.Event()
+    threads = [threading.Thread(target=work.run, args=(release.wait,)) for _ in range(3)]
+    try:
+        for expected, thread in enumerate(threads):
+            thread.start()
+            while work.state().running + work.state().waiting <= expected:
+                time.sleep(0.01)
+        assert (work.state().running, work.state().waiting) == (1, 2)
+        with pytest.raises(Overloaded) as refused:
+            work.run(release.wait)
+        assert refused.value.retry_after == 3
+        assert work.state().refused == 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    assert work.state().waiting == 0
+    assert work.run(int, "7") == 7
+
+
+def test_a_lost_worker_fails_its_search_and_is_replaced() -> None:
+    work = FaceWork(FaceOptions(), workers=1, max_wait_s=60)
+    work.start()
+    try:
+        first = work.run(os.getpid)
+        assert first != os.getpid()
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(FaceWorkerLost):
+            work.run(time.sleep, 5)
+        second = work.run(os.getpid)
+        assert second not in (first, os.getpid())
+    finally:
+        work.close()

@@ -15,10 +15,11 @@ GALLERY ?= $(FACES)
 # another overrides the detector.
 MODEL ?= Dlib
 DETECTOR ?=
-# Debian packages the tests need: a browser for the web page test.
-SYSTEM_PACKAGES := chromium chromium-driver
+# Debian packages the tests need: a browser for the web page test; a C compiler and
+# make to build Citus for the cluster tests.
+SYSTEM_PACKAGES := chromium chromium-driver gcc make libc6-dev
 
-.PHONY: install demo test test-fast system lint
+.PHONY: install demo test test-fast system lint citus
 
 $(BIN)/doppel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +45,16 @@ $(VENV)/.cluster: $(BIN)/doppel
 	$(BIN)/pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
-test: install system $(VENV)/.cluster
+# Citus, built once per machine against the embedded server (about a minute to ten;
+# cached in ~/.cache/doppel/citus, keyed by the source's hash), for the Citus tests.
+citus: install system
+	$(BIN)/python -m doppel.store.citus_build --if-compiler
+
+test: install system $(VENV)/.cluster citus
 	$(BIN)/pytest
 
 # The quick part of the suite: no face model loads, no large data set is made.
-test-fast: install
+test-fast: install citus
 	$(BIN)/pytest -m "not slow"
 
 lint: install

@@ -47,7 +47,7 @@ $(VENV)/.cluster: $(BIN)/doppel
 
 # Citus, built once per machine against the embedded server (about a minute to ten;
 # cached in ~/.cache/doppel/citus, keyed by the source's hash), for the Citus tests.
-citus: install system
+citus: install
 	$(BIN)/python -m doppel.store.citus_build --if-compiler
 
 test: install system $(VENV)/.cluster citus

@@ -330,7 +330,8 @@ def _print_find(result: Any, as_json: bool) -> None:
             ("rank", "right"),
             *((("strength", "left"),) if calibrated else ()),
             ("similarity", "right"),
-            ("distance", "right"),
+            # The strength takes the place of the distance (1 - similarity) in 80 columns.
+            *(() if calibrated else (("distance", "right"),)),
             ("person", "left"),
             ("source", "left"),
             ("attributes", "left"),
@@ -342,7 +343,7 @@ def _print_find(result: Any, as_json: bool) -> None:
                 str(m.rank),
                 *((m.strength.words,) if m.strength else ()),
                 f"{m.similarity:.4f}",
-                f"{m.distance:.4f}",
+                *(() if calibrated else (f"{m.distance:.4f}",)),
                 m.face.person or "-",
                 _short(m.face.source),
                 attrs or "-",

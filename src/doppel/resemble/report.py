@@ -290,9 +290,16 @@ def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = N
 
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222;
+       padding: 0 1rem; }
+table { border-collapse: collapse; margin: 1rem 0; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right;
+         overflow-wrap: anywhere; }
+@media (max-width: 640px) {
+  body { margin: 1rem auto; font-size: .9rem; }
+  th, td { padding: .2rem .3rem; }
+  img.thumb { display: block; margin: 0 0 .2rem; }
+}
 th:first-child, td:first-child { text-align: left; }
 .verdict { font-size: 1.2rem; background: #f3f6fa; border-left: 4px solid #3b6ea5;
            padding: .8rem 1rem; }
@@ -406,7 +413,9 @@ def write_html(
     )
     people = ", ".join(f"{esc(n)} ({len(p)} photos)" for n, p in result.person_photos.items())
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>doppel resemble: {esc(result.leader)}</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>doppel resemble: {esc(result.leader)}</title>
 <style>{_STYLE}</style></head><body>
 <h1>Whom does the target resemble?</h1>
 <p>People: {people}. Target: {len(result.targets)} photos with a face.

@@ -217,7 +217,14 @@ function renderResults(result) {
     ` · search ${(result.seconds.total * 1000).toFixed(0)} ms`;
   const list = $("matches");
   list.innerHTML = "";
+  // Attributes only where the gallery has them: elsewhere every card would say "none".
+  const shown = state.galleries.find((g) => g.name === result.gallery);
+  const hasAttributes = Boolean(shown && shown.attributes);
+  let samePerson = false;
   for (const m of result.matches) {
+    // A line where "likely the same person" (at or above the model's threshold) ends.
+    if (samePerson && m.probably_query_person === false) list.append(samePersonLine());
+    samePerson = m.probably_query_person === true;
     const item = document.createElement("li");
     item.className = "match";
     item.tabIndex = 0;
@@ -231,7 +238,7 @@ function renderResults(result) {
         <div class="simbar"><div style="width:${pct}%"></div></div>
         <div class="name" title="${escapeHtml(m.source)}">${escapeHtml(m.name)}</div>
         ${m.person ? `<div class="person">${escapeHtml(m.person)}</div>` : ""}
-        <div class="muted">${escapeHtml(attrs || "no attributes")}</div>
+        ${hasAttributes && attrs ? `<div class="muted">${escapeHtml(attrs)}</div>` : ""}
       </div>`;
     item.onclick = () => openViewer(m);
     item.onkeydown = (e) => { if (e.key === "Enter") openViewer(m); };
@@ -241,8 +248,17 @@ function renderResults(result) {
   show($("results"), true);
 }
 
+function samePersonLine() {
+  const line = document.createElement("li");
+  line.className = "same-person";
+  line.setAttribute("role", "separator");
+  line.innerHTML = "<span>↑ likely the same person · look-alikes ↓</span>";
+  return line;
+}
+
 function openViewer(m) {
-  $("viewer-img").src = m.image_url;
+  // The photo with the matched face outlined (drawn by the server, in the file's pixels).
+  $("viewer-img").src = m.box ? `${m.image_url}${m.image_url.includes("?") ? "&" : "?"}outline=true` : m.image_url;
   const attrs = attributes(m);
   $("viewer-text").textContent =
     `#${m.rank} · similarity ${m.similarity.toFixed(4)} · ${m.source}` + (attrs ? ` · ${attrs}` : "") +

@@ -446,7 +446,9 @@ def test_find_strangers_switch(client: httpx.Client, unit_faces: Path) -> None:
     """Doppelganger mode over the API: faces at or above the same-person threshold leave."""
     plain = _post_photo(client, "/api/find", unit_faces / QUERY, k=10).json()
     assert plain["strangers"] is None
-    response = _post_photo(client, "/api/find", unit_faces / QUERY, k=5, strangers="true")
+    response = _post_photo(
+        client, "/api/find", unit_faces / QUERY, k=5, strangers="true", all_photos="true"
+    )
     assert response.status_code == 200, response.text
     result = response.json()
     threshold = result["strangers"]["threshold"]
@@ -552,3 +554,30 @@ def test_a_full_queue_answers_503_with_retry_after(gallery_url: str, unit_faces:
         busy.join()
         found = _post_photo(http, "/api/find", unit_faces / QUERY)
         assert found.status_code == 200, found.text
+
+
+@pytest.mark.slow
+def test_find_with_several_photos_and_strengths(client: httpx.Client, unit_faces: Path) -> None:
+    """Two photos of person01 make one query; the answer names them, leaves out the one
+    the gallery holds, and gives each match its strength; one face per stranger."""
+    with (unit_faces / QUERY).open("rb") as one, (unit_faces / "img2.jpg").open("rb") as two:
+        response = client.post(
+            "/api/find",
+            files=[
+                ("file", (QUERY, one, "image/jpeg")),
+                ("more", ("img2.jpg", two, "image/jpeg")),
+            ],
+            data={"k": 3},
+        )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["photos"] == [QUERY, "img2.jpg"] and result["threshold"] is not None
+    names = [m["name"] for m in result["matches"]]
+    assert "img2.jpg" not in names and {GALLERY_PHOTOS[n] for n in names[:2]} == {"person01"}
+    for m in result["matches"]:
+        assert m["strength"].endswith("probably you") == m["probably_query_person"]
+        assert (m["probability"] >= 0.5) == (m["similarity"] >= result["threshold"])
+    strangers = _post_photo(client, "/api/find", unit_faces / QUERY, k=5, strangers="true").json()
+    assert strangers["strangers"]["one_per_person"] is True
+    people = [GALLERY_PHOTOS[m["name"]] for m in strangers["matches"]]
+    assert "person01" not in people

@@ -107,6 +107,18 @@ class SearchIn(BaseModel):
     age_min: int | None = Field(None, ge=0, le=150)
     age_max: int | None = Field(None, ge=0, le=150)
     exact: bool = False
+    also: list[str] = Field(
+        default_factory=list,
+        max_length=9,
+        description="Further uploads of the same person: with upload_id's face, their "
+        "largest faces make one query (a template), checked to be one person.",
+    )
+    threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Same-person threshold for this search."
+    )
+    all_photos: bool = Field(
+        default=False, description="Strangers mode: every face of each stranger."
+    )
     strangers: bool = Field(
         False,
         description="Doppelganger mode: leave out the query person's own faces (their person "
@@ -117,6 +129,8 @@ class SearchIn(BaseModel):
 class StrangersOut(BaseModel):
     threshold: float = Field(description="Faces at least this similar were left out.")
     left_out_people: list[int]
+    left_out: list[str] = Field(default_factory=list, description="Their names, else 'person N'.")
+    one_per_person: bool = True
 
 
 class SearchOut(BaseModel):
@@ -124,6 +138,13 @@ class SearchOut(BaseModel):
     upload_id: str | None
     face: DetectedOut
     matches: list[MatchOut]
+    photos: list[str] = Field(
+        default_factory=list, description="The photos that made the query (several: a template)."
+    )
+    threshold: float | None = Field(
+        None, description="The same-person threshold the strengths are measured against."
+    )
+    note: str | None = Field(None, description="E.g. that the pipeline has no calibration.")
     strangers: StrangersOut | None = Field(None, description="Set when doppelganger mode was on.")
     seconds: dict[str, float] = Field(description="Time spent: embed, search, total.")
 

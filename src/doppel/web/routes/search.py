@@ -8,6 +8,7 @@ does not detect or embed again.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from fastapi.responses import Response
 from doppel.composer import face_crop
 from doppel.faces import imaging
 from doppel.search import Query as SearchQuery
+from doppel.search import QueryFaces
 from doppel.search import find as find_faces
 from doppel.types import EmbeddedFace, Filters, Gallery
 from doppel.web.pictures import jpeg, scaled
@@ -38,22 +40,35 @@ State = Annotated[AppState, Depends(app_state)]
 PhotoFile = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF.")]
 
 
-def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
-    """One face of an upload searched in a gallery, through the library's find()."""
+def run_search(
+    state: AppState, upload: Upload, body: SearchIn, others: Sequence[Upload] = ()
+) -> SearchOut:
+    """One face of an upload searched in a gallery, through the library's find(); with
+    other uploads of the same person (body.also), their largest faces join it in one
+    template."""
 
-    def chosen_face(gallery: Gallery, detector: str) -> list[EmbeddedFace]:
-        face, vector = state.models.embedding(upload, gallery, detector, body.face)
-        return [EmbeddedFace(face.index, face.box, face.confidence, vector)]
+    def face_of(one: Upload, index: int) -> QueryFaces:
+        def chosen_face(gallery: Gallery, detector: str) -> list[EmbeddedFace]:
+            face, vector = state.models.embedding(one, gallery, detector, index)
+            return [EmbeddedFace(face.index, face.box, face.confidence, vector)]
+
+        return chosen_face
+
+    others = list(others) or [state.uploads.get(upload_id) for upload_id in body.also]
+    photos = [upload, *others]
 
     # The face work comes first, outside the database connection, which other
     # requests share; find() below then takes the vector kept with the upload.
     started = time.perf_counter()
     with state.db.repo() as repo:
         target = repo.pick_gallery(body.gallery or state.gallery)
+    chosen = [face_of(upload, body.face), *(face_of(one, 0) for one in others)]
     try:
-        chosen_face(target, state.models.detector_for(target))
+        for embed in chosen:
+            embed(target, state.models.detector_for(target))
     finally:
-        state.uploads.save(upload)
+        for one in photos:
+            state.uploads.save(one)
     face_seconds = time.perf_counter() - started
     filters = Filters(
         body.sex.upper() if body.sex else None,
@@ -64,14 +79,16 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
     with state.db.connection() as conn:
         result = find_faces(
             conn,
-            SearchQuery(upload.name, upload.photo, upload.content_hash),
+            [SearchQuery(one.name, one.photo, one.content_hash) for one in photos],
             body.gallery or state.gallery,
             k=body.k,
             filters=filters,
             exact=body.exact,
             default_detector=state.settings.detector,
-            faces=chosen_face,
+            faces=chosen,
             strangers=body.strangers,
+            threshold=body.threshold,
+            all_photos=body.all_photos,
             calibration_file=state.settings.calibration_file,
         )
     (found,) = result.results
@@ -80,10 +97,15 @@ def run_search(state: AppState, upload: Upload, body: SearchIn) -> SearchOut:
         upload_id=upload.id,
         face=detected_out(found.face),
         matches=[match_out(m) for m in found.matches],
+        photos=list(result.photos),
+        threshold=result.calibration.threshold if result.calibration else None,
+        note=None if result.calibration else result.not_calibrated,
         strangers=(
             StrangersOut(
                 threshold=result.strangers.threshold,
                 left_out_people=list(result.strangers.people),
+                left_out=list(result.strangers.names),
+                one_per_person=result.strangers.one_per_person,
             )
             if result.strangers
             else None
@@ -189,11 +211,21 @@ def find(
     strangers: Annotated[
         bool, Form(description="Doppelganger mode: leave out the query person's own faces.")
     ] = False,
+    more: Annotated[
+        list[UploadFile] | None,
+        File(description="More photos of the same person: one query (a template) with file."),
+    ] = None,
 ) -> FindOut:
-    """Upload and search in one call; the photo is not held after the answer."""
+    """Upload and search in one call; the photos are not held after the answer."""
     upload = take_upload(
         file.file.read(), Path(file.filename or "upload").name, state.settings.max_pixels
     )
+    others = [
+        take_upload(
+            extra.file.read(), Path(extra.filename or "upload").name, state.settings.max_pixels
+        )
+        for extra in (more or [])[:9]
+    ]
     body = SearchIn(
         upload_id=upload.id,
         face=face,
@@ -205,7 +237,7 @@ def find(
         age_max=age_max,
         strangers=strangers,
     )
-    result = run_search(state, upload, body)
+    result = run_search(state, upload, body, others)
     faces = next(iter(upload.detections.values()))
     return FindOut(
         **result.model_dump(exclude={"upload_id"}),

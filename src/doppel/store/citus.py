@@ -223,6 +223,9 @@ def _init_node(cluster: Cluster, node: Node, install: CitusInstall, user: str | 
             # Only TCP: socket paths under a deep DOPPEL_HOME pass the 107-byte limit.
             "unix_socket_directories = ''\n"
             "max_connections = 200\n"
+            # doppel sizes an index build's memory with a plain SET on the coordinator,
+            # which Citus does not pass on: the workers build their shards with this.
+            "maintenance_work_mem = '1GB'\n"
             # A worker answering a search holds one connection per shard of the coordinator.
             "citus.max_shared_pool_size = 100\n"
         )

@@ -412,6 +412,7 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
             n for n, person in GALLERY_PHOTOS.items() if person == "person01"
         }
         assert float(cards[0].find_element(By.CLASS_NAME, "sim").text) > 0.9
+        assert "probably you" in cards[0].find_element(By.CLASS_NAME, "strength").text
         assert not driver.find_element(By.ID, "error").is_displayed()
         shot = tmp_path / "serve-page.png"
         driver.save_screenshot(str(shot))
@@ -429,6 +430,12 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
         assert cards[0].find_element(By.CLASS_NAME, "name").text in viewer.text
         driver.save_screenshot(str(tmp_path / "serve-viewer.png"))
         driver.find_element(By.CSS_SELECTOR, "#viewer .close").click()
+
+        # Several photos of one person chosen at once: one query.
+        picker = driver.find_element(By.ID, "file")
+        picker.clear()
+        picker.send_keys(f"{unit_faces / 'img4.jpg'}\n{unit_faces / 'img5.jpg'}")
+        wait.until(lambda d: "photos as one query" in d.find_element(By.ID, "query-text").text)
 
         driver.find_element(By.ID, "tab-reports").click()
         wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#report-list button")))
@@ -554,6 +561,125 @@ def test_a_full_queue_answers_503_with_retry_after(gallery_url: str, unit_faces:
         busy.join()
         found = _post_photo(http, "/api/find", unit_faces / QUERY)
         assert found.status_code == 200, found.text
+
+
+def _real_report(reports: Path, unit_faces: Path) -> None:
+    """A real `doppel resemble` report (seeded vectors, real photos for the thumbnails)."""
+    import numpy as np
+
+    from doppel.resemble import analysis
+    from doppel.resemble.report import write_report
+    from doppel.types import EmbeddingConfig
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 64))
+    people = np.vstack([c + 0.3 * rng.standard_normal((5, 64)) for c in centres])
+    labels = np.repeat(np.arange(3), 5)
+    target = centres[0] + 0.3 * rng.standard_normal((4, 64))
+    photos = [str(unit_faces / n) for n in ("img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg")]
+    result = analysis.analyse(
+        ["grandmother-on-mothers-side", "father", "uncle"],
+        people,
+        labels,
+        target,
+        photos,
+        EmbeddingConfig("Dlib", "mtcnn"),
+    )
+    write_report(result, reports / "resemble-report-narrow")
+
+
+def test_page_at_390_pixels_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> None:
+    """A phone-sized window: nothing wider than the screen, on the search view (cards,
+    the same-person line, the enlarged view with its outline) and the reports view."""
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _real_report(served.reports, unit_faces)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=600,900")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    fits = "return document.documentElement.scrollWidth <= window.innerWidth"
+    try:
+        # A window cannot be narrower than 500 px in headless Chromium: a phone's screen
+        # is emulated instead, as its developer tools do.
+        screen = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", screen)
+        wait = WebDriverWait(driver, 120)
+        driver.get(served.url + "/")
+        assert driver.execute_script("return window.innerWidth") <= 390
+        wait.until(lambda d: d.find_element(By.ID, "gallery").get_attribute("value") == "unit")
+        driver.find_element(By.ID, "k").clear()
+        driver.find_element(By.ID, "k").send_keys("8")
+        driver.find_element(By.ID, "file").send_keys(str(unit_faces / QUERY))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#matches .match")) == 8)
+        wait.until(
+            lambda d: d.execute_script(
+                "return [...document.images].filter(i => i.offsetParent)"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
+        driver.save_screenshot(str(tmp_path / "narrow-search.png"))
+        assert driver.execute_script(fits), "the search view is wider than 390 px"
+        # The gallery has no attributes: no card says anything about them.
+        assert "attributes" not in driver.find_element(By.ID, "matches").text
+        # A line where the faces the model takes for the query person's end, and only
+        # there. This gallery's pipeline (Dlib with mtcnn) takes all eight for img1's
+        # person; the page's own search is redrawn with the first three taken so.
+        with httpx.Client(base_url=served.url, timeout=120) as http:
+            found = _post_photo(http, "/api/find", unit_faces / QUERY, k=8).json()
+        same = [m["probably_query_person"] for m in found["matches"]]
+        assert same[0] is True, same
+        shown = driver.find_elements(By.CSS_SELECTOR, "#matches .same-person")
+        assert len(shown) == (1 if False in same else 0)
+        redrawn = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "api('/api/search', {method: 'POST', headers: {'content-type': 'application/json'},"
+            " body: JSON.stringify({upload_id: state.upload.upload_id, face: 0, k: 8})})"
+            ".then((r) => { r.matches.forEach((m, i) => { m.probably_query_person = i < 3; });"
+            " renderResults(r); done(true); }).catch((e) => done(String(e)));"
+        )
+        assert redrawn is True, redrawn
+        lines = driver.find_elements(By.CSS_SELECTOR, "#matches .same-person")
+        assert len(lines) == 1 and "likely the same person" in lines[0].text
+        position = driver.execute_script(
+            "const line = document.querySelector('#matches .same-person');"
+            "return [...line.parentNode.children].indexOf(line)"
+        )
+        assert position == 3
+        cards = driver.find_elements(By.CSS_SELECTOR, "#matches .match")
+        cards[0].click()
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('viewer-img');"
+                "return i.complete && i.naturalWidth > 0"
+            )
+        )
+        assert "outline=true" in driver.find_element(By.ID, "viewer-img").get_attribute("src")
+        driver.save_screenshot(str(tmp_path / "narrow-viewer.png"))
+        assert driver.execute_script(fits), "the enlarged view is wider than 390 px"
+        driver.find_element(By.CSS_SELECTOR, "#viewer .close").click()
+
+        driver.find_element(By.ID, "tab-reports").click()
+        wait.until(lambda d: "narrow" in d.find_element(By.ID, "report-list").text)
+        for button in driver.find_elements(By.CSS_SELECTOR, "#report-list button"):
+            if "narrow" in button.text:
+                button.click()
+        driver.switch_to.frame(driver.find_element(By.ID, "report-frame"))
+        wait.until(lambda d: "Per photo" in d.find_element(By.TAG_NAME, "body").text)
+        assert driver.execute_script(fits), "the report scrolls sideways in its frame"
+        assert len(driver.find_elements(By.CSS_SELECTOR, "img.thumb")) == 4
+        driver.switch_to.default_content()
+        driver.save_screenshot(str(tmp_path / "narrow-reports.png"))
+        assert driver.execute_script(fits), "the reports view is wider than 390 px"
+    finally:
+        driver.quit()
+        print(f"screenshots: {tmp_path}")
 
 
 @pytest.mark.slow

@@ -258,6 +258,17 @@ def test_report_shows_a_thumbnail_of_each_target_photo(tmp_path: Path) -> None:
     assert ["thumb" in row for row in rows] == [True, True, True, False]
 
 
+def test_report_html_shows_names_with_markup_as_text(tmp_path: Path) -> None:
+    _, people, labels, target = people_and_target()
+    names = ["<b>mum</b>", "dad & <i>co</i>", "<script>alert(1)</script>"]
+    photos = [f"<img src=x onerror=alert({i})>.jpg" for i in range(4)]
+    result = rs.analyse(names, people, labels, target, photos, CONFIG)
+    page = write_report(result, tmp_path / "report").html.read_text()
+    assert "&lt;b&gt;mum&lt;/b&gt;" in page and "dad &amp; &lt;i&gt;co&lt;/i&gt;" in page
+    assert "<script>" not in page and "<b>mum" not in page and "<i>co" not in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(0)&gt;.jpg" in page
+
+
 def test_fewer_than_two_people_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "people" / "mum").mkdir(parents=True)
     with pytest.raises(UsageError, match="two or more"):

@@ -1,7 +1,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { galleries: [], upload: null, face: 0, searchToken: 0 };
+const state = { galleries: [], upload: null, face: 0, searchToken: 0, also: [] };
 
 function show(el, visible) { el.hidden = !visible; }
 
@@ -138,6 +138,33 @@ function uploadPhoto(file) {
   xhr.send(form);
 }
 
+// Further photos of the same person: uploaded beside the first, their largest faces
+// join its face in one query (a template) once they are in.
+async function uploadMore(files) {
+  const ids = [];
+  for (const file of files) {
+    const form = new FormData();
+    form.append("file", file);
+    if ($("gallery").value) form.append("gallery", $("gallery").value);
+    try {
+      const upload = await api("/api/uploads", { method: "POST", body: form });
+      if (upload.faces.length) ids.push(upload.upload_id);
+    } catch (e) {
+      setError(`${file.name}: ${e.message}`);
+    }
+  }
+  state.also = ids;
+  searchAgain();
+}
+
+function choosePhotos(files) {
+  const [first, ...rest] = files;
+  if (!first) return;
+  state.also = [];
+  uploadPhoto(first);
+  if (rest.length) uploadMore(rest.slice(0, 9));
+}
+
 function showFaces(upload) {
   state.upload = upload;
   state.face = 0;
@@ -189,7 +216,7 @@ async function search() {
   try {
     const body = {
       upload_id: state.upload.upload_id, face: state.face, gallery: $("gallery").value || null,
-      k, strangers: $("strangers").checked, ...filters(),
+      k, strangers: $("strangers").checked, also: state.also, ...filters(),
     };
     const result = await api("/api/search", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
@@ -213,6 +240,8 @@ function renderResults(result) {
   $("query-text").textContent =
     `${state.upload.name}, face ${result.face.index + 1} of ${state.upload.faces.length}` +
     ` · ${result.matches.length} matches in gallery ${result.gallery}` +
+    (result.photos.length > 1 ? ` · ${result.photos.length} photos as one query` : "") +
+    (result.note ? ` · ${result.note}` : "") +
     (result.strangers ? ` · strangers only (own faces left out, similarity < ${result.strangers.threshold.toFixed(3)})` : "") +
     ` · search ${(result.seconds.total * 1000).toFixed(0)} ms`;
   const list = $("matches");
@@ -236,6 +265,7 @@ function renderResults(result) {
         <div class="top"><span class="rank">#${m.rank}</span>
           <span class="sim" title="cosine similarity">${m.similarity.toFixed(3)}</span></div>
         <div class="simbar"><div style="width:${pct}%"></div></div>
+        ${m.strength ? `<div class="strength" title="how likely the model takes the two faces for one person">${escapeHtml(m.strength)}</div>` : ""}
         <div class="name" title="${escapeHtml(m.source)}">${escapeHtml(m.name)}</div>
         ${m.person ? `<div class="person">${escapeHtml(m.person)}</div>` : ""}
         ${hasAttributes && attrs ? `<div class="muted">${escapeHtml(attrs)}</div>` : ""}
@@ -315,14 +345,14 @@ function init() {
   for (const tab of document.querySelectorAll(".tab")) {
     tab.onclick = () => switchView(tab.dataset.view);
   }
-  $("file").onchange = () => { if ($("file").files[0]) uploadPhoto($("file").files[0]); };
+  $("file").onchange = () => choosePhotos([...$("file").files]);
   const drop = $("drop");
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (e.dataTransfer.files[0]) uploadPhoto(e.dataTransfer.files[0]);
+    choosePhotos([...e.dataTransfer.files]);
   };
   $("gallery").onchange = () => galleryChanged(true);
   for (const id of ["k", "sex", "age-min", "age-max", "strangers"]) $(id).onchange = searchAgain;

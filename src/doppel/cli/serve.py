@@ -108,6 +108,7 @@ def serve_cmd(
         report_cwd=Path.cwd(),
         max_upload=(max_upload or settings.max_upload_mib) * 2**20,
         keep_uploads=keep_uploads,
+        workers=settings.face_workers,
     )
     err.print(
         f"loading models in {settings.face_workers or 'this'} process(es), then serving on "

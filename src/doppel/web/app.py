@@ -111,7 +111,7 @@ def create_app(
     """The web app: the page at /, the API under /api, reports under /reports/{id}/.
 
     workers: face worker processes (0: the face work runs in this process, one photo
-    at a time); None takes the Settings' (DOPPEL_WORKERS, else one per core).
+    at a time); None takes DOPPEL_WORKERS, else 0. `doppel serve` gives one per core.
     """
     state = AppState(settings, gallery, reports_dir, report_cwd, keep_uploads, workers)
 

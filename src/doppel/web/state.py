@@ -191,7 +191,7 @@ class AppState:
     reports_dir: Path | None = None
     report_cwd: Path | None = None
     keep_uploads: Path | None = None
-    workers: int | None = None  # face worker processes; None: the Settings'
+    workers: int | None = None  # face worker processes; None: DOPPEL_WORKERS, else 0
     db: Database = field(init=False)
     models: FaceModels = field(init=False)
     uploads: UploadStore = field(init=False)
@@ -202,7 +202,7 @@ class AppState:
         self.models = FaceModels(
             self.settings.detector,
             self.settings.face_options,
-            self.settings.face_workers if self.workers is None else self.workers,
+            (self.settings.workers or 0) if self.workers is None else self.workers,
             self.settings.queue_wait_s,
         )
         self.uploads = UploadStore(self.db.connection, max_pixels=self.settings.max_pixels)

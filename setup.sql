@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS faces (
     -- hand, so clustering leaves it alone from then on.
     person_id        bigint REFERENCES people ON DELETE SET NULL,
     person_excluded  boolean NOT NULL DEFAULT false,
+    -- A 64-bit difference hash of the face's photo (doppel.duplicates), so that a
+    -- resized or re-compressed copy of one picture is not shown twice; NULL where
+    -- the face came without pixels (load-dump).
+    phash            bigint,
     UNIQUE (gallery_id, source, face_index)
 ) WITH (toast_tuple_target = 8160);
 -- A 512-d vector makes a row of about 2.1 kB, just over the default 2 kB at which

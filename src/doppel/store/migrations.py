@@ -78,4 +78,7 @@ STEPS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # Each face's photo's difference hash: copies of one picture are told apart from
+    # distinct photos by it and the vector (doppel.duplicates, see setup.sql).
+    (5, "ALTER TABLE faces ADD COLUMN IF NOT EXISTS phash bigint"),
 ]

@@ -375,12 +375,91 @@ def people_command_section(
     labels = [person_of.get(f, -1) for f, good in zip(faces.files, ok, strict=True) if good]
     s = score(labels, faces.labels[ok])
     print(
-        f"`doppel people {gallery} --recluster` (HNSW neighbours): {report.people} "
+        f"`doppel people {gallery} --recluster`: {report.people} "
         f"people, pair P {s.pair_precision:.3f} R {s.pair_recall:.3f}, "
         f"B-cubed P {s.bcubed_precision:.3f} R {s.bcubed_recall:.3f} F1 "
         f"{s.bcubed_f1:.3f}, {s.assigned:.1%} in a person, {report.seconds:.1f} "
         f"s (load {load()})"
     )
+
+
+def group_photos_section(
+    conn: psycopg.Connection, faces: FaceSet, calibration_file: Path, pairs: int = 60
+) -> None:
+    """Faces of one photo are different people, on real group photos.
+
+    deepface-unit's multi-face photos (a couple, a crowd, a face beside its
+    reflection) and lfw-dev photos of two people set side by side (one 500x250
+    photo each), ingested like any photo, with lfw-dev's own photos in one gallery.
+    The same faces and neighbours are grouped with the rule (what `doppel people`
+    does) and without it (what it did before); lfw-dev's labelled faces are scored.
+    """
+    import tempfile
+
+    from PIL import Image
+
+    from doppel.people import calibration, clustering
+    from doppel.people.scores import score
+    from doppel.store.people import PeopleStore
+    from doppel.store.repository import Repository
+
+    folder, files, labels = labelled(SHARED_FACES / "lfw-dev")
+    rng = np.random.default_rng(3)
+    label_of = dict(zip(files, labels, strict=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        made = 0
+        while made < pairs:
+            a, b = rng.choice(len(files), 2, replace=False)
+            if labels[a] == labels[b]:
+                continue
+            canvas = Image.new("RGB", (500, 250))
+            canvas.paste(Image.open(folder / files[a]).convert("RGB"), (0, 0))
+            canvas.paste(Image.open(folder / files[b]).convert("RGB"), (250, 0))
+            canvas.save(Path(tmp) / f"pair-{made:03d}.jpg", quality=95)
+            made += 1
+        for name in files:
+            (Path(tmp) / name).symlink_to(folder / name)
+        from doppel.config import Settings
+        from doppel.faces.embed import Embedder
+        from doppel.ingest import ingest
+
+        config = Repository(conn).gallery("lfw-dev").config
+        if Repository(conn).find_gallery("lfw-groups") is None:
+            ingest(
+                conn,
+                Path(tmp),
+                "lfw-groups",
+                Embedder(config, options=Settings.from_env().face_options),
+            )
+    repo = Repository(conn)
+    cal = calibration.for_config(repo.gallery("lfw-groups").config, calibration_file)
+    print("\n## Faces of one photo are different people")
+    print(
+        "| gallery | faces | photos with 2+ faces | rule | same-photo faces in one person "
+        "| people | B-cubed P | B-cubed R | B-cubed F1 |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for name in ("lfw-groups", "deepface-unit"):
+        stored = PeopleStore(conn).faces(repo.gallery(name))
+        photos = clustering.photo_codes(stored.photos)
+        graph, sims = clustering.exact_neighbours(stored.vectors, 20)
+        labelled_faces = np.array([Path(p).name in label_of for p in stored.photos])
+        truth = [label_of.get(Path(p).name, "") for p in stored.photos]
+        for rule in ("without", "with"):
+            found = clustering.cluster(
+                stored.vectors, graph, sims, cal.cluster, photos=photos if rule == "with" else None
+            )
+            kept = labelled_faces if name == "lfw-groups" else np.zeros(len(found), bool)
+            s = score(found[kept], np.asarray(truth, dtype=object)[kept]) if kept.any() else None
+            figures = (
+                f"{s.bcubed_precision:.3f} | {s.bcubed_recall:.3f} | {s.bcubed_f1:.3f}"
+                if s
+                else "- | - | -"
+            )
+            print(
+                f"| {name} | {len(found)} | {len(np.unique(photos[photos >= 0]))} | {rule} "
+                f"| {clustering.same_photo_violations(found, photos)} "
+                f"| {len(np.unique(found[found >= 0]))} | {figures} |"
+            )
 
 
 def face_like(n: int, dim: int = 128, per: int = 5, seed: int = 0) -> np.ndarray:
@@ -399,38 +478,89 @@ def face_like(n: int, dim: int = 128, per: int = 5, seed: int = 0) -> np.ndarray
 
 
 def scale_section(
-    conn: psycopg.Connection, n: int, calibration_file: Path | None, config: EmbeddingConfig
+    conn: psycopg.Connection,
+    n: int,
+    calibration_file: Path | None,
+    config: EmbeddingConfig,
+    added: int = 1000,
+    with_twins: bool = True,
 ) -> None:
+    """A synthetic gallery of n faces: a full recluster, then `added` faces more.
+
+    One face in twenty shares its photo with another face (two people side by side),
+    so that the rule of one photo's faces is measured at scale too.
+    """
     from doppel.faces import catalog
+    from doppel.people import clustering
     from doppel.people.groups import cluster_gallery
     from doppel.people.twins import twins
+    from doppel.store.people import PeopleStore
     from doppel.store.repository import Repository
     from doppel.types import NewFace
 
     repo = Repository(conn)
     name = f"synthetic-{n}"
-    vectors = face_like(n)
+    vectors = face_like(n + added)
+    rng = np.random.default_rng(4)
+    later = np.zeros(n + added, dtype=bool)
+    later[rng.choice(n + added, added, replace=False)] = True
+    position = np.argsort(rng.permutation(n + added))
+
+    def rows(chosen: np.ndarray) -> list:
+        # Two faces at neighbouring places of a random order share a photo, once in
+        # forty places: one face in twenty is in a photo with someone else.
+        out = []
+        for i in chosen:
+            at = int(position[i])
+            if at % 40 in (0, 1):
+                out.append(NewFace(f"synthetic/group-{at // 40}.png", None, at % 40, vectors[i]))
+            else:
+                out.append(NewFace(f"synthetic/{i}.png", None, 0, vectors[i]))
+        return out
+
     gallery = repo.find_gallery(name)
     if gallery is None:
         gallery = repo.ensure_gallery(name, config, dimension=catalog.dimension(config.model))
         with conn.transaction():
-            repo.copy_faces(
-                gallery,
-                (NewFace(f"synthetic/{i}.png", None, 0, v) for i, v in enumerate(vectors)),
-                "faces",
-            )
+            repo.copy_faces(gallery, rows(np.flatnonzero(~later)), "faces")
         start = time.perf_counter()
         repo.ensure_index(gallery)
         print(
             f"\n## {n:,} synthetic faces (128-d, Dlib-like)\nHNSW index built "
             f"in {time.perf_counter() - start:.0f} s (load {load()})"
         )
+    newcomers = rows(np.flatnonzero(later))
+    conn.execute(  # a rerun starts from the n faces again
+        "DELETE FROM faces f USING unnest(%s::text[], %s::int[]) AS v(source, face_index)"
+        " WHERE f.gallery_id = %s AND f.source = v.source AND f.face_index = v.face_index",
+        ([f.source for f in newcomers], [f.face_index for f in newcomers], gallery.id),
+    )
     report = cluster_gallery(conn, name, recluster=True, calibration_file=calibration_file)
     print(
-        "`doppel people` (neighbours from the HNSW index, clustering, "
-        f"writing): {report.seconds:.0f} s, {report.people:,} people, {report.unassigned:,} "
-        f"faces in none (load {load()})"
+        f"`doppel people {name} --recluster` ({n:,} faces: exact neighbours by blocked "
+        f"products, clustering, writing): {report.seconds:.0f} s, {report.people:,} people, "
+        f"{report.unassigned:,} faces in none (load {load()})"
     )
+    store = PeopleStore(conn)
+    before = store.faces(gallery)
+    with conn.transaction():
+        repo.copy_faces(gallery, rows(np.flatnonzero(later)), "faces")
+    report = cluster_gallery(conn, name, calibration_file=calibration_file)
+    after = store.faces(gallery)
+    old = np.isin(after.ids, before.ids)
+    had = before.person >= 0
+    changed = int((after.person[old][had] != before.person[had]).sum())
+    placed = int((after.person[old][~had] >= 0).sum())
+    photos = clustering.photo_codes(after.photos)
+    print(
+        f"{added:,} faces added, then `doppel people {name}`: {report.seconds:.1f} s; "
+        f"{report.joined:,} joined known people, {report.new_people:,} new people; "
+        f"old faces whose person changed: {changed} (old faces in none that joined "
+        f"someone now: {placed}); same-photo faces in one person: "
+        f"{clustering.same_photo_violations(after.person, photos)} (load {load()})"
+    )
+    if not with_twins:
+        return
     for method in ("exact", "index"):
         result = twins(conn, name, 10, method=method, calibration_file=calibration_file)
         print(
@@ -463,6 +593,9 @@ def main() -> None:
         "--scale", type=int, default=0, help="also time a synthetic gallery of N faces"
     )
     parser.add_argument("--skip-faces", action="store_true", help="only the synthetic timing")
+    parser.add_argument(
+        "--skip-twins", action="store_true", help="no `doppel twins` timing at --scale"
+    )
     args = parser.parse_args()
 
     from doppel.config import Settings
@@ -517,12 +650,19 @@ def main() -> None:
             )
             calibration.save(cal, measured)
             people_command_section(conn, lfw, "lfw-dev", measured)
+            group_photos_section(conn, lfw, measured)
             if args.write_calibration:
                 calibration.save(cal, args.write_calibration)
                 print(f"\ncalibration written to {args.write_calibration}")
         if args.scale:
             # A fresh measurement if this run made one, else the shipped calibrations.
-            scale_section(conn, args.scale, measured if measured.is_file() else None, config)
+            scale_section(
+                conn,
+                args.scale,
+                measured if measured.is_file() else None,
+                config,
+                with_twins=not args.skip_twins,
+            )
         conn.close()
 
 

@@ -82,18 +82,16 @@ def _components(
 
 def _shared_neighbours(members: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """Jaccard overlap of the members' nearest-neighbour sets (each set holds the face)."""
-    from scipy.sparse import csr_matrix
-
-    near = neighbours[members, :SHARED_NEIGHBOURS]
-    rows = np.repeat(np.arange(len(members)), near.shape[1] + 1)
-    cols = np.concatenate([members[:, None], near], axis=1).ravel()
-    keep = cols >= 0
-    sets = csr_matrix(
-        (np.ones(int(keep.sum()), np.float32), (rows[keep], cols[keep])),
-        shape=(len(members), int(max(cols.max(), members.max())) + 1),
-    )
-    sizes = np.asarray(sets.sum(axis=1)).ravel()
-    inter = (sets @ sets.T).toarray()
+    near = np.concatenate([members[:, None], neighbours[members, :SHARED_NEIGHBOURS]], axis=1)
+    # Columns: the faces that occur in any set, numbered locally (-1, "none", is dropped).
+    faces, local = np.unique(near, return_inverse=True)
+    local = local.reshape(near.shape)
+    sets = np.zeros((len(members), len(faces)), dtype=np.float32)
+    np.put_along_axis(sets, local, 1.0, axis=1)
+    if faces[0] < 0:
+        sets[:, 0] = 0
+    sizes = sets.sum(axis=1)
+    inter = sets @ sets.T
     return inter / np.maximum(sizes[:, None] + sizes[None, :] - inter, 1)
 
 
@@ -109,6 +107,10 @@ def _average_linkage(
     similarity = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
     if shared is not None and weight:
         similarity += weight * shared
+    # Every pair at the cut or closer: average linkage would join them all. Most
+    # components are one clean person, and this spares them scipy's fixed cost.
+    if similarity.min() >= cut:
+        return np.ones(len(vectors), dtype=np.int64)
     dist = np.clip(1.0 - similarity, 0, 2)
     np.fill_diagonal(dist, 0)
     tree = linkage(squareform(dist, checks=False), "average")
@@ -182,7 +184,7 @@ def cluster(
     order = np.argsort(comp, kind="stable")
     bounds = np.flatnonzero(np.diff(comp[order])) + 1
     for members in np.split(order, bounds):
-        if comp[members[0]] == UNASSIGNED:
+        if comp[members[0]] == UNASSIGNED or len(members) < params.min_faces:
             continue
         for group in _split(members, vectors, nb, sims, params, params.edge):
             for part in _apart(group, vectors, photos, params.link):
@@ -362,17 +364,26 @@ def same_photo_violations(labels: np.ndarray, photos: np.ndarray) -> int:
     return int(len(pairs) - len(np.unique(pairs, axis=0)))
 
 
+# Large galleries: the k-th largest similarity of a row among this many sampled
+# columns bounds the row's true k-th largest from below, so only the few pairs at or
+# above the bound are kept and sorted.
+SAMPLED_COLUMNS = 4096
+
+
 def exact_neighbours(
     vectors: np.ndarray, k: int, block: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each face's k nearest other faces by cosine similarity, by blocked matrix products.
 
     A block of 512 rows against 70,000 faces is 143 MB of similarities: the products
-    run at the BLAS's full speed while the memory stays small.
+    run at the BLAS's full speed while the memory stays small. Large galleries go
+    through `_bounded_neighbours`, which gives the same neighbours for half the work.
     """
     v = normalise(vectors)
     n = len(v)
     k = min(k, n - 1)
+    if n > 4 * SAMPLED_COLUMNS and k < SAMPLED_COLUMNS // 4:
+        return _bounded_neighbours(v, k)
     idx = np.empty((n, k), dtype=np.int64)
     out = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, block):
@@ -384,4 +395,50 @@ def exact_neighbours(
         order = np.argsort(-top, axis=1)
         idx[start : start + block] = np.take_along_axis(part, order, 1)
         out[start : start + block] = np.take_along_axis(top, order, 1)
+    return idx, out
+
+
+def _bounded_neighbours(v: np.ndarray, k: int, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours of unit vectors, each pair's product computed once.
+
+    Selecting the top k of 70,000 columns (np.argpartition) costs more than the
+    products themselves. Instead each row's k-th similarity is bounded from below on
+    a sample of columns; the blocks of the upper triangle are then computed once,
+    and each product kept for its row and its column where it reaches their bounds
+    (a few hundred per row), to be sorted when the row's block is complete.
+    """
+    n = len(v)
+    sample = np.sort(np.random.default_rng(0).choice(n, SAMPLED_COLUMNS, replace=False))
+    bound = np.empty(n, dtype=np.float32)
+    for start in range(0, n, block):
+        s = v[start : start + block] @ v[sample].T
+        own = np.flatnonzero((sample >= start) & (sample < start + len(s)))
+        s[sample[own] - start, own] = -np.inf
+        bound[start : start + len(s)] = np.partition(s, SAMPLED_COLUMNS - k, axis=1)[
+            :, SAMPLED_COLUMNS - k
+        ]
+    idx = np.empty((n, k), dtype=np.int64)
+    out = np.empty((n, k), dtype=np.float32)
+    starts = list(range(0, n, block))
+    pending: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in starts}
+    for i in starts:
+        rows_i = slice(i, min(i + block, n))
+        for j in starts[starts.index(i) :]:
+            rows_j = slice(j, min(j + block, n))
+            s = v[rows_i] @ v[rows_j].T
+            if i == j:
+                np.fill_diagonal(s, -np.inf)
+            # flatnonzero and divmod: several times faster than a 2-d nonzero.
+            r, c = np.divmod(np.flatnonzero(s >= bound[rows_i, None]), s.shape[1])
+            pending[i].append((r + i, c + j, s[r, c]))
+            if i != j:
+                c, r = np.divmod(np.flatnonzero(s >= bound[None, rows_j]), s.shape[1])
+                pending[j].append((r + j, c + i, s[c, r]))
+        rows, cols, values = (np.concatenate(part) for part in zip(*pending.pop(i), strict=True))
+        order = np.lexsort((-values, rows))
+        rows, cols, values = rows[order], cols[order], values[order]
+        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        keep = rank < k
+        idx[rows[keep], rank[keep]] = cols[keep]
+        out[rows[keep], rank[keep]] = values[keep]
     return idx, out

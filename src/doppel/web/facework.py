@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +89,8 @@ def warm(config: EmbeddingConfig, options: FaceOptions, detector: str) -> None:
 def _start_worker(threads: int) -> None:
     global _worker_threads
     _worker_threads = threads
+    # Ctrl-C reaches the whole process group; the server stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _pid() -> int:

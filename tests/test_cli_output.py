@@ -65,8 +65,11 @@ def dumped(database_url: str, server_url: str, tmp_path: Path) -> str:
     """A gallery with a long name, loaded from a small dump (no face model)."""
     dump = write_faces_dump(server_url, tmp_path / "faces.sql", 40)
     name = "a-gallery-with-a-rather-long-name-2026"
-    loaded = runner.invoke(app, ["load-dump", str(dump), "-g", name])
+    loaded = runner.invoke(app, ["load-dump", str(dump), "-g", name, "--json"])
     assert loaded.exit_code == 0, loaded.output
+    summary = json.loads(loaded.stdout)
+    assert summary["gallery"] == name and summary["rows_loaded"] == 40
+    assert summary["bad_rows"] == [] and summary["index"]["built"] is True
     return name
 
 
@@ -207,3 +210,21 @@ def test_the_estimate_counts_files_finished_not_files_waiting_for_their_batch() 
     report.no_face += ["a.jpg", "b.jpg"]
     report.unreadable.append("c.jpg\tnot an image")
     assert settled_files(report) == 28
+
+
+@pytest.mark.slow
+def test_ingest_json_summary(database_url: str, unit_faces: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for name in ("img1.jpg", "img2.jpg"):
+        (folder / name).symlink_to(unit_faces / name)
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    result = runner.invoke(app, ["ingest", str(folder), "-m", "Dlib", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["gallery"] == "few" and summary["files"] == 3
+    assert summary["faces_added"] == 2 and summary["files_added"] == 2
+    assert [u["path"] for u in summary["unreadable"]] == [str(folder / "broken.jpg")]
+    assert summary["unreadable"][0]["reason"]
+    again = json.loads(runner.invoke(app, ["ingest", str(folder), "-m", "Dlib", "--json"]).stdout)
+    assert again["faces_added"] == 0 and again["already_present"] == 3

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -19,6 +20,7 @@ from doppel.cli.common import (
     DetectorOpt,
     EfConstructionOpt,
     IndexWhenOpt,
+    JsonOpt,
     ModelOpt,
     MOpt,
     command_settings,
@@ -50,8 +52,10 @@ def ingest_folder(
     ef_construction: int | None = None,
     index: str = "auto",
     cluster: str | None = None,
+    as_json: bool = False,
 ) -> None:
-    """Ingest with a bar for the files, then one for the index, then a summary line."""
+    """Ingest with a bar for the files, then one for the index, then a summary line
+    (and, with as_json, the summary as one JSON document on stdout)."""
     from doppel.faces.catalog import config_for
     from doppel.indexing import finish_index
     from doppel.intake import ingest_photos
@@ -123,6 +127,39 @@ def ingest_folder(
         + index_summary(outcome.built, outcome.background, outcome.seconds),
         highlight=False,
     )
+    if as_json:
+        _echo_summary(
+            gallery=report.gallery,
+            files=report.files,
+            faces_added=report.faces_added,
+            files_added=report.images_added,
+            already_present=report.skipped,
+            no_face=report.no_face,
+            unreadable=[_entry(e) for e in report.unreadable],
+            too_small=[_entry(e) for e in report.too_small],
+            skipped=[_entry(e) for e in report.passed_over],
+            seconds=round(report.seconds, 3),
+            listed_in=str(report.listed_in) if report.listed_in else None,
+            index=_index_outcome(outcome),
+        )
+
+
+def _entry(line: str) -> dict[str, str]:
+    """A listed file, "path<TAB>reason", as JSON."""
+    path, _, reason = line.partition("\t")
+    return {"path": path, "reason": reason}
+
+
+def _index_outcome(outcome: Any) -> dict[str, Any]:
+    return {
+        "built": outcome.built,
+        "background": outcome.background,
+        "seconds": round(outcome.seconds, 3),
+    }
+
+
+def _echo_summary(**fields: Any) -> None:
+    typer.echo(json.dumps(fields, indent=2))
 
 
 @friendly
@@ -172,6 +209,9 @@ def ingest_cmd(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool, flag("--json", "Print the summary as JSON on stdout (it also goes to stderr).")
+    ] = False,
 ) -> None:
     """Embed every photo under FOLDER into a gallery; run again to resume or update."""
     settings = command_settings()
@@ -190,6 +230,7 @@ def ingest_cmd(
         ef_construction=ef_construction,
         index=index,
         cluster=ray_address(cluster, settings),
+        as_json=as_json,
     )
 
 
@@ -227,6 +268,7 @@ def load_dump_cmd(
         bool, typer.Option("--strict", help="Stop at the first bad row instead of skipping it.")
     ] = False,
     index: IndexWhenOpt = "auto",
+    as_json: JsonOpt = False,
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
     from doppel.dump.loader import default_gallery_name, load_dump, write_load_log
@@ -292,3 +334,16 @@ def load_dump_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    if as_json:
+        _echo_summary(
+            gallery=report.gallery,
+            format=report.format,
+            rows_loaded=report.rows_loaded,
+            already_present=report.rows_present,
+            bad_rows=[{"line": b.line, "reason": b.reason} for b in report.bad_rows],
+            ignored=[{"line": i.line, "what": i.what} for i in report.ignored],
+            seconds=round(report.seconds, 3),
+            listed_in=str(listed) if listed else None,
+            image_root=str(image_root) if image_root else None,
+            index=_index_outcome(outcome),
+        )

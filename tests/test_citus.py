@@ -251,3 +251,51 @@ def test_no_compiler_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert "\n" not in message
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
     assert os.environ["PATH"] == str(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_ingest_and_find_exact_match_a_single_node(
+    on_cluster: Settings,
+    server_url: str,
+    unit_faces: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same photos ingested on the cluster and on one node: `find --exact` gives
+    the same five faces and similarities; a second ingest adds nothing."""
+    import json
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(1, 13):
+        shutil.copy(unit_faces / f"img{n}.jpg", photos / f"img{n}.jpg")
+    runner = CliRunner()
+    ingest = ["ingest", str(photos), "--gallery", "unit12", "--model", "Dlib"]
+    find = ["find", str(unit_faces / "img13.jpg"), "--gallery", "unit12", "--exact", "--json"]
+
+    def run(command: list[str]) -> str:
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    run(ingest)
+    run(ingest)  # a second run adds nothing (the count below)
+    on_citus = json.loads(run(find))
+    url = create_database(server_url)
+    try:
+        monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
+        run(ingest)
+        on_one = json.loads(run(find))
+    finally:
+        monkeypatch.delenv("DOPPEL_DATABASE_URL")
+        drop_database(server_url, url)
+
+    def top(payload: dict) -> list[tuple[str, float]]:
+        matches = payload["faces"][0]["matches"]
+        return [(Path(m["source"]).name, round(m["similarity"], 5)) for m in matches]
+
+    assert len(top(on_citus)) == 5
+    assert top(on_citus) == top(on_one)
+    with connect(Settings.from_env()) as conn:
+        repo = Repository(conn)
+        assert repo.face_count(repo.gallery("unit12")) == 12

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS people (
     gallery_id    integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
     name          text,
     cover_face_id bigint,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- hidden: left out of the people lists and of `find --strangers`' answers
+    hidden        boolean NOT NULL DEFAULT false
 );
 
 -- Embeddings have no fixed dimension here: each gallery gets its own partial
@@ -124,6 +126,31 @@ CREATE TABLE IF NOT EXISTS upload_vectors (
     face_index integer NOT NULL,
     vector     bytea NOT NULL,
     PRIMARY KEY (upload_id, config_key, detector, face_index)
+);
+
+-- Hand edits of people (merges, faces taken out or moved), so that `doppel people
+-- restore` can undo them: the faces concerned and, for a merge, the person merged
+-- away (its id, name and cover come back).
+CREATE TABLE IF NOT EXISTS people_edits (
+    id          bigserial PRIMARY KEY,
+    gallery_id  integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('merge', 'remove', 'move')),
+    person_id   bigint,
+    other_id    bigint,
+    other_name  text,
+    other_cover bigint,
+    face_ids    bigint[] NOT NULL,
+    undone      boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Two people the user said are different: never suggested for a merge again.
+CREATE TABLE IF NOT EXISTS people_apart (
+    gallery_id integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+    person_a   bigint NOT NULL,
+    person_b   bigint NOT NULL,
+    PRIMARY KEY (gallery_id, person_a, person_b),
+    CHECK (person_a < person_b)
 );
 
 CREATE TABLE IF NOT EXISTS schema_steps (

@@ -81,4 +81,31 @@ STEPS: list[tuple[int, str]] = [
     # Each face's photo's difference hash: copies of one picture are told apart from
     # distinct photos by it and the vector (doppel.duplicates, see setup.sql).
     (5, "ALTER TABLE faces ADD COLUMN IF NOT EXISTS phash bigint"),
+    # People: hidden people, a journal of hand edits that `people restore` undoes, and
+    # pairs of people the user said are two (see setup.sql).
+    (
+        6,
+        """
+        ALTER TABLE people ADD COLUMN IF NOT EXISTS hidden boolean NOT NULL DEFAULT false;
+        CREATE TABLE IF NOT EXISTS people_edits (
+            id          bigserial PRIMARY KEY,
+            gallery_id  integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+            kind        text NOT NULL CHECK (kind IN ('merge', 'remove', 'move')),
+            person_id   bigint,
+            other_id    bigint,
+            other_name  text,
+            other_cover bigint,
+            face_ids    bigint[] NOT NULL,
+            undone      boolean NOT NULL DEFAULT false,
+            created_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS people_apart (
+            gallery_id integer NOT NULL REFERENCES galleries ON DELETE CASCADE,
+            person_a   bigint NOT NULL,
+            person_b   bigint NOT NULL,
+            PRIMARY KEY (gallery_id, person_a, person_b),
+            CHECK (person_a < person_b)
+        );
+        """,
+    ),
 ]

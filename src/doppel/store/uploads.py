@@ -69,7 +69,9 @@ class UploadRows:
         """Hold an upload (and what was found in it); the oldest used go past `size`."""
         self._expire()
         self.conn.execute(
-            "INSERT INTO uploads (id, name, content_hash, data) VALUES (%s, %s, %s, %s)",
+            # The clock, not the transaction's start: the order of use decides what goes.
+            "INSERT INTO uploads (id, name, content_hash, data, created_at, used_at) "
+            "VALUES (%s, %s, %s, %s, clock_timestamp(), clock_timestamp())",
             (upload.id, upload.name, upload.content_hash, upload.data),
         )
         for detector, faces in upload.detections.items():

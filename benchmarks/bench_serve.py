@@ -6,7 +6,9 @@ Facenet512, its real architecture with random weights), starts the installed
 `doppel serve --workers N` on a free loopback port, and lets each number of clients
 post photos to /api/find, each photo once in the whole run (the other photos of the
 same people), so no answer comes from a cache. Prints p50 and p95 latency, searches
-per second, how often the right person came first, and every process's peak memory;
+per second, how often the right person came first, the CPU time of the server and
+its workers per search (which the machine's other work does not inflate much), and
+every process's peak memory;
 then, with --stages, the cost of each stage of one search, timed in this process.
 
     .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--workers 2] [--stages]
@@ -38,6 +40,7 @@ from benchlib import (  # noqa: E402
     machine_line,
     prepare_models,
     private_home,
+    process_cpu_seconds,
     table,
 )
 
@@ -251,7 +254,10 @@ def main() -> None:
                 photos = queries[used : used + count]
                 used += count
                 assert len(photos) == count, "not enough new photos: lower --searches"
+                family = [server.pid, *_children(server.pid)]
+                cpu = sum(process_cpu_seconds(p) for p in family)
                 figures = run_clients(url, clients, photos)
+                cpu = sum(process_cpu_seconds(p) for p in family) - cpu
                 rows.append(
                     [
                         clients,
@@ -261,6 +267,7 @@ def main() -> None:
                         f"{figures['rate']:.2f}",
                         f"{figures['right']:.0%}",
                         figures["refused"],
+                        f"{cpu / max(1, figures['n']) * 1000:.0f}",
                         load(),
                     ]
                 )
@@ -271,6 +278,7 @@ def main() -> None:
         workers = health["queue"]["workers"]
         print(f"doppel serve, {workers} face workers, model {args.model}, POST /api/find")
         headers = ["clients", "n", "p50 ms", "p95 ms", "searches/s", "right first", "503"]
+        headers.append("CPU ms/search")
         print(table([*headers, "load after"], rows))
         base = float(rows[0][4])
         print(

@@ -11,6 +11,7 @@ import typer
 from doppel.cli.common import command_settings, err, friendly, labelled
 
 
+# Over 80 lines: most of it is the declaration of the command's eight options.
 @friendly
 def serve_cmd(
     port: Annotated[

@@ -162,14 +162,28 @@ class PeopleStore:
         raise UnknownPerson(f"gallery {gallery.name!r} has no person {person_id}; {hint}")
 
     def _people_rows(self, gallery: Gallery, ids: Sequence[int]) -> list[Person]:
-        rows = self.conn.execute(
-            "SELECT p.id, p.name, p.cover_face_id,"
-            " (SELECT count(*) FROM faces f WHERE f.person_id = p.id)"
-            " FROM people p WHERE p.gallery_id = %s AND p.id = ANY(%s::bigint[])",
-            (gallery.id, list(ids)),
-        ).fetchall()
+        # The counts by a query of their own: Citus refuses a correlated subquery from
+        # a reference table (people) into a distributed one (faces).
+        counts: dict[int, int] = dict(
+            self.conn.execute(
+                "SELECT person_id, count(*) FROM faces WHERE person_id = ANY(%s::bigint[])"
+                " GROUP BY person_id",
+                (list(ids),),
+            ).fetchall()
+        )
+        rows = [
+            (pid, name, cover, counts.get(pid, 0), hidden)
+            for pid, name, cover, hidden in self.conn.execute(
+                "SELECT p.id, p.name, p.cover_face_id, p.hidden"
+                " FROM people p WHERE p.gallery_id = %s AND p.id = ANY(%s::bigint[])",
+                (gallery.id, list(ids)),
+            ).fetchall()
+        ]
         covers = self.faces_by_id([row[2] for row in rows if row[2] is not None])
-        return [Person(pid, name, covers.get(cover), count) for pid, name, cover, count in rows]
+        return [
+            Person(pid, name, covers.get(cover), count, hidden)
+            for pid, name, cover, count, hidden in rows
+        ]
 
     def faces_by_id(self, ids: Sequence[int]) -> dict[int, Face]:
         rows = self.conn.execute(FACE_SELECT + " WHERE f.id = ANY(%s::bigint[])", (list(ids),))
@@ -342,24 +356,239 @@ class PeopleStore:
                 (list(face_ids), person_id),
             )
             moved = cursor.rowcount
+            self._journal(gallery, "remove", person_id, list(face_ids))
+            # The new cover first, then the update: Citus refuses an update of a
+            # reference table (people) with a subquery on a distributed one (faces).
+            first = self.conn.execute(
+                "SELECT min(id) FROM faces WHERE person_id = %s", (person_id,)
+            ).fetchone()
             self.conn.execute(
-                "UPDATE people p SET cover_face_id = (SELECT min(f.id) FROM faces f"
-                " WHERE f.person_id = p.id) WHERE p.id = %s AND (p.cover_face_id IS NULL"
-                " OR p.cover_face_id = ANY(%s::bigint[]))",
-                (person_id, list(face_ids)),
+                "UPDATE people SET cover_face_id = %s WHERE id = %s AND (cover_face_id IS NULL"
+                " OR cover_face_id = ANY(%s::bigint[]))",
+                (first[0] if first else None, person_id, list(face_ids)),
             )
             self._drop_empty(gallery)
         return moved
 
+    def move(self, gallery: Gallery, face_ids: Sequence[int], to: int | None) -> int:
+        """Put faces into person `to` (None: a new person); return the person's id.
+
+        The faces leave whatever person held them (journalled per origin, for
+        `restore`); a person left without faces is dropped. Refused when the person
+        would hold two faces of one photo.
+        """
+        ids = list(dict.fromkeys(int(i) for i in face_ids))
+        target = self.person(gallery, to) if to is not None else None
+        with self.conn.transaction():
+            self.lock(gallery)
+            same = self.conn.execute(
+                "SELECT source FROM faces WHERE id = ANY(%s::bigint[])"
+                " GROUP BY source HAVING count(*) > 1 LIMIT 1",
+                (ids,),
+            ).fetchone()
+            clash = (
+                self.conn.execute(
+                    "SELECT a.source FROM faces a JOIN faces b ON b.gallery_id = a.gallery_id"
+                    " AND b.source = a.source WHERE a.id = ANY(%s::bigint[])"
+                    " AND b.person_id = %s AND b.id <> ALL(%s::bigint[]) LIMIT 1",
+                    (ids, to, ids),
+                ).fetchone()
+                if to is not None
+                else None
+            )
+            photo = same or clash
+            if photo:
+                raise SamePhoto(
+                    f"the photo {photo[0]} would have two faces in "
+                    f"{target.label if target else 'one person'}; two faces of one photo"
+                    " are two people, so nothing was moved"
+                )
+            if to is None:
+                row = self.conn.execute(
+                    "INSERT INTO people (gallery_id, cover_face_id) VALUES (%s, %s) RETURNING id",
+                    (gallery.id, ids[0]),
+                ).fetchone()
+                assert row is not None
+                to = int(row[0])
+            origins = self.conn.execute(
+                "SELECT person_id, array_agg(id ORDER BY id) FROM faces"
+                " WHERE id = ANY(%s::bigint[]) AND person_id IS DISTINCT FROM %s"
+                " GROUP BY person_id",
+                (ids, to),
+            ).fetchall()
+            for origin, moved in origins:
+                self._journal(gallery, "move", origin, list(moved), other=to)
+            self.conn.execute(
+                "UPDATE faces SET person_id = %s, person_excluded = false"
+                " WHERE id = ANY(%s::bigint[])",
+                (to, ids),
+            )
+            self._fix_covers(gallery)
+            self._drop_empty(gallery)
+        return to
+
+    def edits(self, gallery: Gallery, *, undone: bool = False) -> list[Edit]:
+        """The gallery's journalled edits, latest first (by default those not undone)."""
+        rows = self.conn.execute(
+            "SELECT id, kind, person_id, other_id, face_ids, undone, created_at FROM people_edits"
+            " WHERE gallery_id = %s AND (%s OR NOT undone) ORDER BY id DESC",
+            (gallery.id, undone),
+        ).fetchall()
+        return [Edit(*row) for row in rows]
+
+    def restore(self, gallery: Gallery, edit_id: int | None) -> Edit:
+        """Undo one journalled edit (default: the latest not undone).
+
+        A merge brings the merged person back with its id, name and cover, and the
+        faces it had (those still in the person it went into). Faces taken out or
+        moved go back to the person they left if it still exists, else to no person
+        (free for the next clustering). Faces that changed again since stay as they are.
+        """
+        with self.conn.transaction():
+            self.lock(gallery)
+            row = self.conn.execute(
+                "SELECT id, kind, person_id, other_id, face_ids, undone, created_at,"
+                " other_name, other_cover FROM people_edits WHERE gallery_id = %s"
+                " AND NOT undone AND (%s::bigint IS NULL OR id = %s) ORDER BY id DESC LIMIT 1",
+                (gallery.id, edit_id, edit_id),
+            ).fetchone()
+            if row is None:
+                raise UsageError(
+                    f"gallery {gallery.name!r} has no edit {edit_id} to undo"
+                    if edit_id is not None
+                    else f"gallery {gallery.name!r} has no edit of people to undo"
+                )
+            edit = Edit(*row[:7])
+            faces = list(edit.face_ids)
+            if edit.kind == "merge":
+                self.conn.execute(
+                    "INSERT INTO people (id, gallery_id, name, cover_face_id)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                    (edit.other_id, gallery.id, row[7], row[8]),
+                )
+                self.conn.execute(
+                    "UPDATE faces SET person_id = %s WHERE id = ANY(%s::bigint[])"
+                    " AND person_id = %s",
+                    (edit.other_id, faces, edit.person_id),
+                )
+            else:
+                back = self.conn.execute(
+                    "SELECT id FROM people WHERE id = %s AND gallery_id = %s",
+                    (edit.person_id, gallery.id),
+                ).fetchone()
+                still = (
+                    "person_id IS NULL AND person_excluded"
+                    if edit.kind == "remove"
+                    else "person_id = %(to)s"
+                )
+                self.conn.execute(
+                    "UPDATE faces SET person_id = %(back)s, person_excluded = false"
+                    " WHERE id = ANY(%(faces)s::bigint[]) AND " + still,
+                    {"back": back[0] if back else None, "faces": faces, "to": edit.other_id},
+                )
+            self.conn.execute("UPDATE people_edits SET undone = true WHERE id = %s", (edit.id,))
+            self._fix_covers(gallery)
+            self._drop_empty(gallery)
+        return edit
+
+    def set_hidden(self, gallery: Gallery, person_id: int, hidden: bool) -> Person:
+        """Hide a person (left out of lists and of strangers mode's answers), or show it."""
+        self.person(gallery, person_id)
+        self.conn.execute(
+            "UPDATE people SET hidden = %s WHERE id = %s AND gallery_id = %s",
+            (hidden, person_id, gallery.id),
+        )
+        return self.person(gallery, person_id)
+
+    def set_cover(self, gallery: Gallery, person_id: int, face_id: int) -> Person:
+        """Make one of a person's faces its cover."""
+        person = self.person(gallery, person_id)
+        inside = self.conn.execute(
+            "SELECT 1 FROM faces WHERE id = %s AND person_id = %s", (face_id, person_id)
+        ).fetchone()
+        if not inside:
+            raise UsageError(f"face {face_id} is not in {person.label} (id {person_id})")
+        self.conn.execute(
+            "UPDATE people SET cover_face_id = %s WHERE id = %s", (face_id, person_id)
+        )
+        return self.person(gallery, person_id)
+
+    def _journal(
+        self,
+        gallery: Gallery,
+        kind: str,
+        person: int | None,
+        faces: Sequence[int],
+        *,
+        other: int | None = None,
+        name: str | None = None,
+        cover: int | None = None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO people_edits (gallery_id, kind, person_id, other_id, other_name,"
+            " other_cover, face_ids) VALUES (%s, %s, %s, %s, %s, %s, %s::bigint[])",
+            (gallery.id, kind, person, other, name, cover, list(faces)),
+        )
+
+    def _fix_covers(self, gallery: Gallery) -> None:
+        """People whose cover face is not theirs (any more) take their first face.
+
+        In separate statements: Citus refuses an update of a reference table (people)
+        with a subquery on a distributed one (faces).
+        """
+        covers: dict[int, int | None] = dict(
+            self.conn.execute(
+                "SELECT id, cover_face_id FROM people WHERE gallery_id = %s", (gallery.id,)
+            ).fetchall()
+        )
+        holders: dict[int, int | None] = dict(
+            self.conn.execute(
+                "SELECT id, person_id FROM faces WHERE id = ANY(%s::bigint[])",
+                ([c for c in covers.values() if c is not None],),
+            ).fetchall()
+        )
+        wrong = [p for p, c in covers.items() if c is None or holders.get(c) != p]
+        if not wrong:
+            return
+        firsts = self.conn.execute(
+            "SELECT person_id, min(id) FROM faces WHERE person_id = ANY(%s::bigint[])"
+            " GROUP BY person_id",
+            (wrong,),
+        ).fetchall()
+        if firsts:
+            self.conn.execute(
+                "UPDATE people p SET cover_face_id = v.face FROM unnest(%s::bigint[],"
+                " %s::bigint[]) AS v(person, face) WHERE p.id = v.person",
+                ([r[0] for r in firsts], [r[1] for r in firsts]),
+            )
+
     def lock(self, gallery: Gallery) -> None:
-        """Serialise writers of one gallery's people (inside a transaction)."""
-        self.conn.execute("SELECT pg_advisory_xact_lock(4242013, %s)", (gallery.id,))
+        """Serialise writers of one gallery's people (inside a transaction).
+
+        On Citus the transaction writes faces (distributed) then people (a reference
+        table), which Citus allows only if the faces were written shard by shard; on
+        other servers the setting is an unused placeholder.
+        """
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(4242013, %s),"
+            " set_config('citus.multi_shard_modify_mode', 'sequential', true)",
+            (gallery.id,),
+        )
 
     def _drop_empty(self, gallery: Gallery) -> None:
+        # In two statements: Citus refuses a delete of a reference table (people)
+        # with a subquery on a distributed one (faces).
+        alive = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT DISTINCT person_id FROM faces WHERE gallery_id = %s"
+                " AND person_id IS NOT NULL",
+                (gallery.id,),
+            )
+        ]
         self.conn.execute(
-            "DELETE FROM people p WHERE p.gallery_id = %s"
-            " AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)",
-            (gallery.id,),
+            "DELETE FROM people WHERE gallery_id = %s AND id <> ALL(%s::bigint[])",
+            (gallery.id, alive),
         )
 
 

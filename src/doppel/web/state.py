@@ -26,7 +26,7 @@ from doppel.errors import DoppelError, NoFaceFound, Overloaded, UsageError
 from doppel.search import query_detector
 from doppel.store.repository import Repository
 from doppel.types import DetectedFace, Gallery
-from doppel.web.facework import FaceWork
+from doppel.web.facework import FaceWork, FaceWorkerLost
 from doppel.web.uploads import Upload, UploadStore
 
 log = logging.getLogger("doppel.web")
@@ -120,7 +120,7 @@ class FaceModels:
         error says why: missing weights, 503), one that now can makes it available."""
         try:
             result = fn(*args)
-        except Overloaded:
+        except (Overloaded, FaceWorkerLost):  # the server's trouble, not the model's
             raise
         except DoppelError as exc:
             self.unavailable[gallery.name] = str(exc)

@@ -742,3 +742,504 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"doppel {version('doppel')}"
+
+
+# Real folders and real traffic ---------------------------------------------------------
+# Icons, tracking pixels and thin strips, native detector failures, bad parameters and
+# names, unwritable outputs, a database killed under the server.
+
+TINY = {
+    "pixel.jpg": (1, 1),
+    "two.jpg": (2, 2),
+    "three.jpg": (3, 3),
+    "strip.png": (1, 3000),
+    "bar.png": (3000, 1),
+    "thin.png": (2, 1200),
+}
+
+
+def tiny_images(folder: Path) -> list[Path]:
+    """The pictures too small or too thin to hold a face that real folders are full of."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, size in TINY.items():
+        path = folder / name
+        Image.new("RGB", size, (200, 180, 160)).save(path)
+        paths.append(path)
+    return paths
+
+
+def galleries_in(url: str) -> int:
+    """How many galleries the database holds (0 before doppel ever connected to it)."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass('galleries') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return 0
+        counted = conn.execute("SELECT count(*) FROM galleries").fetchone()
+    return int(counted[0]) if counted else 0
+
+
+def encoded(size: tuple[int, int], fmt: str = "PNG", value: int = 128) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (value, value, value)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_tiny_images_among_good_photos_are_listed_and_nothing_is_lost(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    crops(folder, 3)
+    tiny_images(folder)
+    first = ingest(folder, "real", "--batch-size", "2")
+    assert first.exit_code == 0, first.output
+    text = one_line(first.output)
+    assert "Traceback" not in text
+    assert "3 faces added" in text and "6 too small to hold a face" in text
+    assert len(faces_in(database_url, "real")) == 3
+    listed = problems_file(first.output).read_text()
+    assert listed.count("too_small\t") == 6 and "1x1 pixels is too small" in listed
+    assert "2x1200 pixels is too small" in listed
+    again = ingest(folder, "real")
+    assert again.exit_code == 0, again.output
+    assert "0 faces added" in one_line(again.output)
+    assert "9 already present" in one_line(again.output)
+
+
+@pytest.mark.slow
+def test_cluster_workers_list_tiny_images_too(database_url: str, tmp_path: Path) -> None:
+    from doppel.cluster import embed_files
+    from doppel.faces.embed import Embedder
+    from doppel.types import EmbeddingConfig
+
+    folder = tmp_path / "photos"
+    good = crops(folder, 2)
+    tiny = tiny_images(folder)
+    embedder = Embedder(EmbeddingConfig("Dlib", "skip"))
+    paths = [str(p) for p in good + tiny]
+    result = embed_files(embedder, paths, [None] * len(paths), all_faces=False)
+    assert len(result.faces) == 2
+    assert len(result.too_small) == len(TINY) and not result.unreadable
+    assert {row.status for row in result.images} == {"ok", "no_face"}
+
+
+def test_a_thin_picture_is_refused_before_any_detector_sees_it() -> None:
+    from doppel.errors import PhotoTooSmall
+    from doppel.faces import imaging
+
+    for size, word in [((2, 300), "too small"), ((11, 11), "too small"), ((20, 900), "too thin")]:
+        with pytest.raises(PhotoTooSmall, match=word):
+            imaging.decode(encoded(size), "x.png")
+    assert imaging.decode(encoded((12, 12)), "ok.png").pixels.shape == (12, 12, 3)
+    assert imaging.decode(encoded((20, 800)), "ok.png").pixels.shape[:2] == (800, 20)
+
+
+@pytest.mark.slow
+def test_a_native_detector_error_passes_one_photo_over(unit_faces: Path) -> None:
+    """dlib refuses a four-channel picture with an error of its own; the photo is a
+    DetectorFailed, and the next photo is detected as if nothing happened."""
+    from doppel.config import Settings
+    from doppel.errors import DetectorFailed
+    from doppel.faces import imaging
+    from doppel.faces.detect import detect_faces
+    from doppel.faces.imaging import Photo
+
+    options = Settings.from_env().face_options
+    odd = Photo(np.zeros((120, 120, 4), dtype=np.uint8), 1.0)
+    for detector in ("dlib", "mmod"):
+        with pytest.raises(DetectorFailed, match=detector):
+            detect_faces(odd, detector, options, alignment="five-point")
+    photo = imaging.load(unit_faces / "img1.jpg")
+    assert len(detect_faces(photo, "mmod", options, alignment="five-point")) == 1
+    assert len(detect_faces(photo, "dlib", options, alignment="five-point")) == 1
+
+
+@pytest.mark.slow
+def test_a_rerun_after_a_detector_crash_goes_past_the_photo(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A native crash unwinds nothing: the photo named in the crash journal is recorded
+    as unreadable by the next run, which ingests the rest."""
+    from doppel.faces import imaging
+
+    folder = tmp_path / "photos"
+    paths = crops(folder, 4)
+    culprit = paths[1].resolve()
+    monkeypatch.setenv("DOPPEL_HOME", str(tmp_path / "home"))
+    journal = tmp_path / "home" / "logs" / ".detecting-crashy"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(f"{culprit}\t{imaging.file_hash(culprit)}")
+    result = ingest(folder, "crashy")
+    assert result.exit_code == 0, result.output
+    assert "3 faces added" in one_line(result.output)
+    assert "1 unreadable" in one_line(result.output)
+    (log,) = (tmp_path / "home" / "logs").glob("ingest-crashy-*.txt")
+    assert "crashed on this photo" in log.read_text()
+    assert not journal.exists()
+    again = ingest(folder, "crashy")
+    assert "0 faces added" in one_line(again.output), again.output
+    assert str(culprit) not in faces_in(database_url, "crashy")
+
+
+@pytest.mark.slow
+def test_find_and_verify_refuse_a_tiny_photo_in_one_line(
+    small_gallery: str, tmp_path: Path
+) -> None:
+    for path in tiny_images(tmp_path / "tiny")[:4]:
+        found = doppel("find", str(path), "-g", small_gallery, "--no-picture")
+        assert found.returncode == 1, found.stderr
+        assert "to hold a face" in found.stderr and "Traceback" not in found.stderr
+        assert len(found.stderr.strip().splitlines()) == 1
+    pixel = tmp_path / "tiny" / "pixel.jpg"
+    verified = doppel("verify", str(pixel), str(pixel), "-m", "Dlib")
+    assert verified.returncode == 1 and "Traceback" not in verified.stderr
+    assert "too small to hold a face" in verified.stderr
+
+
+@pytest.mark.slow
+def test_bad_index_parameters_keep_the_old_index(database_url: str, tmp_path: Path) -> None:
+    crops(tmp_path / "photos", 3)
+    assert ingest(tmp_path / "photos", "kept").exit_code == 0
+    rebuilt = runner.invoke(
+        app, ["index", "rebuild", "-g", "kept", "--m", "100", "--ef-construction", "4"]
+    )
+    assert rebuilt.exit_code == 2, rebuilt.output
+    assert "at least twice m" in one_line(rebuilt.output)
+    assert "Traceback" not in rebuilt.output
+    with psycopg.connect(database_url) as conn:
+        (indexes,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'faces_hnsw_g%'"
+        ).fetchone()
+    assert indexes == 1
+    fine = runner.invoke(app, ["index", "rebuild", "-g", "kept", "--m", "8"])
+    assert fine.exit_code == 0, fine.output
+    with psycopg.connect(database_url) as conn:
+        names = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()]
+    assert sum(name.startswith("faces_hnsw_g") for name in names) == 1
+    assert not any(name.endswith("_next") for name in names)
+
+
+def test_bad_index_parameters_on_ingest_commit_nothing(database_url: str, tmp_path: Path) -> None:
+    crops(tmp_path / "photos", 2)
+    result = ingest(tmp_path / "photos", "fresh", "--m", "100", "--ef-construction", "4")
+    assert result.exit_code == 2, result.output
+    assert "at least twice m" in one_line(result.output)
+    assert galleries_in(database_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("   ", "blank"), ("x" * 300, "at most 100 characters"), ("a\x00b", "control characters")],
+)
+def test_gallery_names_doppel_cannot_keep_are_refused_first(
+    database_url: str, tmp_path: Path, name: str, says: str
+) -> None:
+    crops(tmp_path / "photos", 1)
+    result = ingest(tmp_path / "photos", name)
+    assert result.exit_code == 2, result.output
+    assert says in one_line(result.output)
+    assert galleries_in(database_url) == 0
+
+
+@pytest.mark.slow
+def test_a_gallery_name_with_a_slash_gets_a_safe_log_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    crops(folder, 1)
+    tiny_images(folder)
+    result = doppel("ingest", str(folder), "-g", "family/2024 ../" + "y" * 80, *FAST)
+    assert result.returncode == 0, result.stderr
+    log = problems_file(result.stderr)
+    assert log.is_file() and log.name.startswith("ingest-family_2024") and len(log.name) < 120
+    assert "1 faces added" in one_line(result.stderr)
+
+
+def test_api_refuses_a_nul_in_a_gallery_name(database_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from doppel.config import Settings
+    from doppel.web.app import create_app
+
+    settings = replace(Settings.from_env(), database_url=database_url)
+    photo = ("a.png", encoded((64, 64)), "image/png")
+    with TestClient(create_app(settings, warm_up=False)) as client:
+        for path in ("/api/find", "/api/uploads"):
+            answer = client.post(path, files={"file": photo}, data={"gallery": "a\x00b"})
+            assert 400 <= answer.status_code < 500, (path, answer.text)
+        answer = client.post("/api/search", json={"upload_id": "x", "gallery": "a\x00b"})
+        assert 400 <= answer.status_code < 500, answer.text
+        spec = client.get("/api/openapi.json").json()
+    statuses = set(spec["paths"]["/api/find"]["post"]["responses"])
+    assert {"400", "404", "413", "415", "422", "503"} <= statuses
+
+
+@pytest.mark.slow
+def test_a_deleted_gallerys_pictures_are_not_served(database_url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from doppel.config import Settings
+    from doppel.web.app import create_app
+
+    crops(tmp_path / "photos", 1)
+    assert ingest(tmp_path / "photos", "gone").exit_code == 0
+    with psycopg.connect(database_url) as conn:
+        (face_id,) = conn.execute("SELECT id FROM faces").fetchone()  # type: ignore[misc]
+    settings = replace(Settings.from_env(), database_url=database_url)
+    with TestClient(create_app(settings, warm_up=False)) as client:
+        assert client.get(f"/api/faces/{face_id}/image").status_code == 200
+        deleted = runner.invoke(app, ["gallery", "delete", "gone", "--yes"])
+        assert deleted.exit_code == 0, deleted.output
+        assert client.get(f"/api/faces/{face_id}/image").status_code == 404
+        assert client.get("/api/faces/99999999999999999999/image").status_code == 404
+
+
+@pytest.mark.slow
+def test_output_paths_that_cannot_be_written_are_one_line(
+    small_gallery: str, tmp_path: Path
+) -> None:
+    photo = crops(tmp_path / "query", 1, seed=5)[0]
+    folder = tmp_path / "somefolder"
+    folder.mkdir()
+    afile = tmp_path / "afile"
+    afile.write_text("taken")
+    cases = [
+        ("find", str(photo), "-g", small_gallery, "-d", "skip", "-o", f"{folder}/"),
+        ("find", str(photo), "-g", small_gallery, "-d", "skip", "-o", "/dev/full"),
+        ("twins", small_gallery, "-o", str(afile)),
+        ("resemble", str(tmp_path), str(tmp_path), "-o", str(afile)),
+    ]
+    for args in cases:
+        result = doppel(*args)
+        assert result.returncode != 0, (args, result.stderr)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert "disk is full" in doppel(*cases[1]).stderr
+    assert afile.read_text() == "taken"
+
+
+@pytest.mark.parametrize("kind", ["file", "missing-under-proc"])
+def test_a_doppel_home_that_cannot_be_written_is_one_line(tmp_path: Path, kind: str) -> None:
+    home = tmp_path / "home" if kind == "file" else Path("/proc/1/doppel-home")
+    if kind == "file":
+        home.write_text("not a folder")
+    env = {"DOPPEL_HOME": str(home), "DOPPEL_DATABASE_URL": ""}
+    result = doppel("gallery", "list", **env)
+    assert result.returncode == 1, result.stderr
+    assert "DOPPEL_HOME" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_merging_a_person_id_past_bigint_is_one_line(database_url: str, tmp_path: Path) -> None:
+    crops(tmp_path / "photos", 1)
+    assert ingest(tmp_path / "photos", "folks").exit_code == 0
+    result = runner.invoke(app, ["people", "merge", "folks", "99999999999999999999", "1"])
+    assert result.exit_code == 1, result.output
+    assert "no person 99999999999999999999" in one_line(result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_tie_is_not_called_strong() -> None:
+    from doppel.resemble.trust import MethodResult, verdict
+
+    def tied(title: str) -> MethodResult:
+        return MethodResult(
+            name=title.lower(),
+            title=title,
+            unit="cosine",
+            scores={"a": 0.8, "b": 0.8},
+            intervals={},
+            winner="a",
+            support=1.0,
+            loo_accuracy=None,
+            loo_photos=0,
+            per_photo=np.zeros((2, 2)),
+        )
+
+    said = verdict([tied("Centroid"), tied("Nearest")], photos=4)
+    assert "strongly" not in said and "put a first" not in said
+    assert "No method can tell" in said
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`doppel serve` in a process of its own, answering; its URL."""
+    import time
+
+    import httpx
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [DOPPEL, "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "doppel serve did not answer"
+        try:
+            if httpx.get(url + "/api/health", timeout=5).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    import signal
+
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_serve_survives_thin_uploads_then_faceless_photos(
+    database_url: str, unit_faces: Path, tmp_path: Path
+) -> None:
+    """A 2x300 PNG, then a photo without a face, 100 times over: the sequence that
+    corrupted dlib's CNN detector and killed the server. Every tiny or thin picture
+    is a 422, every faceless photo an answer with no faces, and the server lives."""
+    import shutil
+
+    import httpx
+
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for name in ("img1.jpg", "img2.jpg"):
+        shutil.copy(unit_faces / name, folder / name)
+    result = doppel("ingest", str(folder), "-g", "live", "-m", "Dlib", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    process, url = _serve({"DOPPEL_DATABASE_URL": database_url})
+    thin, faceless = encoded((2, 300)), encoded((160, 160), value=90)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for name, size in TINY.items():
+                fmt = "JPEG" if name.endswith(".jpg") else "PNG"
+                answer = http.post("/api/uploads", files={"file": (name, encoded(size, fmt))})
+                assert answer.status_code == 422, (name, answer.text)
+                assert "to hold a face" in answer.json()["detail"]
+            for _ in range(100):
+                refused = http.post("/api/uploads", files={"file": ("thin.png", thin)})
+                assert refused.status_code == 422, refused.text
+                answered = http.post("/api/uploads", files={"file": ("gray.png", faceless)})
+                assert answered.status_code == 200, answered.text
+                assert answered.json()["faces"] == []
+            photo = (folder / "img1.jpg").read_bytes()
+            found = http.post("/api/find", files={"file": ("img1.jpg", photo)})
+            assert found.status_code == 200, found.text
+        assert process.poll() is None, "the server died"
+    finally:
+        _stop(process)
+
+
+@pytest.mark.slow
+def test_serve_reconnects_after_its_database_is_killed(scratch_home: Path, tmp_path: Path) -> None:
+    """kill -9 of the embedded PostgreSQL that `doppel serve` started: within seconds
+    the server starts it again and answers, with the gallery intact."""
+    import signal
+    import time
+
+    import httpx
+
+    env = {"DOPPEL_HOME": str(scratch_home), "DOPPEL_DATABASE_URL": ""}
+    crops(tmp_path / "photos", 2)
+    made = doppel("ingest", str(tmp_path / "photos"), "-g", "kept", *FAST, **env)
+    assert made.returncode == 0, made.stderr
+    process, url = _serve(env)
+    try:
+        pid = int((scratch_home / "pgdata" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        statuses = []
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(url + "/api/galleries", timeout=20)
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                statuses.append(0)
+            time.sleep(0.5)
+        assert statuses[-1] == 200, statuses
+        assert [g["faces"] for g in answer.json()["galleries"]] == [2]
+        assert process.poll() is None
+    finally:
+        _stop(process)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_ingest_prints_one_line_and_no_worker_tracebacks(
+    database_url: str, tmp_path: Path
+) -> None:
+    import signal
+    import threading
+    import time
+
+    folder = tmp_path / "photos"
+    crops(folder, 400, side=120)
+    process = subprocess.Popen(
+        [DOPPEL, "ingest", str(folder), "-g", "stopped", *FAST, "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+        start_new_session=True,  # its own process group, as a terminal's command has
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while not any("loading" in line for line in lines) and time.monotonic() < deadline:
+        assert process.poll() is None, "".join(lines)
+        time.sleep(0.1)
+    time.sleep(4)  # the workers are decoding by now
+    assert process.poll() is None, "the ingest ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    process.wait(timeout=120)
+    reader.join(timeout=10)
+    text = "".join(lines)
+    assert process.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert "finished batches are saved" in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_load_dump_says_nothing_was_loaded(
+    database_url: str, server_url: str, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    from tests.helpers import write_faces_dump
+
+    path = write_faces_dump(server_url, tmp_path / "big.sql", 12000, seed=3)
+    process = subprocess.Popen(
+        [DOPPEL, "load-dump", str(path), "-g", "ffhq"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)
+    assert process.poll() is None, "the load finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "nothing was loaded" in err and "batches are saved" not in err
+    assert galleries_in(database_url) == 0

@@ -326,15 +326,19 @@ def _print_find(result: Any, as_json: bool) -> None:
             + (", strangers only" if result.strangers else "")
         )
         calibrated = result.calibration is not None
+        # Columns no match fills (no people yet, no attributes) are left out: 80 columns
+        # then hold the source on one line.
+        people = any(m.face.person for m in item.matches)
+        attributed = any(m.face.sex or m.face.age or m.face.race for m in item.matches)
         for column, justify in (
             ("rank", "right"),
             *((("strength", "left"),) if calibrated else ()),
             ("similarity", "right"),
             # The strength takes the place of the distance (1 - similarity) in 80 columns.
             *(() if calibrated else (("distance", "right"),)),
-            ("person", "left"),
+            *((("person", "left"),) if people else ()),
             ("source", "left"),
-            ("attributes", "left"),
+            *((("attributes", "left"),) if attributed else ()),
         ):
             table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for m in item.matches:
@@ -344,9 +348,9 @@ def _print_find(result: Any, as_json: bool) -> None:
                 *((m.strength.words,) if m.strength else ()),
                 f"{m.similarity:.4f}",
                 *(() if calibrated else (f"{m.distance:.4f}",)),
-                m.face.person or "-",
+                *((m.face.person or "-",) if people else ()),
                 _short(m.face.source),
-                attrs or "-",
+                *((attrs or "-",) if attributed else ()),
             )
         out.print(table)
     if result.template:

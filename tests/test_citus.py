@@ -182,6 +182,36 @@ def test_commands_use_the_cluster_until_it_stops(on_cluster: Settings, single: o
     listed = runner.invoke(app, ["db", "cluster", "status"])
     assert listed.exit_code == 0
     assert listed.output.count("running") == 3
+    # The same coordinator named by DOPPEL_DATABASE_URL, as a Citus cluster of one's own.
+    cluster = citus.active(on_cluster)
+    assert cluster is not None
+    own = CliRunner(env={"DOPPEL_DATABASE_URL": cluster.url}).invoke(app, ["db", "status"])
+    assert own.exit_code == 0, own.output
+    assert "local Citus cluster" not in own.output
+    assert own.output.count("node:      worker") == 2
+
+
+def test_index_build_makes_the_index_on_every_shard(
+    on_cluster: Settings, dump: Path, clustered: psycopg.Connection
+) -> None:
+    runner = CliRunner()
+    loaded = runner.invoke(app, ["load-dump", str(dump), "--gallery", "later", "--index", "skip"])
+    assert loaded.exit_code == 0, loaded.output
+    repo = Repository(clustered)
+    gallery = repo.gallery("later")
+    assert repo.index_state(gallery) is None
+    built = runner.invoke(app, ["index", "build", "--gallery", "later"])
+    assert built.exit_code == 0, built.output
+    state = repo.index_state(gallery)
+    assert state is not None and state.valid and state.size_bytes > 0
+    per_shard = clustered.execute(
+        "SELECT result FROM run_command_on_shards('faces', $$SELECT count(*) FROM pg_indexes"
+        f" WHERE indexname = '{gallery.index_name}_' || split_part('%s', '_', -1)$$)"
+    ).fetchall()
+    assert [row[0] for row in per_shard] == ["1"] * sum(
+        n.shards for n in citus.placements(clustered)
+    )
+    runner.invoke(app, ["gallery", "delete", "later", "--yes"])
 
 
 def test_gallery_commands_on_the_cluster(

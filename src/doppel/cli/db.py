@@ -164,6 +164,14 @@ def db_stop() -> None:
         raise UsageError("DOPPEL_DATABASE_URL points at your own server; doppel does not stop it")
     stopped = stop_embedded(settings)
     out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    from doppel.store.citus import active
+
+    if active(settings) is not None:
+        out.print(
+            "commands use the local Citus cluster, which still runs; "
+            "`doppel db cluster stop` stops it",
+            highlight=False,
+        )
 
 
 @index_app.command("rebuild")

@@ -228,3 +228,16 @@ def test_ingest_json_summary(database_url: str, unit_faces: Path, tmp_path: Path
     assert summary["unreadable"][0]["reason"]
     again = json.loads(runner.invoke(app, ["ingest", str(folder), "-m", "Dlib", "--json"]).stdout)
     assert again["faces_added"] == 0 and again["already_present"] == 3
+
+
+def test_exit_codes_as_documented(database_url: str, tmp_path: Path) -> None:
+    """0 done, 1 the command failed, 2 a usage mistake (README, "Exit codes")."""
+    photo = Path(__file__).resolve().parents[1] / "images" / "demo" / "img1.jpg"
+    assert runner.invoke(app, ["gallery", "list", "--json"]).exit_code == 0
+    assert runner.invoke(app, ["gallery", "list", "--no-such-option"]).exit_code == 2
+    assert runner.invoke(app, ["find", str(tmp_path / "missing.jpg")]).exit_code == 2
+    empty = runner.invoke(app, ["find", "-", "--json"], input=b"")
+    assert empty.exit_code == 2 and "standard input was empty" in empty.stderr
+    unknown = runner.invoke(app, ["find", str(photo), "-g", "nobody", "--json"])
+    assert unknown.exit_code == 1 and len(unknown.stderr.strip().splitlines()) == 1
+    assert unknown.stdout == ""  # no half a JSON document for a script to misread

@@ -183,14 +183,13 @@ def run_build(
     old one if the build fails)."""
     repo = Repository(conn)
     start = time.perf_counter()
-    if job.rebuild and repo.has_index(job.gallery):
-        repo.replace_index(
-            job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
-        )
-        built = True
-    else:
-        built = repo.ensure_index(
-            job.gallery, job.m, job.ef_construction, concurrently=concurrently, progress=progress
-        )
+    built = repo.ensure_index(
+        job.gallery,
+        job.m,
+        job.ef_construction,
+        concurrently=concurrently,
+        replace=job.rebuild,
+        progress=progress,
+    )
     state = repo.index_state(job.gallery)
     return IndexBuilt(built, time.perf_counter() - start, state.size_bytes if state else 0)

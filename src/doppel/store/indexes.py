@@ -132,6 +132,7 @@ def build_index(
     m: int | None = None,
     ef_construction: int | None = None,
     concurrently: bool = False,
+    replace: bool = False,
     progress: Callable[[BuildProgress], None] | None = None,
 ) -> bool:
     """Build the gallery's HNSW cosine index unless a valid one exists; True if built.
@@ -140,63 +141,46 @@ def build_index(
     meanwhile (for builds in the background); otherwise a plain build, faster, which
     holds writes to the faces table until it ends. progress is called about twice a
     second from a second connection's reading of pg_stat_progress_create_index.
+
+    replace: build anew even over a valid index. The new one is built beside it and
+    the two are swapped in one transaction, so searches keep the old index until the
+    new one is ready, and keep it if the build fails or is stopped.
     """
     state = index_state(conn, gallery)
-    if state is not None and state.valid:
+    if state is not None and state.building is not None:
+        return False  # another process is building it
+    if state is not None and state.valid and not replace:
         return False
-    if state is not None:
-        if state.building is not None:
-            return False  # another process is building it
+    if state is not None and not state.valid:
         drop_index(conn, gallery)  # what a failed or killed concurrent build leaves
-    _create_index(
-        conn,
-        gallery,
-        faces,
-        gallery.index_name,
-        m=m,
-        ef_construction=ef_construction,
-        concurrently=concurrently,
-        progress=progress,
-    )
-    return True
-
-
-def replace_index(
-    conn: psycopg.Connection,
-    gallery: Gallery,
-    faces: int,
-    *,
-    m: int | None = None,
-    ef_construction: int | None = None,
-    concurrently: bool = False,
-    progress: Callable[[BuildProgress], None] | None = None,
-) -> None:
-    """Build a new index beside the gallery's current one, then swap them in one
-    transaction: a build that fails or is stopped leaves the old index searching."""
-    spare = f"{gallery.index_name}_next"
-    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(spare)))
+    beside = state is not None and state.valid
+    name = f"{gallery.index_name}_next" if beside else gallery.index_name
+    spare = sql.Identifier(name)
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(spare))
     try:
         _create_index(
             conn,
             gallery,
             faces,
-            spare,
+            name,
             m=m,
             ef_construction=ef_construction,
             concurrently=concurrently,
             progress=progress,
         )
     except BaseException:
-        if not conn.closed and not conn.broken:
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(spare)))
+        if beside and not conn.closed and not conn.broken:
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(spare))
         raise
-    with conn.transaction():
-        drop_index(conn, gallery)
-        conn.execute(
-            sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                sql.Identifier(spare), sql.Identifier(gallery.index_name)
+    if beside:
+        with conn.transaction():
+            drop_index(conn, gallery)
+            conn.execute(
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    spare, sql.Identifier(gallery.index_name)
+                )
             )
-        )
+    return True
 
 
 def check_parameters(m: int | None, ef_construction: int | None) -> None:

@@ -49,6 +49,7 @@ FACE_COLUMNS = (
     "sex",
     "race",
     "embedding",
+    "phash",
 )
 FACE_TYPES = (
     "int4",
@@ -64,6 +65,7 @@ FACE_TYPES = (
     "text",
     "text",
     "vector",  # text: sex is char(1)
+    "int8",
 )
 
 
@@ -324,6 +326,7 @@ class Repository:
                         face.sex,
                         face.race,
                         np.asarray(face.embedding, dtype=np.float32),
+                        face.phash,
                     )
                 )
                 count += 1
@@ -346,9 +349,11 @@ class Repository:
         ef_construction: int | None = None,
         *,
         concurrently: bool = False,
+        replace: bool = False,
         progress: Callable[[BuildProgress], None] | None = None,
     ) -> bool:
-        """Build the gallery's index, designed for its size, if missing; True if built.
+        """Build the gallery's index, designed for its size, if missing (or anew, with
+        replace: see store.indexes.build_index); True if built.
 
         Building once after a bulk load is much faster than growing it row by row,
         so loaders call this at the end rather than creating the index up front.
@@ -360,26 +365,7 @@ class Repository:
             m=m,
             ef_construction=ef_construction,
             concurrently=concurrently,
-            progress=progress,
-        )
-
-    def replace_index(
-        self,
-        gallery: Gallery,
-        m: int | None = None,
-        ef_construction: int | None = None,
-        *,
-        concurrently: bool = False,
-        progress: Callable[[BuildProgress], None] | None = None,
-    ) -> None:
-        """Build the gallery's index anew beside the old one, which serves until the swap."""
-        indexes.replace_index(
-            self.conn,
-            gallery,
-            self.face_count(gallery),
-            m=m,
-            ef_construction=ef_construction,
-            concurrently=concurrently,
+            replace=replace,
             progress=progress,
         )
 
@@ -523,12 +509,31 @@ class Repository:
 
     def vectors(self, face_ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The stored vectors of some faces, by id (to compare matches among themselves)."""
+        return {i: v for i, (v, _) in self.marks(face_ids).items()}
+
+    def marks(self, face_ids: Sequence[int]) -> dict[int, tuple[np.ndarray, int | None]]:
+        """The vector and photo hash of some faces, by id: what tells copies apart."""
         if not face_ids:
             return {}
         rows = self.conn.execute(
-            "SELECT id, embedding FROM faces WHERE id = ANY(%s::bigint[])", (list(face_ids),)
+            "SELECT id, embedding, phash FROM faces WHERE id = ANY(%s::bigint[])",
+            (list(face_ids),),
         ).fetchall()
-        return {int(i): np.asarray(v.to_numpy(), dtype=np.float32) for i, v in rows}
+        return {int(i): (np.asarray(v.to_numpy(), dtype=np.float32), h) for i, v, h in rows}
+
+    def gallery_marks(self, gallery: Gallery) -> tuple[list[int], list[str], np.ndarray, list]:
+        """Every face's id, source, vector and photo hash (doppel gallery duplicates)."""
+        with self.conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT id, source, embedding, phash FROM faces WHERE gallery_id = %s ORDER BY id",
+                (gallery.id,),
+            )
+            rows = cur.fetchall()
+        if not rows:
+            return [], [], np.empty((0, gallery.dimension), np.float32), []
+        ids, sources, vectors, hashes = zip(*rows, strict=True)
+        matrix = np.vstack([np.asarray(v.to_numpy(), dtype=np.float32) for v in vectors])
+        return list(ids), list(sources), matrix, list(hashes)
 
     def person_labels(self, person_ids: Sequence[int]) -> dict[int, str]:
         """Each person's name, else "person N"."""

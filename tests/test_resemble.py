@@ -465,6 +465,29 @@ def test_cli_prints_table_verdict_and_writes_report(
     assert all(m["loo_accuracy"] >= 0.9 for m in data["methods"])
 
 
+def test_cli_json_is_the_report_on_stdout(
+    cache_url: str,
+    folders: Folders,
+    own_result: rs.ResembleResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from doppel.cli import app
+
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", cache_url)
+    out = tmp_path / "report"
+    args = ["resemble", str(folders.people), str(folders.own), "-m", "Dlib", "-d", "mtcnn"]
+    result = CliRunner().invoke(app, [*args, "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["leader"] == "person01"
+    assert payload["report"] == str((out / "index.html").resolve())
+    saved = json.loads((out / "report.json").read_text())
+    assert {k: v for k, v in payload.items() if k != "report"} == {
+        k: v for k, v in saved.items() if k != "pictures"
+    }
+
+
 def test_cli_fewer_than_two_people_exits_2(folders: Folders, database_url: str) -> None:
     import subprocess
     import sys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from doppel.cli.common import (
     DetectorOpt,
+    JsonOpt,
     ModelOpt,
     command_settings,
     connect,
@@ -64,6 +66,7 @@ def resemble_cmd(
     output: Annotated[
         Path, typer.Option("--out", "-o", help="Report folder (index.html, report.json, PNGs).")
     ] = Path("resemble-report"),
+    as_json: JsonOpt = False,
 ) -> None:
     """Tell which person of PEOPLE_DIR the target in TARGET_DIR resembles, and how surely."""
     from doppel.faces.catalog import default_config
@@ -92,7 +95,14 @@ def resemble_cmd(
             max_pixels=settings.max_pixels,
         )
     files = write_report(result, output)
-    _print_resemble(result)
+    if as_json:
+        from doppel.resemble.report import as_dict
+
+        # What report.json holds, with where the report went.
+        payload = {**as_dict(result), "report": str(files.html.resolve())}
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        _print_resemble(result)
     err.print(
         f"{result.embedded} photos embedded, {result.from_cache} from the cache; "
         f"report: {files.html.resolve()}",

@@ -141,7 +141,8 @@ CREATE TABLE IF NOT EXISTS people_edits (
     other_cover bigint,
     face_ids    bigint[] NOT NULL,
     undone      boolean NOT NULL DEFAULT false,
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    person_name text  -- merge: the kept person's name before it
 );
 
 -- Two people the user said are different: never suggested for a merge again.

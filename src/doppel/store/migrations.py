@@ -108,4 +108,6 @@ STEPS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # The kept person's name before a merge, which `people restore` gives back.
+    (7, "ALTER TABLE people_edits ADD COLUMN IF NOT EXISTS person_name text"),
 ]

@@ -189,7 +189,8 @@ def test_an_uncalibrated_pipeline_shows_similarity_only(
             gallery, (NewFace(f"f{i}.jpg", f"h{i}", 0, v) for i, v in enumerate(vectors)), "faces"
         )
     query = Query.from_path(unit_faces / "img1.jpg")
-    face = EmbeddedFace(0, Box(0, 0, 10, 10), 1.0, vectors[0] + 0.01)
+    near = vectors[0] + 0.3 * rng.standard_normal(128).astype(np.float32)  # not a copy
+    face = EmbeddedFace(0, Box(0, 0, 10, 10), 1.0, near)
     result = find(conn, query, "odd", faces=lambda g, d: [face])
     assert result.calibration is None and "no same-person calibration" in result.not_calibrated
     assert result.results[0].matches[0].face.source == "f0.jpg"
@@ -263,3 +264,63 @@ def test_several_photos_of_one_person_make_one_query(
     assert result.exit_code != 0
     assert odd.name in result.output and "does not look like the same person" in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def _copies(photo: Path, folder: Path) -> list[Path]:
+    """A resized, a re-compressed and a slightly cropped copy of one photo."""
+    from PIL import Image
+
+    img = Image.open(photo).convert("RGB")
+    w, h = img.size
+    made = {
+        "resized.jpg": img.resize((round(w * 0.6), round(h * 0.6)), Image.Resampling.LANCZOS),
+        "recompressed.jpg": img,
+        "cropped.jpg": img.crop(
+            (round(w * 0.04), round(h * 0.04), round(w * 0.96), round(h * 0.96))
+        ),
+    }
+    out = []
+    for name, picture in made.items():
+        path = folder / f"{photo.stem}-{name}"
+        picture.save(path, quality=35 if name == "recompressed.jpg" else 90)
+        out.append(path)
+    return out
+
+
+@pytest.mark.slow
+def test_copies_of_one_picture_are_shown_once(
+    database_url: str, unit_faces: Path, tmp_path: Path
+) -> None:
+    """Copies (resized, re-compressed, cropped 4% a side) are one picture: `gallery
+    duplicates` groups them, an answer shows one of them, and a copy of the query
+    photo is no match at all."""
+    photos = _photos_of(unit_faces)
+    person, own = next(iter(photos.items()))
+    other = list(photos.values())[1]
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for p in [*own, *other]:
+        (folder / p.name).symlink_to(p)
+    copied = _copies(own[1], folder)
+    from doppel.faces.embed import Embedder
+    from doppel.ingest import ingest
+
+    with connect(Settings.from_env()) as conn:
+        ingest(conn, folder, "copies", Embedder(PIPELINE))
+    listed = runner.invoke(app, ["gallery", "duplicates", "copies", "--json"])
+    assert listed.exit_code == 0, listed.output
+    groups = [
+        sorted(Path(f["source"]).name for f in g) for g in json.loads(listed.stdout)["groups"]
+    ]
+    assert groups == [sorted([own[1].name, *(p.name for p in copied)])]
+    # The other photos of the person, each picture once.
+    answer = _find_json(str(own[0]), "-g", "copies", "-k", str(len(own) - 1))
+    names = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
+    pictures = [n.split("-")[0].removesuffix(".jpg") for n in names]
+    assert len(set(pictures)) == len(pictures) == len(own) - 1, names
+    assert all(_person(n.split("-")[0]) == person for n in names)
+    # A further copy of the query photo finds none of its copies.
+    query = _copies(own[1], tmp_path)[1]
+    answer = _find_json(str(query), "-g", "copies", "-k", "3")
+    names = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
+    assert not any(n.startswith(own[1].stem) for n in names), names

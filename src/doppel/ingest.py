@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 
 from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS
+from doppel.duplicates import dhash
 from doppel.errors import DetectorFailed, DoppelError, PhotoTooSmall
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
@@ -63,6 +64,7 @@ class Prepared:
     status: str  # "skip", "ok", "too_small" or "unreadable"
     photo: imaging.Photo | None = None
     detail: str | None = None
+    phash: int | None = None  # the photo's difference hash, to tell copies of one picture
 
 
 def prepare(
@@ -94,10 +96,11 @@ def prepare(
         return Prepared(source, digest, "too_small", detail=str(exc).removeprefix(f"{source}: "))
     except DoppelError as exc:
         return Prepared(source, digest, "unreadable", detail=str(exc))
+    phash = dhash(photo.pixels)  # of the whole photo, before any shrinking
     if resize_to:
         # Square like the model's input; the box stays in file pixels through scale.
         photo = photo.shrunk(resize_to, square=True)
-    return Prepared(source, digest, "ok", photo)
+    return Prepared(source, digest, "ok", photo, phash=phash)
 
 
 def examine(
@@ -175,6 +178,7 @@ def face_rows(
                     age,
                     sex,
                     race,
+                    item.phash,
                 )
             )
     return rows

@@ -15,6 +15,7 @@ import psycopg
 
 from doppel.composer import render
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions, Settings
+from doppel.duplicates import dhash, is_copy
 from doppel.errors import NotCalibrated, Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
@@ -203,6 +204,11 @@ def find(
     searched = time.perf_counter()
     hashes = tuple(q.content_hash for q in queries)
     filters = replace(filters, exclude_hashes=(*filters.exclude_hashes, *hashes))
+    # What a copy of a query photo looks like: its photo's hash and its face's vector.
+    photo_hashes = [dhash(q.photo.pixels) for q in queries]
+    template_marks = [
+        (h, _unit(found[0].embedding)) for h, found in zip(photo_hashes, per_photo, strict=True)
+    ]
     results = []
     mode = None
     for face in embedded:
@@ -210,9 +216,23 @@ def find(
         if strangers:
             assert cal is not None
             face_filters, mode = _leave_out_own(conn, gallery, face, hashes, filters, mode, cal)
+        marks = template_marks if len(queries) > 1 else [(photo_hashes[0], _unit(face.embedding))]
         matches = _search(
-            repo, gallery, face, k, face_filters, exact, ef_search, cal, strangers, all_photos
+            repo,
+            gallery,
+            face,
+            k,
+            face_filters,
+            exact,
+            ef_search,
+            cal if strangers and not all_photos else None,
+            marks,
         )
+        if cal is not None:
+            matches = [
+                replace(m, strength=people_calibration.strength(cal, m.similarity, strangers))
+                for m in matches
+            ]
         results.append(QueryResult(face, matches))
     if mode is not None:
         mode = replace(
@@ -282,6 +302,11 @@ def _template(
     return [face], check
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float64)
+    return v / np.linalg.norm(v)
+
+
 def _search(
     repo: Repository,
     gallery: Gallery,
@@ -290,49 +315,52 @@ def _search(
     filters: Filters,
     exact: bool,
     ef_search: int | None,
-    cal: Calibration | None,
-    strangers: bool,
-    all_photos: bool,
+    one_each: Calibration | None,
+    query_marks: Sequence[tuple[int, np.ndarray]],
 ) -> list[Match]:
-    """The k nearest faces, at most one per person in strangers mode, each with its
-    strength; more candidates are fetched while faces set aside leave fewer than k."""
-    one_each = strangers and not all_photos and cal is not None
-    want = min(k * WIDEN, MAX_CANDIDATES) if one_each else k
+    """The k nearest faces without copies of one picture or of a query photo, and with
+    one_each (strangers mode) at most one per person; more candidates are fetched
+    while the faces set aside leave fewer than k."""
+    want = min(k * WIDEN if one_each else 2 * k + 2, MAX_CANDIDATES)
     while True:
         found = repo.search(gallery, face.embedding, want, filters, exact, ef_search)
-        kept = _one_per_person(repo, found, cal.threshold) if one_each and cal else found
+        kept = _distinct(repo, found, query_marks, one_each.threshold if one_each else None)
         if len(kept) >= k or len(found) < want or want >= MAX_CANDIDATES:
             break
         want = min(want * WIDEN, MAX_CANDIDATES)
-    return [
-        replace(
-            m,
-            rank=rank,
-            strength=people_calibration.strength(cal, m.similarity, strangers) if cal else None,
-        )
-        for rank, m in enumerate(kept[:k], start=1)
-    ]
+    return [replace(m, rank=rank) for rank, m in enumerate(kept[:k], start=1)]
 
 
-def _one_per_person(repo: Repository, matches: list[Match], threshold: float) -> list[Match]:
-    """The nearest face of each person: by the gallery's people where faces have one,
-    else by the same-person threshold between the matches themselves."""
-    vectors = repo.vectors([m.face.id for m in matches if m.face.person_id is None])
+def _distinct(
+    repo: Repository,
+    matches: list[Match],
+    query_marks: Sequence[tuple[int, np.ndarray]],
+    person_threshold: float | None,
+) -> list[Match]:
+    """The matches in order, less copies (duplicates.is_copy) of a query photo or of a
+    match kept before; with person_threshold, also less a second face of one person: by
+    the gallery's people where faces have one, else by the threshold between matches."""
+    marks = repo.marks([m.face.id for m in matches])
     seen_people: set[int] = set()
-    loose: list[np.ndarray] = []  # unit vectors of the kept faces without a person
-    kept = []
+    loose: list[np.ndarray] = []  # kept faces without a person
+    kept: list[Match] = []
+    kept_marks: list[tuple[int | None, np.ndarray]] = []
     for m in matches:
-        if m.face.person_id is not None:
-            if m.face.person_id in seen_people:
+        vector, phash = marks[m.face.id]
+        u = _unit(vector)
+        if any(is_copy(h, phash, float(u @ v)) for h, v in (*query_marks, *kept_marks)):
+            continue
+        if person_threshold is not None:
+            if m.face.person_id is not None:
+                if m.face.person_id in seen_people:
+                    continue
+                seen_people.add(m.face.person_id)
+            elif any(float(u @ other) >= person_threshold for other in loose):
                 continue
-            seen_people.add(m.face.person_id)
-        else:
-            v = vectors[m.face.id]
-            v = v / np.linalg.norm(v)
-            if any(float(v @ other) >= threshold for other in loose):
-                continue
-            loose.append(v)
+            else:
+                loose.append(u)
         kept.append(m)
+        kept_marks.append((phash, u))
     return kept
 
 

@@ -169,6 +169,7 @@ class NewFace:
     age: int | None = None
     sex: str | None = None
     race: str | None = None
+    phash: int | None = None  # the photo's difference hash (doppel.duplicates)
 
 
 @dataclass(frozen=True)

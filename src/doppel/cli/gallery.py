@@ -119,3 +119,38 @@ def gallery_delete(
             raise typer.Exit(1)
         delete_gallery(conn, name)
     err.print(f"gallery {name} deleted ({faces:,} faces)", highlight=False)
+
+
+@gallery_app.command("duplicates")
+@friendly
+def gallery_duplicates(
+    name: Annotated[
+        str | None, typer.Argument(help="Gallery (default: the only one).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the groups of copies of one picture (resized, re-compressed, slightly
+    cropped) in a gallery; `find` shows one face of each group."""
+    from doppel.duplicates import copy_groups
+
+    with connect(command_settings()) as conn:
+        report = copy_groups(conn, name)
+    if as_json:
+        payload = {
+            "gallery": report.gallery.name,
+            "faces": report.faces,
+            "groups": [
+                [{"face_id": i, "source": s} for i, s in zip(g.face_ids, g.sources, strict=True)]
+                for g in report.groups
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for number, group in enumerate(report.groups, start=1):
+        out.print(f"{number}. " + "  ".join(group.sources), highlight=False, soft_wrap=True)
+    copies = sum(len(g.face_ids) - 1 for g in report.groups)
+    err.print(
+        f"{len(report.groups)} groups of copies of one picture among {report.faces:,} faces "
+        f"in gallery {report.gallery.name} ({copies} faces are copies)",
+        highlight=False,
+    )

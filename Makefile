@@ -48,7 +48,7 @@ $(VENV)/.cluster: $(BIN)/doppel
 # Citus, built once per machine against the embedded server (about a minute to ten;
 # cached in ~/.cache/doppel/citus, keyed by the source's hash), for the Citus tests.
 citus: install
-	$(BIN)/python -m doppel.store.citus_build --if-compiler
+	$(BIN)/doppel db cluster build --if-compiler
 
 test: install system $(VENV)/.cluster citus
 	$(BIN)/pytest

@@ -36,7 +36,7 @@ ROWS = 2000
 
 def _citus_or_skip() -> None:
     """Skip only where Citus cannot be built: no cached build and no compiler."""
-    if citus_build.find_installed() is None and citus_build.missing_tools():
+    if citus_build.find_installed(Settings.from_env()) is None and citus_build.missing_tools():
         pytest.skip(f"no C compiler to build Citus with: {citus_build.COMPILER_HINT}")
 
 
@@ -275,7 +275,7 @@ def test_no_compiler_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("DOPPEL_CITUS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(DatabaseUnavailable) as caught:
-        citus_build.ensure_citus()
+        citus_build.ensure_citus(Settings.from_env())
     message = str(caught.value)
     assert "C compiler" in message and "build-essential" in message
     assert "\n" not in message

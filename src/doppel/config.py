@@ -62,6 +62,10 @@ ENVIRONMENT = {
     "DOPPEL_WEIGHTS_URL": "weights_url",
     "DOPPEL_MAX_PIXELS": "max_pixels",
     "DOPPEL_SHARED_BUFFERS_MIB": "shared_buffers_mib",
+    "DOPPEL_CITUS_SHARDS": "citus_shards",
+    "DOPPEL_CITUS_SOURCE": "citus_source",
+    "DOPPEL_CITUS_CACHE": "citus_cache",
+    "XDG_CACHE_HOME": "citus_cache (when DOPPEL_CITUS_CACHE is unset)",
 }
 
 
@@ -75,6 +79,17 @@ def load_dotenv_once() -> None:
 def _xdg_data_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME")
     return Path(base) if base else Path.home() / ".local" / "share"
+
+
+def default_citus_cache() -> Path:
+    """Where Citus is built when DOPPEL_CITUS_CACHE is unset: one place per machine."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "doppel" / "citus"
+
+
+def _path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
 
 
 def _flag(name: str) -> bool:
@@ -155,6 +170,13 @@ class Settings:
     # The embedded server's shared_buffers in MiB; None: sized to the machine
     # (store/db.buffers_mib). A server of the user's own keeps its own setting.
     shared_buffers_mib: int | None = None
+    # Shards of faces when doppel lays its schema out on Citus; None: 2 per worker
+    # (store/citus.shard_count).
+    citus_shards: int | None = None
+    # Citus's release tarball; None: the project's vendored copy (store/citus_build.py).
+    citus_source: Path | None = None
+    # Where Citus is built, once per machine; None: default_citus_cache().
+    citus_cache: Path | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -188,6 +210,9 @@ class Settings:
             max_pixels=_int("DOPPEL_MAX_PIXELS", DEFAULT_MAX_PIXELS, 1, 10**12)
             or DEFAULT_MAX_PIXELS,
             shared_buffers_mib=_int("DOPPEL_SHARED_BUFFERS_MIB", None, 16, 2**20),
+            citus_shards=_int("DOPPEL_CITUS_SHARDS", None, 1, 1024),
+            citus_source=_path("DOPPEL_CITUS_SOURCE"),
+            citus_cache=_path("DOPPEL_CITUS_CACHE") or default_citus_cache(),
         )
         return dataclasses.replace(settings, **overrides) if overrides else settings
 

@@ -45,6 +45,28 @@ def cluster_start(
     )
 
 
+@cluster_app.command("build")
+@friendly
+def cluster_build(
+    if_compiler: Annotated[
+        bool,
+        typer.Option(
+            "--if-compiler",
+            help="Where no C compiler exists, say so and succeed (the Citus tests then skip).",
+        ),
+    ] = False,
+) -> None:
+    """Build Citus for the local cluster now (once per machine; `start` does it too)."""
+    from doppel.store.citus_build import COMPILER_HINT, ensure_citus, find_installed, missing_tools
+
+    settings = command_settings()
+    if if_compiler and find_installed(settings) is None and missing_tools():
+        err.print(f"Citus not built: {COMPILER_HINT}; the Citus tests will be skipped")
+        return
+    install = ensure_citus(settings, lambda line: err.print(line, highlight=False))
+    out.print(f"Citus is built: {install.prefix}", highlight=False)
+
+
 @cluster_app.command("status")
 @friendly
 def cluster_status() -> None:

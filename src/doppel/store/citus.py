@@ -284,7 +284,7 @@ def start(
         workers = 2
     if existing is None and (workers or 0) < 1:
         raise UsageError("a cluster needs at least one worker (--workers N)")
-    install = ensure_citus(say)
+    install = ensure_citus(settings, say)
     user = _server_user()
     home = cluster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
@@ -440,24 +440,16 @@ def runs_citus(conn: psycopg.Connection) -> bool:
     return bool(workers and workers[0])
 
 
-def shard_count(conn: psycopg.Connection) -> int:
-    """DOPPEL_CITUS_SHARDS, else SHARDS_PER_WORKER for each worker (see docs/architecture.md)."""
-    given = os.environ.get("DOPPEL_CITUS_SHARDS")
+def shard_count(conn: psycopg.Connection, given: int | None = None) -> int:
+    """DOPPEL_CITUS_SHARDS (given), else SHARDS_PER_WORKER for each worker (the
+    measurements behind it: docs/benchmarks.md, "Citus")."""
     if given:
-        try:
-            value = int(given)
-        except ValueError:
-            value = 0
-        if not 1 <= value <= 1024:
-            raise UsageError(
-                f"DOPPEL_CITUS_SHARDS must be a whole number from 1 to 1024, not {given!r}"
-            )
-        return value
+        return given
     row = conn.execute("SELECT count(*) FROM citus_get_active_worker_nodes()").fetchone()
     return max(2, SHARDS_PER_WORKER * int(row[0] if row else 1))
 
 
-def distribute_schema(conn: psycopg.Connection) -> None:
+def distribute_schema(conn: psycopg.Connection, shards: int | None = None) -> None:
     """Lay doppel's freshly made tables out for Citus (inside apply_schema's transaction).
 
     - galleries and people: reference tables, a copy on every node, so that every shard
@@ -475,7 +467,7 @@ def distribute_schema(conn: psycopg.Connection) -> None:
     point at a distributed one, so people.cover_face_id loses its foreign key (a person
     whose cover face is deleted keeps a stale id, which store/people.py treats as no cover).
     """
-    shards = shard_count(conn)
+    shards = shard_count(conn, shards)
     # A search's SET LOCAL hnsw.ef_search and hnsw.iterative_scan must reach the
     # workers that scan the shards' indexes; Citus passes SET LOCAL on only when asked.
     conn.execute(

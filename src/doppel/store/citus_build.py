@@ -7,7 +7,7 @@ sits beside pgvector's `vector.so`), kept in a machine cache keyed by the hash o
 source, the wheel's PostgreSQL version and the build recipe: a second clone, a CI run or
 another DOPPEL_HOME on the same machine reuses it.
 
-Run it ahead of time with `python -m doppel.store.citus_build` (what `make test` does).
+Run it ahead of time with `doppel db cluster build` (what `make citus` does).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from doppel.config import Settings, default_citus_cache
 from doppel.errors import DatabaseUnavailable
 
 CITUS_VERSION = "14.0.1"
@@ -68,11 +68,10 @@ class CitusInstall:
         return env
 
 
-def vendored_source() -> Path:
+def vendored_source(settings: Settings) -> Path:
     """The Citus release tarball: DOPPEL_CITUS_SOURCE, else the project's shared vendor folder."""
-    given = os.environ.get("DOPPEL_CITUS_SOURCE")
-    if given:
-        return Path(given).expanduser()
+    if settings.citus_source is not None:
+        return settings.citus_source
     candidates = [
         Path(__file__).resolve().parents[3] / ".." / "shared" / "vendor",
         Path.cwd() / ".." / "shared" / "vendor",
@@ -85,13 +84,9 @@ def vendored_source() -> Path:
     return candidates[0].resolve() / name
 
 
-def cache_root() -> Path:
+def cache_root(settings: Settings) -> Path:
     """DOPPEL_CITUS_CACHE, else $XDG_CACHE_HOME/doppel/citus (~/.cache/doppel/citus)."""
-    given = os.environ.get("DOPPEL_CITUS_CACHE")
-    if given:
-        return Path(given).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "doppel" / "citus"
+    return settings.citus_cache or default_citus_cache()
 
 
 def embedded_prefix() -> Path:
@@ -125,17 +120,17 @@ def cache_key(source: Path) -> str:
     return f"{CITUS_VERSION}-{_sha256(source)[:16]}-{_server_key()}"
 
 
-def find_installed() -> CitusInstall | None:
+def find_installed(settings: Settings) -> CitusInstall | None:
     """The cached build for this machine, if it exists (no building).
 
     Without the source at hand (a clone elsewhere on the machine) a build of this
     Citus version for this server and recipe is taken, whatever source hash it had.
     """
-    source = vendored_source()
+    source = vendored_source(settings)
     if source.is_file():
-        install = CitusInstall(cache_root() / cache_key(source) / "pginstall")
+        install = CitusInstall(cache_root(settings) / cache_key(source) / "pginstall")
         return install if install.library.is_file() else None
-    for folder in sorted(cache_root().glob(f"{CITUS_VERSION}-*-{_server_key()}")):
+    for folder in sorted(cache_root(settings).glob(f"{CITUS_VERSION}-*-{_server_key()}")):
         install = CitusInstall(folder / "pginstall")
         if install.library.is_file():
             return install
@@ -146,22 +141,22 @@ def missing_tools() -> list[str]:
     return [tool for tool in ("cc", "make") if shutil.which(tool) is None]
 
 
-def ensure_citus(progress: Callable[[str], None] | None = None) -> CitusInstall:
+def ensure_citus(settings: Settings, progress: Callable[[str], None] | None = None) -> CitusInstall:
     """Return the cached Citus build, building it first if this machine has none.
 
     `progress` receives a short line now and then while the build runs (it takes about
     ten minutes of two cores). Concurrent callers wait for one build.
     """
-    source = vendored_source()
+    source = vendored_source(settings)
     if not source.is_file():
-        cached = find_installed()
+        cached = find_installed(settings)
         if cached is not None:
             return cached
         raise DatabaseUnavailable(
             f"the Citus source {source} is missing; set DOPPEL_CITUS_SOURCE to "
             f"citus-{CITUS_VERSION}.tar.gz (the release tarball of citusdata/citus)"
         )
-    folder = cache_root() / cache_key(source)
+    folder = cache_root(settings) / cache_key(source)
     install = CitusInstall(folder / "pginstall")
     if install.library.is_file():
         return install
@@ -292,26 +287,3 @@ def _open_to_server_user(folder: Path) -> None:
         mode = parent.stat().st_mode
         if mode & spread != spread:
             parent.chmod(mode | spread)
-
-
-def main() -> int:
-    """Build (or find) Citus; --if-compiler: where no compiler exists, say so and succeed,
-    so `make test` goes on and the Citus tests skip with that reason."""
-
-    def show(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    if "--if-compiler" in sys.argv[1:] and find_installed() is None and missing_tools():
-        show(f"Citus not built: {COMPILER_HINT}; the Citus tests will be skipped")
-        return 0
-    try:
-        install = ensure_citus(show)
-    except DatabaseUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(install.prefix)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

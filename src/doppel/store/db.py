@@ -241,7 +241,7 @@ def connect(settings: Settings, *, migrate: bool = True) -> psycopg.Connection:
     check_pgvector(conn)
     register_vector(conn)
     if migrate:
-        apply_schema(conn)
+        apply_schema(conn, citus_shards=settings.citus_shards)
     return conn
 
 
@@ -296,7 +296,7 @@ def schema_sql() -> str:
     return resources.files("doppel.store").joinpath("setup.sql").read_text(encoding="utf-8")
 
 
-def apply_schema(conn: psycopg.Connection) -> None:
+def apply_schema(conn: psycopg.Connection, *, citus_shards: int | None = None) -> None:
     """Apply setup.sql when the schema is missing, then any numbered steps not yet applied."""
     exists = conn.execute("SELECT to_regclass('schema_steps') IS NOT NULL").fetchone()
     applied: set[int] = set()
@@ -316,7 +316,7 @@ def apply_schema(conn: psycopg.Connection) -> None:
                 # were written for one server (constraints inside ADD COLUMN, which
                 # Citus refuses), so they are recorded, not run. Later steps run on
                 # the distributed tables (store/citus.py, CITUS_SAFE_FROM).
-                distribute_schema(conn)
+                distribute_schema(conn, citus_shards)
                 for number, _ in STEPS:
                     conn.execute(
                         "INSERT INTO schema_steps (step) VALUES (%s) ON CONFLICT DO NOTHING",

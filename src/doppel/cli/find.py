@@ -274,6 +274,8 @@ def _short(source: str) -> str:
         return path.name
 
 
+# Over 80 lines: the JSON document, then a table per query face (its columns chosen by
+# what the matches hold), then the lines that explain it.
 def _print_find(result: Any, as_json: bool) -> None:
     if as_json:
         payload = {

@@ -36,6 +36,8 @@ from doppel.config import Settings
 from doppel.errors import UsageError
 
 
+# Over 80 lines: the declaration of its options, the wait for the gallery, the two bars
+# (files, index) and the summary, which share the connection and the report.
 def ingest_folder(
     settings: Settings,
     folder: Path,
@@ -128,20 +130,25 @@ def ingest_folder(
         highlight=False,
     )
     if as_json:
-        _echo_summary(
-            gallery=report.gallery,
-            files=report.files,
-            faces_added=report.faces_added,
-            files_added=report.images_added,
-            already_present=report.skipped,
-            no_face=report.no_face,
-            unreadable=[_entry(e) for e in report.unreadable],
-            too_small=[_entry(e) for e in report.too_small],
-            skipped=[_entry(e) for e in report.passed_over],
-            seconds=round(report.seconds, 3),
-            listed_in=str(report.listed_in) if report.listed_in else None,
-            index=_index_outcome(outcome),
-        )
+        _echo_ingest(report, outcome)
+
+
+def _echo_ingest(report: Any, outcome: Any) -> None:
+    """An ingest's summary as one JSON document on stdout."""
+    _echo_summary(
+        gallery=report.gallery,
+        files=report.files,
+        faces_added=report.faces_added,
+        files_added=report.images_added,
+        already_present=report.skipped,
+        no_face=report.no_face,
+        unreadable=[_entry(e) for e in report.unreadable],
+        too_small=[_entry(e) for e in report.too_small],
+        skipped=[_entry(e) for e in report.passed_over],
+        seconds=round(report.seconds, 3),
+        listed_in=str(report.listed_in) if report.listed_in else None,
+        index=_index_outcome(outcome),
+    )
 
 
 def _entry(line: str) -> dict[str, str]:

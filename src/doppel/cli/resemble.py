@@ -96,11 +96,7 @@ def resemble_cmd(
         )
     files = write_report(result, output)
     if as_json:
-        from doppel.resemble.report import as_dict
-
-        # What report.json holds, with where the report went.
-        payload = {**as_dict(result), "report": str(files.html.resolve())}
-        typer.echo(json.dumps(payload, indent=2))
+        _echo_resemble(result, files.html)
     else:
         _print_resemble(result)
     err.print(
@@ -108,6 +104,13 @@ def resemble_cmd(
         f"report: {files.html.resolve()}",
         highlight=False,
     )
+
+
+def _echo_resemble(result: Any, page: Path) -> None:
+    """What report.json holds, with where the report went, as one JSON document."""
+    from doppel.resemble.report import as_dict
+
+    typer.echo(json.dumps({**as_dict(result), "report": str(page.resolve())}, indent=2))
 
 
 def _print_resemble(result: Any) -> None:

@@ -324,3 +324,15 @@ def test_copies_of_one_picture_are_shown_once(
     answer = _find_json(str(query), "-g", "copies", "-k", "3")
     names = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
     assert not any(n.startswith(own[1].stem) for n in names), names
+
+
+def test_caption_reads_the_strength_and_moves_the_person_beneath() -> None:
+    from doppel.composer import caption
+    from doppel.types import Face, Match, Strength
+
+    face = Face(1, "photos/ann.jpg", 0, None, None, None, None, 3, "Ann")
+    title, subtitle = caption(Match(2, face, 0.09, Strength(0.31, False, "31% — could pass")))
+    assert title == "#2  31% - could pass"  # the picture's font has no em dash
+    assert subtitle.startswith("Ann  0.910  ann.jpg")
+    plain = caption(Match(2, face, 0.09))
+    assert plain[0] == "#2  0.910  Ann"

@@ -207,7 +207,8 @@ def caption(match: Match) -> tuple[str, str]:
     # The words fill the title; the person moves to the line beneath.
     person = f"{match.face.person}  " if match.face.person else ""
     return (
-        f"#{match.rank}  {match.strength.words}",
+        # Pillow's built-in font has no em dash.
+        f"#{match.rank}  {match.strength.words.replace(' — ', ' - ')}",
         f"{person}{match.similarity:.3f}  {name}  {attrs}".strip(),
     )
 

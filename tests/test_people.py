@@ -19,9 +19,13 @@ from doppel.errors import EmptyGallery, NotCalibrated, SamePhoto, UnknownPerson,
 from doppel.people import calibration, clustering
 from doppel.people.groups import (
     cluster_gallery,
+    hide_person,
     list_people,
     merge_people,
+    move_faces,
     name_person,
+    restore,
+    set_cover,
     take_out,
 )
 from doppel.people.scores import score
@@ -171,11 +175,17 @@ def test_people_on_lfw_subset_meet_the_targets(
 def test_people_on_deepface_unit_and_cli_outputs(
     people_conn: psycopg.Connection, unit_faces: Path, tmp_path: Path
 ) -> None:
-    picture = tmp_path / "overview.png"
+    picture = tmp_path / "overview.html"
     result = runner.invoke(app, ["people", "unit", "--json", "-o", str(picture)])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert picture.is_file() and payload["overview"] == str(picture)
+    # The overview is a page of thumbnails, each face named by its id.
+    page = picture.read_text()
+    thumbs = sorted((tmp_path / "overview-faces").glob("face-*.jpg"))
+    assert len(thumbs) >= 3 * len(payload["people"])
+    assert all(f"overview-faces/{t.name}" in page for t in thumbs)
+    assert f"face {payload['people'][0]['cover']['face_id']}" in page
     people = payload["people"]
     assert len(people) >= 8
     every = [s for p in people for s in p["sources"]] + [u["source"] for u in payload["unassigned"]]
@@ -519,3 +529,47 @@ def test_recluster_keeps_person_ids_and_names(people_conn: psycopg.Connection) -
     after = {p.id: {f.id for f in fs} for p, fs in _members(people_conn, "unit")}
     assert after == before  # nothing changed: every person keeps its id and faces
     assert {p.id: p.name for p in list_people(people_conn, "unit").people}[first] == "Ada"
+
+
+@pytest.mark.slow
+def test_edits_of_people_are_undone_by_restore(people_conn: psycopg.Connection) -> None:
+    cluster_gallery(people_conn, "unit")
+    start = _snapshot(people_conn)[0]
+    (first, first_faces), (second, second_faces), (third, _) = _members(people_conn, "unit")[:3]
+    name_person(people_conn, "unit", second.id, "Grace")
+    named = _snapshot(people_conn)
+    # A merge, undone: the merged person is back with its id, name and faces.
+    merge_people(people_conn, "unit", first.id, second.id)
+    result = runner.invoke(app, ["people", "restore", "unit", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == "merge"
+    assert _snapshot(people_conn) == named
+    # A face taken out, then put back.
+    take_out(people_conn, "unit", first.id, [str(first_faces[0].id)])
+    restore(people_conn, "unit", None)
+    assert _snapshot(people_conn)[0] == start
+    # Moves: into another person and into a new one, undone latest first.
+    moved = move_faces(people_conn, "unit", [str(first_faces[1].id)], third.id)
+    assert moved.id == third.id and moved.faces == third.faces + 1
+    fresh = move_faces(people_conn, "unit", [str(first_faces[2].id)], None)
+    assert fresh.faces == 1 and fresh.id not in {first.id, second.id, third.id}
+    restore(people_conn, "unit", None)
+    restore(people_conn, "unit", None)
+    assert _snapshot(people_conn)[0] == start
+    with pytest.raises(UsageError, match="no edit"):
+        restore(people_conn, "unit", None)
+    # Hide and cover; list --json reads without clustering.
+    hide_person(people_conn, "unit", third.id)
+    assert set_cover(people_conn, "unit", second.id, str(second_faces[-1].id)).cover.id == (
+        second_faces[-1].id
+    )
+    listed = runner.invoke(app, ["people", "list", "unit", "--json"])
+    assert listed.exit_code == 0, listed.output
+    people = {p["id"]: p for p in json.loads(listed.stdout)["people"]}
+    assert third.id not in people and people[second.id]["name"] == "Grace"
+    assert people[second.id]["cover"]["face_id"] == second_faces[-1].id
+    every = runner.invoke(app, ["people", "list", "unit", "--hidden", "--json"])
+    assert {p["id"]: p["hidden"] for p in json.loads(every.stdout)["people"]}[third.id] is True
+    # A move that would put two faces of one photo in one person is refused.
+    bad = runner.invoke(app, ["people", "move", "unit", "1", "--to", "nobody"])
+    assert bad.exit_code == 2 and "person id" in bad.output

@@ -75,16 +75,22 @@ def people_cmd(
     ] = False,
     output: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Overview PNG (default: doppel-people-<gallery>.png)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Overview page, HTML with its thumbnails in a folder beside it "
+            "(default: doppel-people-<gallery>.html).",
+        ),
     ] = None,
-    no_picture: Annotated[bool, flag("--no-picture", "Do not write the overview picture.")] = False,
+    no_picture: Annotated[bool, flag("--no-picture", "Do not write the overview page.")] = False,
 ) -> None:
     """Group the faces of GALLERY into people; new faces join the people already there.
 
     A person starts from a few faces that are close to each other (three with the
     shipped settings); faces that fit no person stay unassigned.
     """
-    from doppel.people.groups import cluster_gallery, list_people, overview
+    from doppel.people.groups import cluster_gallery, list_people
+    from doppel.people.overview import write_overview
 
     settings = command_settings()
     with connect(settings) as conn, progress_bar("neighbours") as update:
@@ -96,11 +102,11 @@ def people_cmd(
             progress=update,
         )
     with connect(settings) as conn:
-        listing = list_people(conn, report.gallery.name)
+        listing = list_people(conn, report.gallery.name, hidden=False)
     picture = None
     if not no_picture and listing.people:
-        picture = overview(
-            listing, output or Path(f"doppel-people-{report.gallery.name}.png"), settings
+        picture = write_overview(
+            listing, output or Path(f"doppel-people-{report.gallery.name}.html"), settings
         )
     if as_json:
         typer.echo(json.dumps(_listing_json(listing, report, picture), indent=2))
@@ -132,6 +138,7 @@ def _listing_json(listing: Any, report: Any, picture: Path | None) -> dict[str, 
                 "id": person.id,
                 "name": person.name,
                 "faces": len(listing.members.get(person.id, [])),
+                "hidden": person.hidden,
                 "cover": _face_json(person.cover) if person.cover else None,
                 "sources": [face.source for face in listing.members.get(person.id, [])],
                 "face_ids": [face.id for face in listing.members.get(person.id, [])],
@@ -201,6 +208,160 @@ def remove_cmd(
 
     moved = _edit(take_out, gallery, person, faces)
     err.print(f"{moved} face(s) taken out of person {person}", highlight=False)
+
+
+@people_app.command("list")
+@friendly
+def list_cmd(
+    gallery: GalleryArg = None,
+    show_hidden: Annotated[bool, flag("--hidden", "Also list hidden people.")] = False,
+    as_json: Annotated[
+        bool, flag("--json", "Print every person with its faces, and the rest.")
+    ] = False,
+) -> None:
+    """List the people of GALLERY as they are, without grouping any face."""
+    from doppel.people.groups import list_people
+
+    with connect(command_settings()) as conn:
+        listing = list_people(conn, gallery, hidden=show_hidden)
+    if as_json:
+        typer.echo(json.dumps(_listing_json(listing, None, None), indent=2))
+    else:
+        _print_people(listing)
+
+
+@people_app.command("move")
+@friendly
+def move_cmd(
+    gallery: NamedGalleryArg,
+    faces: Annotated[
+        list[str], typer.Argument(help="Faces to move: face ids or sources, as `--json` lists.")
+    ],
+    to: Annotated[str, typer.Option("--to", help="The person id that takes the faces, or `new`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Move faces into another person, or into a new one (`--to new`)."""
+    from doppel.people.groups import move_faces
+
+    target = None if to == "new" else _person_id(to)
+    person = _edit(move_faces, gallery, faces, target)
+    if as_json:
+        typer.echo(json.dumps(_person_json(person), indent=2))
+        return
+    err.print(f"{person.label} (id {person.id}) now has {person.faces} faces", highlight=False)
+
+
+def _person_id(text: str) -> int:
+    if not text.isdigit():
+        raise typer.BadParameter(f"{text!r}: give a person id or `new`", param_hint="--to")
+    return int(text)
+
+
+@people_app.command("restore")
+@friendly
+def restore_cmd(
+    gallery: NamedGalleryArg,
+    edit: Annotated[
+        int | None,
+        typer.Argument(help="Edit id from `--list` (default: the latest).", show_default=False),
+    ] = None,
+    listing: Annotated[bool, flag("--list", "List the edits that can be undone.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a merge, a `remove` or a `move`: the faces and the merged person come back."""
+    from doppel.people.groups import edits, restore
+
+    if listing:
+        found = _edit(edits, gallery)
+        if as_json:
+            typer.echo(json.dumps([_edit_json(e) for e in found], indent=2))
+            return
+        table = Table(title=f"edits of people in {gallery} (latest first)")
+        for column in ("edit", "kind", "person", "other", "faces", "when"):
+            table.add_column(column)
+        for e in found:
+            table.add_row(
+                str(e.id),
+                e.kind,
+                str(e.person_id or "-"),
+                str(e.other_id or "-"),
+                str(len(e.face_ids)),
+                f"{e.created_at:%Y-%m-%d %H:%M}",
+            )
+        out.print(table)
+        return
+    done = _edit(restore, gallery, edit)
+    if as_json:
+        typer.echo(json.dumps(_edit_json(done), indent=2))
+        return
+    what = {
+        "merge": f"person {done.other_id} is back beside person {done.person_id}",
+        "remove": f"{len(done.face_ids)} face(s) taken out of person {done.person_id} are back",
+        "move": f"{len(done.face_ids)} face(s) moved to person {done.other_id} went back",
+    }[done.kind]
+    err.print(f"edit {done.id} undone: {what}", highlight=False)
+
+
+def _edit_json(edit: Any) -> dict[str, Any]:
+    return {
+        "edit": edit.id,
+        "kind": edit.kind,
+        "person_id": edit.person_id,
+        "other_id": edit.other_id,
+        "face_ids": list(edit.face_ids),
+        "undone": edit.undone,
+        "created_at": edit.created_at.isoformat(),
+    }
+
+
+def _person_json(person: Any) -> dict[str, Any]:
+    return {
+        "id": person.id,
+        "name": person.name,
+        "faces": person.faces,
+        "hidden": person.hidden,
+        "cover": _face_json(person.cover) if person.cover else None,
+    }
+
+
+@people_app.command("hide")
+@friendly
+def hide_cmd(
+    gallery: NamedGalleryArg,
+    person: PersonArg,
+    show: Annotated[bool, flag("--show", "Show a hidden person again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hide a person: left out of the people lists (`people list --hidden` shows it)."""
+    from doppel.people.groups import hide_person
+
+    found = _edit(hide_person, gallery, person, not show)
+    if as_json:
+        typer.echo(json.dumps(_person_json(found), indent=2))
+        return
+    err.print(
+        f"{found.label} (id {found.id}) is {'hidden' if found.hidden else 'shown'}",
+        highlight=False,
+    )
+
+
+@people_app.command("cover")
+@friendly
+def cover_cmd(
+    gallery: NamedGalleryArg,
+    person: PersonArg,
+    face: Annotated[str, typer.Argument(help="The face to show for the person: id or source.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose the face shown for a person."""
+    from doppel.people.groups import set_cover
+
+    found = _edit(set_cover, gallery, person, face)
+    if as_json:
+        typer.echo(json.dumps(_person_json(found), indent=2))
+        return
+    cover = found.cover.id if found.cover else "-"
+    err.print(f"{found.label} (id {found.id}) is shown by face {cover}", highlight=False)
 
 
 @friendly

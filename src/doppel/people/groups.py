@@ -11,13 +11,10 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from doppel import sources
-from doppel.composer import Tile, compose_rows
-from doppel.config import Settings
 from doppel.errors import EmptyGallery
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
-from doppel.store.people import GalleryFaces, PeopleStore, Person
+from doppel.store.people import Edit, GalleryFaces, PeopleStore, Person
 from doppel.store.repository import Repository
 from doppel.types import Face, Gallery
 
@@ -29,10 +26,6 @@ NEIGHBOURS = 20
 # 70,000 faces take about a minute on two cores, where one index walk per face took
 # twenty (benchmarks.md); they grow with the square of the faces, the walks linearly.
 EXACT_BELOW = 150_000
-# The overview picture shows this many people (the largest), this many faces each.
-OVERVIEW_PEOPLE = 40
-OVERVIEW_FACES = 8
-OVERVIEW_SIDE = 640  # photos are decoded no larger than this for the overview's tiles
 
 
 @dataclass(frozen=True)
@@ -296,15 +289,20 @@ def _carried_names(
     return names
 
 
-def list_people(conn: psycopg.Connection, gallery_name: str | None) -> PeopleListing:
-    """The gallery's people, most faces first, with their faces and the faces in no person."""
+def list_people(
+    conn: psycopg.Connection, gallery_name: str | None, *, hidden: bool = True
+) -> PeopleListing:
+    """The gallery's people, most faces first, with their faces and the faces in no person.
+
+    hidden=False leaves hidden people out.
+    """
     gallery = Repository(conn).pick_gallery(gallery_name)
     store = PeopleStore(conn)
     members = store.members(gallery)
     unassigned = members.pop(None, [])
     return PeopleListing(
         gallery,
-        store.people(gallery),
+        [p for p in store.people(gallery) if hidden or not p.hidden],
         {pid: faces for pid, faces in members.items() if pid is not None},
         unassigned,
     )
@@ -340,33 +338,40 @@ def take_out(
     return store.take_out(gallery, person_id, store.resolve_faces(gallery, faces))
 
 
-def overview(
-    listing: PeopleListing,
-    out: Path,
-    settings: Settings,
-    people: int = OVERVIEW_PEOPLE,
-    per_person: int = OVERVIEW_FACES,
-) -> Path:
-    """One row of faces per person (the cover first), largest people first, as a PNG."""
-    rows = []
-    for person in listing.people[:people]:
-        faces = listing.members.get(person.id, [])
-        cover = person.cover
-        ordered = ([cover] if cover else []) + [f for f in faces if not cover or f.id != cover.id]
-        tiles = [
-            Tile(
-                sources.load_source(face.source, settings, OVERVIEW_SIDE),
-                face.box,
-                f"face {face.id}",
-                _name(face),
-            )
-            for face in ordered[:per_person]
-        ]
-        who = f"{person.name} (person {person.id}" if person.name else f"person {person.id} ("
-        rows.append((f"{who}{', ' if person.name else ''}{person.faces} faces)", tiles))
-    compose_rows(rows, out)
-    return out
+def move_faces(
+    conn: psycopg.Connection, gallery_name: str | None, faces: list[str], to: int | None
+) -> Person:
+    """Put faces (ids or sources) into a person, or a new one (to=None); undone by restore."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    store = PeopleStore(conn)
+    person = store.move(gallery, store.resolve_faces(gallery, faces), to)
+    return store.person(gallery, person)
 
 
-def _name(face: Face) -> str:
-    return Path(face.source).name or face.source
+def restore(conn: psycopg.Connection, gallery_name: str | None, edit: int | None) -> Edit:
+    """Undo a merge, a taking out or a move (default: the latest not undone)."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    return PeopleStore(conn).restore(gallery, edit)
+
+
+def edits(conn: psycopg.Connection, gallery_name: str | None) -> list[Edit]:
+    """The edits that `restore` can undo, latest first."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    return PeopleStore(conn).edits(gallery)
+
+
+def hide_person(
+    conn: psycopg.Connection, gallery_name: str | None, person_id: int, hidden: bool = True
+) -> Person:
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    return PeopleStore(conn).set_hidden(gallery, person_id, hidden)
+
+
+def set_cover(
+    conn: psycopg.Connection, gallery_name: str | None, person_id: int, face: str
+) -> Person:
+    """Make a face (an id or a source) the person's cover."""
+    gallery = Repository(conn).pick_gallery(gallery_name)
+    store = PeopleStore(conn)
+    found = store.resolve_faces(gallery, [face])
+    return store.set_cover(gallery, person_id, found[0])

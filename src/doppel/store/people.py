@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -25,11 +26,25 @@ class Person:
     name: str | None
     cover: Face | None
     faces: int
+    hidden: bool = False  # left out of lists and of strangers mode's answers
 
     @property
     def label(self) -> str:
         """What a person is called on screen: the name, else the number."""
         return self.name or f"person {self.id}"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A hand edit of people, as journalled for `restore`."""
+
+    id: int
+    kind: str  # merge, remove, move
+    person_id: int | None  # merge: the person kept; remove, move: the person the faces left
+    other_id: int | None  # merge: the person merged away; move: the person the faces went to
+    face_ids: list[int]
+    undone: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -136,13 +151,16 @@ class PeopleStore:
     def people(self, gallery: Gallery) -> list[Person]:
         """The gallery's people, most faces first."""
         rows = self.conn.execute(
-            "SELECT p.id, p.name, p.cover_face_id, count(f.id) FROM people p"
+            "SELECT p.id, p.name, p.cover_face_id, count(f.id), p.hidden FROM people p"
             " JOIN faces f ON f.person_id = p.id WHERE p.gallery_id = %s"
             " GROUP BY p.id ORDER BY count(f.id) DESC, p.id",
             (gallery.id,),
         ).fetchall()
         covers = self.faces_by_id([row[2] for row in rows if row[2] is not None])
-        return [Person(pid, name, covers.get(cover), count) for pid, name, cover, count in rows]
+        return [
+            Person(pid, name, covers.get(cover), count, hidden)
+            for pid, name, cover, count, hidden in rows
+        ]
 
     def person(self, gallery: Gallery, person_id: int) -> Person:
         """One person of the gallery; UnknownPerson when it has no such person (an id past
@@ -325,9 +343,20 @@ class PeopleStore:
                     f" face in the photo {clash[0]}; two faces of one photo are two people,"
                     " so they are not merged"
                 )
-            self.conn.execute(
-                "UPDATE faces SET person_id = %s WHERE person_id = %s AND gallery_id = %s",
+            moved = self.conn.execute(
+                "UPDATE faces SET person_id = %s WHERE person_id = %s AND gallery_id = %s"
+                " RETURNING id",
                 (keep, other, gallery.id),
+            ).fetchall()
+            self._journal(
+                gallery,
+                "merge",
+                keep,
+                [row[0] for row in moved],
+                other=other,
+                name=second.name,
+                cover=second.cover.id if second.cover else None,
+                kept_name=first.name,
             )
             if first.name is None and second.name is not None:
                 self.conn.execute("UPDATE people SET name = %s WHERE id = %s", (second.name, keep))
@@ -448,7 +477,7 @@ class PeopleStore:
             self.lock(gallery)
             row = self.conn.execute(
                 "SELECT id, kind, person_id, other_id, face_ids, undone, created_at,"
-                " other_name, other_cover FROM people_edits WHERE gallery_id = %s"
+                " other_name, other_cover, person_name FROM people_edits WHERE gallery_id = %s"
                 " AND NOT undone AND (%s::bigint IS NULL OR id = %s) ORDER BY id DESC LIMIT 1",
                 (gallery.id, edit_id, edit_id),
             ).fetchone()
@@ -470,6 +499,11 @@ class PeopleStore:
                     "UPDATE faces SET person_id = %s WHERE id = ANY(%s::bigint[])"
                     " AND person_id = %s",
                     (edit.other_id, faces, edit.person_id),
+                )
+                # The kept person gives back a name it took in the merge.
+                self.conn.execute(
+                    "UPDATE people SET name = %s WHERE id = %s AND name IS NOT DISTINCT FROM %s",
+                    (row[9], edit.person_id, row[7]),
                 )
             else:
                 back = self.conn.execute(
@@ -523,11 +557,13 @@ class PeopleStore:
         other: int | None = None,
         name: str | None = None,
         cover: int | None = None,
+        kept_name: str | None = None,
     ) -> None:
         self.conn.execute(
             "INSERT INTO people_edits (gallery_id, kind, person_id, other_id, other_name,"
-            " other_cover, face_ids) VALUES (%s, %s, %s, %s, %s, %s, %s::bigint[])",
-            (gallery.id, kind, person, other, name, cover, list(faces)),
+            " other_cover, face_ids, person_name)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s::bigint[], %s)",
+            (gallery.id, kind, person, other, name, cover, list(faces), kept_name),
         )
 
     def _fix_covers(self, gallery: Gallery) -> None:

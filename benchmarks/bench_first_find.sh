@@ -2,7 +2,7 @@
 # The first find after `doppel models install Facenet512 FILE` against the next ones
 # (docs/terminal.md). Scratch folders under /tmp/firstfind; run from the project root.
 set -e
-cd /work/main
+cd "$(dirname "$0")/.."
 export DEEPFACE_HOME=/tmp/firstfind/df DOPPEL_HOME=/tmp/firstfind/home DOPPEL_OFFLINE=1
 rm -rf $DEEPFACE_HOME $DOPPEL_HOME; mkdir -p $DEEPFACE_HOME
 .venv/bin/python -c "from pathlib import Path; from tests.helpers import write_random_facenet512 as w; w(Path('/tmp/firstfind/fn512.h5'))"

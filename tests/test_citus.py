@@ -22,7 +22,7 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.dump import loader
 from doppel.errors import DatabaseUnavailable
-from doppel.store import citus, citus_build
+from doppel.store import citus, citus_build, citus_layout
 from doppel.store.db import connect
 from doppel.store.migrations import STEPS
 from doppel.store.repository import Repository
@@ -110,7 +110,7 @@ def test_the_schema_is_distributed_over_both_workers(clustered: psycopg.Connecti
         "galleries": "n",
         "people": "n",
     }
-    nodes = citus.placements(clustered)
+    nodes = citus_layout.placements(clustered)
     workers = [n for n in nodes if n.role == "worker"]
     assert len(workers) == 2
     assert all(n.shards > 0 and n.index_shards == n.shards for n in workers)
@@ -123,7 +123,7 @@ def test_the_schema_is_distributed_over_both_workers(clustered: psycopg.Connecti
 def test_later_schema_steps_apply_on_citus(clustered: psycopg.Connection) -> None:
     """Steps from CITUS_SAFE_FROM on must run on the distributed tables (they are
     written to be harmless when their change is there already, as here)."""
-    later = [sql for number, sql in STEPS if number >= citus.CITUS_SAFE_FROM]
+    later = [sql for number, sql in STEPS if number >= citus_layout.CITUS_SAFE_FROM]
     for sql in later:
         with clustered.transaction():
             clustered.execute(sql)  # type: ignore[arg-type]
@@ -150,7 +150,7 @@ def test_search_settings_and_the_limit_reach_every_shard(
     clustered: psycopg.Connection,
 ) -> None:
     gallery = Repository(clustered).gallery("same")
-    shards = sum(n.shards for n in citus.placements(clustered))
+    shards = sum(n.shards for n in citus_layout.placements(clustered))
     vector = Vector(_queries(1)[0])
     query = (
         "SELECT id FROM faces WHERE gallery_id = %s"
@@ -209,7 +209,7 @@ def test_index_build_makes_the_index_on_every_shard(
         f" WHERE indexname = '{gallery.index_name}_' || split_part('%s', '_', -1)$$)"
     ).fetchall()
     assert [row[0] for row in per_shard] == ["1"] * sum(
-        n.shards for n in citus.placements(clustered)
+        n.shards for n in citus_layout.placements(clustered)
     )
     runner.invoke(app, ["gallery", "delete", "later", "--yes"])
 

@@ -171,7 +171,7 @@ class Settings:
     # (store/db.buffers_mib). A server of the user's own keeps its own setting.
     shared_buffers_mib: int | None = None
     # Shards of faces when doppel lays its schema out on Citus; None: 2 per worker
-    # (store/citus.shard_count).
+    # (store/citus_layout.shard_count).
     citus_shards: int | None = None
     # Citus's release tarball; None: the project's vendored copy (store/citus_build.py).
     citus_source: Path | None = None

@@ -67,8 +67,8 @@ def db_status(
 ) -> None:
     """Where the database is, its versions, and each gallery with its faces and index."""
     from doppel.cli.gallery import gallery_fields
-    from doppel.store.citus import distributed as citus_distributed
-    from doppel.store.citus import placements as citus_placements
+    from doppel.store.citus_layout import distributed as citus_distributed
+    from doppel.store.citus_layout import placements as citus_placements
     from doppel.store.db import server_info
     from doppel.store.repository import Repository
     from doppel.types import describe

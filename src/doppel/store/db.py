@@ -309,13 +309,13 @@ def apply_schema(conn: psycopg.Connection, *, citus_shards: int | None = None) -
         conn.execute("SELECT pg_advisory_xact_lock(4242001)")
         if not (exists and exists[0]):
             conn.execute(schema_sql())  # type: ignore[arg-type]
-            from doppel.store.citus import distribute_schema, runs_citus
+            from doppel.store.citus_layout import distribute_schema, runs_citus
 
             if runs_citus(conn):
                 # setup.sql is the schema with every step so far; the steps themselves
                 # were written for one server (constraints inside ADD COLUMN, which
                 # Citus refuses), so they are recorded, not run. Later steps run on
-                # the distributed tables (store/citus.py, CITUS_SAFE_FROM).
+                # the distributed tables (store/citus_layout.py, CITUS_SAFE_FROM).
                 distribute_schema(conn, citus_shards)
                 for number, _ in STEPS:
                     conn.execute(

@@ -100,7 +100,7 @@ def index_state(conn: psycopg.Connection, gallery: Gallery) -> IndexState | None
     if row is None:
         return None
     valid, size, rows, phase, *counts = row
-    from doppel.store.citus import distributed
+    from doppel.store.citus_layout import distributed
 
     if distributed(conn):
         # On Citus the coordinator's index is an empty shell; the shards hold the graph.

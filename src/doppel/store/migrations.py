@@ -10,7 +10,7 @@ Where a schema change goes: in BOTH places.
 tests/test_store.py builds one database from setup.sql and one from the first
 released schema (tests/data/schema-0.sql) plus every step, and requires them to be
 the same: tables, columns, types, indexes and constraints.
-3. On a Citus coordinator (store/citus.py) a new database records the steps so far
+3. On a Citus coordinator (store/citus_layout.py) a new database records the steps so far
    as applied (setup.sql holds them) and runs only later ones, on distributed tables:
    name every constraint and add it with its own ALTER TABLE, as Citus refuses one
    inside ADD COLUMN. tests/test_citus.py runs each step from CITUS_SAFE_FROM there.

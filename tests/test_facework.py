@@ -51,3 +51,33 @@ def test_a_lost_worker_fails_its_search_and_is_replaced() -> None:
         assert second not in (first, os.getpid())
     finally:
         work.close()
+
+
+def _meet(folder: str, me: str, other: str) -> tuple[int, bool]:
+    """Leave a mark, then wait for the other task's: only tasks running at the same time
+    both see each other's (a minute is a safety net, not a measurement)."""
+    from pathlib import Path
+
+    (Path(folder) / me).touch()
+    deadline = time.monotonic() + 60
+    while not (Path(folder) / other).exists():
+        if time.monotonic() > deadline:
+            return os.getpid(), False
+        time.sleep(0.01)
+    return os.getpid(), True
+
+
+def test_two_workers_run_two_searches_at_once(tmp_path: os.PathLike[str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = FaceWork(FaceOptions(), workers=2, max_wait_s=60)
+    work.start()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(work.run, _meet, str(tmp_path), "a", "b")
+            b = pool.submit(work.run, _meet, str(tmp_path), "b", "a")
+            (pid_a, met_a), (pid_b, met_b) = a.result(), b.result()
+    finally:
+        work.close()
+    assert met_a and met_b
+    assert len({pid_a, pid_b, os.getpid()}) == 3

@@ -573,3 +573,31 @@ def test_edits_of_people_are_undone_by_restore(people_conn: psycopg.Connection) 
     # A move that would put two faces of one photo in one person is refused.
     bad = runner.invoke(app, ["people", "move", "unit", "1", "--to", "nobody"])
     assert bad.exit_code == 2 and "person id" in bad.output
+
+
+@pytest.mark.slow
+def test_split_suggest_apart(people_conn: psycopg.Connection, tmp_path: Path) -> None:
+    from doppel.people.suggest import split, suggest
+
+    cluster_gallery(people_conn, "unit")
+    (big, faces), *_ = _members(people_conn, "unit")
+    kept, part = split(people_conn, "unit", big.id, [str(f.id) for f in faces[:3]])
+    assert (kept.id, kept.faces, part.faces) == (big.id, big.faces - 3, 3)
+    # The two halves of one person are the likeliest pair, with a picture.
+    found = suggest(people_conn, "unit", 3, out_dir=tmp_path, settings=Settings.from_env())
+    assert {found[0].first.id, found[0].second.id} == {big.id, part.id}
+    assert found[0].probability > 0.5 and found[0].picture and found[0].picture.is_file()
+    assert [s.probability for s in found] == sorted((s.probability for s in found), reverse=True)
+    result = runner.invoke(app, ["people", "apart", "unit", str(big.id), str(part.id)])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["people", "suggest", "unit", "--json", "--no-picture"])
+    assert listed.exit_code == 0, listed.output
+    pairs = [{s["first"]["id"], s["second"]["id"]} for s in json.loads(listed.stdout)]
+    assert pairs and {big.id, part.id} not in pairs
+    # The split is undone like a move; a split by a stricter cut keeps every face.
+    restore(people_conn, "unit", None)
+    assert list_people(people_conn, "unit").members[big.id] == faces
+    parts = split(people_conn, "unit", big.id, stricter=0.06)
+    assert sum(p.faces for p in parts) == big.faces
+    with pytest.raises(UsageError, match="not in"):
+        split(people_conn, "unit", big.id, [str(_members(people_conn, "unit")[-1][1][0].id)])

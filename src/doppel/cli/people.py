@@ -364,6 +364,128 @@ def cover_cmd(
     err.print(f"{found.label} (id {found.id}) is shown by face {cover}", highlight=False)
 
 
+@people_app.command("suggest")
+@friendly
+def suggest_cmd(
+    gallery: GalleryArg = None,
+    k: Annotated[int, typer.Option("-k", "--top", min=1, max=1000, help="How many pairs.")] = 10,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for one picture per pair (default: suggest-<gallery>)."
+        ),
+    ] = None,
+    no_picture: Annotated[bool, flag("--no-picture", "Do not write the pictures.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pairs of people that are probably one person, likeliest first.
+
+    Merge one with `people merge`, or say they differ with `people apart`: then the
+    pair is not suggested again.
+    """
+    from doppel.people.suggest import suggest
+    from doppel.store.repository import Repository
+
+    settings = command_settings()
+    with connect(settings) as conn:
+        name = Repository(conn).pick_gallery(gallery).name
+        folder = None if no_picture else (output or Path(f"suggest-{name}"))
+        found = suggest(
+            conn,
+            name,
+            k,
+            calibration_file=settings.calibration_file,
+            out_dir=folder,
+            settings=settings,
+        )
+    if as_json:
+        payload = [
+            {
+                "rank": s.rank,
+                "first": _person_json(s.first),
+                "second": _person_json(s.second),
+                "similarity": round(s.similarity, 6),
+                "probability": round(s.probability, 4),
+                "picture": str(s.picture) if s.picture else None,
+            }
+            for s in found
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"people in {name} that are probably one")
+    for column in ("rank", "first", "second", "similarity", "same person"):
+        table.add_column(column)
+    for s in found:
+        table.add_row(
+            str(s.rank),
+            f"{s.first.label} ({s.first.id})",
+            f"{s.second.label} ({s.second.id})",
+            f"{s.similarity:.4f}",
+            f"{s.probability:.0%}",
+        )
+    out.print(table)
+    if found and found[0].picture:
+        err.print(f"pictures in {found[0].picture.parent}", highlight=False)
+
+
+@people_app.command("apart")
+@friendly
+def apart_cmd(
+    gallery: NamedGalleryArg,
+    first: PersonArg,
+    second: PersonArg,
+) -> None:
+    """Say two people are different: `people suggest` leaves the pair out from now on."""
+    from doppel.people.suggest import keep_apart
+
+    _edit(keep_apart, gallery, first, second)
+    err.print(f"person {first} and person {second} are kept apart", highlight=False)
+
+
+@people_app.command("split")
+@friendly
+def split_cmd(
+    gallery: NamedGalleryArg,
+    person: PersonArg,
+    faces: Annotated[
+        list[str] | None,
+        typer.Argument(help="Faces that become a new person (default: group again)."),
+    ] = None,
+    stricter: Annotated[
+        float,
+        typer.Option(
+            "--stricter",
+            min=0.0,
+            max=0.5,
+            help="Without faces: group the person's faces again this much above the "
+            "clustering's cut; each sub-group but the largest becomes a new person.",
+        ),
+    ] = 0.02,
+    as_json: JsonOpt = False,
+) -> None:
+    """Divide a person in two or more (`people restore` undoes each part)."""
+    from doppel.people.suggest import split
+
+    settings = command_settings()
+    with connect(settings) as conn:
+        parts = split(
+            conn,
+            gallery,
+            person,
+            faces or None,
+            stricter=stricter,
+            calibration_file=settings.calibration_file,
+        )
+    if as_json:
+        typer.echo(json.dumps([_person_json(p) for p in parts], indent=2))
+        return
+    if len(parts) == 1:
+        err.print(f"person {person} stays whole at this cut; try a larger --stricter")
+        return
+    made = ", ".join(f"{p.id} ({p.faces} faces)" for p in parts[1:])
+    err.print(f"person {person} keeps {parts[0].faces} faces; new people: {made}", highlight=False)
+
+
 @friendly
 def verify_cmd(
     first: Annotated[Path, typer.Argument(help="A photo.")],

@@ -547,6 +547,34 @@ class PeopleStore:
         )
         return self.person(gallery, person_id)
 
+    def keep_apart(self, gallery: Gallery, first: int, second: int) -> None:
+        """Remember that two people are different (never suggested for a merge again)."""
+        if first == second:
+            raise UsageError(f"person {first} is one person; give two different ids")
+        self.person(gallery, first), self.person(gallery, second)
+        self.conn.execute(
+            "INSERT INTO people_apart (gallery_id, person_a, person_b) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (gallery.id, min(first, second), max(first, second)),
+        )
+
+    def apart(self, gallery: Gallery) -> set[tuple[int, int]]:
+        """Pairs of people said to be different, each as (lower id, higher id)."""
+        rows = self.conn.execute(
+            "SELECT person_a, person_b FROM people_apart WHERE gallery_id = %s", (gallery.id,)
+        ).fetchall()
+        return {(int(a), int(b)) for a, b in rows}
+
+    def shared_photos(self, gallery: Gallery) -> set[tuple[int, int]]:
+        """Pairs of people with faces in one photo, who can never be one person."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT least(a.person_id, b.person_id), greatest(a.person_id, b.person_id)"
+            " FROM faces a JOIN faces b ON b.gallery_id = a.gallery_id AND b.source = a.source"
+            " AND b.person_id <> a.person_id WHERE a.gallery_id = %s",
+            (gallery.id,),
+        ).fetchall()
+        return {(int(a), int(b)) for a, b in rows}
+
     def _journal(
         self,
         gallery: Gallery,

@@ -225,6 +225,7 @@ def main() -> None:
     parser.add_argument("--per-person", type=int, default=3, help="gallery photos per person")
     parser.add_argument("--searches", type=int, default=12, help="per client count, times 2")
     parser.add_argument("--stages", action="store_true", help="also time one search's stages")
+    parser.add_argument("--only-stages", action="store_true", help="no server, no clients")
     args = parser.parse_args()
 
     from doppel.config import Settings
@@ -252,6 +253,9 @@ def main() -> None:
             f"gallery: {report.faces_added} faces of {len(gallery)} lfw-dev photos "
             f"({config}), ingested in {time.perf_counter() - start:.0f} s"
         )
+        if args.only_stages:
+            stages(args.model, queries, 20)
+            return
         port = free_port()
         command = [DOPPEL, "serve", "--port", str(port)]
         if args.workers is not None:

@@ -49,7 +49,7 @@ def _doppel_imports(path: Path) -> set[str]:
 # The ground floor (docs/architecture.md): each module may import only these of doppel.
 GROUND = {
     "errors.py": set(),
-    "types.py": {"doppel.errors", "doppel.errors.UsageError"},
+    "types.py": {"doppel.errors", "doppel.errors.UsageError", "doppel.errors.BadGalleryName"},
     "config.py": {"doppel.errors", "doppel.errors.UsageError"},
 }
 

@@ -375,6 +375,8 @@ def ingest(
     return report
 
 
+# Over 80 lines: the batches of one run share the writer, the crash journal and the
+# report with flush(); split up, that state would travel between functions.
 def _ingest_locked(
     repo: Repository,
     scan: imaging.FolderScan,

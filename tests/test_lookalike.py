@@ -302,11 +302,13 @@ def test_copies_of_one_picture_are_shown_once(
     for p in [*own, *other]:
         (folder / p.name).symlink_to(p)
     copied = _copies(own[1], folder)
+    from doppel.faces.catalog import default_config
     from doppel.faces.embed import Embedder
     from doppel.ingest import ingest
 
+    # The pipeline the copy rule's thresholds were measured on: the Dlib model's default.
     with connect(Settings.from_env()) as conn:
-        ingest(conn, folder, "copies", Embedder(PIPELINE))
+        ingest(conn, folder, "copies", Embedder(default_config("Dlib")))
     listed = runner.invoke(app, ["gallery", "duplicates", "copies", "--json"])
     assert listed.exit_code == 0, listed.output
     groups = [

@@ -594,6 +594,12 @@ def test_split_suggest_apart(people_conn: psycopg.Connection, tmp_path: Path) ->
     assert listed.exit_code == 0, listed.output
     pairs = [{s["first"]["id"], s["second"]["id"]} for s in json.loads(listed.stdout)]
     assert pairs and {big.id, part.id} not in pairs
+    # A recluster would make them one again, but they were said to differ.
+    cluster_gallery(people_conn, "unit", recluster=True)
+    after = {p.id: {f.id for f in fs} for p, fs in _members(people_conn, "unit")}
+    assert not any(
+        {f.id for f in faces[:3]} & group and {faces[-1].id} & group for group in after.values()
+    )
     # The split is undone like a move; a split by a stricter cut keeps every face.
     restore(people_conn, "unit", None)
     assert list_people(people_conn, "unit").members[big.id] == faces

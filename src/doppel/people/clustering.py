@@ -220,15 +220,18 @@ def _apart(members: np.ndarray, vectors: np.ndarray, photos: np.ndarray, cut: fl
     return [members[labels == label] for label in np.unique(labels)]
 
 
-def constrained_linkage(vectors: np.ndarray, photos: np.ndarray, cut: float) -> np.ndarray:
-    """Average linkage down to the cut, never joining two groups that share a photo code.
+def constrained_linkage(
+    vectors: np.ndarray, photos: np.ndarray, cut: float, apart: np.ndarray | None = None
+) -> np.ndarray:
+    """Average linkage down to the cut, never joining two groups that share a photo code
+    (or that hold two faces marked apart: an (m, m) bool matrix).
 
     O(m^3) in the worst case: meant for one person's faces (tens to hundreds).
     """
     m = len(vectors)
     sim = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
     same = (photos[:, None] == photos[None, :]) & (photos[:, None] >= 0)
-    apart = same.copy()
+    apart = same | (apart if apart is not None else False)
     size = np.ones(m)
     alive = np.ones(m, dtype=bool)
     label = np.arange(m)

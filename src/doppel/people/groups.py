@@ -104,6 +104,9 @@ def cluster_gallery(
         labels = clustering.cluster(vectors, graph, sims, cal.cluster, known, photos[free], taken)
         kept: dict[int, int] = {}
         if recluster:
+            labels = _keep_apart(
+                labels, everything.person[free], vectors, photos[free], store.apart(gallery), cal
+            )
             covers_before = {
                 person.id: person.cover.id for person in store.people(gallery) if person.cover
             }
@@ -143,6 +146,44 @@ def cluster_gallery(
         int(everything.excluded.sum()),
         time.perf_counter() - start,
     )
+
+
+def _keep_apart(
+    labels: np.ndarray,
+    old: np.ndarray,
+    vectors: np.ndarray,
+    photos: np.ndarray,
+    apart: set[tuple[int, int]],
+    cal: Calibration,
+) -> np.ndarray:
+    """A recluster never joins two people the user said are different.
+
+    A new group holding faces of both is grouped again by linkage that will not join
+    their faces; its largest part keeps the label, the others become new people
+    (when they have enough faces) or stay in none.
+    """
+    if not apart:
+        return labels
+    labels = labels.copy()
+    unit = clustering.normalise(vectors)
+    next_label = int(labels.max(initial=-1)) + 1
+    for a, b in sorted(apart):
+        both = set(labels[old == a].tolist()) & set(labels[old == b].tolist())
+        for label in sorted(both - {clustering.UNASSIGNED}):
+            members = np.flatnonzero(labels == label)
+            side = np.where(old[members] == a, 1, np.where(old[members] == b, 2, 0))
+            against = (side[:, None] * side[None, :]) == 2
+            parts = clustering.constrained_linkage(
+                unit[members], photos[members], cal.cluster.link, against
+            )
+            groups = sorted((members[parts == p] for p in np.unique(parts)), key=len, reverse=True)
+            for group in groups[1:]:
+                if len(group) >= cal.cluster.min_faces:
+                    labels[group] = next_label
+                    next_label += 1
+                else:
+                    labels[group] = clustering.UNASSIGNED
+    return labels
 
 
 def _photos_taken(faces: GalleryFaces, photos: np.ndarray) -> dict[int, set[int]]:

@@ -329,3 +329,40 @@ def test_ingest_and_find_exact_match_a_single_node(
     with connect(Settings.from_env()) as conn:
         repo = Repository(conn)
         assert repo.face_count(repo.gallery("unit12")) == 12
+
+
+def test_a_load_cut_by_a_worker_loss_keeps_nothing_and_a_rerun_is_exact(
+    on_cluster: Settings, dump: Path
+) -> None:
+    cluster = citus.load(on_cluster)
+    assert cluster is not None
+    worker = cluster.workers[1]
+    install = citus_build.CitusInstall(cluster.prefix)
+    stopped: list[bool] = []
+
+    def lose_a_worker(read: int, total: int, loaded: int) -> None:
+        if not stopped:  # while the rows stream, inside the load's one transaction
+            stopped.append(citus._stop_node(cluster, worker, install, citus._server_user()))
+
+    try:
+        with (
+            connect(on_cluster) as conn,
+            pytest.raises((psycopg.Error, DatabaseUnavailable)) as caught,
+        ):
+            loader.load_dump(conn, dump, "cut", build_index=False, progress=lose_a_worker)
+        assert stopped == [True]
+        # What the command line prints for it: one line naming the worker.
+        failure = citus.node_failure(on_cluster, str(caught.value))
+        assert failure is not None and f"worker2 ({worker.address}) is down" in str(failure)
+    finally:
+        citus.start(on_cluster)
+    with connect(on_cluster) as conn:
+        repo = Repository(conn)
+        cut = repo.find_gallery("cut")
+        assert cut is None or repo.face_count(cut) == 0
+        first = loader.load_dump(conn, dump, "cut", build_index=False)
+        again = loader.load_dump(conn, dump, "cut", build_index=False)
+        assert (first.rows_loaded, again.rows_loaded) == (ROWS, 0)
+        assert repo.face_count(repo.gallery("cut")) == ROWS
+        repo_gallery = repo.gallery("cut")
+    CliRunner().invoke(app, ["gallery", "delete", repo_gallery.name, "--yes"])

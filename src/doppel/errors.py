@@ -24,6 +24,8 @@ class Remedy(str, Enum):
     CALIBRATE = "calibrate"
     LIST_FACES = "list-faces"
     PREDICT_ATTRIBUTES = "predict-attributes"
+    START_CLUSTER = "start-cluster"
+    NEW_CLUSTER = "new-cluster"
 
 
 class DoppelError(Exception):

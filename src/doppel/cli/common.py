@@ -54,6 +54,9 @@ HINTS: dict[Remedy, str] = {
     Remedy.CALIBRATE: "measure one with `doppel calibrate PEOPLE_DIR -m {model} -d {detector}` "
     "(PEOPLE_DIR: one subfolder of photos per person; needs the model's weights)",
     Remedy.LIST_FACES: "`doppel people GALLERY --json` lists them",
+    Remedy.START_CLUSTER: "`doppel db cluster start` starts it again",
+    Remedy.NEW_CLUSTER: "start it without --workers (it keeps its own), or "
+    "`doppel db cluster stop --delete` and start a new one",
 }
 
 
@@ -95,16 +98,18 @@ def friendly(func: F) -> F:
         except Exception as exc:
             # psycopg is imported only by commands that connect; --help need not load it.
             psycopg = sys.modules.get("psycopg")
-            if psycopg is None or not isinstance(exc, psycopg.OperationalError):
+            if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
             if debug_enabled():
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            from doppel.store.citus import explain_node_failure
+            from doppel.store.citus import node_failure
 
             # A Citus worker that is down fails the whole statement: name the node.
-            node = explain_node_failure(command_settings(), reason)
-            line = node or f"database connection lost: {reason}"
+            node = node_failure(command_settings(), reason)
+            if node is None and not isinstance(exc, psycopg.OperationalError):
+                raise
+            line = error_line(node) if node else f"database connection lost: {reason}"
             err.print(labelled("error:", "bold red", line), soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:

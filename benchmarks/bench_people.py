@@ -390,7 +390,8 @@ def group_photos_section(
 
     deepface-unit's multi-face photos (a couple, a crowd, a face beside its
     reflection) and lfw-dev photos of two people set side by side (one 500x250
-    photo each), ingested like any photo, with lfw-dev's own photos in one gallery.
+    photo each), ingested with every face (`ingest --all-faces`), with lfw-dev's own
+    photos (some have faces in the background) in one gallery.
     The same faces and neighbours are grouped with the rule (what `doppel people`
     does) and without it (what it did before); lfw-dev's labelled faces are scored.
     """
@@ -423,32 +424,43 @@ def group_photos_section(
         from doppel.faces.embed import Embedder
         from doppel.ingest import ingest
 
-        config = Repository(conn).gallery("lfw-dev").config
-        if Repository(conn).find_gallery("lfw-groups") is None:
-            ingest(
-                conn,
-                Path(tmp),
-                "lfw-groups",
-                Embedder(config, options=Settings.from_env().face_options),
-            )
+        embedder = Embedder(
+            Repository(conn).gallery("lfw-dev").config, options=Settings.from_env().face_options
+        )
+        # Every face of each photo (ingest keeps the largest alone unless asked).
+        ingest(conn, Path(tmp), "lfw-groups-all", embedder, all_faces=True)
+        ingest(conn, SHARED_FACES / "deepface-unit", "deepface-unit-all", embedder, all_faces=True)
     repo = Repository(conn)
-    cal = calibration.for_config(repo.gallery("lfw-groups").config, calibration_file)
+    cal = calibration.for_config(repo.gallery("lfw-groups-all").config, calibration_file)
     print("\n## Faces of one photo are different people")
     print(
         "| gallery | faces | photos with 2+ faces | rule | same-photo faces in one person "
         "| people | B-cubed P | B-cubed R | B-cubed F1 |\n|---|---|---|---|---|---|---|---|---|"
     )
-    for name in ("lfw-groups", "deepface-unit"):
+    for name in ("lfw-groups-all", "deepface-unit-all"):
         stored = PeopleStore(conn).faces(repo.gallery(name))
         photos = clustering.photo_codes(stored.photos)
         graph, sims = clustering.exact_neighbours(stored.vectors, 20)
-        labelled_faces = np.array([Path(p).name in label_of for p in stored.photos])
+        # An lfw-dev photo's label is its largest face's (face 0); faces behind it are
+        # other people, left unscored.
+        index = dict(
+            conn.execute(
+                "SELECT id, face_index FROM faces WHERE gallery_id = %s",
+                (repo.gallery(name).id,),
+            ).fetchall()
+        )
+        labelled_faces = np.array(
+            [
+                Path(p).name in label_of and index[int(i)] == 0
+                for i, p in zip(stored.ids, stored.photos, strict=True)
+            ]
+        )
         truth = [label_of.get(Path(p).name, "") for p in stored.photos]
         for rule in ("without", "with"):
             found = clustering.cluster(
                 stored.vectors, graph, sims, cal.cluster, photos=photos if rule == "with" else None
             )
-            kept = labelled_faces if name == "lfw-groups" else np.zeros(len(found), bool)
+            kept = labelled_faces if name == "lfw-groups-all" else np.zeros(len(found), bool)
             s = score(found[kept], np.asarray(truth, dtype=object)[kept]) if kept.any() else None
             figures = (
                 f"{s.bcubed_precision:.3f} | {s.bcubed_recall:.3f} | {s.bcubed_f1:.3f}"

@@ -607,3 +607,50 @@ def test_split_suggest_apart(people_conn: psycopg.Connection, tmp_path: Path) ->
     assert sum(p.faces for p in parts) == big.faces
     with pytest.raises(UsageError, match="not in"):
         split(people_conn, "unit", big.id, [str(_members(people_conn, "unit")[-1][1][0].id)])
+
+
+@pytest.mark.slow
+def test_people_api(people_conn: psycopg.Connection) -> None:
+    from fastapi.testclient import TestClient
+
+    from doppel.web.app import create_app
+
+    cluster_gallery(people_conn, "unit")
+    (big, faces), (second, _) = _members(people_conn, "unit")[:2]
+    people_conn.commit()
+    with TestClient(create_app(Settings.from_env(), warm_up=False, workers=0)) as http:
+        spec = http.get("/api/openapi.json").json()["paths"]
+        assert {"/api/people/{gallery}", "/api/people/{gallery}/merge"} <= set(spec)
+        listed = http.get("/api/people/unit").json()
+        assert listed["people"][0] == {
+            "id": big.id,
+            "name": None,
+            "faces": big.faces,
+            "hidden": False,
+            "cover_face_id": big.cover.id if big.cover else None,
+        }
+        grid = http.get(f"/api/people/unit/{big.id}").json()
+        assert [f["face_id"] for f in grid["faces"]] == [f.id for f in faces]
+        assert (
+            http.post(f"/api/people/unit/{big.id}/name", json={"name": "Ada"}).json()["name"]
+            == "Ada"
+        )
+        split = http.post(f"/api/people/unit/{big.id}/split", json={"faces": [faces[0].id]})
+        assert split.status_code == 200, split.text
+        part = split.json()[1]["id"]
+        pairs = http.get("/api/people/unit/suggestions?k=3").json()
+        assert {pairs[0]["first"]["id"], pairs[0]["second"]["id"]} == {big.id, part}
+        merged = http.post("/api/people/unit/merge", json={"keep": big.id, "other": part})
+        assert merged.json()["faces"] == big.faces
+        undone = http.post("/api/people/unit/restore", json={})
+        assert undone.json()["kind"] == "merge"
+        assert http.post(f"/api/people/unit/{part}/hide", json={}).json()["hidden"] is True
+        assert part not in [p["id"] for p in http.get("/api/people/unit").json()["people"]]
+        moved = http.post("/api/people/unit/move", json={"faces": [faces[1].id], "to": second.id})
+        assert moved.json()["faces"] == second.faces + 1
+        cover = http.post(f"/api/people/unit/{big.id}/cover", json={"face_id": faces[2].id})
+        assert cover.json()["cover_face_id"] == faces[2].id
+        removed = http.post(f"/api/people/unit/{big.id}/remove", json={"faces": [faces[3].id]})
+        assert removed.json()["faces"] == big.faces - 3
+        missing = http.get("/api/people/unit/999999")
+        assert missing.status_code == 404 and "no person 999999" in missing.json()["detail"]

@@ -349,6 +349,14 @@ def list_people(
     )
 
 
+def find_person(listing: PeopleListing, conn: psycopg.Connection, person_id: int) -> Person:
+    """A person of the listing (hidden ones included), or the store's UnknownPerson."""
+    for person in listing.people:
+        if person.id == person_id:
+            return person
+    return PeopleStore(conn).person(listing.gallery, person_id)
+
+
 def name_person(
     conn: psycopg.Connection, gallery_name: str | None, person_id: int, name: str
 ) -> Person:

@@ -41,7 +41,7 @@ from doppel.errors import (
 from doppel.web.access import AccessLog, log_to_stderr
 from doppel.web.facework import FaceWorkerLost
 from doppel.web.limits import BodyLimit
-from doppel.web.routes import galleries, reports, search
+from doppel.web.routes import galleries, people, reports, search
 from doppel.web.state import AppState
 
 log = logging.getLogger("doppel.server")
@@ -139,7 +139,7 @@ def create_app(
     app.add_exception_handler(DoppelError, doppel_error)
     app.add_exception_handler(Overloaded, overloaded)
     app.add_exception_handler(psycopg.OperationalError, database_error)
-    for router in (galleries.router, search.router, reports.router):
+    for router in (galleries.router, search.router, reports.router, people.router):
         app.include_router(router)
 
     static = resources.files("doppel.web") / "static"

@@ -232,3 +232,86 @@ def attributes_out(values: AttributeValues | None) -> AttributesOut | None:
         age_min=values.age_min,
         age_max=values.age_max,
     )
+
+
+class PersonOut(BaseModel):
+    id: int
+    name: str | None
+    faces: int
+    hidden: bool
+    cover_face_id: int | None = Field(
+        description="Its picture: /api/faces/{cover_face_id}/image?crop=true."
+    )
+
+
+class PeopleOut(BaseModel):
+    gallery: str
+    people: list[PersonOut] = Field(description="Most faces first.")
+    unassigned: int = Field(description="Faces in no person.")
+
+
+class PersonFaceOut(BaseModel):
+    face_id: int
+    source: str
+
+
+class PersonFacesOut(BaseModel):
+    person: PersonOut
+    faces: list[PersonFaceOut]
+
+
+class SuggestionOut(BaseModel):
+    first: PersonOut
+    second: PersonOut
+    similarity: float = Field(description="Cosine similarity of the two mean faces.")
+    probability: float = Field(description="Calibrated probability that they are one person.")
+
+
+class NameIn(BaseModel):
+    name: str
+
+
+class MergeIn(BaseModel):
+    keep: int = Field(description="The person that stays (its id; its name, else the other's).")
+    other: int
+
+
+class ApartIn(BaseModel):
+    first: int
+    second: int
+
+
+class SplitIn(BaseModel):
+    faces: list[int] | None = Field(
+        default=None, description="Faces that become a new person; none: group again."
+    )
+    stricter: float = Field(default=0.02, ge=0.0, le=0.5)
+
+
+class HideIn(BaseModel):
+    hidden: bool = True
+
+
+class CoverIn(BaseModel):
+    face_id: int
+
+
+class MoveIn(BaseModel):
+    faces: list[int] = Field(min_length=1)
+    to: int | None = Field(default=None, description="A person id; none: a new person.")
+
+
+class FacesIn(BaseModel):
+    faces: list[int] = Field(min_length=1)
+
+
+class RestoreIn(BaseModel):
+    edit: int | None = Field(default=None, description="An edit id; none: the latest.")
+
+
+class EditOut(BaseModel):
+    edit: int
+    kind: str
+    person_id: int | None
+    other_id: int | None
+    faces: list[int]

@@ -30,7 +30,7 @@ SIDE = 8
 # Measured on made copies (resized, re-compressed, cropped 4% a side) of lfw-dev photos:
 # see docs/benchmarks.md, "Copies of one picture".
 COPY_BITS = 20  # at most this many of 64 bits differ
-COPY_SIMILARITY = 0.98  # and the face vectors at least this alike
+COPY_SIMILARITY = 0.985  # and the face vectors at least this alike
 COPY_SIMILARITY_ALONE = 0.995  # where a face has no hash
 
 

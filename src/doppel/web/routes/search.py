@@ -17,8 +17,8 @@ from fastapi.responses import Response
 
 from doppel.composer import face_crop
 from doppel.faces import imaging
+from doppel.search import FindResult, QueryFaces
 from doppel.search import Query as SearchQuery
-from doppel.search import QueryFaces
 from doppel.search import find as find_faces
 from doppel.types import EmbeddedFace, Filters, Gallery
 from doppel.web.pictures import jpeg, scaled
@@ -40,6 +40,14 @@ State = Annotated[AppState, Depends(app_state)]
 PhotoFile = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF.")]
 
 
+class _Checked(Exception):
+    """find() has checked a request and asks for its faces (see run_search)."""
+
+    def __init__(self, gallery: Gallery, detector: str) -> None:
+        super().__init__(gallery.name)
+        self.gallery, self.detector = gallery, detector
+
+
 def run_search(
     state: AppState, upload: Upload, body: SearchIn, others: Sequence[Upload] = ()
 ) -> SearchOut:
@@ -57,40 +65,54 @@ def run_search(
     others = list(others) or [state.uploads.get(upload_id) for upload_id in body.also]
     photos = [upload, *others]
 
-    # The face work comes first, outside the database connection, which other
-    # requests share; find() below then takes the vector kept with the upload.
-    started = time.perf_counter()
-    with state.db.repo() as repo:
-        target = repo.pick_gallery(body.gallery or state.gallery)
     chosen = [face_of(upload, body.face), *(face_of(one, 0) for one in others)]
-    try:
-        for embed in chosen:
-            embed(target, state.models.detector_for(target))
-    finally:
-        for one in photos:
-            state.uploads.save(one)
-    face_seconds = time.perf_counter() - started
     filters = Filters(
         body.sex.upper() if body.sex else None,
         tuple(race.strip().lower() for race in body.races),
         body.age_min,
         body.age_max,
     )
-    with state.db.connection() as conn:
-        result = find_faces(
-            conn,
-            [SearchQuery(one.name, one.photo, one.content_hash) for one in photos],
-            body.gallery or state.gallery,
-            k=body.k,
-            filters=filters,
-            exact=body.exact,
-            default_detector=state.settings.detector,
-            faces=chosen,
-            strangers=body.strangers,
-            threshold=body.threshold,
-            all_photos=body.all_photos,
-            calibration_file=state.settings.calibration_file,
-        )
+
+    queries = [SearchQuery(one.name, one.photo, one.content_hash) for one in photos]
+
+    def search(faces: Sequence[QueryFaces]) -> FindResult:
+        with state.db.connection() as conn:
+            return find_faces(
+                conn,
+                queries,
+                body.gallery or state.gallery,
+                k=body.k,
+                filters=filters,
+                exact=body.exact,
+                default_detector=state.settings.detector,
+                faces=list(faces),
+                strangers=body.strangers,
+                threshold=body.threshold,
+                all_photos=body.all_photos,
+                calibration_file=state.settings.calibration_file,
+            )
+
+    def stop(gallery: Gallery, detector: str) -> list[EmbeddedFace]:
+        raise _Checked(gallery, detector)
+
+    # find() checks the request before it asks for the faces. The first call stops
+    # there, so a refused request costs no face work, and the face work (on a worker)
+    # runs without holding the database connection that the other requests share; the
+    # second call takes the vectors now kept with the uploads.
+    started = time.perf_counter()
+    try:
+        search([stop] * len(chosen))
+        raise AssertionError("find() searched without asking for the faces")
+    except _Checked as checked:
+        target, detector = checked.gallery, checked.detector
+    try:
+        for embed in chosen:
+            embed(target, detector)
+    finally:
+        for one in photos:
+            state.uploads.save(one)
+    face_seconds = time.perf_counter() - started
+    result = search(chosen)
     (found,) = result.results
     return SearchOut(
         gallery=result.gallery.name,

@@ -654,3 +654,21 @@ def test_people_api(people_conn: psycopg.Connection) -> None:
         assert removed.json()["faces"] == big.faces - 3
         missing = http.get("/api/people/unit/999999")
         assert missing.status_code == 404 and "no person 999999" in missing.json()["detail"]
+
+
+@pytest.mark.slow
+def test_hidden_people_are_left_out_of_strangers(
+    people_conn: psycopg.Connection, unit_faces: Path
+) -> None:
+    cluster_gallery(people_conn, "unit")
+    photo = Path(_members(people_conn, "unit")[0][1][0].source)
+
+    def answered() -> set:
+        result = find(people_conn, photo, "unit", k=5, exact=True, strangers=True)
+        return {m.face.person_id for m in result.results[0].matches} - {None}
+
+    shown = answered()
+    assert shown
+    for person in shown:
+        hide_person(people_conn, "unit", person)
+    assert not answered() & shown

@@ -22,6 +22,7 @@ from doppel.faces.embed import embedder_for
 from doppel.faces.imaging import Photo
 from doppel.people import calibration as people_calibration
 from doppel.people.calibration import Calibration
+from doppel.store.marks import FaceMarks
 from doppel.store.repository import Repository
 from doppel.templates import TemplateCheck
 from doppel.types import EmbeddedFace, Filters, Gallery, Match, QueryResult, describe
@@ -237,7 +238,7 @@ def find(
     if mode is not None:
         mode = replace(
             mode,
-            names=tuple(repo.person_labels(mode.people).values()),
+            names=tuple(FaceMarks(conn).person_labels(mode.people).values()),
             one_per_person=not all_photos,
         )
     done = time.perf_counter()
@@ -340,7 +341,7 @@ def _distinct(
     """The matches in order, less copies (duplicates.is_copy) of a query photo or of a
     match kept before; with person_threshold, also less a second face of one person: by
     the gallery's people where faces have one, else by the threshold between matches."""
-    marks = repo.marks([m.face.id for m in matches])
+    marks = FaceMarks(repo.conn).marks([m.face.id for m in matches])
     seen_people: set[int] = set()
     loose: list[np.ndarray] = []  # kept faces without a person
     kept: list[Match] = []
@@ -374,11 +375,17 @@ def _leave_out_own(
     cal: Calibration,
 ) -> tuple[Filters, Strangers]:
     """Doppelganger mode's filters for one query face, and the mode with its people added."""
+    from doppel.store.people import PeopleStore
+
     threshold, own = own_people(conn, gallery, face.embedding, content_hashes, cal=cal)
     before = mode.people if mode else ()
     people = (*before, *(p for p in own if p not in before))
+    # Hidden people (`people hide`) are left out of strangers' answers too, unnamed.
+    hidden = tuple(PeopleStore(conn).hidden_people(gallery))
     face_filters = replace(
-        filters, exclude_people=(*filters.exclude_people, *own), below_similarity=threshold
+        filters,
+        exclude_people=(*filters.exclude_people, *own, *hidden),
+        below_similarity=threshold,
     )
     return face_filters, Strangers(threshold, people, gallery.config.model)
 

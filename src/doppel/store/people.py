@@ -534,6 +534,13 @@ class PeopleStore:
         )
         return self.person(gallery, person_id)
 
+    def hidden_people(self, gallery: Gallery) -> list[int]:
+        """The ids of the gallery's hidden people."""
+        rows = self.conn.execute(
+            "SELECT id FROM people WHERE gallery_id = %s AND hidden ORDER BY id", (gallery.id,)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def set_cover(self, gallery: Gallery, person_id: int, face_id: int) -> Person:
         """Make one of a person's faces its cover."""
         person = self.person(gallery, person_id)

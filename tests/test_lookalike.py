@@ -20,6 +20,7 @@ from doppel.people import calibration
 from doppel.people.groups import cluster_gallery, list_people, name_person
 from doppel.search import find
 from doppel.store.db import connect
+from doppel.store.marks import FaceMarks
 from doppel.store.repository import Repository
 from doppel.types import Box, EmbeddedFace, EmbeddingConfig, NewFace
 from tests.helpers import create_database, drop_database
@@ -229,7 +230,7 @@ def test_strangers_show_one_face_per_person_and_name_the_query_person(
     with connect(settings) as conn:
         result = find(conn, own[0], "lfw", k=5, strangers=True, settings=settings)
         matches = result.results[0].matches
-        vectors = Repository(conn).vectors([m.face.id for m in matches])
+        vectors = FaceMarks(conn).vectors([m.face.id for m in matches])
     unit = np.vstack([vectors[m.face.id] / np.linalg.norm(vectors[m.face.id]) for m in matches])
     sims = unit @ unit.T
     assert len(matches) == 5 and (sims[np.triu_indices(5, 1)] < cal.threshold).all()

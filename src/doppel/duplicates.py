@@ -80,11 +80,12 @@ def copy_groups(conn: psycopg.Connection, gallery_name: str | None) -> CopyRepor
     each face against its nearest faces (exact, by blocked products), joined where
     is_copy says so."""
     from doppel.people.clustering import exact_neighbours
+    from doppel.store.marks import FaceMarks
     from doppel.store.repository import Repository
 
     repo = Repository(conn)
     gallery = repo.pick_gallery(gallery_name)
-    ids, sources, vectors, hashes = repo.gallery_marks(gallery)
+    ids, sources, vectors, hashes = FaceMarks(conn).gallery_marks(gallery)
     n = len(ids)
     if n < 2:
         return CopyReport(gallery, n, [])

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from doppel.cli import find, ingest, people, resemble, serve
+from doppel.cli import calibrate, find, ingest, people, resemble, serve
 from doppel.cli.citus import cluster_app
 from doppel.cli.common import ClusterCommand, choose_settings
 from doppel.cli.db import db_app, index_app
@@ -77,7 +77,7 @@ app.command("serve")(serve.serve_cmd)
 app.add_typer(people.people_app, name="people")
 app.command("verify")(people.verify_cmd)
 app.command("twins")(people.twins_cmd)
-app.command("calibrate")(people.calibrate_cmd)
+app.command("calibrate")(calibrate.calibrate_cmd)
 
 
 def main() -> None:

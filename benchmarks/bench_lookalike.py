@@ -283,13 +283,16 @@ def copy_rule_effect(data: dict, copies: list[tuple[int, np.ndarray, int]]) -> t
     def answer(q: int, rows: np.ndarray, rule: bool) -> list[int]:
         order = rows[np.argsort(-(gallery[rows] @ v[q]))]
         kept: list[int] = []
+        seen: list[int] = []  # as search._distinct: copies set aside count too
         for r in order:
             if picture[r] == q:
                 continue  # the query photo and its copies: the rule's first half
             if rule and any(
-                is_copy(hashes[r], hashes[o], float(gallery[r] @ gallery[o])) for o in kept
+                is_copy(hashes[r], hashes[o], float(gallery[r] @ gallery[o])) for o in seen
             ):
+                seen.append(int(r))
                 continue
+            seen.append(int(r))
             kept.append(int(r))
             if len(kept) == 5:
                 break

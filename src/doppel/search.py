@@ -345,11 +345,14 @@ def _distinct(
     seen_people: set[int] = set()
     loose: list[np.ndarray] = []  # kept faces without a person
     kept: list[Match] = []
-    kept_marks: list[tuple[int | None, np.ndarray]] = []
+    # Every picture seen so far, copies set aside included: a copy of a copy (a crop
+    # of a resized copy) can be further from the original than either is.
+    seen: list[tuple[int | None, np.ndarray]] = list(query_marks)
     for m in matches:
         vector, phash = marks[m.face.id]
         u = _unit(vector)
-        if any(is_copy(h, phash, float(u @ v)) for h, v in (*query_marks, *kept_marks)):
+        if any(is_copy(h, phash, float(u @ v)) for h, v in seen):
+            seen.append((phash, u))
             continue
         if person_threshold is not None:
             if m.face.person_id is not None:
@@ -361,7 +364,7 @@ def _distinct(
             else:
                 loose.append(u)
         kept.append(m)
-        kept_marks.append((phash, u))
+        seen.append((phash, u))
     return kept
 
 

@@ -112,7 +112,11 @@ def run_search(
         for one in photos:
             state.uploads.save(one)
     face_seconds = time.perf_counter() - started
-    result = search(chosen)
+    return _search_out(search(chosen), upload, face_seconds)
+
+
+def _search_out(result: FindResult, upload: Upload, face_seconds: float) -> SearchOut:
+    """The API's answer to a search: the face, its matches and how long each part took."""
     (found,) = result.results
     return SearchOut(
         gallery=result.gallery.name,
@@ -209,9 +213,7 @@ def forget_upload(state: State, upload_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.post(
-    "/api/search", response_model=SearchOut, responses=errors(400, 404, 409, 422, 503)
-)
+@router.post("/api/search", response_model=SearchOut, responses=errors(400, 404, 409, 422, 503))
 def search(state: State, body: SearchIn) -> SearchOut:
     """The k gallery faces most like one face of an uploaded photo."""
     return run_search(state, state.uploads.get(body.upload_id), body)

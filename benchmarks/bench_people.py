@@ -547,6 +547,11 @@ def scale_section(
         " WHERE f.gallery_id = %s AND f.source = v.source AND f.face_index = v.face_index",
         ([f.source for f in newcomers], [f.face_index for f in newcomers], gallery.id),
     )
+    # From no people at all, so that every person is made (a rerun's recluster keeps
+    # most ids and writes less).
+    conn.execute("UPDATE faces SET person_id = NULL WHERE gallery_id = %s", (gallery.id,))
+    conn.execute("DELETE FROM people WHERE gallery_id = %s", (gallery.id,))
+    conn.commit()
     report = cluster_gallery(conn, name, recluster=True, calibration_file=calibration_file)
     print(
         f"`doppel people {name} --recluster` ({n:,} faces: exact neighbours by blocked "

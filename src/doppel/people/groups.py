@@ -237,9 +237,10 @@ def _lost_covers(
     if not kept:
         return []
     person_of = dict(zip(ids.tolist(), labels.tolist(), strict=True))
+    keeping = set(kept.values())
     lost = []
     for person in store.people(gallery):
-        if person.id in kept.values():
+        if person.id in keeping:
             cover = person.cover.id if person.cover else None
             if cover is None or person_of.get(cover) != person.id:
                 lost.append(person.id)

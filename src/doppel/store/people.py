@@ -283,13 +283,24 @@ class PeopleStore:
         with self.conn.transaction():
             self.lock(gallery)
             ids: dict[int, int] = {}
-            for label in new_labels:
-                row = self.conn.execute(
-                    "INSERT INTO people (gallery_id, name) VALUES (%s, %s) RETURNING id",
-                    (gallery.id, (names or {}).get(label)),
-                ).fetchone()
-                assert row is not None
-                ids[label] = int(row[0])
+            if new_labels:
+                # Ids first, then one INSERT: a recluster of 70,000 faces makes some
+                # 14,000 people, and one statement each cost a round trip each.
+                taken = self.conn.execute(
+                    "SELECT nextval(pg_get_serial_sequence('people', 'id'))"
+                    " FROM generate_series(1, %s)",
+                    (len(new_labels),),
+                ).fetchall()
+                ids = {label: int(row[0]) for label, row in zip(new_labels, taken, strict=True)}
+                self.conn.execute(
+                    "INSERT INTO people (id, gallery_id, name)"
+                    " SELECT v.id, %s, v.name FROM unnest(%s::bigint[], %s::text[]) AS v(id, name)",
+                    (
+                        gallery.id,
+                        list(ids.values()),
+                        [(names or {}).get(label) for label in ids],
+                    ),
+                )
             person = [ids.get(label, label) if label >= 0 else None for label in labels]
             self.conn.execute(
                 "UPDATE faces f SET person_id = v.person FROM unnest(%s::bigint[], %s::bigint[])"

@@ -188,7 +188,9 @@ def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
     common.err = Console(file=screen, width=80, force_terminal=False)
     try:
         with common.progress_bar("ingest demo") as update:
-            report = IngestReport(gallery="demo", files=10, faces_added=7, images_added=6)
+            report = IngestReport(
+                gallery="demo", files=10, faces_added=4, faces_found=7, images_added=6
+            )
             report.no_face.append("a.jpg")
             report.unreadable.append("b.jpg\tnot an image")
             update(9, 10, report)
@@ -196,7 +198,7 @@ def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
         common.err = saved
     text = screen.getvalue()
     assert "ingest demo" in text and "9/10" in text
-    assert "faces stored: 7 · photos without a face: 1 · unreadable: 1" in text
+    assert "faces found: 7 · photos without a face: 1 · unreadable: 1" in text
     _fits(text.replace("…", ""))
 
 

@@ -53,6 +53,7 @@ class BatchResult:
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     too_small: list[str] = field(default_factory=list)
+    faces_found: int = 0
     files: int = 0
     cpu_seconds: float = 0.0
 
@@ -319,6 +320,7 @@ def _ingest_locked(  # type: ignore[no-untyped-def]
             report.no_face += result.no_face
             report.unreadable += result.unreadable
             report.too_small += result.too_small
+            report.faces_found += result.faces_found
             done += result.files
             if progress:
                 progress(done, len(paths), report)

@@ -36,6 +36,7 @@ class IngestReport:
     gallery: str
     files: int = 0
     faces_added: int = 0
+    faces_found: int = 0  # as files are detected; stored a batch at a time (faces_added)
     images_added: int = 0
     skipped: int = 0
     no_face: list[str] = field(default_factory=list)
@@ -139,6 +140,7 @@ def tally(
     if record.status == "unreadable":
         tallies.unreadable.append(f"{item.source}\t{record.detail}")
     elif faces:
+        tallies.faces_found += len(faces)
         return True
     elif item.status == "too_small":
         tallies.too_small.append(f"{item.source}\t{item.detail}")
@@ -150,6 +152,7 @@ def tally(
 class BatchTallies(Protocol):
     """The lists of a run's problem files (IngestReport and a Ray batch's result)."""
 
+    faces_found: int
     no_face: list[str]
     unreadable: list[str]
     too_small: list[str]
@@ -332,6 +335,7 @@ def ingest(
     index_progress: Callable[[BuildProgress], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     waiting: Callable[[str], None] | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Embed every photo under root into the gallery; files already there are skipped.
 
@@ -358,6 +362,7 @@ def ingest(
             attributes=attributes,
             max_pixels=max_pixels,
             journal=CrashJournal(journal_path(log_dir, gallery_name)),
+            notice=notice,
         )
         outcome = finish_index(
             conn,
@@ -391,6 +396,7 @@ def _ingest_locked(
     attributes: Callable[[list[np.ndarray]], list[tuple[int, str, str]]] | None,
     max_pixels: int,
     journal: CrashJournal,
+    notice: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """The body of ingest, run while this run holds the gallery's writer lock."""
     gallery = repo.ensure_gallery(
@@ -417,6 +423,8 @@ def _ingest_locked(
         # than two competing with the decoders (docs/benchmarks.md, section 1).
         embedder.threads = max(1, cores - workers)
     if new_files:
+        if notice:  # loading takes seconds before the first file; with nothing new, none
+            notice(f"loading the {embedder.config.model} model…")
         embedder.warm_up()  # fail on missing weights before any work
     if new_files and repo.has_index(gallery):
         repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -30,13 +31,15 @@ def ingest_photos(
     cluster: str | None = None,
     log_dir: Path | None = None,
     progress: Progress | None = None,
+    notice: Callable[[str], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     options: FaceOptions | None = None,
 ) -> IngestReport:
     """`doppel ingest`'s files: on this machine, or on Ray workers when `cluster` is given
     (an address, or "" for a Ray started for the run). The index is left for
     doppel.indexing.finish_index, so that a caller can show its progress apart.
-    options (Settings.face_options) go with the models to wherever they run.
+    options (Settings.face_options) go with the models to wherever they run. notice
+    hears what the run says before its first file here (a model being loaded).
     """
     if cluster is not None:
         if attributes:
@@ -77,4 +80,5 @@ def ingest_photos(
         attributes=labeller,
         index="skip",
         max_pixels=max_pixels,
+        notice=notice,
     )

@@ -175,11 +175,15 @@ def settled_files(report: Any) -> int:
 
 
 def found_so_far(report: Any) -> str:
-    """The running counts of an ingest: faces found, photos without one, unreadable."""
+    """The running counts of an ingest, as its files are detected: faces found, photos
+    without one, unreadable, too small."""
     count = _count
+    found = getattr(report, "faces_found", report.faces_added)
+    small = count(getattr(report, "too_small", ()))
     return (
-        f"faces stored: {report.faces_added:,} · photos without a face: "
-        f"{count(report.no_face):,} · unreadable: {count(report.unreadable):,}"
+        f"faces found: {found:,} · photos without a face: {count(report.no_face):,} · "
+        f"unreadable: {count(report.unreadable):,}"
+        + (f" · too small: {small:,}" if small else "")
     )
 
 

@@ -80,8 +80,6 @@ def ingest_folder(
         # A gallery that exists keeps its own pipeline unless another detector is named.
         existing = Repository(conn).find_gallery(gallery)
         config = config_for(model, detector, existing.config if existing else None)
-        # Loading a model takes seconds before the first file: say so, not nothing.
-        err.print(f"loading the {config.model} model…", highlight=False)
         with progress_bar(f"ingest {gallery}") as update:
             report = ingest_photos(
                 conn,
@@ -98,6 +96,7 @@ def ingest_folder(
                 progress=update,
                 max_pixels=settings.max_pixels,
                 options=settings.face_options,
+                notice=lambda message: err.print(message, highlight=False),
             )
             update(report.files, report.files, report)  # the counts after the last batch
         # The index after the bar of the files, with a bar of its own.

@@ -243,3 +243,26 @@ def test_exit_codes_as_documented(database_url: str, tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["find", str(photo), "-g", "nobody", "--json"])
     assert unknown.exit_code == 1 and len(unknown.stderr.strip().splitlines()) == 1
     assert unknown.stdout == ""  # no half a JSON document for a script to misread
+
+
+@pytest.mark.slow
+def test_loading_is_announced_only_when_a_model_is_loaded(
+    database_url: str, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        pixels = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i}.png")
+    args = ["ingest", str(folder), "-g", "once", "-m", "Dlib", "-d", "skip", "--workers", "0"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "loading the Dlib model…" in first.output
+    assert "faces found: 3" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "loading" not in again.output and "3 already present" in again.output

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -395,8 +396,6 @@ def group_photos_section(
     The same faces and neighbours are grouped with the rule (what `doppel people`
     does) and without it (what it did before); lfw-dev's labelled faces are scored.
     """
-    import tempfile
-
     from PIL import Image
 
     from doppel.people import calibration, clustering
@@ -407,29 +406,32 @@ def group_photos_section(
     folder, files, labels = labelled(SHARED_FACES / "lfw-dev")
     rng = np.random.default_rng(3)
     label_of = dict(zip(files, labels, strict=True))
-    with tempfile.TemporaryDirectory() as tmp:
-        made = 0
-        while made < pairs:
-            a, b = rng.choice(len(files), 2, replace=False)
-            if labels[a] == labels[b]:
-                continue
-            canvas = Image.new("RGB", (500, 250))
-            canvas.paste(Image.open(folder / files[a]).convert("RGB"), (0, 0))
-            canvas.paste(Image.open(folder / files[b]).convert("RGB"), (250, 0))
-            canvas.save(Path(tmp) / f"pair-{made:03d}.jpg", quality=95)
-            made += 1
-        for name in files:
-            (Path(tmp) / name).symlink_to(folder / name)
-        from doppel.config import Settings
-        from doppel.faces.embed import Embedder
-        from doppel.ingest import ingest
+    # A folder that lasts with --home: a rerun finds the same photos and skips them.
+    tmp = Path(os.environ["DOPPEL_HOME"]) / "lfw-groups"
+    tmp.mkdir(exist_ok=True)
+    made = 0
+    while made < pairs:
+        a, b = rng.choice(len(files), 2, replace=False)
+        if labels[a] == labels[b]:
+            continue
+        canvas = Image.new("RGB", (500, 250))
+        canvas.paste(Image.open(folder / files[a]).convert("RGB"), (0, 0))
+        canvas.paste(Image.open(folder / files[b]).convert("RGB"), (250, 0))
+        canvas.save(Path(tmp) / f"pair-{made:03d}.jpg", quality=95)
+        made += 1
+    for name in files:
+        if not (tmp / name).exists():
+            (tmp / name).symlink_to(folder / name)
+    from doppel.config import Settings
+    from doppel.faces.embed import Embedder
+    from doppel.ingest import ingest
 
-        embedder = Embedder(
-            Repository(conn).gallery("lfw-dev").config, options=Settings.from_env().face_options
-        )
-        # Every face of each photo (ingest keeps the largest alone unless asked).
-        ingest(conn, Path(tmp), "lfw-groups-all", embedder, all_faces=True)
-        ingest(conn, SHARED_FACES / "deepface-unit", "deepface-unit-all", embedder, all_faces=True)
+    embedder = Embedder(
+        Repository(conn).gallery("lfw-dev").config, options=Settings.from_env().face_options
+    )
+    # Every face of each photo (ingest keeps the largest alone unless asked).
+    ingest(conn, Path(tmp), "lfw-groups-all", embedder, all_faces=True)
+    ingest(conn, SHARED_FACES / "deepface-unit", "deepface-unit-all", embedder, all_faces=True)
     repo = Repository(conn)
     cal = calibration.for_config(repo.gallery("lfw-groups-all").config, calibration_file)
     print("\n## Faces of one photo are different people")

@@ -378,13 +378,13 @@ def _leave_out_own(
     cal: Calibration,
 ) -> tuple[Filters, Strangers]:
     """Doppelganger mode's filters for one query face, and the mode with its people added."""
-    from doppel.store.people import PeopleStore
+    from doppel.store.people_edits import PeopleEditor
 
     threshold, own = own_people(conn, gallery, face.embedding, content_hashes, cal=cal)
     before = mode.people if mode else ()
     people = (*before, *(p for p in own if p not in before))
     # Hidden people (`people hide`) are left out of strangers' answers too, unnamed.
-    hidden = tuple(PeopleStore(conn).hidden_people(gallery))
+    hidden = tuple(PeopleEditor(conn).hidden_people(gallery))
     face_filters = replace(
         filters,
         exclude_people=(*filters.exclude_people, *own, *hidden),

@@ -15,6 +15,7 @@ from doppel.errors import EmptyGallery
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
 from doppel.store.people import Edit, GalleryFaces, PeopleStore, Person
+from doppel.store.people_edits import PeopleEditor
 from doppel.store.repository import Repository
 from doppel.types import Face, Gallery
 
@@ -50,6 +51,8 @@ class PeopleListing:
     unassigned: list[Face]
 
 
+# Long: the steps of one run (faces, neighbours, grouping, ids kept, names, covers,
+# writing) read in their order here; each step is a helper below.
 def cluster_gallery(
     conn: psycopg.Connection,
     gallery_name: str | None,
@@ -105,7 +108,12 @@ def cluster_gallery(
         kept: dict[int, int] = {}
         if recluster:
             labels = _keep_apart(
-                labels, everything.person[free], vectors, photos[free], store.apart(gallery), cal
+                labels,
+                everything.person[free],
+                vectors,
+                photos[free],
+                PeopleEditor(conn).apart(gallery),
+                cal,
             )
             covers_before = {
                 person.id: person.cover.id for person in store.people(gallery) if person.cover
@@ -393,7 +401,7 @@ def move_faces(
 ) -> Person:
     """Put faces (ids or sources) into a person, or a new one (to=None); undone by restore."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    store = PeopleStore(conn)
+    store = PeopleEditor(conn)
     person = store.move(gallery, store.resolve_faces(gallery, faces), to)
     return store.person(gallery, person)
 
@@ -401,20 +409,20 @@ def move_faces(
 def restore(conn: psycopg.Connection, gallery_name: str | None, edit: int | None) -> Edit:
     """Undo a merge, a taking out or a move (default: the latest not undone)."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    return PeopleStore(conn).restore(gallery, edit)
+    return PeopleEditor(conn).restore(gallery, edit)
 
 
 def edits(conn: psycopg.Connection, gallery_name: str | None) -> list[Edit]:
     """The edits that `restore` can undo, latest first."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    return PeopleStore(conn).edits(gallery)
+    return PeopleEditor(conn).edits(gallery)
 
 
 def hide_person(
     conn: psycopg.Connection, gallery_name: str | None, person_id: int, hidden: bool = True
 ) -> Person:
     gallery = Repository(conn).pick_gallery(gallery_name)
-    return PeopleStore(conn).set_hidden(gallery, person_id, hidden)
+    return PeopleEditor(conn).set_hidden(gallery, person_id, hidden)
 
 
 def set_cover(
@@ -422,6 +430,6 @@ def set_cover(
 ) -> Person:
     """Make a face (an id or a source) the person's cover."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    store = PeopleStore(conn)
+    store = PeopleEditor(conn)
     found = store.resolve_faces(gallery, [face])
     return store.set_cover(gallery, person_id, found[0])

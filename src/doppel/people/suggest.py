@@ -14,7 +14,8 @@ from doppel.composer import Tile, compose_rows
 from doppel.config import Settings
 from doppel.errors import UsageError
 from doppel.people import calibration, clustering
-from doppel.store.people import PeopleStore, Person
+from doppel.store.people import Person
+from doppel.store.people_edits import PeopleEditor
 from doppel.store.repository import Repository
 from doppel.types import Gallery
 
@@ -47,7 +48,7 @@ def suggest(
     hidden people are left out. With out_dir, one picture per pair (a row each)."""
     gallery = Repository(conn).pick_gallery(gallery_name)
     cal = calibration.for_config(gallery.config, calibration_file)
-    store = PeopleStore(conn)
+    store = PeopleEditor(conn)
     people = {p.id: p for p in store.people(gallery) if not p.hidden}
     means = {pid: m for pid, m in store.person_means(gallery).items() if pid in people}
     if len(means) < 2:
@@ -73,7 +74,7 @@ def suggest(
 
 
 def _picture(
-    store: PeopleStore,
+    store: PeopleEditor,
     gallery: Gallery,
     first: Person,
     second: Person,
@@ -99,7 +100,7 @@ def _picture(
 def keep_apart(conn: psycopg.Connection, gallery_name: str | None, first: int, second: int) -> None:
     """Remember that two people are different: never suggested again."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    PeopleStore(conn).keep_apart(gallery, first, second)
+    PeopleEditor(conn).keep_apart(gallery, first, second)
 
 
 def split(
@@ -116,7 +117,7 @@ def split(
     becomes a new person. Each new person is a move, which `restore` undoes.
     Returns the person and the new ones."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    store = PeopleStore(conn)
+    store = PeopleEditor(conn)
     person = store.person(gallery, person_id)
     everything = store.faces(gallery)
     mine = everything.person == person_id

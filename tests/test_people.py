@@ -588,8 +588,9 @@ def test_split_suggest_apart(people_conn: psycopg.Connection, tmp_path: Path) ->
     assert {found[0].first.id, found[0].second.id} == {big.id, part.id}
     assert found[0].probability > 0.5 and found[0].picture and found[0].picture.is_file()
     assert [s.probability for s in found] == sorted((s.probability for s in found), reverse=True)
-    result = runner.invoke(app, ["people", "apart", "unit", str(big.id), str(part.id)])
+    result = runner.invoke(app, ["people", "apart", "unit", str(big.id), str(part.id), "--json"])
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"apart": sorted((big.id, part.id))}
     listed = runner.invoke(app, ["people", "suggest", "unit", "--json", "--no-picture"])
     assert listed.exit_code == 0, listed.output
     pairs = [{s["first"]["id"], s["second"]["id"]} for s in json.loads(listed.stdout)]

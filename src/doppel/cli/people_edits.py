@@ -247,11 +247,16 @@ def apart_cmd(
     gallery: NamedGalleryArg,
     first: PersonArg,
     second: PersonArg,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Say two people are different: `people suggest` leaves the pair out from now on."""
+    """Say two people are different: `people suggest` leaves the pair out from now on,
+    and a recluster never joins them."""
     from doppel.people.suggest import keep_apart
 
     _edit(keep_apart, gallery, first, second)
+    if as_json:
+        typer.echo(json.dumps({"apart": sorted((first, second))}))
+        return
     err.print(f"person {first} and person {second} are kept apart", highlight=False)
 
 

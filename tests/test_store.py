@@ -107,3 +107,12 @@ def test_setup_sql_equals_the_oldest_schema_migrated(server_url: str) -> None:
     finally:
         drop_database(server_url, fresh)
         drop_database(server_url, old)
+
+
+def test_the_packaged_schema_is_a_real_file_equal_to_the_top_level_one() -> None:
+    """The package ships setup.sql as a file of its own (a link breaks in wheels and on
+    some file systems); the top-level copy is what `psql -f setup.sql` uses."""
+    root = Path(__file__).resolve().parents[1]
+    packaged = root / "src" / "doppel" / "store" / "setup.sql"
+    assert not packaged.is_symlink()
+    assert packaged.read_text() == (root / "setup.sql").read_text()

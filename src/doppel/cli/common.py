@@ -180,10 +180,10 @@ def found_so_far(report: Any) -> str:
     count = _count
     found = getattr(report, "faces_found", report.faces_added)
     small = count(getattr(report, "too_small", ()))
+    tail = f" · too small: {small:,}" if small else ""
     return (
         f"faces found: {found:,} · photos without a face: {count(report.no_face):,} · "
-        f"unreadable: {count(report.unreadable):,}"
-        + (f" · too small: {small:,}" if small else "")
+        f"unreadable: {count(report.unreadable):,}{tail}"
     )
 
 

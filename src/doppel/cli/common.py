@@ -137,9 +137,7 @@ ETA_MIN_SHARE = 0.02
 ETA_MIN_SECONDS = 5.0
 
 
-def remaining_time(
-    done: int, total: int, worked: int, elapsed: float, stored: bool = True
-) -> str:
+def remaining_time(done: int, total: int, worked: int, elapsed: float, stored: bool = True) -> str:
     """The time left at the average rate since the bar started (not the last moments'),
     or "…" while there is too little to go on. `worked` counts the files that cost work
     (files already in the gallery pass in no time and would make the rate a promise).

@@ -316,14 +316,24 @@ def load_dump_cmd(
             report = load_dump(conn, dump, name, strict=strict, progress=update, index="skip")
         finally:
             bar.stop()
-        with index_progress_bar(f"index {report.gallery}") as on_build:
-            outcome = finish_index(
-                conn,
-                Repository(conn).gallery(report.gallery),
-                index,
-                progress=on_build,
-                log_dir=settings.log_dir,
+        try:
+            with index_progress_bar(f"index {report.gallery}") as on_build:
+                outcome = finish_index(
+                    conn,
+                    Repository(conn).gallery(report.gallery),
+                    index,
+                    progress=on_build,
+                    log_dir=settings.log_dir,
+                )
+        except KeyboardInterrupt:
+            # The load has committed by now: only the index is missing.
+            err.print(
+                f"interrupted; the {report.rows_loaded:,} faces are loaded, but the index was "
+                f"not built: searches scan exactly until `doppel index build -g "
+                f"{report.gallery}`",
+                highlight=False,
             )
+            raise typer.Exit(130) from None
     listed = write_load_log(report, settings.log_dir)
     for bad in report.bad_rows[:5]:
         err.print(f"bad row at line {bad.line}: {bad.reason}", highlight=False)

@@ -52,16 +52,20 @@ def cluster_build(
         bool,
         typer.Option(
             "--if-compiler",
-            help="Where no C compiler exists, say so and succeed (the Citus tests then skip).",
+            help=(
+                "Where Citus cannot be built (no C compiler, no source), say so and succeed "
+                "(the Citus tests then skip)."
+            ),
         ),
     ] = False,
 ) -> None:
     """Build Citus for the local cluster now (once per machine; `start` does it too)."""
-    from doppel.store.citus_build import COMPILER_HINT, ensure_citus, find_installed, missing_tools
+    from doppel.store.citus_build import cannot_build, ensure_citus
 
     settings = command_settings()
-    if if_compiler and find_installed(settings) is None and missing_tools():
-        err.print(f"Citus not built: {COMPILER_HINT}; the Citus tests will be skipped")
+    reason = cannot_build(settings) if if_compiler else None
+    if reason is not None:
+        err.print(f"Citus not built: {reason}; the Citus tests will be skipped", highlight=False)
         return
     install = ensure_citus(settings, lambda line: err.print(line, highlight=False))
     out.print(f"Citus is built: {install.prefix}", highlight=False)

@@ -137,6 +137,22 @@ def find_installed(settings: Settings) -> CitusInstall | None:
     return None
 
 
+def cannot_build(settings: Settings) -> str | None:
+    """Why Citus can be neither found built nor built here (no compiler, no source), or
+    None when ensure_citus will work."""
+    if find_installed(settings) is not None:
+        return None
+    if missing_tools():
+        return COMPILER_HINT
+    source = vendored_source(settings)
+    if not source.is_file():
+        return (
+            f"its source {source} is missing (set DOPPEL_CITUS_SOURCE to "
+            f"citus-{CITUS_VERSION}.tar.gz)"
+        )
+    return None
+
+
 def missing_tools() -> list[str]:
     return [tool for tool in ("cc", "make") if shutil.which(tool) is None]
 

@@ -48,7 +48,7 @@ def _phase(args: argparse.Namespace) -> None:
     result: dict[str, float] = {}
     marks: list[tuple[float, int]] = []  # (when, files) at the first finished batch
     if args.phase == "plain":
-        from doppel.ingest import ingest
+        from doppel.ingest.local import ingest
 
         embedder = Embedder(config, options=settings.face_options)
         embedder.warm_up()
@@ -67,7 +67,7 @@ def _phase(args: argparse.Namespace) -> None:
             ),
         )
     else:
-        from doppel import cluster
+        from doppel.ingest import ray as cluster
 
         start_ray = time.perf_counter()
         import ray

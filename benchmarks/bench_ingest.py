@@ -105,7 +105,7 @@ def doppel_ingest(
     """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig

@@ -75,7 +75,7 @@ def embed_doppel(
     """Ingest the labelled photos (largest face each) and read their stored vectors back."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.people import PeopleStore
     from doppel.store.repository import Repository
 
@@ -424,7 +424,7 @@ def group_photos_section(
             (tmp / name).symlink_to(folder / name)
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
 
     embedder = Embedder(
         Repository(conn).gallery("lfw-dev").config, options=Settings.from_env().face_options

@@ -144,7 +144,7 @@ def stages(config_model: str, queries: list[tuple[Path, str]], count: int) -> No
     from doppel.faces import catalog, dlibface
     from doppel.faces.detect import _dlib_boxes
     from doppel.faces.embed import embedder_for
-    from doppel.search import find
+    from doppel.search import SearchRequest, find
     from doppel.store.db import connect
     from doppel.web.schemas import FindOut, detected_out, match_out
     from doppel.web.uploads import take_upload
@@ -177,7 +177,13 @@ def stages(config_model: str, queries: list[tuple[Path, str]], count: int) -> No
             mark()
             embedded = embedder.embed_photo(upload.photo)
             searched = (time.perf_counter(), time.thread_time())
-            result = find(conn, path, "bench", faces=lambda *_, e=embedded: e, settings=settings)
+            result = find(
+                conn,
+                path,
+                SearchRequest("bench"),
+                faces=lambda *_, e=embedded: e,
+                settings=settings,
+            )
             found = result.results[0]
             marks.append(searched)
             mark()
@@ -231,7 +237,7 @@ def main() -> None:
     from doppel.config import Settings
     from doppel.faces import catalog
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.db import connect
 
     print(machine_line())

@@ -174,7 +174,7 @@ def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     Tests must not change it; they get its URL."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
 

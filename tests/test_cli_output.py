@@ -181,7 +181,7 @@ def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
     from rich.console import Console
 
     from doppel.cli import common
-    from doppel.ingest import IngestReport
+    from doppel.ingest.local import IngestReport
 
     screen = io.StringIO()
     saved = common.err
@@ -204,7 +204,7 @@ def test_the_bar_shows_what_the_ingest_has_found_so_far() -> None:
 
 def test_the_estimate_counts_files_finished_not_files_waiting_for_their_batch() -> None:
     from doppel.cli.common import settled_files
-    from doppel.ingest import IngestReport
+    from doppel.ingest.local import IngestReport
 
     # 40 files seen: 5 present already, 20 stored with their faces, 2 without a face,
     # 1 unreadable; the other 12 wait, detected, for the next batch to be embedded.

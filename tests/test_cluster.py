@@ -14,12 +14,12 @@ import pytest
 
 from doppel.config import FaceOptions
 from doppel.faces.embed import Embedder
-from doppel.ingest import ingest
+from doppel.ingest.local import ingest
 from doppel.types import EmbeddingConfig
 
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'doppel[cluster]'")
 
-from doppel.cluster import EmbedPool, ingest_on_cluster  # noqa: E402
+from doppel.ingest.ray import EmbedPool, ingest_on_cluster  # noqa: E402
 
 # Every test here loads the Dlib model and mtcnn, in this process and in Ray's workers.
 pytestmark = pytest.mark.slow

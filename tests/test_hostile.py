@@ -809,8 +809,8 @@ def test_tiny_images_among_good_photos_are_listed_and_nothing_is_lost(
 
 @pytest.mark.slow
 def test_cluster_workers_list_tiny_images_too(database_url: str, tmp_path: Path) -> None:
-    from doppel.cluster import embed_files
     from doppel.faces.embed import Embedder
+    from doppel.ingest.ray import embed_files
     from doppel.types import EmbeddingConfig
 
     folder = tmp_path / "photos"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from doppel.cli import app
 from doppel.faces.catalog import install
 from doppel.faces.embed import Embedder
-from doppel.ingest import ingest
+from doppel.ingest.local import ingest
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig
 

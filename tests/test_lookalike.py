@@ -18,7 +18,7 @@ from doppel.config import Settings
 from doppel.errors import NotCalibrated
 from doppel.people import calibration
 from doppel.people.groups import cluster_gallery, list_people, name_person
-from doppel.search import find
+from doppel.search import SearchRequest, find
 from doppel.store.db import connect
 from doppel.store.marks import FaceMarks
 from doppel.store.repository import Repository
@@ -90,7 +90,7 @@ def lfw_db(
     """lfw-dev's first 12 people (5 or 6 photos each) in gallery "lfw", embedded once,
     and a copy "lfwp" grouped into people."""
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
 
     url = create_database(server_url, "doppel_lookalike")
     folder = tmp_path_factory.mktemp("lfw12")
@@ -178,7 +178,7 @@ def test_an_uncalibrated_pipeline_shows_similarity_only(
 ) -> None:
     """No calibration: similarity, no strength, and the result says so; strangers mode
     (which needs the threshold) is refused before anything is embedded."""
-    from doppel.search import Query, find
+    from doppel.faces.query import Query
 
     config = EmbeddingConfig("Dlib", "mtcnn", flip=True)  # measured by nobody
     rng = np.random.default_rng(3)
@@ -192,12 +192,12 @@ def test_an_uncalibrated_pipeline_shows_similarity_only(
     query = Query.from_path(unit_faces / "img1.jpg")
     near = vectors[0] + 0.3 * rng.standard_normal(128).astype(np.float32)  # not a copy
     face = EmbeddedFace(0, Box(0, 0, 10, 10), 1.0, near)
-    result = find(conn, query, "odd", faces=lambda g, d: [face])
+    result = find(conn, query, SearchRequest("odd"), faces=lambda g, d: [face])
     assert result.calibration is None and "no same-person calibration" in result.not_calibrated
     assert result.results[0].matches[0].face.source == "f0.jpg"
     assert all(m.strength is None for m in result.results[0].matches)
     with pytest.raises(NotCalibrated):
-        find(conn, query, "odd", faces=lambda g, d: [face], strangers=True)
+        find(conn, query, SearchRequest("odd", strangers=True), faces=lambda g, d: [face])
 
 
 @pytest.mark.slow
@@ -228,7 +228,7 @@ def test_strangers_show_one_face_per_person_and_name_the_query_person(
     # Where no people are known, the matches are no two of one person by the threshold.
     cal = calibration.for_config(PIPELINE)
     with connect(settings) as conn:
-        result = find(conn, own[0], "lfw", k=5, strangers=True, settings=settings)
+        result = find(conn, own[0], SearchRequest("lfw", k=5, strangers=True), settings=settings)
         matches = result.results[0].matches
         vectors = FaceMarks(conn).vectors([m.face.id for m in matches])
     unit = np.vstack([vectors[m.face.id] / np.linalg.norm(vectors[m.face.id]) for m in matches])
@@ -305,7 +305,7 @@ def test_copies_of_one_picture_are_shown_once(
     copied = _copies(own[1], folder)
     from doppel.faces.catalog import default_config
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
 
     # The pipeline the copy rule's thresholds were measured on: the Dlib model's default.
     with connect(Settings.from_env()) as conn:

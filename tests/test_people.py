@@ -29,8 +29,9 @@ from doppel.people.groups import (
     take_out,
 )
 from doppel.people.scores import score
+from doppel.people.strangers import own_people
 from doppel.people.twins import twins
-from doppel.search import find, own_people
+from doppel.search import SearchRequest, find
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, Filters, NewFace
@@ -44,7 +45,7 @@ LFW_PEOPLE = 20  # an lfw-dev subset: the first 20 people, 5 or 6 photos each
 
 def _ingest(url: str, folder: Path, gallery: str, files: list[str] | None = None) -> None:
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
 
     settings = Settings.from_env()
     with connect(Settings(settings.home, url, "Dlib", "dlib", False)) as conn:
@@ -251,7 +252,7 @@ def test_name_merge_take_out_persist_across_reclustering(
     # halves of eight faces; the one holding its cover kept its id and name.)
     angelina = next(p for p in listing.people if p.name == "Angelina")
     assert angelina.cover is not None
-    result = find(people_conn, Path(angelina.cover.source), "unit", k=5, exact=True)
+    result = find(people_conn, Path(angelina.cover.source), SearchRequest("unit", k=5, exact=True))
     assert any(m.face.person == "Angelina" for m in result.results[0].matches)
     cluster_gallery(people_conn, "unit")
     assert removed.id in {f.id for f in list_people(people_conn, "unit").unassigned}
@@ -665,7 +666,7 @@ def test_hidden_people_are_left_out_of_strangers(
     photo = Path(_members(people_conn, "unit")[0][1][0].source)
 
     def answered() -> set:
-        result = find(people_conn, photo, "unit", k=5, exact=True, strangers=True)
+        result = find(people_conn, photo, SearchRequest("unit", k=5, exact=True, strangers=True))
         return {m.face.person_id for m in result.results[0].matches} - {None}
 
     shown = answered()

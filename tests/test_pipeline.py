@@ -20,7 +20,7 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.faces import catalog, imaging
 from doppel.faces.embed import Embedder, embedder_for
-from doppel.ingest import ingest
+from doppel.ingest.local import ingest
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, Filters
@@ -174,7 +174,7 @@ def test_old_gallery_keeps_its_pipeline_and_its_answers(
 ) -> None:
     """A gallery made with the old defaults (mtcnn, DeepFace's eye alignment, no mirror)
     is searched with its own pipeline: a query gets the very vector stored for it."""
-    from doppel.search import find
+    from doppel.search import SearchRequest, find
 
     monkeypatch.setenv("DOPPEL_DATABASE_URL", unit_gallery)
     with connect(Settings.from_env()) as conn:
@@ -191,7 +191,7 @@ def test_old_gallery_keeps_its_pipeline_and_its_answers(
         ).fetchone()[0]
         fresh = embedder_for(gallery.config).embed_photo(imaging.load(unit_faces / "img1.jpg"))
         assert cosine(stored.to_numpy(), fresh[0].embedding) > 0.99999
-        result = find(conn, unit_faces / "img1.jpg", "deepface-unit", k=5)
+        result = find(conn, unit_faces / "img1.jpg", SearchRequest("deepface-unit", k=5))
     top = Path(result.results[0].matches[0].face.source).name
     assert identities[top] == identities["img1.jpg"]
 

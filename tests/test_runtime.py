@@ -236,7 +236,7 @@ def test_find_serve_and_resemble_never_import_tensorflow(
 ) -> None:
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
 
@@ -282,7 +282,7 @@ def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
 ) -> None:
     from doppel.faces.embed import Embedder
     from doppel.faces.imaging import load
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig, Filters
 

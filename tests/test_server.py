@@ -58,7 +58,7 @@ def gallery_url(
     """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
     from doppel.config import Settings
     from doppel.faces.embed import embedder_for
-    from doppel.ingest import ingest
+    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
 

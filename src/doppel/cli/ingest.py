@@ -60,7 +60,7 @@ def ingest_folder(
     (and, with as_json, the summary as one JSON document on stdout)."""
     from doppel.faces.catalog import config_for
     from doppel.indexing import finish_index
-    from doppel.intake import ingest_photos
+    from doppel.ingest import ingest_photos
     from doppel.store.indexes import check_parameters
     from doppel.store.repository import Repository
     from doppel.types import check_gallery_name

@@ -13,7 +13,7 @@ import psycopg
 from doppel.config import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import UsageError
 from doppel.faces.embed import Embedder
-from doppel.ingest import IngestReport, Progress, ingest
+from doppel.ingest.local import IngestReport, Progress, ingest
 from doppel.types import EmbeddingConfig
 
 
@@ -44,7 +44,7 @@ def ingest_photos(
     if cluster is not None:
         if attributes:
             raise UsageError("attribute prediction does not run on a cluster yet")
-        from doppel.cluster import ingest_on_cluster
+        from doppel.ingest.ray import ingest_on_cluster
 
         return ingest_on_cluster(
             conn,

@@ -20,7 +20,7 @@ import psycopg
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import catalog, imaging
-from doppel.ingest import (
+from doppel.ingest.local import (
     IngestReport,
     _write_problems,
     _Writer,

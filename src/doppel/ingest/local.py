@@ -22,10 +22,10 @@ from doppel.errors import DetectorFailed, DoppelError, PhotoTooSmall
 from doppel.faces import imaging
 from doppel.faces.embed import Embedder
 from doppel.indexing import finish_index
+from doppel.ingest.workers import process_pool
 from doppel.outputs import file_stem, log_file, write_text
 from doppel.store.repository import Repository
 from doppel.types import BuildProgress, DetectedFace, Gallery, ImageRecord, NewFace
-from doppel.workers import process_pool
 
 # (done, total, report): the report so far, for running counts in a bar.
 Progress = Callable[[int, int, "IngestReport"], None]
@@ -182,6 +182,7 @@ def face_rows(
                     sex,
                     race,
                     item.phash,
+                    None if skip_detection else face.quality,
                 )
             )
     return rows

@@ -116,3 +116,71 @@ def test_the_packaged_schema_is_a_real_file_equal_to_the_top_level_one() -> None
     packaged = root / "src" / "doppel" / "store" / "setup.sql"
     assert not packaged.is_symlink()
     assert packaged.read_text() == (root / "setup.sql").read_text()
+
+
+def test_quality_step_applies_to_a_database_with_faces(server_url: str) -> None:
+    """A database from before the quality columns, holding a face, gets them on the next
+    connection; its face's measures are unknown (NULL), never low."""
+    from doppel.people.quality import QUALITY_FLOOR
+    from doppel.store.quality import QualityStore
+    from doppel.store.repository import Repository
+    from doppel.types import EmbeddingConfig, NewFace
+
+    url = create_database(server_url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            apply_schema(conn)
+            conn.execute(
+                "ALTER TABLE faces DROP COLUMN face_size, DROP COLUMN sharpness,"
+                " DROP COLUMN frontalness"
+            )
+            conn.execute("DELETE FROM schema_steps WHERE step = 8")
+            conn.execute(
+                "INSERT INTO galleries (name, model, detector, align, normalization, dimension)"
+                " VALUES ('old', 'Dlib', 'dlib', true, 'base', 3)"
+            )
+            gallery_id = conn.execute("SELECT id FROM galleries").fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                "INSERT INTO faces (gallery_id, source, confidence, embedding)"
+                " VALUES (%s, 'a.jpg', 0.01, '[1,0,0]')",
+                (gallery_id,),
+            )
+            apply_schema(conn)
+            row = conn.execute("SELECT face_size, sharpness, frontalness FROM faces").fetchone()
+            assert row == (None, None, None)
+            from pgvector.psycopg import register_vector
+
+            register_vector(conn)
+            repo = Repository(conn)
+            gallery = repo.gallery("old")
+            store = QualityStore(conn)
+            assert store.below_floor(gallery, QUALITY_FLOOR) == []
+            stats = store.stats(gallery, QUALITY_FLOOR)
+            assert [m.known for m in stats.measures] == [0, 1, 0, 0]
+            # New rows carry their measures through the writer.
+            from doppel.types import FaceQuality
+
+            repo.ensure_gallery("new", EmbeddingConfig("Dlib", "dlib"), dimension=3)
+            new = repo.gallery("new")
+            with conn.transaction():
+                repo.copy_faces(
+                    new,
+                    [
+                        NewFace(
+                            "b.jpg",
+                            None,
+                            0,
+                            np.ones(3, np.float32),
+                            None,
+                            2.0,
+                            quality=FaceQuality(12, 3.5, 0.5),
+                        ),
+                    ],
+                    "faces",
+                )
+            assert store.below_floor(new, QUALITY_FLOOR) != []
+            assert conn.execute(
+                "SELECT face_size, sharpness, frontalness FROM faces WHERE source = 'b.jpg'"
+            ).fetchone() == (12, 3.5, 0.5)
+    finally:
+        drop_database(server_url, url)

@@ -56,6 +56,34 @@ class Box:
 
 
 @dataclass(frozen=True)
+class FaceQuality:
+    """How well a face can be told apart, measured where it is detected
+    (`doppel.faces.quality`): None where a measure is unknown.
+
+    size: the shorter side of the face's box in the pixels the face was cut from;
+    sharpness: variance of the Laplacian of the aligned face in grey at 150 pixels;
+    frontalness: 1 for a face looking at the camera, 0 for one turned until the
+    nose stands in front of an eye (from the landmarks). The detector's confidence
+    is the face's own `confidence`.
+    """
+
+    size: int | None = None
+    sharpness: float | None = None
+    frontalness: float | None = None
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    """The least quality a face needs to be clustered into a person. A face below any
+    floor stays searchable but in no person; an unknown measure (NULL) is never low."""
+
+    size: int | None = None
+    sharpness: float | None = None
+    frontalness: float | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
 class DetectedFace:
     """A face found in a photo: its box in file pixels and the aligned crop (BGR, 0..1)."""
 
@@ -63,6 +91,7 @@ class DetectedFace:
     box: Box
     confidence: float
     crop: np.ndarray
+    quality: FaceQuality | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +199,7 @@ class NewFace:
     sex: str | None = None
     race: str | None = None
     phash: int | None = None  # the photo's difference hash (doppel.duplicates)
+    quality: FaceQuality | None = None  # None: not measured (skip detector)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import numpy as np
 
 from doppel.config import FaceOptions
 from doppel.errors import DetectorFailed, DoppelError
-from doppel.faces import catalog, dlibface
+from doppel.faces import catalog, dlibface, quality
 from doppel.faces.align import extract_face
 from doppel.faces.imaging import MAX_ASPECT, MIN_FACE_SIDE, Photo
 from doppel.faces.runtime import quiet_tensorflow
-from doppel.types import Box, DetectedFace
+from doppel.types import Box, DetectedFace, FaceQuality
 
 # Faces are found on a copy this size (a side); they are cut from the full photo.
 DETECT_SIDE = 640
@@ -52,6 +52,7 @@ def _regions(bgr: np.ndarray, detector: str, runtime: str) -> list[Any]:
                 left_eye=f.left_eye,
                 right_eye=f.right_eye,
                 confidence=f.confidence,
+                nose=f.nose,
             )
             for f in found
         ]
@@ -180,9 +181,19 @@ def _eye_aligned_faces(
             round(region.x * k), round(region.y * k), round(region.w * k), round(region.h * k)
         )
         crop = np.ascontiguousarray(cut, dtype=np.float32) / 255.0
-        faces.append((box, float(region.confidence or 0.0), crop))
+        faces.append((box, float(region.confidence or 0.0), crop, _quality(region, shrink, cut)))
     faces.sort(key=lambda face: face[0].area, reverse=True)
-    return [DetectedFace(i, box, conf, crop) for i, (box, conf, crop) in enumerate(faces)]
+    return [DetectedFace(i, *face) for i, face in enumerate(faces)]
+
+
+def _quality(region: Any, shrink: float, cut: np.ndarray) -> FaceQuality:
+    """A DeepFace-style region's quality: its box in decoded pixels, the crop's
+    sharpness, frontalness where the detector gives the eyes and the nose."""
+    eyes = (region.left_eye, region.right_eye)
+    nose = getattr(region, "nose", None)
+    known = eyes[0] is not None and eyes[1] is not None
+    rgb = np.ascontiguousarray(cut[:, :, ::-1])  # the crop is BGR
+    return quality.measure(rgb, min(region.w, region.h) * shrink, eyes if known else None, nose)
 
 
 def _shrunk(pixels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -247,12 +258,14 @@ def five_point_faces(photo: Photo, detector: str, options: FaceOptions) -> list[
         box = Box(
             round(left * k), round(top * k), round((right - left) * k), round((bottom - top) * k)
         )
-        visible.append((box, found))
-    visible.sort(key=lambda pair: pair[0].area, reverse=True)
+        visible.append((box, found, min(right - left, bottom - top)))
+    visible.sort(key=lambda seen: seen[0].area, reverse=True)
     faces = []
-    for index, (box, found) in enumerate(visible):
-        chip = dlibface.chip(rgb, found, options)
+    for index, (box, found, side) in enumerate(visible):
+        chip, points = dlibface.chip_and_landmarks(rgb, found, options)
+        eyes = (points[0:2].mean(axis=0), points[2:4].mean(axis=0))
+        measured = quality.measure(chip, side, eyes, points[4])
         # Crops travel as BGR in 0..1 like DeepFace's; dlibface rounds them back exactly.
         crop = np.ascontiguousarray(chip[:, :, ::-1], dtype=np.float32) / 255.0
-        faces.append(DetectedFace(index, box, found.score, crop))
+        faces.append(DetectedFace(index, box, found.score, crop, measured))
     return faces

@@ -113,11 +113,20 @@ def mmod(rgb: np.ndarray, options: FaceOptions) -> list[Found]:
 
 def chip(rgb: np.ndarray, box: Found, options: FaceOptions) -> np.ndarray:
     """The face in the box, aligned on its five landmarks: 150x150 RGB uint8."""
+    return chip_and_landmarks(rgb, box, options)[0]
+
+
+def chip_and_landmarks(
+    rgb: np.ndarray, box: Found, options: FaceOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned chip and the five landmarks in the image's pixels, (5, 2) float:
+    the two corners of one eye, the two of the other, the base of the nose."""
     import dlib
 
     rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
     shape = _landmarks(options)(rgb, rect)
-    return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING))
+    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING)), points
 
 
 def describe(chips: Sequence[np.ndarray], options: FaceOptions) -> np.ndarray:

@@ -33,6 +33,7 @@ class Detection:
     confidence: float
     left_eye: tuple[int, int]  # DeepFace's naming: the person's left eye
     right_eye: tuple[int, int]
+    nose: tuple[int, int] | None = None  # for frontalness (doppel.faces.quality)
 
 
 def weights_folder() -> Path:
@@ -211,6 +212,7 @@ class Mtcnn:
                     float(row[4]),
                     left_eye=(int(eyes[1]), int(eyes[6])),
                     right_eye=(int(eyes[0]), int(eyes[5])),
+                    nose=(int(eyes[2]), int(eyes[7])),
                 )
             )
         return found

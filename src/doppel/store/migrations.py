@@ -110,4 +110,12 @@ STEPS: list[tuple[int, str]] = [
     ),
     # The kept person's name before a merge, which `people restore` gives back.
     (7, "ALTER TABLE people_edits ADD COLUMN IF NOT EXISTS person_name text"),
+    # Each face's quality (size, sharpness, frontalness; the detector's confidence was
+    # there already), for the people's quality gate. Existing faces get NULL: unknown.
+    (
+        8,
+        "ALTER TABLE faces ADD COLUMN IF NOT EXISTS face_size integer,"
+        " ADD COLUMN IF NOT EXISTS sharpness real,"
+        " ADD COLUMN IF NOT EXISTS frontalness real",
+    ),
 ]

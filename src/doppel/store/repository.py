@@ -50,6 +50,9 @@ FACE_COLUMNS = (
     "race",
     "embedding",
     "phash",
+    "face_size",
+    "sharpness",
+    "frontalness",
 )
 FACE_TYPES = (
     "int4",
@@ -66,6 +69,9 @@ FACE_TYPES = (
     "text",
     "vector",  # text: sex is char(1)
     "int8",
+    "int4",
+    "float4",
+    "float4",
 )
 
 
@@ -310,7 +316,7 @@ class Repository:
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
             copy.set_types(list(FACE_TYPES))
             for face in faces:
-                box = face.box
+                box, quality = face.box, face.quality
                 copy.write_row(
                     (
                         gallery.id,
@@ -327,6 +333,9 @@ class Repository:
                         face.race,
                         np.asarray(face.embedding, dtype=np.float32),
                         face.phash,
+                        quality.size if quality else None,
+                        quality.sharpness if quality else None,
+                        quality.frontalness if quality else None,
                     )
                 )
                 count += 1

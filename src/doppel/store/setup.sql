@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS faces (
     -- resized or re-compressed copy of one picture is not shown twice; NULL where
     -- the face came without pixels (load-dump).
     phash            bigint,
+    -- How well the face can be told apart (doppel.faces.quality), measured at ingest:
+    -- the shorter side of its box in the decoded photo's pixels, the variance of the
+    -- Laplacian of the aligned face in grey, and 1 (facing the camera) to 0 (turned)
+    -- from the landmarks. NULL: unknown (load-dump, detector skip), never low.
+    face_size        integer,
+    sharpness        real,
+    frontalness      real,
     UNIQUE (gallery_id, source, face_index)
 ) WITH (toast_tuple_target = 8160);
 -- A 512-d vector makes a row of about 2.1 kB, just over the default 2 kB at which

@@ -1,0 +1,121 @@
+"""The SQL of faces' quality: which faces are below a floor, and a gallery's distribution.
+
+A measure that is NULL (faces from load-dump, detector skip, galleries made before
+the measures were stored) is unknown and never counts as low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from doppel.types import Gallery, QualityFloor
+
+# (name shown, column): the four measures, in the order `gallery stats` shows them.
+MEASURES = (
+    ("size", "face_size"),
+    ("confidence", "confidence"),
+    ("sharpness", "sharpness"),
+    ("frontalness", "frontalness"),
+)
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One measure over a gallery's faces: how many have it, its quantiles (QUANTILES;
+    empty when no face has it), its floor (None: not gated) and the faces below it."""
+
+    name: str
+    known: int
+    quantiles: tuple[float, ...]
+    floor: float | None
+    below: int
+
+
+@dataclass(frozen=True)
+class QualityStats:
+    gallery: Gallery
+    faces: int
+    measures: tuple[Distribution, ...]
+    below_floor: int  # faces below any floor (searchable, in no person)
+    below_unassigned: int  # of those, faces in no person now
+
+
+def _limits(floor: QualityFloor) -> list[tuple[str, float]]:
+    values = {
+        "face_size": floor.size,
+        "confidence": floor.confidence,
+        "sharpness": floor.sharpness,
+        "frontalness": floor.frontalness,
+    }
+    return [(column, float(v)) for column, v in values.items() if v is not None]
+
+
+def below_floor_sql(floor: QualityFloor, alias: str = "") -> sql.Composable:
+    """A condition true for a face below any of the floor's measures (false if none set)."""
+    prefix = f"{alias}." if alias else ""
+    parts = [
+        sql.SQL("coalesce({} < {}, false)").format(
+            sql.SQL(prefix) + sql.Identifier(column), sql.Literal(value)
+        )
+        for column, value in _limits(floor)
+    ]
+    return sql.SQL("(") + sql.SQL(" OR ").join(parts) + sql.SQL(")") if parts else sql.SQL("false")
+
+
+class QualityStore:
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def below_floor(self, gallery: Gallery, floor: QualityFloor) -> list[int]:
+        """Ids of the gallery's faces below the floor."""
+        statement = sql.SQL("SELECT id FROM faces WHERE gallery_id = %s AND {} ORDER BY id").format(
+            below_floor_sql(floor)
+        )
+        return [int(row[0]) for row in self.conn.execute(statement, (gallery.id,)).fetchall()]
+
+    def stats(self, gallery: Gallery, floor: QualityFloor) -> QualityStats:
+        """Each measure's quantiles and how many faces are below the floor."""
+        limits = dict(_limits(floor))
+        columns: list[sql.Composable] = [
+            sql.SQL("count(*)"),
+            sql.SQL("count(*) FILTER (WHERE {})").format(below_floor_sql(floor)),
+            sql.SQL("count(*) FILTER (WHERE {} AND person_id IS NULL)").format(
+                below_floor_sql(floor)
+            ),
+        ]
+        for _, column in MEASURES:
+            ident = sql.Identifier(column)
+            columns.append(sql.SQL("count({})").format(ident))
+            columns.append(
+                sql.SQL("percentile_cont({}::float8[]) WITHIN GROUP (ORDER BY {})").format(
+                    sql.Literal(list(QUANTILES)), ident
+                )
+            )
+            limit = limits.get(column)
+            columns.append(
+                sql.SQL("count(*) FILTER (WHERE {} < {})").format(ident, sql.Literal(limit))
+                if limit is not None
+                else sql.SQL("0")
+            )
+        statement = sql.SQL("SELECT {} FROM faces WHERE gallery_id = %s").format(
+            sql.SQL(", ").join(columns)
+        )
+        row = self.conn.execute(statement, (gallery.id,)).fetchone()
+        assert row is not None
+        measures = []
+        for k, (name, column) in enumerate(MEASURES):
+            known, quantiles, below = row[3 + 3 * k : 6 + 3 * k]
+            measures.append(
+                Distribution(
+                    name,
+                    int(known),
+                    tuple(float(q) for q in quantiles) if known else (),
+                    limits.get(column),
+                    int(below),
+                )
+            )
+        return QualityStats(gallery, int(row[0]), tuple(measures), int(row[1]), int(row[2]))

@@ -168,8 +168,8 @@ def write_faces_dump(
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from doppel.dump.rows import RACES
     from doppel.store.db import tool_path
+    from doppel.types import RACES
 
     if fmt not in DUMP_FORMATS:
         raise ValueError(f"fmt must be one of {DUMP_FORMATS}")

@@ -14,10 +14,9 @@ import pytest
 from PIL import Image
 
 from doppel.cli.common import error_line
-from doppel.dump import rows
 from doppel.errors import WeightsMissing
 from doppel.faces import attributes
-from doppel.types import Filters
+from doppel.types import RACES, Filters
 
 
 def test_missing_weights_name_the_install_command(
@@ -104,7 +103,7 @@ def test_converted_models_predict_what_deepface_predicts_on_real_faces(
     for age, sex, race in labels:
         assert isinstance(age, int) and 0 <= age <= 100
         assert sex in ("F", "M")
-        assert race in rows.RACES
+        assert race in RACES
     assert predictor.predict_crops([]) == []
 
 
@@ -157,7 +156,7 @@ def test_ingest_and_find_with_attributes_never_import_tensorflow(
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["after_ingest"] == [] and seen["loaded"] == [], seen
-    assert seen["sex"] in ("F", "M") and seen["races"][0] in rows.RACES
+    assert seen["sex"] in ("F", "M") and seen["races"][0] in RACES
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT count(*) FROM faces WHERE sex IS NOT NULL").fetchone()
     assert stored is not None and stored[0] >= 3

@@ -21,13 +21,15 @@ from typer.testing import CliRunner
 from doppel import sources
 from doppel.cli import app
 from doppel.config import Settings
-from doppel.dump import files as dumpfile
+from doppel.dump import archive as dump_archive
+from doppel.dump import batches as dump_batches
 from doppel.dump import loader as dump
 from doppel.dump import rows as dump_rows
+from doppel.dump import streams as dump_streams
 from doppel.errors import BadDump
 from doppel.store.repository import Repository
 from doppel.store.vectors import check_vector, read_vectors
-from doppel.types import Filters
+from doppel.types import RACES, Filters
 from tests.helpers import write_faces_dump
 
 ROWS = 300
@@ -79,7 +81,7 @@ def test_every_pg_dump_format_loads_all_rows(
     row = conn.execute("SELECT source, age, sex, race FROM faces ORDER BY source LIMIT 1")
     source, age, sex, race = row.fetchone()  # type: ignore[misc]
     assert source == "/data/ffhq/images1024x1024/00000/00000.png"
-    assert isinstance(age, int) and sex in ("F", "M") and race in dump_rows.RACES
+    assert isinstance(age, int) and sex in ("F", "M") and race in RACES
 
 
 @pytest.mark.parametrize("fmt", ["plain", "inserts"])
@@ -92,7 +94,7 @@ def test_vectors_survive_exactly(
     from tests.helpers import clustered_vectors
 
     # Small batches: many batches, each read and sent on its own.
-    monkeypatch.setattr(dump_rows, "BATCH_ROWS", 64)
+    monkeypatch.setattr(dump_batches, "BATCH_ROWS", 64)
     report = dump.load_dump(conn, dumps[fmt], "ffhq")
     assert report.rows_loaded == ROWS
     expected = clustered_vectors(ROWS, seed=0)
@@ -245,11 +247,11 @@ def _hostile_dump(server_url: str, folder: Path, marker: Path) -> tuple[Path, di
     return path, reasons
 
 
-@pytest.fixture(params=[dump_rows.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
+@pytest.fixture(params=[dump_batches.BATCH_ROWS, 7], ids=["one-batch", "batches-of-7"])
 def batch_rows(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """All rows in one batch, or in many: bad rows are found within a batch and across
     batches, and the first one in the file is still the one --strict names."""
-    monkeypatch.setattr(dump_rows, "BATCH_ROWS", request.param)
+    monkeypatch.setattr(dump_batches, "BATCH_ROWS", request.param)
     return int(request.param)
 
 
@@ -368,9 +370,9 @@ def test_archive_the_reader_cannot_read_goes_to_pg_restore(
     """An archive from a newer pg_dump than the reader knows is left to pg_restore,
     which says what it makes of it."""
     data = bytearray(dumps["custom"].read_bytes())
-    assert dumpfile.ArchiveHead.parse(bytes(data[:512])) is not None
+    assert dump_archive.ArchiveHead.parse(bytes(data[:512])) is not None
     data[6] = 99  # archive version 1.99
-    assert dumpfile.ArchiveHead.parse(bytes(data[:512])) is None
+    assert dump_archive.ArchiveHead.parse(bytes(data[:512])) is None
     path = tmp_path / "future.dump"
     path.write_bytes(bytes(data))
     with pytest.raises(BadDump, match="pg_restore could not read.*version"):
@@ -398,7 +400,7 @@ def test_custom_archives_read_as_pg_restore_reads_them(
         extra_args=("--compress", compression),
     )
     own_rows, own = _load_and_read(conn, path, "own")
-    monkeypatch.setattr(dumpfile.ArchiveHead, "parse", classmethod(lambda *_: None))
+    monkeypatch.setattr(dump_archive.ArchiveHead, "parse", classmethod(lambda *_: None))
     restored_rows, restored = _load_and_read(conn, path, "restored")
     assert own_rows == restored_rows and len(own_rows) == ROWS
     assert own.bad_rows == restored.bad_rows == []
@@ -484,7 +486,7 @@ def test_gzip_members_and_padding_are_read_through(
 def test_an_endless_line_is_refused_with_bounded_memory(
     conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dumpfile, "MAX_LINE", 1 << 16)
+    monkeypatch.setattr(dump_streams, "MAX_LINE", 1 << 16)
     path = tmp_path / "endless.sql"
     path.write_bytes(b"SET x = 1;\n" + b"(" * (1 << 18) + b"\n")
     with pytest.raises(BadDump, match="line 2 is longer than"):

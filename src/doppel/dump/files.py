@@ -21,6 +21,7 @@ from doppel.dump.streams import READ_BUFFER, Inflating, lines_of
 from doppel.errors import BadDump
 from doppel.store.db import tool_path
 
+
 class _Counting(io.RawIOBase):
     """A read-only file wrapper that counts the bytes read, for progress."""
 

@@ -18,8 +18,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from doppel.dump.batches import DIMENSION, Batcher
 from doppel.dump.files import open_dump
-from doppel.dump.rows import DIMENSION, Batcher, LoadReport, Reader
+from doppel.dump.report import LoadReport
+from doppel.dump.rows import Reader
 from doppel.errors import BadDump
 from doppel.indexing import finish_index
 from doppel.outputs import log_file, write_text

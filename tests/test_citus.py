@@ -22,7 +22,7 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.dump import loader
 from doppel.errors import DatabaseUnavailable
-from doppel.store import citus, citus_build, citus_layout
+from doppel.store import citus, citus_build, citus_failure, citus_layout, citus_servers
 from doppel.store.db import connect
 from doppel.store.migrations import STEPS
 from doppel.store.repository import Repository
@@ -245,7 +245,7 @@ def test_a_worker_down_is_named_and_a_restart_heals(
     install = citus_build.CitusInstall(cluster.prefix)
     runner = CliRunner()
     try:
-        citus._stop_node(cluster, worker, install, citus._server_user())
+        citus_servers.stop_server(cluster.data(worker), install, citus_servers.server_user())
         down = runner.invoke(app, ["gallery", "list"])
         assert down.exit_code == 1
         lines = [line for line in down.output.splitlines() if line.strip()]
@@ -360,7 +360,11 @@ def test_a_load_cut_by_a_worker_loss_keeps_nothing_and_a_rerun_is_exact(
 
     def lose_a_worker(read: int, total: int, loaded: int) -> None:
         if not stopped:  # while the rows stream, inside the load's one transaction
-            stopped.append(citus._stop_node(cluster, worker, install, citus._server_user()))
+            stopped.append(
+                citus_servers.stop_server(
+                    cluster.data(worker), install, citus_servers.server_user()
+                )
+            )
 
     try:
         with (
@@ -370,7 +374,7 @@ def test_a_load_cut_by_a_worker_loss_keeps_nothing_and_a_rerun_is_exact(
             loader.load_dump(conn, dump, "cut", build_index=False, progress=lose_a_worker)
         assert stopped == [True]
         # What the command line prints for it: one line naming the worker.
-        failure = citus.node_failure(on_cluster, str(caught.value))
+        failure = citus_failure.node_failure(on_cluster, str(caught.value))
         assert failure is not None and f"worker2 ({worker.address}) is down" in str(failure)
     finally:
         citus.start(on_cluster)

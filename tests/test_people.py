@@ -532,6 +532,154 @@ def test_recluster_keeps_person_ids_and_names(people_conn: psycopg.Connection) -
     assert {p.id: p.name for p in list_people(people_conn, "unit").people}[first] == "Ada"
 
 
+def _copy_quality(source_url: str, conn: psycopg.Connection) -> None:
+    """people_conn's copies carry no quality: bring each face's measures over."""
+    settings = Settings.from_env()
+    with connect(Settings(settings.home, source_url, "Dlib", "dlib", False)) as source:
+        rows = source.execute(
+            "SELECT source, face_index, face_size, sharpness, frontalness, confidence FROM faces"
+        ).fetchall()
+    columns = list(zip(*rows, strict=True))
+    conn.execute(
+        "UPDATE faces f SET face_size = v.size, sharpness = v.sharp, frontalness = v.front,"
+        " confidence = v.conf FROM unnest(%s::text[], %s::int[], %s::int[], %s::real[],"
+        " %s::real[], %s::real[]) AS v(source, idx, size, sharp, front, conf)"
+        " WHERE f.source = v.source AND f.face_index = v.idx",
+        [list(c) for c in columns],
+    )
+
+
+@pytest.mark.slow
+def test_ingest_records_each_faces_quality(faces_db: str, unit_faces: Path) -> None:
+    """A real ingest fills the quality columns; the five-point pipeline's landmarks give
+    frontalness too, and a blurred copy of a face is far less sharp than the face."""
+    from PIL import Image, ImageFilter
+
+    from doppel.faces import catalog, imaging
+    from doppel.faces.embed import Embedder
+
+    settings = Settings.from_env()
+    with connect(Settings(settings.home, faces_db, "Dlib", "dlib", False)) as conn:
+        rows = conn.execute("SELECT face_size, sharpness, confidence FROM faces").fetchall()
+    assert len(rows) > 100
+    assert all(size and size >= 20 for size, _, _ in rows)
+    assert all(sharp is not None and sharp > 0 for _, sharp, _ in rows)
+    assert all(conf is not None for _, _, conf in rows)
+
+    photo = unit_faces.parent / "lfw-dev" / "photos" / "Ahmed_Chalabi_0001.jpg"
+    five_point = Embedder(catalog.default_config("Dlib", "dlib"))
+
+    def measured(image: Image.Image) -> object:
+        import io
+
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        faces = five_point.detect(imaging.decode(buffer.getvalue(), photo.name))
+        assert faces and faces[0].quality is not None
+        return faces[0].quality
+
+    sharp = measured(Image.open(photo).convert("RGB"))
+    blurred = measured(Image.open(photo).convert("RGB").filter(ImageFilter.GaussianBlur(3)))
+    assert sharp.frontalness is not None and 0.5 < sharp.frontalness <= 1  # type: ignore[attr-defined]
+    assert 60 < sharp.size < 250  # type: ignore[attr-defined]
+    assert blurred.sharpness < sharp.sharpness / 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_low_quality_faces_stay_out_of_people(
+    people_conn: psycopg.Connection, faces_db: str, unit_faces: Path, tmp_path: Path
+) -> None:
+    """A blurred face of a known person is stored searchable but joins no person; it is
+    listed as "unassigned: low quality" (list, --json, API, stats). A face already in a
+    person whose measures fall below the floor leaves it at the next recluster."""
+    from PIL import Image, ImageFilter
+
+    from doppel.faces import imaging
+    from doppel.faces.embed import Embedder
+    from doppel.people.quality import QUALITY_FLOOR
+    from doppel.store.quality import QualityStore
+
+    _copy_quality(faces_db, people_conn)
+    cluster_gallery(people_conn, "lfw")
+    gallery = Repository(people_conn).gallery("lfw")
+    low = set(QualityStore(people_conn).below_floor(gallery, QUALITY_FLOOR))
+    (person, faces), *_ = _members(people_conn, "lfw")
+    face = next(f for f in faces if f.id not in low)
+
+    # The person's photo, blurred as a face far behind the camera's focus.
+    blurred = tmp_path / "blurred.png"
+    original = unit_faces.parent / "lfw-dev" / "photos" / Path(face.source).name
+    Image.open(original).convert("RGB").filter(ImageFilter.GaussianBlur(3)).save(blurred)
+    embedder = Embedder(PIPELINE)
+    found = embedder.detect(imaging.decode(blurred.read_bytes(), str(blurred)))
+    assert found and found[0].quality is not None
+    vector = embedder.embed_crops([found[0].crop])[0]
+    repo = Repository(people_conn)
+    with people_conn.transaction():
+        repo.copy_faces(
+            gallery,
+            [
+                NewFace(
+                    str(blurred),
+                    "blurred",
+                    0,
+                    vector,
+                    found[0].box,
+                    found[0].confidence,
+                    quality=found[0].quality,
+                )
+            ],
+            "faces",
+        )
+    report = cluster_gallery(people_conn, "lfw")
+    new_id = people_conn.execute(
+        "SELECT id, person_id FROM faces WHERE source = %s", (str(blurred),)
+    ).fetchone()
+    assert new_id is not None and new_id[1] is None
+    assert report.low_quality == len(low) + 1
+    listing = list_people(people_conn, "lfw")
+    assert {f.id for f in listing.low_quality} == low | {new_id[0]}
+    assert new_id[0] not in {f.id for f in listing.unassigned}
+    # Still searchable: the blurred face is found by its own vector.
+    hits = people_conn.execute(
+        "SELECT id FROM faces ORDER BY embedding <=> %s LIMIT 1", (vector,)
+    ).fetchone()
+    assert hits == (new_id[0],)
+
+    # A placed face whose size falls below the floor leaves its person at a recluster.
+    people_conn.execute("UPDATE faces SET face_size = 5 WHERE id = %s", (face.id,))
+    report = cluster_gallery(people_conn, "lfw", recluster=True)
+    assert report.low_quality == len(low) + 2
+    listing = list_people(people_conn, "lfw")
+    assert {f.id for f in listing.low_quality} == low | {face.id, new_id[0]}
+    assert all(face.id not in {f.id for f in fs} for fs in listing.members.values())
+
+    text = runner.invoke(app, ["people", "list", "lfw"])
+    assert text.exit_code == 0, text.output
+    gated = len(low) + 2
+    assert f"unassigned: low quality: {gated} faces" in text.output
+    listed = json.loads(runner.invoke(app, ["people", "list", "lfw", "--json"]).output)
+    assert listed["unassigned_low_quality"]["faces"] == gated
+    assert listed["unassigned_low_quality"]["floor"]["size"] == QUALITY_FLOOR.size
+
+    stats = runner.invoke(app, ["gallery", "stats", "lfw"], terminal_width=80)
+    assert stats.exit_code == 0, stats.output
+    assert "sharpness" in stats.output and f"{gated} of " in stats.output
+    assert max(len(line) for line in stats.output.splitlines()) <= 80
+    payload = json.loads(runner.invoke(app, ["gallery", "stats", "lfw", "--json"]).output)
+    assert payload["below_floor"] == payload["below_floor_unassigned"] == gated
+    assert payload["measures"]["size"]["known"] == payload["faces"]
+    assert payload["measures"]["size"]["quantiles"]["0"] == 5
+    # The people page's API shows the count too.
+    from fastapi.testclient import TestClient
+
+    from doppel.web.app import create_app
+
+    people_conn.commit()
+    with TestClient(create_app(Settings.from_env(), warm_up=False, workers=0)) as http:
+        assert http.get("/api/people/lfw").json()["low_quality"] == gated
+
+
 @pytest.mark.slow
 def test_edits_of_people_are_undone_by_restore(people_conn: psycopg.Connection) -> None:
     cluster_gallery(people_conn, "unit")

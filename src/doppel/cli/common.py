@@ -103,7 +103,7 @@ def friendly(func: F) -> F:
             if debug_enabled():
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            from doppel.store.citus import node_failure
+            from doppel.store.citus_failure import node_failure
 
             # A Citus worker that is down fails the whole statement: name the node.
             node = node_failure(command_settings(), reason)

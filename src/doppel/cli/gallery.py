@@ -154,3 +154,69 @@ def gallery_duplicates(
         f"in gallery {report.gallery.name} ({copies} faces are copies)",
         highlight=False,
     )
+
+@gallery_app.command("stats")
+@friendly
+def gallery_stats(
+    name: Annotated[
+        str | None, typer.Argument(help="Gallery (default: the only one).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The quality of a gallery's faces (size, detector confidence, sharpness,
+    frontalness) and how many are below the floor `doppel people` groups from."""
+    from doppel.cli.people import floor_fields, floor_words
+    from doppel.people.quality import gallery_quality
+
+    with connect(command_settings()) as conn:
+        stats = gallery_quality(conn, name)
+    if as_json:
+        payload = {
+            "gallery": stats.gallery.name,
+            "faces": stats.faces,
+            "floor": floor_fields(),
+            "below_floor": stats.below_floor,
+            "below_floor_unassigned": stats.below_unassigned,
+            "measures": {
+                m.name: {
+                    "known": m.known,
+                    "quantiles": _quantiles(m.quantiles),
+                    "floor": m.floor,
+                    "below": m.below,
+                }
+                for m in stats.measures
+            },
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    shown = (0.0, 0.1, 0.5, 0.9, 1.0)  # of QUANTILES: what fits 80 columns
+    table = Table(title=f"face quality in gallery {stats.gallery.name}", box=None, pad_edge=False)
+    for column in ("measure", "known", "min", "10%", "median", "90%", "max", "floor", "below"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for m in stats.measures:
+        values = _quantiles(m.quantiles)
+        table.add_row(
+            m.name,
+            str(m.known),
+            *(_figure(values[f"{q:g}"]) if values else "-" for q in shown),
+            "-" if m.floor is None else _figure(m.floor),
+            str(m.below) if m.floor is not None else "-",
+        )
+    out.print(table)
+    out.print(
+        f"{stats.below_floor} of {stats.faces} faces below the quality floor ({floor_words()}):"
+        f" searchable, never grouped into a person; {stats.below_unassigned} of them in none",
+        highlight=False,
+    )
+
+
+def _figure(value: float) -> str:
+    """A measure in at most six characters: whole above 100, three figures below."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _quantiles(values: tuple[float, ...]) -> dict[str, float]:
+    """Quantile ("0.1") -> value; empty where no face has the measure."""
+    from doppel.store.quality import QUANTILES
+
+    return {f"{q:g}": v for q, v in zip(QUANTILES, values, strict=True)} if values else {}

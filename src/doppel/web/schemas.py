@@ -247,7 +247,12 @@ class PersonOut(BaseModel):
 class PeopleOut(BaseModel):
     gallery: str
     people: list[PersonOut] = Field(description="Most faces first.")
-    unassigned: int = Field(description="Faces in no person.")
+    unassigned: int = Field(description="Faces in no person, the low-quality ones apart.")
+    low_quality: int = Field(
+        0,
+        description="Faces in no person because they are below the quality floor (too small,"
+        " blurred or turned): searchable, never grouped.",
+    )
 
 
 class PersonFaceOut(BaseModel):

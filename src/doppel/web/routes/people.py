@@ -66,6 +66,7 @@ def people(state: State, gallery: str, hidden: bool = False) -> PeopleOut:
         gallery=listing.gallery.name,
         people=[person_out(p) for p in listing.people],
         unassigned=len(listing.unassigned),
+        low_quality=len(listing.low_quality),
     )
 
 

@@ -288,34 +288,69 @@ def _copies(photo: Path, folder: Path) -> list[Path]:
     return out
 
 
-@pytest.mark.slow
-def test_copies_of_one_picture_are_shown_once(
-    database_url: str, unit_faces: Path, tmp_path: Path
-) -> None:
-    """Copies (resized, re-compressed, cropped 4% a side) are one picture: `gallery
-    duplicates` groups them, an answer shows one of them, and a copy of the query
-    photo is no match at all."""
-    photos = _photos_of(unit_faces)
-    person, own = next(iter(photos.items()))
-    other = list(photos.values())[1]
-    folder = tmp_path / "gallery"
-    folder.mkdir()
-    for p in [*own, *other]:
-        (folder / p.name).symlink_to(p)
-    copied = _copies(own[1], folder)
+# A photo whose crop of 8% on the left and top moves the photo's hash past COPY_BITS
+# (27 bits), and another photo of the same person to search with.
+CROPPED, CROPPED_QUERY = "Ari_Fleischer_0005.jpg", "Ari_Fleischer_0001.jpg"
+
+
+def _crop_left_top(photo: Path, folder: Path) -> Path:
+    from PIL import Image
+
+    img = Image.open(photo).convert("RGB")
+    w, h = img.size
+    path = folder / f"{photo.stem}-cropped8.jpg"
+    img.crop((round(w * 0.08), round(h * 0.08), w, h)).save(path, quality=90)
+    return path
+
+
+@pytest.fixture(scope="module")
+def copies_db(
+    server_url: str, unit_faces: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Gallery "copies": lfw-dev's first two people, three copies (resized,
+    re-compressed, cropped 4% a side) of the first person's second photo, and CROPPED
+    with its 8% crop; embedded once with the pipeline the copy rule's thresholds were
+    measured on, the Dlib model's default."""
     from doppel.faces.catalog import default_config
     from doppel.faces.embed import Embedder
     from doppel.ingest.local import ingest
 
-    # The pipeline the copy rule's thresholds were measured on: the Dlib model's default.
-    with connect(Settings.from_env()) as conn:
+    url = create_database(server_url, "doppel_copies")
+    photos = _photos_of(unit_faces)
+    own, other = list(photos.values())[:2]
+    folder = tmp_path_factory.mktemp("copies")
+    cropped = unit_faces.parent / "lfw-dev" / "photos" / CROPPED
+    for p in [*own, *other, cropped]:
+        (folder / p.name).symlink_to(p)
+    _copies(own[1], folder)
+    _crop_left_top(cropped, folder)
+    home = Settings.from_env().home
+    with connect(Settings(home, url, "Dlib", "dlib", False)) as conn:
         ingest(conn, folder, "copies", Embedder(default_config("Dlib")))
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.mark.slow
+def test_copies_of_one_picture_are_shown_once(
+    copies_db: str, unit_faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copies (resized, re-compressed, cropped) are one picture: `gallery duplicates`
+    groups them, an answer shows one of them, and a copy of the query photo is no
+    match at all."""
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", copies_db)
+    photos = _photos_of(unit_faces)
+    person, own = next(iter(photos.items()))
     listed = runner.invoke(app, ["gallery", "duplicates", "copies", "--json"])
     assert listed.exit_code == 0, listed.output
     groups = [
         sorted(Path(f["source"]).name for f in g) for g in json.loads(listed.stdout)["groups"]
     ]
-    assert groups == [sorted([own[1].name, *(p.name for p in copied)])]
+    copied = [f"{own[1].stem}-{n}" for n in ("resized.jpg", "recompressed.jpg", "cropped.jpg")]
+    cropped = Path(CROPPED).stem
+    assert sorted(groups) == sorted(
+        [sorted([own[1].name, *copied]), sorted([CROPPED, f"{cropped}-cropped8.jpg"])]
+    )
     # The other photos of the person, each picture once.
     answer = _find_json(str(own[0]), "-g", "copies", "-k", str(len(own) - 1))
     names = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
@@ -327,6 +362,30 @@ def test_copies_of_one_picture_are_shown_once(
     answer = _find_json(str(query), "-g", "copies", "-k", "3")
     names = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
     assert not any(n.startswith(own[1].stem) for n in names), names
+
+
+@pytest.mark.slow
+def test_a_crop_past_the_hash_bound_is_not_shown_beside_its_original(
+    copies_db: str, unit_faces: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crop of 8% on the left and top moves the whole photo's hash further than
+    COPY_BITS; its face is still nearly the original's, and an answer shows one of them."""
+    from doppel.duplicates import COPY_BITS, bits_apart
+
+    monkeypatch.setenv("DOPPEL_DATABASE_URL", copies_db)
+    cropped = Path(CROPPED).stem
+    names = {CROPPED, f"{cropped}-cropped8.jpg"}
+    with connect(Settings.from_env()) as conn:
+        rows = conn.execute(
+            "SELECT source, phash FROM faces WHERE source LIKE %s", (f"%{cropped}%",)
+        ).fetchall()
+    hashes = {Path(source).name: phash for source, phash in rows}
+    assert set(hashes) == names
+    assert bits_apart(*hashes.values()) > COPY_BITS  # the hash alone would not tell
+    query = unit_faces.parent / "lfw-dev" / "photos" / CROPPED_QUERY
+    answer = _find_json(str(query), "-g", "copies", "-k", "3")
+    shown = [Path(m["source"]).name for m in answer["faces"][0]["matches"]]
+    assert shown[0] in names and not names <= set(shown), shown
 
 
 def test_caption_reads_the_strength_and_moves_the_person_beneath() -> None:

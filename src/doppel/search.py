@@ -15,7 +15,7 @@ import psycopg
 
 from doppel.composer import render
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions, Settings
-from doppel.duplicates import dhash, is_copy
+from doppel.duplicates import dhash, pictures
 from doppel.errors import NotCalibrated, Remedy, UsageError
 from doppel.faces import imaging
 from doppel.faces.embed import embedder_for
@@ -338,21 +338,22 @@ def _distinct(
     query_marks: Sequence[tuple[int, np.ndarray]],
     person_threshold: float | None,
 ) -> list[Match]:
-    """The matches in order, less copies (duplicates.is_copy) of a query photo or of a
+    """The matches in order, less copies (duplicates.pictures) of a query photo or of a
     match kept before; with person_threshold, also less a second face of one person: by
     the gallery's people where faces have one, else by the threshold between matches."""
     marks = FaceMarks(repo.conn).marks([m.face.id for m in matches])
     seen_people: set[int] = set()
     loose: list[np.ndarray] = []  # kept faces without a person
     kept: list[Match] = []
-    # Every picture seen so far, copies set aside included: a copy of a copy (a crop
-    # of a resized copy) can be further from the original than either is.
-    seen: list[tuple[int | None, np.ndarray]] = list(query_marks)
-    for m in matches:
-        vector, phash = marks[m.face.id]
-        u = _unit(vector)
-        if any(is_copy(h, phash, float(u @ v)) for h, v in seen):
-            seen.append((phash, u))
+    units = [_unit(marks[m.face.id][0]) for m in matches]
+    # Copies among all the candidates, the ones below a match too: a crop and a resized
+    # copy can be one picture only through an original that ranks below both.
+    picture = pictures(
+        [(marks[m.face.id][1], u) for m, u in zip(matches, units, strict=True)], query_marks
+    )
+    shown: set[int] = set()
+    for m, u, p in zip(matches, units, picture, strict=True):
+        if p < 0 or p in shown:
             continue
         if person_threshold is not None:
             if m.face.person_id is not None:
@@ -364,7 +365,7 @@ def _distinct(
             else:
                 loose.append(u)
         kept.append(m)
-        seen.append((phash, u))
+        shown.add(p)
     return kept
 
 

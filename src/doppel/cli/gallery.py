@@ -11,7 +11,8 @@ from rich.table import Table
 from doppel.cli.common import JsonOpt, command_settings, connect, err, friendly, out
 
 gallery_app = typer.Typer(
-    help="Galleries: list them, rename one, delete one with its faces.", no_args_is_help=True
+    help="Galleries: list them, rename one, delete one with its faces, find copies.",
+    no_args_is_help=True,
 )
 
 
@@ -213,6 +214,50 @@ def gallery_stats(
 def _figure(value: float) -> str:
     """A measure in at most six characters: whole above 100, three figures below."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _quantiles(values: tuple[float, ...]) -> dict[str, float]:
+    """Quantile ("0.1") -> value; empty where no face has the measure."""
+    from doppel.store.quality import QUANTILES
+
+    return {f"{q:g}": v for q, v in zip(QUANTILES, values, strict=True)} if values else {}
+
+
+@gallery_app.command("hash")
+@friendly
+def gallery_hash(
+    name: Annotated[
+        str | None, typer.Argument(help="Gallery (default: the only one).", show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute the photo hash that tells copies of one picture apart, for faces stored
+    without one (before doppel kept it, or by load-dump), where the photo's file is at
+    hand. A batch is committed at a time: run it again to go on after Ctrl-C, or after
+    the missing files are back."""
+    from doppel.cli.common import progress_bar
+    from doppel.duplicates import hash_gallery
+
+    settings = command_settings()
+    with connect(settings) as conn, progress_bar("hashing photos") as update:
+        report = hash_gallery(conn, name, settings, progress=None if as_json else update)
+    if as_json:
+        payload = {
+            "gallery": report.gallery.name,
+            "faces_hashed": report.faces,
+            "photos_hashed": report.photos,
+            "missing_files": report.missing,
+            "unreadable_files": report.unreadable,
+            "unreadable": list(report.unreadable_sources),
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    unreadable = f", unreadable {report.unreadable:,}" if report.unreadable else ""
+    err.print(
+        f"gallery {report.gallery.name}: hashed {report.faces:,} faces of {report.photos:,} "
+        f"photos, missing files {report.missing:,}{unreadable}",
+        highlight=False,
+    )
 
 
 def _quantiles(values: tuple[float, ...]) -> dict[str, float]:

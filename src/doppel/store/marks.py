@@ -45,6 +45,40 @@ class FaceMarks:
         matrix = np.vstack([np.asarray(v.to_numpy(), dtype=np.float32) for v in vectors])
         return list(ids), list(sources), matrix, list(hashes)
 
+    def unhashed(self, gallery: Gallery) -> tuple[int, int]:
+        """How many faces have no photo hash, and from how many photos."""
+        row = self.conn.execute(
+            "SELECT count(*), count(DISTINCT source) FROM faces"
+            " WHERE gallery_id = %s AND phash IS NULL",
+            (gallery.id,),
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def unhashed_sources(self, gallery: Gallery, after: str | None, limit: int) -> list[str]:
+        """The next `limit` photos (sources, in order, after `after`) with a face that has
+        no photo hash: a page at a time, so a run can go on past files that are missing."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT source FROM faces WHERE gallery_id = %s AND phash IS NULL"
+            " AND (%s::text IS NULL OR source > %s::text) ORDER BY source LIMIT %s",
+            (gallery.id, after, after, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def set_photo_hashes(self, gallery: Gallery, hashes: dict[str, int]) -> int:
+        """Give every face of each photo (by source) its photo hash, in one transaction;
+        the number of faces hashed."""
+        if not hashes:
+            return 0
+        with self.conn.transaction():
+            cur = self.conn.execute(
+                "UPDATE faces SET phash = h.phash"
+                " FROM unnest(%s::text[], %s::bigint[]) AS h(source, phash)"
+                " WHERE faces.gallery_id = %s AND faces.source = h.source"
+                " AND faces.phash IS NULL",
+                (list(hashes), list(hashes.values()), gallery.id),
+            )
+            return cur.rowcount
+
     def person_labels(self, person_ids: Sequence[int]) -> dict[int, str]:
         """Each person's name, else "person N"."""
         if not person_ids:

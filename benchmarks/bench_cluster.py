@@ -38,6 +38,7 @@ def _phase(args: argparse.Namespace) -> None:
     """One side, in this (fresh) process; prints a JSON line."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
+    from doppel.ingest import IngestJob
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
 
@@ -55,11 +56,8 @@ def _phase(args: argparse.Namespace) -> None:
         cpu, server, start = cpu_seconds(), server_cpu_seconds(settings.pgdata), time.perf_counter()
         report = ingest(
             conn,
-            folder,
-            "plain",
-            embedder,
-            index="skip",
-            batch_size=args.batch,
+            IngestJob(folder, "plain", config, batch_size=args.batch),
+            embedder=embedder,
             progress=lambda done, total, report: (
                 marks.append((time.perf_counter(), done))
                 if done % args.batch == 0 and not marks
@@ -88,10 +86,7 @@ def _phase(args: argparse.Namespace) -> None:
         cpu, server, start = cpu_seconds(), server_cpu_seconds(settings.pgdata), time.perf_counter()
         report = cluster.ingest_on_cluster(
             conn,
-            folder,
-            "spread",
-            config,
-            files_per_task=args.batch,
+            IngestJob(folder, "spread", config, cluster="", files_per_task=args.batch),
             on_batch=batch_done,
             pool=pool,
         )

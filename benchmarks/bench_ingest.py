@@ -102,13 +102,13 @@ def doppel_ingest(
     workers: int | None,
     threads: int | None = None,
 ) -> dict:
-    """doppel.ingest.ingest over the folder into a new gallery, then the index rebuilt alone."""
+    """doppel.ingest over the folder into a new gallery, then the index rebuilt alone."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig
+    from tests.helpers import ingest_folder
 
     cores = os.cpu_count() or 1
     if threads is None and (cores if workers is None else workers) >= cores:
@@ -126,7 +126,15 @@ def doppel_ingest(
     backend = conn.info.backend_pid
     cpu = (cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN), process_cpu_seconds(backend))
     with ChildPeak() as workers_peak:
-        report = ingest(conn, folder, name, embedder, batch_size=batch_size, workers=workers)
+        report = ingest_folder(
+            conn,
+            folder,
+            name,
+            embedder.config,
+            embedder=embedder,
+            batch_size=batch_size,
+            workers=workers,
+        )
     # Decoding workers have exited and been waited for: RUSAGE_CHILDREN holds them.
     cpu_client = cpu_seconds() - cpu[0] + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu[1]
     cpu_server = process_cpu_seconds(backend) - cpu[2]

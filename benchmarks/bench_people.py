@@ -75,13 +75,13 @@ def embed_doppel(
     """Ingest the labelled photos (largest face each) and read their stored vectors back."""
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
     from doppel.store.people import PeopleStore
     from doppel.store.repository import Repository
+    from tests.helpers import ingest_folder
 
     start = time.perf_counter()
     embedder = Embedder(config, options=Settings.from_env().face_options)
-    report = ingest(conn, folder, name, embedder)
+    report = ingest_folder(conn, folder, name, config, embedder=embedder)
     print(
         f"  doppel ingest {name}: {report.faces_added} faces added "
         f"({time.perf_counter() - start:.0f} s)"
@@ -424,14 +424,15 @@ def group_photos_section(
             (tmp / name).symlink_to(folder / name)
     from doppel.config import Settings
     from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
+    from tests.helpers import ingest_folder
 
     embedder = Embedder(
         Repository(conn).gallery("lfw-dev").config, options=Settings.from_env().face_options
     )
     # Every face of each photo (ingest keeps the largest alone unless asked).
-    ingest(conn, Path(tmp), "lfw-groups-all", embedder, all_faces=True)
-    ingest(conn, SHARED_FACES / "deepface-unit", "deepface-unit-all", embedder, all_faces=True)
+    every = {"lfw-groups-all": Path(tmp), "deepface-unit-all": SHARED_FACES / "deepface-unit"}
+    for name, photos in every.items():
+        ingest_folder(conn, photos, name, embedder.config, embedder=embedder, all_faces=True)
     repo = Repository(conn)
     cal = calibration.for_config(repo.gallery("lfw-groups-all").config, calibration_file)
     print("\n## Faces of one photo are different people")

@@ -237,8 +237,8 @@ def main() -> None:
     from doppel.config import Settings
     from doppel.faces import catalog
     from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
     from doppel.store.db import connect
+    from tests.helpers import ingest_folder
 
     print(machine_line())
     gallery, queries = split(args.per_person)
@@ -254,7 +254,7 @@ def main() -> None:
         start = time.perf_counter()
         with connect(settings) as conn:
             embedder = Embedder(config, options=settings.face_options)
-            report = ingest(conn, folder, "bench", embedder)
+            report = ingest_folder(conn, folder, "bench", config, embedder=embedder)
         print(
             f"gallery: {report.faces_added} faces of {len(gallery)} lfw-dev photos "
             f"({config}), ingested in {time.perf_counter() - start:.0f} s"

@@ -173,15 +173,14 @@ def unit_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     embedded once per session with the Dlib model and the mtcnn detector.
     Tests must not change it; they get its URL."""
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
+    from tests.helpers import ingest_folder
 
     url = create_database(server_url)
     settings = Settings.from_env()
     with connect(Settings(settings.home, url, "Dlib", "mtcnn", False)) as connection:
-        ingest(connection, unit_faces, "deepface-unit", Embedder(EmbeddingConfig("Dlib", "mtcnn")))
+        ingest_folder(connection, unit_faces, "deepface-unit", EmbeddingConfig("Dlib", "mtcnn"))
     yield url
     drop_database(server_url, url)
 

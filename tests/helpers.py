@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -237,3 +238,27 @@ def write_faces_dump(
     finally:
         drop_database(server_url, url)
     return out
+
+
+def ingest_folder(
+    conn: Any,
+    root: Path,
+    gallery: str,
+    config: Any,
+    *,
+    embedder: Any = None,
+    index: str = "auto",
+    **job: Any,
+) -> Any:
+    """An ingest as `doppel ingest` runs it: the photos (doppel.ingest), then the gallery's
+    index as `index` says (doppel.indexing.finish_index). embedder: a model made
+    beforehand (run on this machine); job: the other fields of the IngestJob."""
+    from doppel.indexing import finish_index
+    from doppel.ingest import IngestJob, ingest_photos
+    from doppel.ingest.local import ingest
+    from doppel.store.repository import Repository
+
+    run = IngestJob(root, gallery, config, **job)
+    report = ingest_photos(conn, run) if embedder is None else ingest(conn, run, embedder=embedder)
+    finish_index(conn, Repository(conn).gallery(report.gallery), index)
+    return report

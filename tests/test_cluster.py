@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from doppel.config import FaceOptions
-from doppel.faces.embed import Embedder
-from doppel.ingest.local import ingest
+from doppel.ingest import IngestJob
 from doppel.types import EmbeddingConfig
+from tests.helpers import ingest_folder
 
 ray = pytest.importorskip("ray", reason="the cluster extra: pip install 'doppel[cluster]'")
 
@@ -65,6 +65,11 @@ def same_rows(a: list[tuple], b: list[tuple]) -> None:
         np.testing.assert_allclose(x[6].to_numpy(), y[6].to_numpy(), atol=1e-5)
 
 
+def on_ray(photos: Path, files_per_task: int) -> IngestJob:
+    """The photos into gallery "spread" on the Ray this module started."""
+    return IngestJob(photos, "spread", CONFIG, cluster="", files_per_task=files_per_task)
+
+
 def worker_pids() -> list[int]:
     """Processes of Ray's embedding actors (Ray names them after the class)."""
     found = []
@@ -80,19 +85,19 @@ def worker_pids() -> list[int]:
 def test_cluster_ingest_gives_the_rows_of_the_plain_ingest(
     conn: psycopg.Connection, local_ray: None, photos: Path
 ) -> None:
-    plain = ingest(conn, photos, "plain", Embedder(CONFIG), workers=0)
-    spread = ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=3)
+    plain = ingest_folder(conn, photos, "plain", CONFIG, workers=0)
+    spread = ingest_on_cluster(conn, on_ray(photos, files_per_task=3))
     assert spread.faces_added == plain.faces_added > 0
     assert spread.no_face == plain.no_face and spread.unreadable == plain.unreadable
     same_rows(rows(conn, "spread"), rows(conn, "plain"))
-    again = ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=3)
+    again = ingest_on_cluster(conn, on_ray(photos, files_per_task=3))
     assert (again.faces_added, again.skipped) == (0, PHOTOS)
 
 
 def test_a_worker_killed_mid_run_loses_nothing(
     conn: psycopg.Connection, local_ray: None, photos: Path
 ) -> None:
-    ingest(conn, photos, "plain", Embedder(CONFIG), workers=0)
+    ingest_folder(conn, photos, "plain", CONFIG, workers=0)
     killed: list[int] = []
 
     def kill_one(done: int, total: int, report: object) -> None:
@@ -102,7 +107,7 @@ def test_a_worker_killed_mid_run_loses_nothing(
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    report = ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=2, progress=kill_one)
+    report = ingest_on_cluster(conn, on_ray(photos, files_per_task=2), progress=kill_one)
     assert killed
     assert report.faces_added + len(report.no_face) > 0
     same_rows(rows(conn, "spread"), rows(conn, "plain"))
@@ -111,17 +116,17 @@ def test_a_worker_killed_mid_run_loses_nothing(
 def test_a_stopped_run_keeps_its_batches_and_a_rerun_completes(
     conn: psycopg.Connection, local_ray: None, photos: Path
 ) -> None:
-    ingest(conn, photos, "plain", Embedder(CONFIG), workers=0)
+    ingest_folder(conn, photos, "plain", CONFIG, workers=0)
 
     def stop(done: int, total: int, report: object) -> None:
         if done >= 4:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=2, progress=stop)
+        ingest_on_cluster(conn, on_ray(photos, files_per_task=2), progress=stop)
     kept = rows(conn, "spread")
     assert 0 < len(kept) < len(rows(conn, "plain"))
-    rerun = ingest_on_cluster(conn, photos, "spread", CONFIG, files_per_task=2)
+    rerun = ingest_on_cluster(conn, on_ray(photos, files_per_task=2))
     assert rerun.skipped >= 4
     same_rows(rows(conn, "spread"), rows(conn, "plain"))
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from doppel.cli import app
 from doppel.faces.catalog import install
 from doppel.faces.embed import Embedder
-from doppel.ingest.local import ingest
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig
+from tests.helpers import ingest_folder
 
 runner = CliRunner()
 
@@ -58,15 +58,15 @@ def test_second_run_adds_nothing_and_changed_file_is_redone(
     conn: psycopg.Connection, facenet: EmbeddingConfig, tmp_path: Path
 ) -> None:
     paths = make_crops(tmp_path / "crops", 40)
-    first = ingest(conn, tmp_path / "crops", "crops", Embedder(facenet))
+    first = ingest_folder(conn, tmp_path / "crops", "crops", facenet)
     assert (first.faces_added, first.skipped) == (40, 0)
-    assert first.index_built
+    assert Repository(conn).has_index(Repository(conn).gallery("crops"))
 
-    second = ingest(conn, tmp_path / "crops", "crops", Embedder(facenet))
+    second = ingest_folder(conn, tmp_path / "crops", "crops", facenet)
     assert (second.faces_added, second.skipped) == (0, 40)
 
     Image.new("RGB", (192, 192), (10, 200, 30)).save(paths[3])
-    third = ingest(conn, tmp_path / "crops", "crops", Embedder(facenet))
+    third = ingest_folder(conn, tmp_path / "crops", "crops", facenet)
     assert (third.faces_added, third.skipped) == (1, 39)
     rows = face_rows(conn, "crops")
     assert len(rows) == 40 == len(set(rows))
@@ -78,13 +78,13 @@ def test_unreadable_files_are_listed_and_the_rest_is_ingested(
     make_crops(tmp_path / "mixed", 5)
     (tmp_path / "mixed" / "broken.JPG").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "mixed" / "readme.txt").write_text("not a photo, not even named like one")
-    report = ingest(conn, tmp_path / "mixed", "mixed", Embedder(facenet), log_dir=tmp_path / "logs")
+    report = ingest_folder(conn, tmp_path / "mixed", "mixed", facenet, log_dir=tmp_path / "logs")
     assert report.faces_added == 5
     assert len(report.unreadable) == 1 and "broken.JPG" in report.unreadable[0]
     assert report.listed_in is not None
     assert "broken.JPG" in report.listed_in.read_text()
     # A second run does not retry a file that has not changed.
-    again = ingest(conn, tmp_path / "mixed", "mixed", Embedder(facenet))
+    again = ingest_folder(conn, tmp_path / "mixed", "mixed", facenet)
     assert again.skipped == 6 and not again.unreadable
 
 
@@ -139,10 +139,10 @@ def test_gallery_refuses_another_model(
     conn: psycopg.Connection, facenet: EmbeddingConfig, tmp_path: Path
 ) -> None:
     make_crops(tmp_path / "g", 2)
-    ingest(conn, tmp_path / "g", "g", Embedder(facenet))
+    ingest_folder(conn, tmp_path / "g", "g", facenet)
     other = EmbeddingConfig("Dlib", "skip", align=False)
     with pytest.raises(Exception, match="holds faces embedded as Facenet512"):
-        ingest(conn, tmp_path / "g", "g", Embedder(other))
+        ingest_folder(conn, tmp_path / "g", "g", other)
     assert Repository(conn).face_count(Repository(conn).gallery("g")) == 2
 
 
@@ -156,9 +156,11 @@ def test_ingest_real_photos_with_dlib_keeps_largest_or_all_faces(
         (folder / name).symlink_to(unit_faces / name)
     Image.new("RGB", (320, 240), (90, 90, 90)).save(folder / "empty-room.png")
     embedder = Embedder(EmbeddingConfig("Dlib", "mtcnn"))
-    largest = ingest(conn, folder, "largest", embedder)
+    largest = ingest_folder(conn, folder, "largest", embedder.config, embedder=embedder)
     assert largest.faces_added == 2 and len(largest.no_face) == 1
-    everyone = ingest(conn, folder, "everyone", embedder, all_faces=True)
+    everyone = ingest_folder(
+        conn, folder, "everyone", embedder.config, embedder=embedder, all_faces=True
+    )
     assert everyone.faces_added == 3
     boxes = conn.execute(
         "SELECT box_w * box_h FROM faces WHERE source LIKE '%%couple.jpg' ORDER BY face_index"

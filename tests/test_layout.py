@@ -67,3 +67,17 @@ def test_mtcnn_imports_no_networks() -> None:
         m for m in _doppel_imports(SRC / "faces" / "mtcnn.py") if m.startswith("doppel.faces")
     }
     assert "doppel.faces.mtcnn" in _doppel_imports(SRC / "faces" / "networks.py")
+
+
+def test_outside_the_ingest_package_only_its_entry_is_imported() -> None:
+    # One entry (docs/architecture.md): the front ends and the rest of the library see
+    # doppel.ingest's job, report and ingest_photos, never local, ray, batches or workers.
+    entry = {f"doppel.ingest.{name}" for name in ("ingest_photos", "IngestJob", "IngestReport")}
+    package = "doppel.ingest."
+    inside = {
+        str(path.relative_to(SRC)): {m for m in _doppel_imports(path) if m.startswith(package)}
+        for path in SRC.rglob("*.py")
+        if SRC / "ingest" not in path.parents
+    }
+    reaching = {name: sorted(found - entry) for name, found in inside.items() if found - entry}
+    assert reaching == {}

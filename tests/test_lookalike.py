@@ -23,7 +23,7 @@ from doppel.store.db import connect
 from doppel.store.marks import FaceMarks
 from doppel.store.repository import Repository
 from doppel.types import Box, EmbeddedFace, EmbeddingConfig, NewFace
-from tests.helpers import create_database, drop_database
+from tests.helpers import create_database, drop_database, ingest_folder
 
 runner = CliRunner()
 
@@ -89,9 +89,6 @@ def lfw_db(
 ) -> Iterator[str]:
     """lfw-dev's first 12 people (5 or 6 photos each) in gallery "lfw", embedded once,
     and a copy "lfwp" grouped into people."""
-    from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
-
     url = create_database(server_url, "doppel_lookalike")
     folder = tmp_path_factory.mktemp("lfw12")
     lfw = unit_faces.parent / "lfw-dev" / "photos"
@@ -101,7 +98,7 @@ def lfw_db(
             (folder / file).symlink_to(lfw / file)
     home = Settings.from_env().home
     with connect(Settings(home, url, "Dlib", "dlib", False)) as conn:
-        ingest(conn, folder, "lfw", Embedder(PIPELINE))
+        ingest_folder(conn, folder, "lfw", PIPELINE)
         repo = Repository(conn)
         source = repo.gallery("lfw")
         rows = conn.execute(
@@ -312,9 +309,6 @@ def copies_db(
     with its 8% crop; embedded once with the pipeline the copy rule's thresholds were
     measured on, the Dlib model's default."""
     from doppel.faces.catalog import default_config
-    from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
-
     url = create_database(server_url, "doppel_copies")
     photos = _photos_of(unit_faces)
     own, other = list(photos.values())[:2]
@@ -326,7 +320,7 @@ def copies_db(
     _crop_left_top(cropped, folder)
     home = Settings.from_env().home
     with connect(Settings(home, url, "Dlib", "dlib", False)) as conn:
-        ingest(conn, folder, "copies", Embedder(default_config("Dlib")))
+        ingest_folder(conn, folder, "copies", default_config("Dlib"))
     yield url
     drop_database(server_url, url)
 

@@ -35,7 +35,7 @@ from doppel.search import SearchRequest, find
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, Filters, NewFace
-from tests.helpers import create_database, drop_database
+from tests.helpers import create_database, drop_database, ingest_folder
 
 runner = CliRunner()
 # The pipeline people are calibrated for: the Dlib model on dlib's own detector.
@@ -44,13 +44,11 @@ LFW_PEOPLE = 20  # an lfw-dev subset: the first 20 people, 5 or 6 photos each
 
 
 def _ingest(url: str, folder: Path, gallery: str, files: list[str] | None = None) -> None:
-    from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
 
     settings = Settings.from_env()
     with connect(Settings(settings.home, url, "Dlib", "dlib", False)) as conn:
         if files is None:
-            ingest(conn, folder, gallery, Embedder(PIPELINE))
+            ingest_folder(conn, folder, gallery, PIPELINE)
             return
         # Only some photos: ingest a folder of links to them.
         import tempfile
@@ -58,7 +56,7 @@ def _ingest(url: str, folder: Path, gallery: str, files: list[str] | None = None
         with tempfile.TemporaryDirectory() as tmp:
             for name in files:
                 (Path(tmp) / name).symlink_to(folder / name)
-            ingest(conn, Path(tmp), gallery, Embedder(PIPELINE))
+            ingest_folder(conn, Path(tmp), gallery, PIPELINE)
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,10 @@ from doppel.cli import app
 from doppel.config import Settings
 from doppel.faces import catalog, imaging
 from doppel.faces.embed import Embedder, embedder_for
-from doppel.ingest.local import ingest
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, Filters
-from tests.helpers import create_database, drop_database
+from tests.helpers import create_database, drop_database, ingest_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DLIB = catalog.default_config("Dlib")
@@ -57,7 +56,7 @@ def default_gallery(server_url: str, unit_faces: Path) -> Iterator[str]:
     url = create_database(server_url)
     settings = Settings.from_env()
     with connect(Settings(settings.home, url, "Dlib", None, False)) as conn:
-        ingest(conn, unit_faces, "unit", Embedder(DEFAULT_DLIB))
+        ingest_folder(conn, unit_faces, "unit", DEFAULT_DLIB)
     yield url
     drop_database(server_url, url)
 
@@ -206,7 +205,7 @@ def test_ingest_without_options_grows_an_old_gallery_its_own_way(
         (folder / name).symlink_to(unit_faces / name)
     old = EmbeddingConfig("Dlib", "dlib")  # what `ingest -m Dlib -d dlib` made before
     with connect(Settings.from_env()) as conn:
-        ingest(conn, folder, "old", Embedder(old), workers=0)
+        ingest_folder(conn, folder, "old", old, workers=0)
     (folder / "img3.jpg").symlink_to(unit_faces / "img3.jpg")
     result = CliRunner().invoke(app, ["ingest", str(folder), "-g", "old", "-m", "Dlib"])
     assert result.exit_code == 0, result.output

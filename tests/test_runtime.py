@@ -235,10 +235,9 @@ def test_find_serve_and_resemble_never_import_tensorflow(
     converted: Path, database_url: str, unit_faces: Path, tmp_path: Path
 ) -> None:
     from doppel.config import Settings
-    from doppel.faces.embed import Embedder
-    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
+    from tests.helpers import ingest_folder
 
     folder = tmp_path / "gallery"
     people = tmp_path / "people"
@@ -253,7 +252,7 @@ def test_find_serve_and_resemble_never_import_tensorflow(
     target.mkdir()
     (target / "img4.jpg").symlink_to(unit_faces / "img4.jpg")
     with connect(Settings.from_env()) as conn:
-        ingest(conn, folder, "fn", Embedder(EmbeddingConfig("Facenet512", "mtcnn")))
+        ingest_folder(conn, folder, "fn", EmbeddingConfig("Facenet512", "mtcnn"))
     env = {**os.environ, "DOPPEL_RUNTIME": "auto", "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [
@@ -282,12 +281,12 @@ def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
 ) -> None:
     from doppel.faces.embed import Embedder
     from doppel.faces.imaging import load
-    from doppel.ingest.local import ingest
     from doppel.store.repository import Repository
     from doppel.types import EmbeddingConfig, Filters
+    from tests.helpers import ingest_folder
 
     config = EmbeddingConfig("Facenet512", "mtcnn")
-    ingest(conn, unit_faces, "tf", Embedder(config, runtime="tensorflow"))  # type: ignore[arg-type]
+    ingest_folder(conn, unit_faces, "tf", config, embedder=Embedder(config, runtime="tensorflow"))
     repo = Repository(conn)  # type: ignore[arg-type]
     gallery = repo.gallery("tf")
     by_tf = Embedder(config, runtime="tensorflow")

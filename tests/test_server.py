@@ -57,10 +57,9 @@ def gallery_url(
 ) -> Iterator[str]:
     """A database holding gallery "unit": ten photos of five people, Dlib + mtcnn."""
     from doppel.config import Settings
-    from doppel.faces.embed import embedder_for
-    from doppel.ingest.local import ingest
     from doppel.store.db import connect
     from doppel.types import EmbeddingConfig
+    from tests.helpers import ingest_folder
 
     folder = tmp_path_factory.mktemp("gallery")
     for name in GALLERY_PHOTOS:
@@ -73,9 +72,7 @@ def gallery_url(
     url = psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
     settings = replace(Settings.from_env(), database_url=url)
     with connect(settings) as conn:
-        report = ingest(
-            conn, folder, "unit", embedder_for(EmbeddingConfig("Dlib", "mtcnn")), workers=0
-        )
+        report = ingest_folder(conn, folder, "unit", EmbeddingConfig("Dlib", "mtcnn"), workers=0)
     assert report.faces_added == len(GALLERY_PHOTOS)
     yield url
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -464,6 +461,34 @@ def test_find_strangers_switch(client: httpx.Client, unit_faces: Path) -> None:
     expected = [m["name"] for m in plain["matches"] if m["similarity"] < threshold][:5]
     assert expected and [m["name"] for m in result["matches"]] == expected
     assert any(m["similarity"] >= threshold for m in plain["matches"])
+
+
+@pytest.mark.slow
+def test_threshold_and_all_photos_in_the_api(client: httpx.Client, unit_faces: Path) -> None:
+    """The page's threshold and all-photos controls: in the OpenAPI document for both
+    search routes; a threshold moves the verdicts for one search, all photos lets a
+    stranger's second photo in."""
+    spec = client.get("/api/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert {"threshold", "all_photos"} <= set(schemas["SearchIn"]["properties"])
+    form = spec["paths"]["/api/find"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    fields = schemas[form["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert {"threshold", "all_photos"} <= set(fields)
+    plain = _post_photo(client, "/api/find", unit_faces / QUERY, k=3).json()
+    assert plain["matches"][0]["probably_query_person"] is True
+    strict = _post_photo(client, "/api/find", unit_faces / QUERY, k=3, threshold="0.999").json()
+    assert strict["threshold"] == 0.999
+    assert not any(m["probably_query_person"] for m in strict["matches"])
+    one = _post_photo(client, "/api/find", unit_faces / QUERY, k=8, strangers="true").json()
+    every = _post_photo(
+        client, "/api/find", unit_faces / QUERY, k=8, strangers="true", all_photos="true"
+    ).json()
+    assert one["strangers"]["one_per_person"] is True
+    assert every["strangers"]["one_per_person"] is False
+    people = [GALLERY_PHOTOS[m["name"]] for m in one["matches"]]
+    assert len(people) == len(set(people))
+    people = [GALLERY_PHOTOS[m["name"]] for m in every["matches"]]
+    assert len(people) > len(set(people)), people  # four strangers, two photos each
 
 
 def _answer(response: httpx.Response) -> tuple[object, ...]:

@@ -60,7 +60,7 @@ def ingest_folder(
     (and, with as_json, the summary as one JSON document on stdout)."""
     from doppel.faces.catalog import config_for
     from doppel.indexing import finish_index
-    from doppel.ingest import ingest_photos
+    from doppel.ingest import IngestJob, ingest_photos
     from doppel.store.indexes import check_parameters
     from doppel.store.repository import Repository
     from doppel.types import check_gallery_name
@@ -80,22 +80,25 @@ def ingest_folder(
         # A gallery that exists keeps its own pipeline unless another detector is named.
         existing = Repository(conn).find_gallery(gallery)
         config = config_for(model, detector, existing.config if existing else None)
+        job = IngestJob(
+            folder,
+            gallery,
+            config,
+            all_faces=all_faces,
+            batch_size=batch_size or settings.batch_size,
+            workers=workers,
+            storage=storage,
+            attributes=attributes,
+            cluster=cluster,
+            log_dir=settings.log_dir,
+            max_pixels=settings.max_pixels,
+            options=settings.face_options,
+        )
         with progress_bar(f"ingest {gallery}") as update:
             report = ingest_photos(
                 conn,
-                folder,
-                gallery,
-                config,
-                all_faces=all_faces,
-                batch_size=batch_size or settings.batch_size,
-                workers=workers,
-                storage=storage,
-                attributes=attributes,
-                cluster=cluster,
-                log_dir=settings.log_dir,
+                job,
                 progress=update,
-                max_pixels=settings.max_pixels,
-                options=settings.face_options,
                 notice=lambda message: err.print(message, highlight=False),
             )
             update(report.files, report.files, report)  # the counts after the last batch

@@ -20,23 +20,22 @@ import psycopg
 from doppel.config import DEFAULT_MAX_PIXELS, FaceOptions
 from doppel.errors import DoppelError, UsageError
 from doppel.faces import catalog, imaging
-from doppel.ingest.local import (
+from doppel.ingest.batches import (
+    BatchWriter,
+    IngestJob,
     IngestReport,
-    _write_problems,
-    _Writer,
+    Progress,
+    Start,
     examine,
     face_rows,
+    finish_report,
     prepare,
+    start_run,
     tally,
 )
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, ImageRecord, NewFace
 
-# (done, total, report): the report so far, for running counts in a bar.
-Progress = Callable[[int, int, IngestReport], None]
-# Files per Ray task: big enough for a full model batch most of the time, small
-# enough that a lost task costs little and every worker has work to the end.
-FILES_PER_TASK = 32
 # Tasks queued per worker beyond the one it runs, so it never waits for the driver.
 TASKS_AHEAD = 1
 # Times a batch is sent again when the worker running it is lost.
@@ -172,162 +171,116 @@ def _batches(
 
 def ingest_on_cluster(
     conn: psycopg.Connection,
-    root: Path,
-    gallery_name: str,
-    config: EmbeddingConfig,
+    job: IngestJob,
     *,
-    address: str | None = None,
-    all_faces: bool = False,
-    batch_size: int = 32,
-    workers: int | None = None,
-    files_per_task: int = FILES_PER_TASK,
-    storage: str | None = None,
-    log_dir: Path | None = None,
     progress: Progress | None = None,
     on_batch: Callable[[BatchResult], None] | None = None,
     pool: EmbedPool | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     waiting: Callable[[str], None] | None = None,
-    options: FaceOptions | None = None,
 ) -> IngestReport:
-    """Embed every photo under root into the gallery on Ray workers; the driver writes.
+    """Embed every photo under job.root into the gallery on Ray workers; the driver writes.
 
-    address: a running cluster ("ray://head:10001", "auto"); None starts a local Ray
+    job.cluster: a running cluster ("ray://head:10001", "auto"); "" starts a local Ray
     for this run (or uses the one this process already started). on_batch sees each
     finished batch (its worker's CPU seconds, for accounting). pool: actors made
-    beforehand (their configuration must be this one); options: the workers' runtime and
-    weights source (Settings.face_options), ignored with a pool. As on this machine, one run
-    writes a gallery at a time (a second waits, told through `waiting`), special files
-    and link loops are passed over and listed, and no image over max_pixels is decoded.
+    beforehand (their configuration must be the job's); without one, the workers get the
+    job's options (runtime, weights source). As on this machine, one run writes a
+    gallery at a time (a second waits, told through `waiting`), special files and link
+    loops are passed over and listed, and no image over max_pixels is decoded.
     """
+    if job.attributes:
+        raise UsageError("attribute prediction does not run on a cluster yet")
     ray = _import_ray()
-    start = time.perf_counter()
-    scan = imaging.photos_to_ingest(root)
+    began = time.perf_counter()
+    scan = imaging.photos_to_ingest(job.root)
     repo = Repository(conn)
-    with repo.writing(gallery_name, waiting):
-        report = _ingest_locked(
-            ray,
-            repo,
-            scan,
-            gallery_name,
-            config,
-            address=address,
-            all_faces=all_faces,
-            batch_size=batch_size,
-            workers=workers,
-            files_per_task=files_per_task,
-            storage=storage,
-            progress=progress,
-            on_batch=on_batch,
-            pool=pool,
-            max_pixels=max_pixels,
-            options=options,
-        )
-    report.seconds = time.perf_counter() - start
-    if report.no_face or report.unreadable or report.too_small or report.passed_over:
-        report.listed_in = _write_problems(report, log_dir)
-    return report
+    with repo.writing(job.gallery, waiting):
+        start = start_run(repo, scan, job, job.config, catalog.dimension(job.config.model))
+        started_here = _start_ray(ray, job)
+        writer = BatchWriter(repo, start.gallery)
+        writer.start()
+        try:
+            if pool is None:
+                pool = EmbedPool(
+                    job.config,
+                    workers=job.workers,
+                    batch_size=job.batch_size,
+                    all_faces=job.all_faces,
+                    options=job.options,
+                )
+            elif (pool.config, pool.all_faces) != (job.config, job.all_faces):
+                raise UsageError("the Ray actors were made for another embedding configuration")
+            _drive(ray, pool, start, job, writer, progress, on_batch)
+        finally:
+            try:
+                writer.close()
+            finally:
+                if started_here:
+                    ray.shutdown()
+    return finish_report(start.report, began, job.log_dir)
 
 
-# Over 80 lines: the driver's loop keeps workers, retries and the writer in one place,
-# where their shared state is plain to see.
-def _ingest_locked(  # type: ignore[no-untyped-def]
+def _start_ray(ray, job: IngestJob) -> bool:  # type: ignore[no-untyped-def]
+    """Ray started for this run, quietly, unless this process already has it; True if so."""
+    if ray.is_initialized():
+        return False
+    quiet: dict[str, object] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": "WARNING",
+    }
+    if job.cluster:
+        ray.init(address=job.cluster, **quiet)
+    else:
+        ray.init(num_cpus=job.workers or os.cpu_count() or 1, **quiet)
+    return True
+
+
+def _drive(  # type: ignore[no-untyped-def]
     ray,
-    repo: Repository,
-    scan: imaging.FolderScan,
-    gallery_name: str,
-    config: EmbeddingConfig,
-    *,
-    address: str | None,
-    all_faces: bool,
-    batch_size: int,
-    workers: int | None,
-    files_per_task: int,
-    storage: str | None,
+    pool: EmbedPool,
+    start: Start,
+    job: IngestJob,
+    writer: BatchWriter,
     progress: Progress | None,
     on_batch: Callable[[BatchResult], None] | None,
-    pool: EmbedPool | None,
-    max_pixels: int,
-    options: FaceOptions | None,
-) -> IngestReport:
-    """The body of ingest_on_cluster, run while this run holds the gallery's writer lock."""
-    gallery = repo.ensure_gallery(
-        gallery_name, config, storage, dimension=catalog.dimension(config.model)
-    )
-    paths = [path.resolve() for path in scan.images]
-    known = repo.known_images(gallery)
-    report = IngestReport(gallery=gallery.name, files=len(paths))
-    report.passed_over = [f"{imaging.path_text(item.path)}\t{item.reason}" for item in scan.skipped]
-    new_files = sum(1 for path in paths if imaging.path_text(path) not in known)
-    if new_files and repo.has_index(gallery):
-        repo.drop_index_before_bulk_load(gallery, new_files, repo.face_count(gallery))
+) -> None:
+    """The driver's loop: batches to the actors, each result to the writer and the
+    report; a batch whose worker was lost goes out again, RETRIES times at most."""
+    report, actors = start.report, pool.actors
+    todo = list(_batches(start.paths, start.known, job.files_per_task))
+    todo.reverse()
+    running: dict[object, tuple[int, tuple[list[str], list[str | None]], int]] = {}
+    done = 0
+    free = [i for i in range(len(actors)) for _ in range(1 + TASKS_AHEAD)]
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        quiet: dict[str, object] = {
-            "include_dashboard": False,
-            "log_to_driver": False,
-            "logging_level": "WARNING",
-        }
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count() or 1, **quiet)
-    writer = _Writer(repo, gallery)
-    writer.start()
-    try:
-        if pool is None:
-            pool = EmbedPool(
-                config,
-                workers=workers,
-                batch_size=batch_size,
-                all_faces=all_faces,
-                options=options,
-            )
-        elif (pool.config, pool.all_faces) != (config, all_faces):
-            raise UsageError("the Ray actors were made for another embedding configuration")
-        actors = pool.actors
-        count = len(actors)
-        todo = list(_batches(paths, known, files_per_task))
-        todo.reverse()
-        running: dict[object, tuple[int, tuple[list[str], list[str | None]], int]] = {}
-        done = 0
-        free = [i for i in range(count) for _ in range(1 + TASKS_AHEAD)]
+    def submit(slot: int, batch: tuple[list[str], list[str | None]], tries: int) -> None:
+        running[actors[slot].run.remote(*batch, job.max_pixels)] = (slot, batch, tries)
 
-        def submit(slot: int, batch: tuple[list[str], list[str | None]], tries: int) -> None:
-            running[actors[slot].run.remote(*batch, max_pixels)] = (slot, batch, tries)
-
-        while todo or running:
-            while todo and free:
-                submit(free.pop(), todo.pop(), 0)
-            ready, _ = ray.wait(list(running), num_returns=1)
-            slot, batch, tries = running.pop(ready[0])
-            free.append(slot)
-            try:
-                result: BatchResult = ray.get(ready[0])
-            except ray.exceptions.RayError as exc:
-                if tries >= RETRIES:
-                    raise DoppelError(f"a cluster worker failed on {batch[0][0]}: {exc}") from exc
-                submit(free.pop(), batch, tries + 1)
-                continue
-            if result.images:
-                writer.put(result.images, result.faces)
-            if on_batch:
-                on_batch(result)
-            report.faces_added += len(result.faces)
-            report.images_added += sum(1 for i in result.images if i.status == "ok")
-            report.skipped += result.skipped
-            report.no_face += result.no_face
-            report.unreadable += result.unreadable
-            report.too_small += result.too_small
-            report.faces_found += result.faces_found
-            done += result.files
-            if progress:
-                progress(done, len(paths), report)
-    finally:
+    while todo or running:
+        while todo and free:
+            submit(free.pop(), todo.pop(), 0)
+        ready, _ = ray.wait(list(running), num_returns=1)
+        slot, batch, tries = running.pop(ready[0])
+        free.append(slot)
         try:
-            writer.close()
-        finally:
-            if started_here:
-                ray.shutdown()
-    return report
+            result: BatchResult = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:
+            if tries >= RETRIES:
+                raise DoppelError(f"a cluster worker failed on {batch[0][0]}: {exc}") from exc
+            submit(free.pop(), batch, tries + 1)
+            continue
+        if result.images:
+            writer.put(result.images, result.faces)
+        if on_batch:
+            on_batch(result)
+        report.faces_added += len(result.faces)
+        report.images_added += sum(1 for i in result.images if i.status == "ok")
+        report.skipped += result.skipped
+        report.no_face += result.no_face
+        report.unreadable += result.unreadable
+        report.too_small += result.too_small
+        report.faces_found += result.faces_found
+        done += result.files
+        if progress:
+            progress(done, len(start.paths), report)

@@ -251,9 +251,9 @@ def ingest_folder(
     **job: Any,
 ) -> Any:
     """An ingest as `doppel ingest` runs it: the photos (doppel.ingest), then the gallery's
-    index as `index` says (doppel.indexing.finish_index). embedder: a model made
+    index as `index` says (doppel.index_builds.finish_index). embedder: a model made
     beforehand (run on this machine); job: the other fields of the IngestJob."""
-    from doppel.indexing import finish_index
+    from doppel.index_builds import finish_index
     from doppel.ingest import IngestJob, ingest_photos
     from doppel.ingest.local import ingest
     from doppel.store.repository import Repository

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from doppel.indexing import finish_index
+from doppel.index_builds import finish_index
 from doppel.store.indexes import plan_index
 from doppel.store.repository import Repository
 from doppel.types import BuildProgress, EmbeddingConfig, Gallery, NewFace

@@ -207,7 +207,7 @@ def index_build(
 ) -> None:
     """Build a gallery's HNSW index if it has none (searches are exact until it is ready)."""
     if background:
-        from doppel.indexing import start_background_build
+        from doppel.index_builds import start_background_build
         from doppel.store.repository import Repository
 
         settings = command_settings()
@@ -237,7 +237,7 @@ def _build(
     concurrently: bool = False,
     as_json: bool = False,
 ) -> None:
-    from doppel.indexing import plan_build, run_build
+    from doppel.index_builds import plan_build, run_build
 
     settings = command_settings()
     with connect(settings) as conn:

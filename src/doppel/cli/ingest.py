@@ -59,7 +59,7 @@ def ingest_folder(
     """Ingest with a bar for the files, then one for the index, then a summary line
     (and, with as_json, the summary as one JSON document on stdout)."""
     from doppel.faces.catalog import config_for
-    from doppel.indexing import finish_index
+    from doppel.index_builds import finish_index
     from doppel.ingest import IngestJob, ingest_photos
     from doppel.store.indexes import check_parameters
     from doppel.store.repository import Repository
@@ -281,7 +281,7 @@ def load_dump_cmd(
 ) -> None:
     """Load the original project's sql_dump.sql (its 70,000 FFHQ faces) into a gallery."""
     from doppel.dump.loader import default_gallery_name, load_dump, write_load_log
-    from doppel.indexing import finish_index
+    from doppel.index_builds import finish_index
     from doppel.sources import add_image_root
     from doppel.store.repository import Repository
 

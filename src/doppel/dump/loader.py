@@ -23,7 +23,7 @@ from doppel.dump.files import open_dump
 from doppel.dump.report import LoadReport
 from doppel.dump.rows import Reader
 from doppel.errors import BadDump
-from doppel.indexing import finish_index
+from doppel.index_builds import finish_index
 from doppel.outputs import log_file, write_text
 from doppel.store.repository import Repository, check_config
 from doppel.types import BuildProgress, EmbeddingConfig, Gallery
@@ -145,7 +145,7 @@ def load_dump(
     Nothing of the dump runs. All rows go in one transaction, so the gallery appears or
     grows in one step and an interrupted load leaves no trace; faces already in the
     gallery (same image_key) are kept, so a second load of the same dump adds nothing.
-    The index is built after the commit, as `index` says (doppel.indexing.finish_index;
+    The index is built after the commit, as `index` says (doppel.index_builds.finish_index;
     build_index False is index "skip"): the gallery is searchable, exactly, meanwhile.
     One run writes a gallery at a time: a second load or ingest waits for it (told
     through `waiting`).

@@ -1,7 +1,7 @@
 """How photos come into a gallery: `ingest_photos` runs an `IngestJob` on this machine's
 processes (local.py) or on Ray workers (ray.py), which share their pieces through
 batches.py. It is the package's one entry: the front ends import nothing else of it.
-The index comes after, apart (doppel.indexing.finish_index), so that a caller can show
+The index comes after, apart (doppel.index_builds.finish_index), so that a caller can show
 its progress on its own.
 """
 

@@ -1,6 +1,8 @@
-"""After a load, the gallery's index: built now (with progress) or by a background process.
+"""Building a gallery's index, the use cases: after a load (now, with progress, or by a
+background process) and `doppel index build` / `rebuild`. What an index is, its
+parameters and its SQL live in doppel.store.indexes.
 
-Which one is the store's rule (doppel.store.indexes.plan_index): a gallery of tens
+After a load, now or in the background is the store's rule (plan_index): a gallery of tens
 of thousands of faces is searchable the moment its rows are committed, by exact
 search, so its loader returns at once and a background process builds the index;
 searches switch to it when it is valid. A small gallery's index takes seconds and a
@@ -10,7 +12,7 @@ showing the build's progress.
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 import time
@@ -75,31 +77,18 @@ def start_background_build(
     ef_construction: int | None = None,
     log_dir: Path | None = None,
 ) -> Path | None:
-    """Start `doppel index build --concurrently` for the gallery in a process of its own.
+    """Build the gallery's index (concurrently) in a process of its own: this module's
+    main, not the command line, so that the library needs none of the CLI's words.
 
-    It outlives this one, reaches the same database (the URL goes in its environment,
-    not on its command line, where other users could read a password), and writes
-    what it says to log_dir/index-GALLERY.txt.
+    It outlives this one and reaches the same database: the job, with the connection
+    string, goes in on its standard input, where no other user can read a password
+    (a command line can be read by anyone). What it says goes to log_dir/index-GALLERY.txt.
     """
     info = conn.info
     url = psycopg.conninfo.make_conninfo(
         info.dsn, **({"password": info.password} if info.password else {})
     )
-    env = {**os.environ, "DOPPEL_DATABASE_URL": url}
-    command = [
-        sys.executable,
-        "-m",
-        "doppel",
-        "index",
-        "build",
-        "--gallery",
-        gallery.name,
-        "--concurrently",
-    ]
-    if m:
-        command += ["--m", str(m)]
-    if ef_construction:
-        command += ["--ef-construction", str(ef_construction)]
+    job = {"url": url, "gallery": gallery.name, "m": m, "ef_construction": ef_construction}
     log: Path | None = None
     output = subprocess.DEVNULL
     if log_dir is not None:
@@ -110,19 +99,48 @@ def start_background_build(
         except OSError:
             log = None  # the build matters more than its log
     try:
-        subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
+        child = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=env,
             start_new_session=True,  # Ctrl-C in the terminal does not stop it
             close_fds=True,
         )
+        assert child.stdin is not None
+        with child.stdin:
+            child.stdin.write(json.dumps(job).encode())
     finally:
         if log is not None:
             output.close()  # type: ignore[attr-defined]
     return log
+
+
+def _background_main() -> None:
+    """The background build: the job from standard input, the index built concurrently
+    (other galleries stay writable), a line before and one after for the log."""
+    from pgvector.psycopg import register_vector
+
+    job = json.loads(sys.stdin.read())
+    with psycopg.connect(job["url"], autocommit=True) as conn:
+        register_vector(conn)
+        plan = plan_build(conn, job["gallery"], m=job["m"], ef_construction=job["ef_construction"])
+        if not plan.needed:
+            print(f"{plan.gallery.name} already has its index", flush=True)
+            return
+        print(
+            f"building the HNSW index of {plan.gallery.name} ({plan.faces} faces, "
+            f"{plan.gallery.storage}, m={plan.m}, ef_construction={plan.ef_construction}) ...",
+            flush=True,
+        )
+        result = run_build(conn, plan, concurrently=True)
+    if not result.built:
+        print(f"the index of {plan.gallery.name} is being built by another process")
+        return
+    print(
+        f"index of {plan.gallery.name} built in {result.seconds:.1f} s "
+        f"({result.size_bytes / 2**20:.1f} MiB)"
+    )
 
 
 @dataclass(frozen=True)
@@ -193,3 +211,7 @@ def run_build(
     )
     state = repo.index_state(job.gallery)
     return IndexBuilt(built, time.perf_counter() - start, state.size_bytes if state else 0)
+
+
+if __name__ == "__main__":
+    _background_main()

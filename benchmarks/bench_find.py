@@ -148,7 +148,7 @@ def _phase(args: argparse.Namespace) -> None:
     warm = {key: statistics.median(run[key] for run in warm_runs) for key in warm_runs[0]}
     # The library's own entry point, twice in one process: the second call is warm.
     from doppel.config import Settings
-    from doppel.search import find
+    from doppel.search import SearchRequest, find
     from doppel.store.db import connect
 
     settings = Settings.from_env()
@@ -156,7 +156,7 @@ def _phase(args: argparse.Namespace) -> None:
         library = []
         for _ in range(args.runs):
             start = time.perf_counter()
-            find(conn, query, GALLERY, composite=out, settings=settings)
+            find(conn, query, SearchRequest(GALLERY, composite=out), settings=settings)
             library.append(time.perf_counter() - start)
     print(
         "RESULT "

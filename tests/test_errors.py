@@ -9,7 +9,7 @@ import pytest
 
 from doppel.cli.common import HINTS, error_line
 from doppel.errors import GalleryMismatch, Remedy, UsageError
-from doppel.store.repository import check_config
+from doppel.store.gallery_rows import check_config
 from doppel.types import EmbeddingConfig, Gallery
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "doppel"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from doppel.cli import app
 from doppel.config import Settings
-from doppel.search import find
+from doppel.search import SearchRequest, find
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import Filters
@@ -59,8 +59,8 @@ def test_top_match_is_the_same_person_for_labelled_photos(
 
 def test_index_and_exact_search_agree(gallery_env: str, unit_faces: Path) -> None:
     with connect(Settings.from_env()) as conn:
-        indexed = find(conn, unit_faces / "img1.jpg", "deepface-unit", k=5)
-        exact = find(conn, unit_faces / "img1.jpg", "deepface-unit", k=5, exact=True)
+        indexed = find(conn, unit_faces / "img1.jpg", SearchRequest("deepface-unit", k=5))
+        exact = find(conn, unit_faces / "img1.jpg", SearchRequest("deepface-unit", k=5, exact=True))
     assert [m.face.id for m in indexed.results[0].matches] == [
         m.face.id for m in exact.results[0].matches
     ]
@@ -125,6 +125,8 @@ def test_unknown_gallery(gallery_env: str, unit_faces: Path) -> None:
 
 def test_all_faces_searches_each_face(gallery_env: str, unit_faces: Path) -> None:
     with connect(Settings.from_env()) as conn:
-        result = find(conn, unit_faces / "couple.jpg", "deepface-unit", k=3, all_faces=True)
+        result = find(
+            conn, unit_faces / "couple.jpg", SearchRequest("deepface-unit", k=3, all_faces=True)
+        )
     assert len(result.results) == 2
     assert all(len(item.matches) == 3 for item in result.results)

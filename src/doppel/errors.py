@@ -26,6 +26,8 @@ class Remedy(str, Enum):
     PREDICT_ATTRIBUTES = "predict-attributes"
     START_CLUSTER = "start-cluster"
     NEW_CLUSTER = "new-cluster"
+    LIST_PEOPLE = "list-people"
+    MAKE_PEOPLE = "make-people"
 
 
 class DoppelError(Exception):

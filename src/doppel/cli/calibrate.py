@@ -11,6 +11,7 @@ import typer
 from doppel.cli.common import (
     JsonOpt,
     ModelOpt,
+    PhotoDetectorOpt,
     command_settings,
     err,
     friendly,
@@ -25,10 +26,7 @@ def calibrate_cmd(
         Path, typer.Argument(help="A folder with one subfolder of photos per person.")
     ],
     model: ModelOpt = None,
-    detector: Annotated[
-        str | None,
-        typer.Option("--detector", "-d", help="Face detector (default: $DOPPEL_DETECTOR)."),
-    ] = None,
+    detector: PhotoDetectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Measure a model's same-person threshold on labelled photos and save it.

@@ -57,6 +57,8 @@ HINTS: dict[Remedy, str] = {
     Remedy.START_CLUSTER: "`doppel db cluster start` starts it again",
     Remedy.NEW_CLUSTER: "start it without --workers (it keeps its own), or "
     "`doppel db cluster stop --delete` and start a new one",
+    Remedy.LIST_PEOPLE: "see `doppel people {gallery}` for their ids",
+    Remedy.MAKE_PEOPLE: "it has no people yet: run `doppel people {gallery}` first",
 }
 
 
@@ -370,6 +372,11 @@ DetectorOpt = Annotated[
         "models`): dlib, mmod, mtcnn, retinaface, opencv, or skip for pre-aligned crops.",
         show_default=False,
     ),
+]
+# The detector of photos compared or measured (verify, calibrate), not of a gallery.
+PhotoDetectorOpt = Annotated[
+    str | None,
+    typer.Option("--detector", "-d", help="Face detector (default: $DOPPEL_DETECTOR)."),
 ]
 GalleryOpt = Annotated[
     str | None,

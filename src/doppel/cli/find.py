@@ -21,8 +21,10 @@ from doppel.cli.common import (
     out,
 )
 from doppel.cli.ingest import ingest_folder
+from doppel.config import Settings
 from doppel.errors import UsageError
 from doppel.serialize import box_fields, match_fields
+from doppel.types import Filters
 
 
 def _parse_age(value: str | None) -> tuple[int | None, int | None]:
@@ -48,92 +50,103 @@ def composite_name(photo: Path) -> Path:
     )
 
 
-# Over 80 lines: most of it is the declaration of the command's sixteen options.
+PhotosArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Photo with the face to look for; several photos (or a folder of them) of "
+        "one person make one query; - reads one from stdin.",
+        show_default=False,
+    ),
+]
+InOpt = Annotated[
+    Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")
+]
+TopOpt = Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many matches.")]
+QueryDetectorOpt = Annotated[
+    str | None,
+    typer.Option("--detector", "-d", help="Detector for the query (default: the gallery's own)."),
+]
+AllFacesOpt = Annotated[
+    bool, flag("--all-faces", "Search with every face in the photo, not only the largest.")
+]
+SexOpt = Annotated[str | None, typer.Option(help="Only faces of this sex (F or M).")]
+RaceOpt = Annotated[list[str] | None, typer.Option(help="Only faces of this race (repeatable).")]
+AgeOpt = Annotated[str | None, typer.Option(help="Only faces in this age range, MIN-MAX.")]
+SameAttributesOpt = Annotated[
+    bool, flag("--same-attributes", "Predict the query's sex and race and filter on them.")
+]
+ExactOpt = Annotated[bool, flag("--exact", "Exact search without the index (slow; to check it).")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else "
+        "doppel-NAME-EXT.png; none with --json unless given).",
+    ),
+]
+NoPictureOpt = Annotated[bool, flag("--no-picture", "Do not write the composite.")]
+FindJsonOpt = Annotated[bool, flag("--json", "Print JSON instead of a table.")]
+StrangersOpt = Annotated[
+    bool,
+    flag(
+        "--strangers",
+        "Doppelganger mode: leave out the query person's own faces (their person in the "
+        "gallery, and any face above the model's same-person threshold).",
+    ),
+]
+AllPhotosOpt = Annotated[
+    bool, flag("--all-photos", "With --strangers: every face of a stranger, not only the nearest.")
+]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Same-person similarity threshold for this search (default: the one "
+        "calibrated for the gallery's model); the strengths move with it.",
+        show_default=False,
+    ),
+]
+EfSearchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ef-search",
+        min=1,
+        max=1000,
+        help="HNSW candidates per search (default: $DOPPEL_EF_SEARCH, else by gallery size, "
+        "200 or 800); more: better recall, slower.",
+    ),
+]
+
+
 @friendly
 def find_cmd(
-    photos: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Photo with the face to look for; several photos (or a folder of them) of "
-            "one person make one query; - reads one from stdin.",
-            show_default=False,
-        ),
-    ],
+    photos: PhotosArg,
     gallery: GalleryOpt = None,
-    in_dir: Annotated[
-        Path | None, typer.Option("--in", help="Ingest this folder (incrementally) and search it.")
-    ] = None,
-    k: Annotated[int, typer.Option("-k", "--top", min=1, max=100, help="How many matches.")] = 5,
+    in_dir: InOpt = None,
+    k: TopOpt = 5,
     model: ModelOpt = None,
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            "--detector", "-d", help="Detector for the query (default: the gallery's own)."
-        ),
-    ] = None,
-    all_faces: Annotated[
-        bool, flag("--all-faces", "Search with every face in the photo, not only the largest.")
-    ] = False,
-    sex: Annotated[str | None, typer.Option(help="Only faces of this sex (F or M).")] = None,
-    race: Annotated[
-        list[str] | None, typer.Option(help="Only faces of this race (repeatable).")
-    ] = None,
-    age: Annotated[str | None, typer.Option(help="Only faces in this age range, MIN-MAX.")] = None,
-    same_attributes: Annotated[
-        bool, flag("--same-attributes", "Predict the query's sex and race and filter on them.")
-    ] = False,
-    exact: Annotated[
-        bool, flag("--exact", "Exact search without the index (slow; to check it).")
-    ] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help="Composite PNG (default: doppel-NAME.png for NAME.jpg, else "
-            "doppel-NAME-EXT.png; none with --json unless given).",
-        ),
-    ] = None,
-    no_picture: Annotated[bool, flag("--no-picture", "Do not write the composite.")] = False,
-    as_json: Annotated[bool, flag("--json", "Print JSON instead of a table.")] = False,
-    strangers: Annotated[
-        bool,
-        flag(
-            "--strangers",
-            "Doppelganger mode: leave out the query person's own faces (their person in the "
-            "gallery, and any face above the model's same-person threshold).",
-        ),
-    ] = False,
-    all_photos: Annotated[
-        bool,
-        flag("--all-photos", "With --strangers: every face of a stranger, not only the nearest."),
-    ] = False,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            "--threshold",
-            min=0.0,
-            max=1.0,
-            help="Same-person similarity threshold for this search (default: the one "
-            "calibrated for the gallery's model); the strengths move with it.",
-            show_default=False,
-        ),
-    ] = None,
-    ef_search: Annotated[
-        int | None,
-        typer.Option(
-            "--ef-search",
-            min=1,
-            max=1000,
-            help="HNSW candidates per search (default: $DOPPEL_EF_SEARCH, else by gallery size, "
-            "200 or 800); more: better recall, slower.",
-        ),
-    ] = None,
+    detector: QueryDetectorOpt = None,
+    all_faces: AllFacesOpt = False,
+    sex: SexOpt = None,
+    race: RaceOpt = None,
+    age: AgeOpt = None,
+    same_attributes: SameAttributesOpt = False,
+    exact: ExactOpt = False,
+    output: OutOpt = None,
+    no_picture: NoPictureOpt = False,
+    as_json: FindJsonOpt = False,
+    strangers: StrangersOpt = False,
+    all_photos: AllPhotosOpt = False,
+    threshold: ThresholdOpt = None,
+    ef_search: EfSearchOpt = None,
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTOS (one photo, or several of
     one person)."""
-    from doppel.search import find
-    from doppel.types import Filters
+    from doppel.faces.query import Query
+    from doppel.search import SearchRequest, find
 
     settings = command_settings()
     stdin = [str(p) for p in photos] == ["-"]
@@ -143,23 +156,11 @@ def find_cmd(
         raise typer.BadParameter("use F or M", param_hint="--sex")
     if in_dir is not None:
         gallery = gallery or in_dir.resolve().name
+        # The folder's gallery gets the query's detector too.
         ingest_folder(
-            settings,
-            in_dir,
-            gallery,
-            model or settings.model,
-            detector or settings.detector,  # the folder's gallery gets it too
-            all_faces=False,
-            batch_size=settings.batch_size,
-            workers=None,
+            settings, in_dir, gallery, model or settings.model, detector or settings.detector
         )
-    age_min, age_max = _parse_age(age)
-    if age_min is not None and age_max is not None and age_min > age_max:
-        raise typer.BadParameter(
-            f"{age} is an empty range: its lowest age is above its highest", param_hint="--age"
-        )
-    races = tuple(r.strip().lower() for r in race or ())
-    filters = Filters(sex.upper() if sex else None, races, age_min, age_max)
+    filters = _filters(sex, race, age)
     # --json is for scripts: a picture only when -o names one.
     picture = (
         None
@@ -173,18 +174,8 @@ def find_cmd(
         check_writable_file(picture)  # a folder given as -o fails now, not after the search
     with connect(settings) as conn:
         if same_attributes:
-            from doppel.faces.attributes import same_attribute_filters
-
-            filters = same_attribute_filters(
-                photo,
-                filters,
-                detector or settings.detector,
-                max_pixels=settings.max_pixels,
-                options=settings.face_options,
-            )
-        result = find(
-            conn,
-            _stdin_query(photo, settings.max_pixels) if stdin else several,
+            filters = _same_attributes(photo, filters, detector, settings)
+        request = SearchRequest(
             gallery or settings.gallery,
             k=k,
             filters=filters,
@@ -192,14 +183,41 @@ def find_cmd(
             all_faces=all_faces,
             detector=detector,
             default_detector=settings.detector,
-            composite=picture,
-            settings=settings,
             ef_search=ef_search or settings.ef_search,
+            composite=picture,
             strangers=strangers,
-            threshold=threshold,
             all_photos=all_photos,
+            threshold=threshold,
         )
+        query = Query.from_bytes(photo.read_bytes(), "-", settings.max_pixels) if stdin else several
+        result = find(conn, query, request, settings=settings)
     _print_find(result, as_json)
+
+
+def _filters(sex: str | None, race: list[str] | None, age: str | None) -> Filters:
+    """The filters given by --sex, --race and --age (the sex checked already)."""
+    age_min, age_max = _parse_age(age)
+    if age_min is not None and age_max is not None and age_min > age_max:
+        raise typer.BadParameter(
+            f"{age} is an empty range: its lowest age is above its highest", param_hint="--age"
+        )
+    races = tuple(r.strip().lower() for r in race or ())
+    return Filters(sex.upper() if sex else None, races, age_min, age_max)
+
+
+def _same_attributes(
+    photo: Path, filters: Filters, detector: str | None, settings: Settings
+) -> Filters:
+    """The filters with the query's predicted sex and race (--same-attributes)."""
+    from doppel.faces.attributes import same_attribute_filters
+
+    return same_attribute_filters(
+        photo,
+        filters,
+        detector or settings.detector,
+        max_pixels=settings.max_pixels,
+        options=settings.face_options,
+    )
 
 
 def query_photos(given: list[Path]) -> list[Path]:
@@ -250,15 +268,6 @@ def _read_stdin(settings: Any) -> Path:
     path = folder / "stdin"
     path.write_bytes(data)
     return path
-
-
-def _stdin_query(path: Path, max_pixels: int) -> Any:
-    """The query read from standard input, named "-" in tables and JSON."""
-    from doppel.faces import imaging
-    from doppel.search import Query
-
-    data = path.read_bytes()
-    return Query("-", imaging.decode(data, "-", max_pixels=max_pixels), imaging.content_hash(data))
 
 
 def _short(source: str) -> str:

@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from doppel.cli.common import (
     JsonOpt,
     ModelOpt,
+    PhotoDetectorOpt,
     command_settings,
     connect,
     err,
@@ -247,10 +248,7 @@ def verify_cmd(
         Path | None, typer.Argument(help="Another photo.", show_default=False)
     ] = None,
     model: ModelOpt = None,
-    detector: Annotated[
-        str | None,
-        typer.Option("--detector", "-d", help="Face detector (default: $DOPPEL_DETECTOR)."),
-    ] = None,
+    detector: PhotoDetectorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tell whether the largest faces of two photos are of the same person."""
@@ -395,8 +393,3 @@ def _print_twins(result: Any) -> None:
 def _who(face: Any) -> str:
     person = f"{face.person}: " if face.person else ""
     return person + _short(face.source)
-
-
-# The commands that edit people beyond name, merge and remove live in their own module,
-# which adds them to people_app; imported last, when everything it uses is defined.
-from doppel.cli import people_edits  # noqa: E402, F401

@@ -25,7 +25,8 @@ from doppel.dump.rows import Reader
 from doppel.errors import BadDump
 from doppel.index_builds import finish_index
 from doppel.outputs import log_file, write_text
-from doppel.store.repository import Repository, check_config
+from doppel.store.gallery_rows import check_config
+from doppel.store.repository import Repository
 from doppel.types import BuildProgress, EmbeddingConfig, Gallery
 
 # What the original project's faces were embedded with: Facenet512 on aligned crops.

@@ -15,8 +15,9 @@ from doppel.errors import EmptyGallery
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
 from doppel.people.quality import QUALITY_FLOOR
-from doppel.store.people import Edit, GalleryFaces, PeopleStore, Person
+from doppel.store.people import PeopleStore
 from doppel.store.people_edits import PeopleEditor
+from doppel.store.people_rows import Edit, GalleryFaces, Person
 from doppel.store.quality import QualityStore
 from doppel.store.repository import Repository
 from doppel.types import Face, Gallery, QualityFloor

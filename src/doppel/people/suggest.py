@@ -14,8 +14,8 @@ from doppel.composer import Tile, compose_rows
 from doppel.config import Settings
 from doppel.errors import UsageError
 from doppel.people import calibration, clustering
-from doppel.store.people import Person
 from doppel.store.people_edits import PeopleEditor
+from doppel.store.people_rows import Person
 from doppel.store.repository import Repository
 from doppel.types import Gallery
 

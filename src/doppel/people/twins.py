@@ -15,7 +15,8 @@ from doppel.composer import Tile, compose_rows
 from doppel.config import Settings
 from doppel.errors import EmptyGallery, UsageError
 from doppel.people import calibration, clustering
-from doppel.store.people import GalleryFaces, PeopleStore
+from doppel.store.people import PeopleStore
+from doppel.store.people_rows import GalleryFaces
 from doppel.store.repository import Repository
 from doppel.types import Face, Gallery
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from doppel.config import FaceOptions
 from doppel.errors import UsageError
+from doppel.faces.query import Query
 from doppel.people import calibration
 from doppel.people.calibration import Calibration
-from doppel.search import Query
 from doppel.types import EmbeddedFace, EmbeddingConfig
 
 

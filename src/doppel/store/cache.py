@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import psycopg
 
-from doppel.store.repository import box_or_none
+from doppel.store.rows import box_or_none
 from doppel.types import CachedEmbedding
 
 

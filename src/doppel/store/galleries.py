@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import psycopg
 
 from doppel.errors import GalleryBusy, UsageError
-from doppel.store.repository import Repository
+from doppel.store.statistics import GalleryStatistics
 from doppel.types import GalleryStats, check_gallery_name
 
 # The advisory lock class of a gallery's writer (ingest, load-dump); the second key is
@@ -76,7 +76,7 @@ def _claimed(conn: psycopg.Connection, name: str) -> Iterator[None]:
 
 def rename_gallery(conn: psycopg.Connection, old: str, new: str) -> None:
     """Give a gallery another name; refused while it is being written."""
-    repo = Repository(conn)
+    repo = GalleryStatistics(conn)
     gallery = repo.gallery(old)
     new = check_gallery_name(new)
     if repo.find_gallery(new) is not None:
@@ -91,7 +91,7 @@ def rename_gallery(conn: psycopg.Connection, old: str, new: str) -> None:
 def delete_gallery(conn: psycopg.Connection, name: str) -> GalleryStats:
     """Delete a gallery with its faces, file records and index; refused while it is
     being written. Returns what it held."""
-    repo = Repository(conn)
+    repo = GalleryStatistics(conn)
     gallery = repo.gallery(name)
     held = next(s for s in repo.stats() if s.gallery.id == gallery.id)
     with _claimed(conn, name):

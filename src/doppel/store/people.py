@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import psycopg
@@ -12,50 +10,13 @@ from psycopg import sql
 
 from doppel.errors import Remedy, SamePhoto, UnknownPerson, UsageError
 from doppel.store.db import has_iterative_scan
-from doppel.store.repository import face_from_row
+from doppel.store.people_rows import GalleryFaces, Person
+from doppel.store.rows import face_from_row, storable_id
 from doppel.types import Face, Gallery
 
 # Faces whose neighbours one statement asks for: each is an index scan on the server,
 # the batch keeps round trips few and the statement short enough to interrupt.
 NEIGHBOUR_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class Person:
-    id: int
-    name: str | None
-    cover: Face | None
-    faces: int
-    hidden: bool = False  # left out of lists and of strangers mode's answers
-
-    @property
-    def label(self) -> str:
-        """What a person is called on screen: the name, else the number."""
-        return self.name or f"person {self.id}"
-
-
-@dataclass(frozen=True)
-class Edit:
-    """A hand edit of people, as journalled for `restore`."""
-
-    id: int
-    kind: str  # merge, remove, move
-    person_id: int | None  # merge: the person kept; remove, move: the person the faces left
-    other_id: int | None  # merge: the person merged away; move: the person the faces went to
-    face_ids: list[int]
-    undone: bool
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class GalleryFaces:
-    """Every face of a gallery as arrays, for clustering."""
-
-    ids: np.ndarray  # int64 face ids, ascending
-    vectors: np.ndarray  # float32 (n, dimension)
-    person: np.ndarray  # int64 person id, -1 where none
-    excluded: np.ndarray  # bool: taken out of a person by hand; clustering leaves it alone
-    photos: np.ndarray  # object: each face's photo (its source); one photo's faces are two people
 
 
 FACE_SELECT = (
@@ -165,19 +126,17 @@ class PeopleStore:
     def person(self, gallery: Gallery, person_id: int) -> Person:
         """One person of the gallery; UnknownPerson when it has no such person (an id past
         PostgreSQL's bigint included: no person can have it)."""
-        if 0 < person_id < 2**63:
+        if storable_id(person_id):
             for person in self._people_rows(gallery, [person_id]):
                 return person
         count = self.conn.execute(
             "SELECT count(*) FROM people WHERE gallery_id = %s", (gallery.id,)
         ).fetchone()
-        known = int(count[0]) if count else 0
-        hint = (
-            "see `doppel people " + gallery.name + "` for their ids"
-            if known
-            else "it has no people yet: run `doppel people " + gallery.name + "` first"
+        raise UnknownPerson(
+            f"gallery {gallery.name!r} has no person {person_id}",
+            remedy=Remedy.LIST_PEOPLE if count and count[0] else Remedy.MAKE_PEOPLE,
+            gallery=gallery.name,
         )
-        raise UnknownPerson(f"gallery {gallery.name!r} has no person {person_id}; {hint}")
 
     def _people_rows(self, gallery: Gallery, ids: Sequence[int]) -> list[Person]:
         # The counts by a query of their own: Citus refuses a correlated subquery from

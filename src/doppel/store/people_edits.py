@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from doppel.errors import SamePhoto, UsageError
-from doppel.store.people import Edit, PeopleStore, Person
+from doppel.store.people import PeopleStore
+from doppel.store.people_rows import Edit, Person
 from doppel.types import Gallery
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from doppel.people import groups, suggest
-from doppel.store.people import Edit, Person
+from doppel.store.people_rows import Edit, Person
 from doppel.web.schemas import (
     ApartIn,
     CoverIn,

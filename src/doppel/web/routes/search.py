@@ -17,8 +17,8 @@ from fastapi.responses import Response
 
 from doppel.composer import face_crop
 from doppel.faces import imaging
-from doppel.search import FindResult, QueryFaces
-from doppel.search import Query as SearchQuery
+from doppel.faces.query import Query as SearchQuery
+from doppel.search import FindResult, QueryFaces, SearchRequest
 from doppel.search import find as find_faces
 from doppel.types import EmbeddedFace, Filters, Gallery
 from doppel.web.pictures import jpeg, scaled
@@ -74,23 +74,21 @@ def run_search(
     )
 
     queries = [SearchQuery(one.name, one.photo, one.content_hash) for one in photos]
+    request = SearchRequest(
+        body.gallery or state.gallery,
+        k=body.k,
+        filters=filters,
+        exact=body.exact,
+        default_detector=state.settings.detector,
+        strangers=body.strangers,
+        threshold=body.threshold,
+        all_photos=body.all_photos,
+        calibration_file=state.settings.calibration_file,
+    )
 
     def search(faces: Sequence[QueryFaces]) -> FindResult:
         with state.db.connection() as conn:
-            return find_faces(
-                conn,
-                queries,
-                body.gallery or state.gallery,
-                k=body.k,
-                filters=filters,
-                exact=body.exact,
-                default_detector=state.settings.detector,
-                faces=list(faces),
-                strangers=body.strangers,
-                threshold=body.threshold,
-                all_photos=body.all_photos,
-                calibration_file=state.settings.calibration_file,
-            )
+            return find_faces(conn, queries, request, faces=list(faces))
 
     def stop(gallery: Gallery, detector: str) -> list[EmbeddedFace]:
         raise _Checked(gallery, detector)
@@ -235,6 +233,17 @@ def find(
     strangers: Annotated[
         bool, Form(description="Doppelganger mode: leave out the query person's own faces.")
     ] = False,
+    threshold: Annotated[
+        float | None,
+        Form(
+            ge=0.0,
+            le=1.0,
+            description="Same-person threshold for this search (default: the calibrated one).",
+        ),
+    ] = None,
+    all_photos: Annotated[
+        bool, Form(description="Strangers mode: every face of each stranger, not one each.")
+    ] = False,
     more: Annotated[
         list[UploadFile] | None,
         File(description="More photos of the same person: one query (a template) with file."),
@@ -260,6 +269,8 @@ def find(
         age_min=age_min,
         age_max=age_max,
         strangers=strangers,
+        threshold=threshold,
+        all_photos=all_photos,
     )
     result = run_search(state, upload, body, others)
     faces = next(iter(upload.detections.values()))

@@ -23,6 +23,7 @@ from doppel.cli.common import (
 )
 
 
+# Over 60 lines: most of it is the declaration of the command's twelve options.
 @friendly
 def resemble_cmd(
     people_dir: Annotated[

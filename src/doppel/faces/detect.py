@@ -104,7 +104,7 @@ def _native_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) or module.startswith(("cv2", "dlib", "_dlib"))
 
 
-# Over 80 lines: shrink, detect, then cut and align each face from the full image, in
+# Over 60 lines: shrink, detect, then cut and align each face from the full image, in
 # the order DeepFace does it; the steps share the scale and border they work in.
 def _eye_aligned_faces(
     photo: Photo, detector: str, options: FaceOptions, align: bool

@@ -152,6 +152,32 @@ class Mtcnn:
         height, width = rgb.shape[:2]
         img = normalise(rgb)
         # Rows: x1, y1, x2, y2, score (then ten landmark coordinates after ONet).
+        rows = self._proposals(img, height, width)
+        if len(rows) == 0:
+            return []
+        regression, score = self.rnet(crop_and_resize(img, rows, 24))
+        rows[:, 4] = score[:, 1]
+        rows = _refine(rows, regression)
+        rows = rows[rows[:, 4] > RNET_THRESHOLD]
+        rows = _square(suppress(_by_score(rows), RNET_NMS))
+        if len(rows) == 0:
+            return []
+        regression, marks, score = self.onet(crop_and_resize(img, rows, 48))
+        marks = marks.astype(np.float64)
+        w = rows[:, 2:3] - rows[:, 0:1] + 1
+        h = rows[:, 3:4] - rows[:, 1:2] + 1
+        marks[:, 0:5] = w * marks[:, 0:5] + rows[:, 0:1] - 1
+        marks[:, 5:10] = h * marks[:, 5:10] + rows[:, 1:2] - 1
+        rows[:, 4] = score[:, 1]
+        rows = np.concatenate([_refine(rows, regression), marks], axis=1)
+        rows = rows[rows[:, 4] > ONET_THRESHOLD]
+        rows = suppress(_by_score(rows), ONET_NMS, "min")
+        rows[:, [0, 2]] = np.clip(rows[:, [0, 2]], 0, width - 1)
+        rows[:, [1, 3]] = np.clip(rows[:, [1, 3]], 0, height - 1)
+        return [_detection(row) for row in rows]
+
+    def _proposals(self, img: np.ndarray, height: int, width: int) -> np.ndarray:
+        """PNet's candidate boxes over the image pyramid, squared, after suppression."""
         proposals = []
         for scale in self.scales(height, width):
             scaled = _resize_area(img, int(height * scale), int(width * scale))
@@ -176,46 +202,24 @@ class Mtcnn:
             rows[:, :4] /= scale
             proposals.append(suppress(rows, PNET_NMS_SCALE))
         rows = np.concatenate(proposals) if proposals else np.empty((0, 5))
-        rows = _square(suppress(_by_score(rows), PNET_NMS_ALL))
-        if len(rows) == 0:
-            return []
-        regression, score = self.rnet(crop_and_resize(img, rows, 24))
-        rows[:, 4] = score[:, 1]
-        rows = _refine(rows, regression)
-        rows = rows[rows[:, 4] > RNET_THRESHOLD]
-        rows = _square(suppress(_by_score(rows), RNET_NMS))
-        if len(rows) == 0:
-            return []
-        regression, marks, score = self.onet(crop_and_resize(img, rows, 48))
-        marks = marks.astype(np.float64)
-        w = rows[:, 2:3] - rows[:, 0:1] + 1
-        h = rows[:, 3:4] - rows[:, 1:2] + 1
-        marks[:, 0:5] = w * marks[:, 0:5] + rows[:, 0:1] - 1
-        marks[:, 5:10] = h * marks[:, 5:10] + rows[:, 1:2] - 1
-        rows[:, 4] = score[:, 1]
-        rows = np.concatenate([_refine(rows, regression), marks], axis=1)
-        rows = rows[rows[:, 4] > ONET_THRESHOLD]
-        rows = suppress(_by_score(rows), ONET_NMS, "min")
-        rows[:, [0, 2]] = np.clip(rows[:, [0, 2]], 0, width - 1)
-        rows[:, [1, 3]] = np.clip(rows[:, [1, 3]], 0, height - 1)
-        found = []
-        for row in rows:
-            x, y, w_, h_ = np.round([row[0], row[1], row[2] - row[0], row[3] - row[1]]).astype(int)
-            eyes = np.round(row[5:15]).astype(int)
-            # DeepFace swaps mtcnn's eye names (mtcnn names them as seen in the image).
-            found.append(
-                Detection(
-                    int(x),
-                    int(y),
-                    int(w_),
-                    int(h_),
-                    float(row[4]),
-                    left_eye=(int(eyes[1]), int(eyes[6])),
-                    right_eye=(int(eyes[0]), int(eyes[5])),
-                    nose=(int(eyes[2]), int(eyes[7])),
-                )
-            )
-        return found
+        return _square(suppress(_by_score(rows), PNET_NMS_ALL))
+
+
+def _detection(row: np.ndarray) -> Detection:
+    """One row of ONet's output (box, score, ten landmark coordinates) as a Detection."""
+    x, y, w, h = np.round([row[0], row[1], row[2] - row[0], row[3] - row[1]]).astype(int)
+    eyes = np.round(row[5:15]).astype(int)
+    # DeepFace swaps mtcnn's eye names (mtcnn names them as seen in the image).
+    return Detection(
+        int(x),
+        int(y),
+        int(w),
+        int(h),
+        float(row[4]),
+        left_eye=(int(eyes[1]), int(eyes[6])),
+        right_eye=(int(eyes[0]), int(eyes[5])),
+        nose=(int(eyes[2]), int(eyes[7])),
+    )
 
 
 # Boxes (x1, y1, x2, y2) on the check photo for the refinement networks' sample patches:

@@ -81,3 +81,150 @@ def test_outside_the_ingest_package_only_its_entry_is_imported() -> None:
     }
     reaching = {name: sorted(found - entry) for name, found in inside.items() if found - entry}
     assert reaching == {}
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by its dotted name (a package by its __init__.py)."""
+    found = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of doppel it imports, at its top or inside a function; a
+    name imported from a module (`from doppel.types import Gallery`) counts as that module."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _doppel_imports(path):
+            while imported not in modules and "." in imported:
+                imported = imported.rsplit(".", 1)[0]
+            if imported in modules and imported not in (name, "doppel"):
+                targets.add(imported)
+        graph[name] = targets
+    # `from doppel.faces import catalog` names the package too; it is catalog that is meant.
+    for name, targets in graph.items():
+        graph[name] = {t for t in targets if not any(o.startswith(t + ".") for o in targets)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                group.append(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _unit(module: str) -> str:
+    """The top-level folder or module a module belongs to: doppel.store.db -> store."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def _folder_graph() -> dict[str, set[str]]:
+    folders: dict[str, set[str]] = {}
+    for name, targets in _import_graph().items():
+        folders.setdefault(_unit(name), set()).update(
+            _unit(t) for t in targets if _unit(t) != _unit(name)
+        )
+    return folders
+
+
+def test_no_two_files_import_each_other_directly_or_through_others() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_no_two_folders_import_each_other_directly_or_through_others() -> None:
+    # A top-level module (search.py) is a folder of its own here.
+    assert _cycles(_folder_graph()) == []
+
+
+# The layers of docs/architecture.md, top down: each imports only its own and lower ones.
+LAYERS = {
+    "front ends": {"cli", "web", "__main__"},
+    "use cases": {
+        "search",
+        "people",
+        "dump",
+        "resemble",
+        "ingest",
+        "index_builds",
+        "composer",
+        "sources",
+        "templates",
+        "duplicates",
+    },
+    "foundations": {"faces", "store"},
+    "ground": {"types", "config", "errors", "serialize", "outputs"},
+}
+
+
+def test_imports_run_down_the_layers_and_never_back_up() -> None:
+    floor = {unit: n for n, units in enumerate(reversed(LAYERS.values())) for unit in units}
+    folders = _folder_graph()
+    assert sorted(set(folders) - set(floor) - {"doppel"}) == []  # every folder has its layer
+    climbs = sorted(
+        f"{unit} -> {target}"
+        for unit, targets in folders.items()
+        for target in targets
+        if unit != "doppel" and floor[target] > floor[unit]
+    )
+    assert climbs == []
+    # The foundations stand side by side: the face pipeline knows no database and the
+    # store no face pipeline.
+    assert "store" not in folders["faces"] and "faces" not in folders["store"]
+
+
+def test_the_foundations_write_no_command_line_words() -> None:
+    # An error below the front ends says what happened; what to type next is a Remedy,
+    # which the CLI words (cli.common.HINTS) and the web API leaves out.
+    worded = []
+    for path in sorted([*(SRC / "store").rglob("*.py"), *(SRC / "faces").rglob("*.py")]):
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        worded += [
+            f"{path.relative_to(SRC)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and "`doppel " in node.value
+        ]
+    assert worded == []

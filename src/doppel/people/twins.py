@@ -92,13 +92,7 @@ def twins(
         Twin(rank, by_id[int(faces.ids[i])], by_id[int(faces.ids[j])], s)
         for rank, (i, j, s) in enumerate(chosen, start=1)
     ]
-    pictures = []
-    if out_dir is not None:
-        if settings is None:
-            raise ValueError("pictures need the settings, to find the gallery's photos")
-        pictures = [
-            render(pair, out_dir / f"twins-{pair.rank:02d}.png", settings) for pair in pairs
-        ]
+    pictures = _pictures(pairs, out_dir, settings)
     return TwinsResult(
         gallery,
         pairs,
@@ -108,6 +102,15 @@ def twins(
         time.perf_counter() - start,
         pictures,
     )
+
+
+def _pictures(pairs: list[Twin], out_dir: Path | None, settings: Settings | None) -> list[Path]:
+    """A picture of each pair in out_dir (none without it)."""
+    if out_dir is None:
+        return []
+    if settings is None:
+        raise ValueError("pictures need the settings, to find the gallery's photos")
+    return [render(pair, out_dir / f"twins-{pair.rank:02d}.png", settings) for pair in pairs]
 
 
 def _identities(faces: GalleryFaces) -> np.ndarray:

@@ -20,7 +20,7 @@ from doppel.cli.common import (
     friendly,
     out,
 )
-from doppel.cli.ingest import ingest_folder
+from doppel.cli.filling import ingest_folder
 from doppel.config import Settings
 from doppel.errors import UsageError
 from doppel.serialize import box_fields, match_fields
@@ -161,17 +161,8 @@ def find_cmd(
             settings, in_dir, gallery, model or settings.model, detector or settings.detector
         )
     filters = _filters(sex, race, age)
-    # --json is for scripts: a picture only when -o names one.
-    picture = (
-        None
-        if no_picture or (as_json and output is None)
-        else output
-        or composite_name(Path("stdin") if stdin else photos[0] if photos[0].is_dir() else photo)
-    )
-    if picture is not None:
-        from doppel.outputs import check_writable_file
-
-        check_writable_file(picture)  # a folder given as -o fails now, not after the search
+    named = Path("stdin") if stdin else photos[0] if photos[0].is_dir() else photo
+    picture = _picture(output, no_picture, as_json, named)
     with connect(settings) as conn:
         if same_attributes:
             filters = _same_attributes(photo, filters, detector, settings)
@@ -192,6 +183,18 @@ def find_cmd(
         query = Query.from_bytes(photo.read_bytes(), "-", settings.max_pixels) if stdin else several
         result = find(conn, query, request, settings=settings)
     _print_find(result, as_json)
+
+
+def _picture(output: Path | None, no_picture: bool, as_json: bool, named: Path) -> Path | None:
+    """Where the composite goes, checked now (a folder given as -o fails before the
+    search); --json is for scripts: a picture only when -o names one."""
+    if no_picture or (as_json and output is None):
+        return None
+    picture = output or composite_name(named)
+    from doppel.outputs import check_writable_file
+
+    check_writable_file(picture)
+    return picture
 
 
 def _filters(sex: str | None, race: list[str] | None, age: str | None) -> Filters:

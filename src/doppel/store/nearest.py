@@ -67,28 +67,7 @@ class FaceSearch(IndexPolicy):
         exact: bool,
         ef_search: int,
     ) -> list[Match]:
-        conditions: list[sql.Composable] = [
-            sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))
-        ]
-        params: list[object] = []  # after the query vector, which comes first in the text
-        if filters.sex:
-            conditions.append(sql.SQL("sex = %s"))
-            params.append(filters.sex)
-        if filters.races:
-            conditions.append(sql.SQL("race = ANY(%s)"))
-            params.append(list(filters.races))
-        if filters.age_min is not None:
-            conditions.append(sql.SQL("age >= %s"))
-            params.append(filters.age_min)
-        if filters.age_max is not None:
-            conditions.append(sql.SQL("age <= %s"))
-            params.append(filters.age_max)
-        if filters.exclude_hashes:
-            conditions.append(sql.SQL("(content_hash IS NULL OR content_hash <> ALL(%s))"))
-            params.append(list(filters.exclude_hashes))
-        if filters.exclude_people:
-            conditions.append(sql.SQL("(person_id IS NULL OR person_id <> ALL(%s::bigint[]))"))
-            params.append(list(filters.exclude_people))
+        conditions, params = _conditions(gallery, filters)
         cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
         # The indexed expression makes the planner use HNSW; the bare column forces
         # an exact scan over every row of the gallery.
@@ -142,3 +121,29 @@ class FaceSearch(IndexPolicy):
         if row is None:
             return None
         return face_from_row(row)
+
+
+def _conditions(gallery: Gallery, filters: Filters) -> tuple[list[sql.Composable], list[object]]:
+    """The WHERE conditions of a search for the gallery and filters, and their parameters
+    (after the query vector, which comes first in the text)."""
+    conditions: list[sql.Composable] = [sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))]
+    params: list[object] = []
+    if filters.sex:
+        conditions.append(sql.SQL("sex = %s"))
+        params.append(filters.sex)
+    if filters.races:
+        conditions.append(sql.SQL("race = ANY(%s)"))
+        params.append(list(filters.races))
+    if filters.age_min is not None:
+        conditions.append(sql.SQL("age >= %s"))
+        params.append(filters.age_min)
+    if filters.age_max is not None:
+        conditions.append(sql.SQL("age <= %s"))
+        params.append(filters.age_max)
+    if filters.exclude_hashes:
+        conditions.append(sql.SQL("(content_hash IS NULL OR content_hash <> ALL(%s))"))
+        params.append(list(filters.exclude_hashes))
+    if filters.exclude_people:
+        conditions.append(sql.SQL("(person_id IS NULL OR person_id <> ALL(%s::bigint[]))"))
+        params.append(list(filters.exclude_people))
+    return conditions, params

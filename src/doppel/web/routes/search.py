@@ -66,25 +66,8 @@ def run_search(
     photos = [upload, *others]
 
     chosen = [face_of(upload, body.face), *(face_of(one, 0) for one in others)]
-    filters = Filters(
-        body.sex.upper() if body.sex else None,
-        tuple(race.strip().lower() for race in body.races),
-        body.age_min,
-        body.age_max,
-    )
-
     queries = [SearchQuery(one.name, one.photo, one.content_hash) for one in photos]
-    request = SearchRequest(
-        body.gallery or state.gallery,
-        k=body.k,
-        filters=filters,
-        exact=body.exact,
-        default_detector=state.settings.detector,
-        strangers=body.strangers,
-        threshold=body.threshold,
-        all_photos=body.all_photos,
-        calibration_file=state.settings.calibration_file,
-    )
+    request = _request(state, body)
 
     def search(faces: Sequence[QueryFaces]) -> FindResult:
         with state.db.connection() as conn:
@@ -111,6 +94,27 @@ def run_search(
             state.uploads.save(one)
     face_seconds = time.perf_counter() - started
     return _search_out(search(chosen), upload, face_seconds)
+
+
+def _request(state: AppState, body: SearchIn) -> SearchRequest:
+    """The library's search request for the API's body."""
+    filters = Filters(
+        body.sex.upper() if body.sex else None,
+        tuple(race.strip().lower() for race in body.races),
+        body.age_min,
+        body.age_max,
+    )
+    return SearchRequest(
+        body.gallery or state.gallery,
+        k=body.k,
+        filters=filters,
+        exact=body.exact,
+        default_detector=state.settings.detector,
+        strangers=body.strangers,
+        threshold=body.threshold,
+        all_photos=body.all_photos,
+        calibration_file=state.settings.calibration_file,
+    )
 
 
 def _search_out(result: FindResult, upload: Upload, face_seconds: float) -> SearchOut:

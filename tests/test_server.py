@@ -428,6 +428,22 @@ def test_page_in_chromium(served: Served, unit_faces: Path, tmp_path: Path) -> N
         driver.save_screenshot(str(tmp_path / "serve-viewer.png"))
         driver.find_element(By.CSS_SELECTOR, "#viewer .close").click()
 
+        # A stricter threshold for this search: the same first match, no longer "you".
+        driver.find_element(By.ID, "threshold").send_keys("0.999\t")
+        wait.until(
+            lambda d: (
+                "probably you"
+                not in d.find_element(By.CSS_SELECTOR, "#matches .match .strength").text
+            )
+        )
+        # Strangers with all their photos: the control is there only in strangers mode.
+        assert not driver.find_element(By.ID, "all-photos").is_enabled()
+        driver.find_element(By.ID, "strangers").click()
+        driver.find_element(By.ID, "all-photos").click()
+        wait.until(lambda d: "every photo of each" in d.find_element(By.ID, "query-text").text)
+        driver.find_element(By.ID, "strangers").click()
+        driver.find_element(By.ID, "threshold").clear()
+
         # Several photos of one person chosen at once: one query.
         driver.find_element(By.ID, "file").send_keys(
             f"{unit_faces / 'img4.jpg'}\n{unit_faces / 'img5.jpg'}"
@@ -489,6 +505,42 @@ def test_threshold_and_all_photos_in_the_api(client: httpx.Client, unit_faces: P
     assert len(people) == len(set(people))
     people = [GALLERY_PHOTOS[m["name"]] for m in every["matches"]]
     assert len(people) > len(set(people)), people  # four strangers, two photos each
+
+
+@pytest.mark.slow
+def test_threshold_and_all_photos_in_the_api(client: httpx.Client, unit_faces: Path) -> None:
+    """The page's threshold and all-photos controls: in the OpenAPI document for both
+    search routes; a threshold moves the verdicts for one search, all photos lets a
+    stranger's second photo in."""
+    spec = client.get("/api/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert {"threshold", "all_photos"} <= set(schemas["SearchIn"]["properties"])
+    form = spec["paths"]["/api/find"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    fields = schemas[form["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert {"threshold", "all_photos"} <= set(fields)
+    plain = _post_photo(client, "/api/find", unit_faces / QUERY, k=3).json()
+    assert plain["matches"][0]["probably_query_person"] is True
+    strict = _post_photo(client, "/api/find", unit_faces / QUERY, k=3, threshold="0.999").json()
+    assert strict["threshold"] == 0.999
+    assert not any(m["probably_query_person"] for m in strict["matches"])
+    one = _post_photo(client, "/api/find", unit_faces / QUERY, k=8, strangers="true").json()
+    assert one["strangers"]["one_per_person"] is True
+    people = [GALLERY_PHOTOS[m["name"]] for m in one["matches"]]
+    assert len(people) == len(set(people))
+    # Most of this small gallery is above the calibrated threshold: a stricter one
+    # keeps every face a stranger, and all photos shows two of one person.
+    every = _post_photo(
+        client,
+        "/api/find",
+        unit_faces / QUERY,
+        k=8,
+        strangers="true",
+        all_photos="true",
+        threshold="0.999",
+    ).json()
+    assert every["strangers"] == {**every["strangers"], "threshold": 0.999, "one_per_person": False}
+    people = [GALLERY_PHOTOS[m["name"]] for m in every["matches"]]
+    assert len(people) == 8 and len(set(people)) < 8, people
 
 
 def _answer(response: httpx.Response) -> tuple[object, ...]:

@@ -114,10 +114,13 @@ class SearchIn(BaseModel):
         "largest faces make one query (a template), checked to be one person.",
     )
     threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Same-person threshold for this search."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Same-person threshold for this search (default: the calibrated one).",
     )
     all_photos: bool = Field(
-        default=False, description="Strangers mode: every face of each stranger."
+        default=False, description="Strangers mode: every face of each stranger, not one each."
     )
     strangers: bool = Field(
         False,

@@ -217,7 +217,11 @@ async function search() {
     const body = {
       upload_id: state.upload.upload_id, face: state.face, gallery: $("gallery").value || null,
       k, strangers: $("strangers").checked, also: state.also, ...filters(),
+      all_photos: $("strangers").checked && $("all-photos").checked,
     };
+    // An empty or out-of-range threshold is the calibrated one.
+    const threshold = $("threshold").value === "" ? NaN : Number($("threshold").value);
+    if (threshold >= 0 && threshold <= 1) body.threshold = threshold;
     const result = await api("/api/search", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
     });
@@ -242,7 +246,7 @@ function renderResults(result) {
     ` · ${result.matches.length} matches in gallery ${result.gallery}` +
     (result.photos.length > 1 ? ` · ${result.photos.length} photos as one query` : "") +
     (result.note ? ` · ${result.note}` : "") +
-    (result.strangers ? ` · strangers only (own faces left out, similarity < ${result.strangers.threshold.toFixed(3)})` : "") +
+    (result.strangers ? ` · strangers only (own faces left out, similarity < ${result.strangers.threshold.toFixed(3)}${result.strangers.one_per_person ? "" : "; every photo of each"})` : "") +
     ` · search ${(result.seconds.total * 1000).toFixed(0)} ms`;
   const list = $("matches");
   list.innerHTML = "";
@@ -355,7 +359,11 @@ function init() {
     choosePhotos([...e.dataTransfer.files]);
   };
   $("gallery").onchange = () => galleryChanged(true);
-  for (const id of ["k", "sex", "age-min", "age-max", "strangers"]) $(id).onchange = searchAgain;
+  for (const id of ["k", "sex", "age-min", "age-max", "all-photos", "threshold"]) $(id).onchange = searchAgain;
+  $("strangers").onchange = () => {
+    $("all-photos").disabled = !$("strangers").checked;
+    searchAgain();
+  };
   $("races").onchange = searchAgain;
   $("viewer").onclick = (e) => { if (e.target === $("viewer")) $("viewer").close(); };
   loadGalleries().catch((e) => setError(e.message));

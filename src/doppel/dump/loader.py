@@ -127,7 +127,6 @@ def default_gallery_name(path: Path) -> str:
             return name
 
 
-# Over 80 lines: the one transaction a load is spans all of it (lock, gallery, rows, checks).
 def load_dump(
     conn: psycopg.Connection,
     path: Path,
@@ -202,21 +201,8 @@ def _load_dump(
             conn.execute("SELECT pg_advisory_xact_lock(4242002, hashtext(%s))", (name,))
             gallery = repo.ensure_gallery(name, CONFIG, dimension=DIMENSION)
             _skip_gallery_checks(conn, gallery)
-            known = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT source FROM faces WHERE gallery_id = %s AND face_index = 0",
-                    (gallery.id,),
-                )
-            }
-            indexed = repo.has_index(gallery)
-            present = len(known)
-
-            def grew(rows: int) -> None:
-                nonlocal indexed
-                if indexed and repo.drop_index_before_bulk_load(gallery, rows, present):
-                    indexed = False
-
+            known = _sources_present(conn, gallery)
+            grew = _index_dropper(repo, gallery, len(known))
             loader = Batcher(Sender(conn, report, grew), report, strict, gallery, known)
             reader = Reader(loader, report)
             try:
@@ -226,11 +212,7 @@ def _load_dump(
                 loader.close()
             report.bad_rows.sort(key=lambda bad: bad.line)
             if not reader.found_faces:
-                tables = sorted({i.what for i in report.ignored if "TABLE" in i.what.upper()})
-                raise BadDump(
-                    f"{path} holds no data for a faces table, so it is not the faces dump "
-                    "doppel expects" + (f" (it holds: {'; '.join(tables[:5])})" if tables else "")
-                )
+                raise _not_faces(path, report)
     finally:
         source.close()
     tick()
@@ -241,6 +223,39 @@ def _load_dump(
     report.index_built, report.index_seconds = outcome.built, outcome.seconds
     report.index_background, report.index_log = outcome.background, outcome.log
     return report
+
+
+def _sources_present(conn: psycopg.Connection, gallery: Gallery) -> set[str]:
+    """The image_keys the gallery holds already: their rows are not loaded again."""
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT source FROM faces WHERE gallery_id = %s AND face_index = 0",
+            (gallery.id,),
+        )
+    }
+
+
+def _index_dropper(repo: Repository, gallery: Gallery, present: int) -> Callable[[int], None]:
+    """What the sender calls as rows come in: the gallery's index dropped, once, when the
+    load grows large for it (Repository.drop_index_before_bulk_load)."""
+    indexed = repo.has_index(gallery)
+
+    def grew(rows: int) -> None:
+        nonlocal indexed
+        if indexed and repo.drop_index_before_bulk_load(gallery, rows, present):
+            indexed = False
+
+    return grew
+
+
+def _not_faces(path: Path, report: LoadReport) -> BadDump:
+    """The error for a dump without a faces table's data, naming the tables it holds."""
+    tables = sorted({i.what for i in report.ignored if "TABLE" in i.what.upper()})
+    return BadDump(
+        f"{path} holds no data for a faces table, so it is not the faces dump "
+        "doppel expects" + (f" (it holds: {'; '.join(tables[:5])})" if tables else "")
+    )
 
 
 def _skip_gallery_checks(conn: psycopg.Connection, gallery: Gallery) -> bool:

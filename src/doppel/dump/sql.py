@@ -39,64 +39,72 @@ class Splitter:
             self.start = number
         end = len(line)
         while pos < end:
-            mode = self.mode
-            if not mode:
-                match = _SPECIAL.search(line, pos)
-                if match is None:
+            if self.mode:
+                pos = self._inside(line, pos)
+                if pos < 0:
                     break
-                token = match.group()
-                pos = match.end()
-                if token == ";":
-                    self.parts.append(line[begin:pos])
-                    done.append(("".join(self.parts), self.start))
-                    self.parts = []
-                    self.start = number
-                    begin = pos
-                elif token == "--":
-                    break
-                elif token == "/*":
-                    self.mode, self.depth = "/*", 1
-                elif token == "'":
-                    self.mode = "'"
-                elif token == '"':
-                    self.mode = '"'
-                elif token.startswith("$"):
-                    self.mode = token
-                else:  # E'...' unless the E ends a longer word
-                    before = line[match.start() - 1] if match.start() else " "
-                    self.mode = "'" if before.isalnum() or before == "_" else "E"
-            elif mode in ("'", '"'):
-                close = line.find(mode, pos)
-                if close < 0:
-                    break
-                if line.startswith(mode, close + 1):
-                    pos = close + 2
-                else:
-                    pos, self.mode = close + 1, ""
-            elif mode == "E":
-                match = _E_STRING.search(line, pos)
-                if match is None:
-                    break
-                pos = match.end()
-                if match.group() == "'":
-                    self.mode = ""
-            elif mode == "/*":
-                match = _COMMENT.search(line, pos)
-                if match is None:
-                    break
-                pos = match.end()
-                self.depth += 1 if match.group() == "/*" else -1
-                if self.depth == 0:
-                    self.mode = ""
-            else:  # dollar quote
-                close = line.find(mode, pos)
-                if close < 0:
-                    break
-                pos, self.mode = close + len(mode), ""
+                continue
+            match = _SPECIAL.search(line, pos)
+            if match is None:
+                break
+            token = match.group()
+            pos = match.end()
+            if token == ";":
+                self.parts.append(line[begin:pos])
+                done.append(("".join(self.parts), self.start))
+                self.parts = []
+                self.start = number
+                begin = pos
+            elif token == "--":
+                break
+            elif token == "/*":
+                self.mode, self.depth = "/*", 1
+            elif token == "'":
+                self.mode = "'"
+            elif token == '"':
+                self.mode = '"'
+            elif token.startswith("$"):
+                self.mode = token
+            else:  # E'...' unless the E ends a longer word
+                before = line[match.start() - 1] if match.start() else " "
+                self.mode = "'" if before.isalnum() or before == "_" else "E"
         rest = line[begin:]
         if self.parts or rest.strip():
             self.parts.append(rest)
         return done
+
+    def _inside(self, line: str, pos: int) -> int:
+        """Where the quote or comment that pos is in ends (its mode left), or -1 when it
+        goes on past this line."""
+        mode = self.mode
+        if mode in ("'", '"'):
+            close = line.find(mode, pos)
+            if close < 0:
+                return -1
+            if line.startswith(mode, close + 1):  # a doubled quote stands for itself
+                return close + 2
+            self.mode = ""
+            return close + 1
+        if mode == "E":
+            match = _E_STRING.search(line, pos)
+            if match is None:
+                return -1
+            if match.group() == "'":
+                self.mode = ""
+            return match.end()
+        if mode == "/*":
+            match = _COMMENT.search(line, pos)
+            if match is None:
+                return -1
+            self.depth += 1 if match.group() == "/*" else -1
+            if self.depth == 0:
+                self.mode = ""
+            return match.end()
+        close = line.find(mode, pos)  # a dollar quote
+        if close < 0:
+            return -1
+        self.mode = ""
+        return close + len(mode)
 
 
 def summary(statement: str, limit: int = 100) -> str:

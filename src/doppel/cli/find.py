@@ -145,7 +145,6 @@ def find_cmd(
 ) -> None:
     """Find the faces in a gallery most like the face in PHOTOS (one photo, or several of
     one person)."""
-    from doppel.faces.query import Query
     from doppel.search import SearchRequest, find
 
     settings = command_settings()
@@ -161,8 +160,7 @@ def find_cmd(
             settings, in_dir, gallery, model or settings.model, detector or settings.detector
         )
     filters = _filters(sex, race, age)
-    named = Path("stdin") if stdin else photos[0] if photos[0].is_dir() else photo
-    picture = _picture(output, no_picture, as_json, named)
+    picture = _picture(output, no_picture, as_json, Path("stdin") if stdin else photos[0])
     with connect(settings) as conn:
         if same_attributes:
             filters = _same_attributes(photo, filters, detector, settings)
@@ -180,7 +178,7 @@ def find_cmd(
             all_photos=all_photos,
             threshold=threshold,
         )
-        query = Query.from_bytes(photo.read_bytes(), "-", settings.max_pixels) if stdin else several
+        query = _stdin_query(photo, settings.max_pixels) if stdin else several
         result = find(conn, query, request, settings=settings)
     _print_find(result, as_json)
 
@@ -190,7 +188,7 @@ def _picture(output: Path | None, no_picture: bool, as_json: bool, named: Path) 
     search); --json is for scripts: a picture only when -o names one."""
     if no_picture or (as_json and output is None):
         return None
-    picture = output or composite_name(named)
+    picture = output or composite_name(named)  # named: the first photo, or folder, given
     from doppel.outputs import check_writable_file
 
     check_writable_file(picture)
@@ -271,6 +269,13 @@ def _read_stdin(settings: Any) -> Path:
     path = folder / "stdin"
     path.write_bytes(data)
     return path
+
+
+def _stdin_query(path: Path, max_pixels: int) -> Any:
+    """The query read from standard input, named "-" in tables and JSON."""
+    from doppel.faces.query import Query
+
+    return Query.from_bytes(path.read_bytes(), "-", max_pixels)
 
 
 def _short(source: str) -> str:

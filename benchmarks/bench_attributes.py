@@ -84,6 +84,7 @@ def main() -> None:
 def run(faces: int) -> None:
     import numpy as np
 
+    from doppel.config import FaceOptions
     from doppel.faces.attributes import ATTRIBUTE_MODELS, AttributePredictor, _square
     from doppel.faces.runtime import quiet_tensorflow
 
@@ -111,7 +112,7 @@ def run(faces: int) -> None:
         faces = sample[: min(len(sample), 4)] if batch == 1 else sample
         rows.append(["DeepFace clients (TensorFlow)", batch, *per_face(deepface(batch), faces)])
         for runtime in ("tensorflow", "onnx"):
-            predictor = AttributePredictor(batch_size=batch, runtime=runtime)
+            predictor = AttributePredictor(batch_size=batch, options=FaceOptions(runtime=runtime))
             predictor.warm_up()
             label = "doppel on " + set(predictor.runtime_labels.values()).pop()
             rows.append([label, batch, *per_face(predictor.predict_crops, faces)])

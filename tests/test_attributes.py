@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from doppel.cli.common import error_line
+from doppel.config import FaceOptions
 from doppel.errors import WeightsMissing
 from doppel.faces import attributes
 from doppel.types import RACES, Filters
@@ -46,7 +47,9 @@ def _face_crops(unit_faces: Path) -> list[np.ndarray]:
     from doppel.faces.imaging import load
     from doppel.types import EmbeddingConfig
 
-    finder = Embedder(EmbeddingConfig("Dlib", attributes.ATTRIBUTES_DETECTOR), runtime="onnx")
+    finder = Embedder(
+        EmbeddingConfig("Dlib", attributes.ATTRIBUTES_DETECTOR), options=FaceOptions(runtime="onnx")
+    )
     crops: list[np.ndarray] = []
     for name in ("img1.jpg", "img2.jpg", "img5.jpg", "img6.jpg", "couple.jpg", "img11.jpg"):
         crops += [face.crop for face in finder.detect(load(unit_faces / name, max_side=800))]
@@ -88,7 +91,7 @@ def test_converted_models_predict_what_deepface_predicts_on_real_faces(
     monkeypatch.setenv("DEEPFACE_HOME", str(attribute_home))
     crops = _face_crops(unit_faces)
     assert len(crops) >= 7
-    predictor = attributes.AttributePredictor(batch_size=4, runtime="onnx")
+    predictor = attributes.AttributePredictor(batch_size=4, options=FaceOptions(runtime="onnx"))
     mine = predictor.probabilities(crops)
     assert predictor.runtime_labels == dict.fromkeys(attributes.ATTRIBUTE_MODELS, "ONNX Runtime")
     theirs = _deepface_predictions(crops)
@@ -207,7 +210,7 @@ def test_a_converted_model_that_disagrees_falls_back_to_tensorflow_in_one_line(
 
     crops = _face_crops(unit_faces)[:4]
     capsys.readouterr()
-    predictor = attributes.AttributePredictor(runtime="onnx")
+    predictor = attributes.AttributePredictor(options=FaceOptions(runtime="onnx"))
     mine = predictor.probabilities(crops)
     said = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(said) == 1 and "Gender" in said[0] and "differs from TensorFlow" in said[0], said

@@ -114,3 +114,25 @@ def test_the_runtime_flag_wins_over_the_variable(monkeypatch: pytest.MonkeyPatch
     assert bad.exit_code == 2
     assert "DOPPEL_RUNTIME must be one of auto, onnx, openvino, tensorflow" in bad.stderr
     assert runtime_shown("--runtime", "onnx") == "onnx"  # the flag stands in for it
+
+
+def test_a_caller_hands_a_command_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Settings live in Typer's context (ctx.obj), so a caller can give its own, and
+    # `--runtime` still lays the flag over them.
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+
+    monkeypatch.setenv("DOPPEL_RUNTIME", "onnx")
+    given = dataclasses.replace(Settings.from_env(), runtime="tensorflow")
+
+    def runtime_shown(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "models"], obj=given, env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        return result.stdout.split("runtime: ", 1)[1].split(")", 1)[0]
+
+    assert runtime_shown() == "tensorflow"
+    assert runtime_shown("--runtime", "openvino") == "openvino"
+    assert given.runtime == "tensorflow"  # the caller's Settings are not changed

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from doppel.config import FaceOptions
 from doppel.faces import runtime
 from doppel.faces.runtime import Candidate, candidates
 
@@ -113,7 +114,7 @@ def test_vectors_equal_deepface_represent_on_real_faces(converted: Path, unit_fa
     from doppel.faces.imaging import load
     from doppel.types import EmbeddingConfig
 
-    embedder = Embedder(EmbeddingConfig("Facenet512", "mtcnn"), runtime="onnx")
+    embedder = Embedder(EmbeddingConfig("Facenet512", "mtcnn"), options=FaceOptions(runtime="onnx"))
     crops = []
     for name in ("img1.jpg", "img2.jpg", "img5.jpg", "couple.jpg"):
         crops += [face.crop for face in embedder.detect(load(unit_faces / name))]
@@ -286,11 +287,11 @@ def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
     from tests.helpers import ingest_folder
 
     config = EmbeddingConfig("Facenet512", "mtcnn")
-    ingest_folder(conn, unit_faces, "tf", config, embedder=Embedder(config, runtime="tensorflow"))
+    ingest_folder(conn, unit_faces, "tf", config, options=FaceOptions(runtime="tensorflow"))
     repo = Repository(conn)  # type: ignore[arg-type]
     gallery = repo.gallery("tf")
-    by_tf = Embedder(config, runtime="tensorflow")
-    by_onnx = Embedder(config, runtime="onnx")
+    by_tf = Embedder(config, options=FaceOptions(runtime="tensorflow"))
+    by_onnx = Embedder(config, options=FaceOptions(runtime="onnx"))
     queries = sorted(unit_faces.glob("img*.jpg"))[::3]
     for path in queries:
         photo = load(path)

@@ -192,7 +192,7 @@ class Settings:
             detector=os.environ.get("DOPPEL_DETECTOR") or None,
             debug=_flag("DOPPEL_DEBUG"),
             # A runtime chosen on the command line stands in for DOPPEL_RUNTIME, unread.
-            runtime=overrides.pop("runtime", None) or _runtime(),
+            runtime=overrides.get("runtime") or _runtime(),
             offline=_flag("DOPPEL_OFFLINE"),
             weights_url=os.environ.get("DOPPEL_WEIGHTS_URL") or None,
             gallery=os.environ.get("DOPPEL_GALLERY") or None,

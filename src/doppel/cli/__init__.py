@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Annotated
 
@@ -13,11 +14,11 @@ import typer
 from doppel.cli import calibrate, find, ingest, people, resemble, serve
 from doppel.cli import people_edits as people_edits  # adds its commands to people_app
 from doppel.cli.citus import cluster_app
-from doppel.cli.common import ClusterCommand, choose_settings
+from doppel.cli.common import ClusterCommand
 from doppel.cli.db import db_app, index_app
 from doppel.cli.gallery import gallery_app
 from doppel.cli.models import models_app
-from doppel.config import RUNTIMES, load_dotenv_once
+from doppel.config import RUNTIMES, Settings, load_dotenv_once
 
 app = typer.Typer(
     help="Find look-alikes in a face gallery, and tell whom a face resembles.",
@@ -37,6 +38,7 @@ def _print_version(wanted: bool) -> None:
 
 @app.callback()
 def options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -62,7 +64,10 @@ def options(
             raise typer.BadParameter(f"use one of {', '.join(RUNTIMES)}", param_hint="--runtime")
     # The command's Settings take these over the environment (common.command_settings);
     # from there the runtime travels, in FaceOptions, to the processes that embed.
-    choose_settings(**chosen)
+    if isinstance(ctx.obj, Settings):  # handed in by the caller
+        ctx.obj = dataclasses.replace(ctx.obj, runtime=chosen.get("runtime", ctx.obj.runtime))
+    else:
+        ctx.obj = chosen
 
 
 db_app.add_typer(cluster_app, name="cluster")

@@ -7,7 +7,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -292,20 +291,28 @@ IndexWhenOpt = Annotated[
 ]
 
 
-# The Settings fields chosen by options given before the command (`doppel --runtime X
-# find ...`): set by the app's callback on every run, read by command_settings().
-_chosen: ContextVar[dict[str, Any]] = ContextVar("doppel_chosen_settings")
+def command_settings(ctx: typer.Context | None = None) -> Settings:
+    """This command's Settings, kept in the root of Typer's context (ctx.obj): the
+    environment (Settings.from_env) with the options given before the command over it,
+    so a flag wins over its variable. The app's callback leaves the chosen fields there
+    (a dict); they become Settings at the command's first use, inside its error handling.
+    A caller can hand its own: CliRunner().invoke(app, args, obj=Settings(...)). ctx:
+    the command's context; without it, the one the command runs in.
+    """
+    root = (ctx or _current_context()).find_root()
+    if not isinstance(root.obj, Settings):
+        root.obj = Settings.from_env(**(root.obj or {}))
+    return root.obj
 
 
-def choose_settings(**fields: Any) -> None:
-    """Record, for this run's command, Settings fields chosen on the command line."""
-    _chosen.set(fields)
-
-
-def command_settings() -> Settings:
-    """This command's Settings: the environment (Settings.from_env), with the options
-    given before the command over it, so a flag wins over its variable."""
-    return Settings.from_env(**_chosen.get({}))
+def _current_context() -> typer.Context:
+    """The context of the running command, from the click that runs Typer: its own copy
+    in the Typer installed here, click itself in older releases."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # an older Typer on click
+        from click import get_current_context  # type: ignore[no-redef]
+    return get_current_context()  # type: ignore[return-value]
 
 
 def connect(settings: Settings):  # type: ignore[no-untyped-def]

@@ -86,7 +86,7 @@ def ingest_cmd(
     ] = False,
 ) -> None:
     """Embed every photo under FOLDER into a gallery; run again to resume or update."""
-    settings = command_settings()
+    settings = command_settings(ctx)
     ingest_folder(
         settings,
         folder,
@@ -119,6 +119,7 @@ def ray_address(cluster: str | None, settings: Settings) -> str | None:
 # bars (rows, index) and the summary, which share the connection and the report.
 @friendly
 def load_dump_cmd(
+    ctx: typer.Context,
     dump: Annotated[
         Path,
         typer.Argument(
@@ -148,7 +149,7 @@ def load_dump_cmd(
     from doppel.sources import add_image_root
     from doppel.store.repository import Repository
 
-    settings = command_settings()
+    settings = command_settings(ctx)
     if image_root is not None:
         image_root = add_image_root(image_root, settings)
     columns = [

@@ -11,7 +11,6 @@ race are the most probable of DeepFace's labels.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,13 +41,11 @@ class AttributePredictor:
         self,
         batch_size: int = 16,
         options: FaceOptions | None = None,
-        runtime: str | None = None,
         threads: int | None = None,
     ) -> None:
         # The runtime and where missing weights come from (Settings.face_options), as
-        # the Embedder takes them; runtime, when given, wins.
-        options = options or FaceOptions()
-        self.options = dataclasses.replace(options, runtime=runtime) if runtime else options
+        # the Embedder takes them.
+        self.options = options or FaceOptions()
         for name in ATTRIBUTE_MODELS:
             catalog.require(name, "attributes", self.options)
         self.batch_size = batch_size

@@ -31,7 +31,6 @@ class Embedder:
         self,
         config: EmbeddingConfig,
         batch_size: int = 32,
-        runtime: str | None = None,
         threads: int | None = None,
         options: FaceOptions | None = None,
     ) -> None:
@@ -40,10 +39,9 @@ class Embedder:
         self.config = dataclasses.replace(config, model=spec.name, detector=detector.name)
         catalog.check_config(self.config)
         self.batch_size = batch_size
-        # The runtime and where missing weights come from (Settings.face_options); it
-        # travels with the Embedder into worker processes. runtime, when given, wins.
-        options = options or FaceOptions()
-        self.options = dataclasses.replace(options, runtime=runtime) if runtime else options
+        # The runtime and where missing weights come from (Settings.face_options): the
+        # one way to choose them; they travel with the Embedder into worker processes.
+        self.options = options or FaceOptions()
         self.threads = threads  # the model's threads; None lets the runtime decide
         self._network: runtime_module.Network | None = None
         self._client: Any = None  # DeepFace's client, for models that are not Keras networks

@@ -820,3 +820,209 @@ def test_hidden_people_are_left_out_of_strangers(
     for person in shown:
         hide_person(people_conn, "unit", person)
     assert not answered() & shown
+
+
+def _page_people(driver: object) -> dict[int, tuple[str, int, bool]]:
+    """The people cards the page shows: id -> (label, faces, hidden), read in one go
+    (the list is drawn anew after each edit)."""
+    cards = driver.execute_script(  # type: ignore[attr-defined]
+        "return [...document.querySelectorAll('#people-list .person-card')].map((c) =>"
+        " [Number(c.dataset.person), c.querySelector('.name').textContent,"
+        " c.querySelector('.count').textContent])"
+    )
+    return {
+        person: (label, int(count.split(" face")[0]), "hidden" in count)
+        for person, label, count in cards
+    }
+
+
+def _db_people(conn: psycopg.Connection, hidden: bool = False) -> dict[int, tuple[str, int, bool]]:
+    listing = list_people(conn, "unit", hidden=hidden)
+    return {p.id: (p.label, p.faces, p.hidden) for p in listing.people}
+
+
+@pytest.mark.slow
+def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path) -> None:
+    """A real `doppel serve` on a clustered gallery, driven in Chromium: rename, merge
+    from a suggestion and undo it, move a face to a new person, make a cover, hide;
+    after each, the page and the database agree."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.test_server import _chromium, _free_port
+
+    browser, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    cluster_gallery(people_conn, "unit")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    doppel = str(Path(sys.executable).with_name("doppel"))
+    command = [doppel, "serve", "--port", str(port), "--workers", "0", "--gallery", "unit"]
+    process = subprocess.Popen(command, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_argument("--window-size=1280,1000")
+    driver = None
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "doppel serve did not answer"
+            try:
+                httpx.get(f"{url}/api/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        wait = WebDriverWait(driver, 60)
+
+        def done(words: str) -> None:
+            wait.until(
+                lambda d: (
+                    words in d.find_element(By.ID, "people-status").text
+                    or d.find_element(By.ID, "people-error").is_displayed()
+                )
+            )
+            assert not driver.find_element(By.ID, "people-error").is_displayed(), (
+                driver.find_element(By.ID, "people-error").text
+            )
+
+        def agree() -> None:
+            wait.until(lambda d: _page_people(d) == _db_people(people_conn))
+
+        def open_person(person: int) -> None:
+            card = f'#people-list .person-card[data-person="{person}"]'
+            driver.find_element(By.CSS_SELECTOR, card).click()
+            wait.until(lambda d: d.find_element(By.ID, "person").is_displayed())
+            wait.until(lambda d: f"id {person} ·" in d.find_element(By.ID, "person-info").text)
+
+        driver.get(url + "/#people")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#people-list .person-card"))
+        agree()
+        unassigned = len(list_people(people_conn, "unit").unassigned)
+        assert f"{unassigned} unassigned" in driver.find_element(By.ID, "people-summary").text
+        images = driver.find_elements(By.CSS_SELECTOR, "#people-list img")
+        assert images and all(i.get_attribute("alt").startswith("cover face of") for i in images)
+        wait.until(
+            lambda d: d.execute_script(
+                "return [...document.images].filter(i => i.offsetParent)"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
+        driver.save_screenshot(str(tmp_path / "people-list.png"))
+
+        # Rename the largest person, from the keyboard (Enter submits the name).
+        big = next(iter(_db_people(people_conn)))
+        open_person(big)
+        name = driver.find_element(By.ID, "person-name")
+        name.clear()
+        name.send_keys("Ada", Keys.ENTER)
+        done("is now called Ada")
+        assert _db_people(people_conn)[big][0] == "Ada"
+        assert driver.find_element(By.ID, "person-title").text == "Ada"
+        # A refused edit is one readable line, and changes nothing.
+        name.clear()
+        name.send_keys("   ", Keys.ENTER)
+        wait.until(lambda d: d.find_element(By.ID, "people-error").is_displayed())
+        assert driver.find_element(By.ID, "people-error").text == "a person's name cannot be empty"
+        assert _db_people(people_conn)[big][0] == "Ada"
+        driver.find_element(By.ID, "person-back").click()
+        agree()
+
+        # Merge the likeliest suggested pair from its card, then undo it.
+        pairs = httpx.get(f"{url}/api/people/unit/suggestions?k=6").json()
+        assert pairs, "no merge suggestion on the page's gallery"
+        first, second = pairs[0]["first"], pairs[0]["second"]
+        keep, other = (second, first) if second["faces"] > first["faces"] else (first, second)
+        before = _db_people(people_conn)
+        driver.find_element(By.CSS_SELECTOR, "#suggestion-list .pair button").click()
+        done("merged into")
+        after = _db_people(people_conn)
+        assert other["id"] not in after
+        assert after[keep["id"]][1] == before[keep["id"]][1] + before[other["id"]][1]
+        agree()
+        driver.find_element(By.ID, "people-undo").click()
+        done("Undone: person")
+        assert _db_people(people_conn) == before
+        agree()
+
+        # Move a face of Ada's to a new person: the face chosen by its checkbox (Space).
+        open_person(big)
+        faces = list_people(people_conn, "unit").members[big]
+        moved = faces[-1].id
+        box = driver.find_element(By.CSS_SELECTOR, f'.face[data-face="{moved}"] input')
+        box.send_keys(Keys.SPACE)
+        wait.until(lambda d: "1 face selected" in d.find_element(By.ID, "selection-count").text)
+        Select(driver.find_element(By.ID, "move-to")).select_by_value("new")
+        driver.find_element(By.ID, "move-faces").click()
+        done("moved to")
+        members = list_people(people_conn, "unit").members
+        fresh = next(p for p, fs in members.items() if [f.id for f in fs] == [moved])
+        assert moved not in [f.id for f in members[big]]
+        shown = [
+            int(t.get_attribute("data-face"))
+            for t in driver.find_elements(By.CSS_SELECTOR, "#person-faces .face")
+        ]
+        assert shown == [f.id for f in members[big]]
+
+        # A cover chosen by clicking a face's button.
+        cover = members[big][1].id
+        driver.find_element(By.CSS_SELECTOR, f'.face[data-face="{cover}"] .make-cover').click()
+        done(f"Face {cover} now shows Ada")
+        covers = {
+            p.id: p.cover.id if p.cover else None for p in list_people(people_conn, "unit").people
+        }
+        assert covers[big] == cover
+        src = driver.find_element(By.ID, "person-cover").get_attribute("src")
+        assert src.endswith(f"/api/faces/{cover}/image?crop=true")
+        wait.until(
+            lambda d: d.execute_script(
+                "return [...document.images].filter(i => i.offsetParent)"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+        )
+        driver.save_screenshot(str(tmp_path / "people-person.png"))
+
+        # Hide the new person: gone from the list, back with "Show hidden people".
+        driver.find_element(By.ID, "person-back").click()
+        open_person(fresh)
+        driver.find_element(By.ID, "person-hide").click()
+        done("is hidden")
+        assert _db_people(people_conn, hidden=True)[fresh][2] is True
+        driver.find_element(By.ID, "person-back").click()
+        agree()
+        assert fresh not in _page_people(driver)
+        driver.find_element(By.ID, "people-hidden").click()
+        wait.until(lambda d: _page_people(d) == _db_people(people_conn, hidden=True))
+        assert _page_people(driver)[fresh][2] is True
+
+        # A phone's screen (emulated, as in test_page_at_390_pixels_in_chromium): the
+        # list and a person fit without sideways scrolling.
+        screen = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", screen)
+        fits = "return document.documentElement.scrollWidth <= window.innerWidth"
+        driver.get("about:blank")  # a new page: "Show hidden people" starts unticked
+        driver.get(url + "/#people")
+        wait.until(lambda d: _page_people(d) == _db_people(people_conn))
+        assert driver.execute_script(fits), "the people list is wider than 390 px"
+        open_person(big)
+        driver.save_screenshot(str(tmp_path / "people-person-390.png"))
+        assert driver.execute_script(fits), "a person's faces are wider than 390 px"
+        print(f"screenshots: {tmp_path}")
+    finally:
+        if driver is not None:
+            driver.quit()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)

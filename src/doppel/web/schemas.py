@@ -319,7 +319,13 @@ class RestoreIn(BaseModel):
 
 class EditOut(BaseModel):
     edit: int
-    kind: str
-    person_id: int | None
-    other_id: int | None
+    kind: str = Field(description="merge, remove or move (a split is journalled as a move).")
+    person_id: int | None = Field(
+        description="merge: the person kept; remove, move: the person the faces left."
+    )
+    other_id: int | None = Field(
+        description="merge: the person merged away; move: the person the faces went to."
+    )
     faces: list[int]
+    undone: bool = False
+    created_at: datetime | None = None

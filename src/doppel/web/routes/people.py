@@ -54,6 +54,8 @@ def edit_out(edit: Edit) -> EditOut:
         person_id=edit.person_id,
         other_id=edit.other_id,
         faces=list(edit.face_ids),
+        undone=edit.undone,
+        created_at=edit.created_at,
     )
 
 
@@ -90,6 +92,15 @@ def suggestions(state: State, gallery: str, k: int = 10) -> list[SuggestionOut]:
         )
         for s in found
     ]
+
+
+@router.get(
+    "/api/people/{gallery}/edits", response_model=list[EditOut], responses=errors(404, 503)
+)
+def edits(state: State, gallery: str) -> list[EditOut]:
+    """The edits that restore can undo (merges, removals, moves, splits), latest first."""
+    with state.db.connection() as conn:
+        return [edit_out(e) for e in groups.edits(conn, gallery)]
 
 
 @router.get(

@@ -339,8 +339,11 @@ function switchView(view) {
   }
   show($("view-search"), view === "search");
   show($("view-reports"), view === "reports");
+  show($("view-people"), view === "people");
   if (view === "reports") loadReports();
-  history.replaceState(null, "", view === "reports" ? "#reports" : "#");
+  // people.js, loaded after this script, opens its view itself when the page starts on it.
+  if (view === "people" && typeof openPeopleView === "function") openPeopleView();
+  history.replaceState(null, "", view === "search" ? "#" : `#${view}`);
 }
 
 // Wiring -----------------------------------------------------------------------------
@@ -367,7 +370,8 @@ function init() {
   $("races").onchange = searchAgain;
   $("viewer").onclick = (e) => { if (e.target === $("viewer")) $("viewer").close(); };
   loadGalleries().catch((e) => setError(e.message));
-  switchView(location.hash === "#reports" ? "reports" : "search");
+  const start = location.hash.slice(1);
+  switchView(["reports", "people"].includes(start) ? start : "search");
 }
 
 init();

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from doppel.cli.common import HINTS, error_line
@@ -97,3 +98,21 @@ def test_what_cluster_asks_for() -> None:
     assert ray_address("", with_env) == "ray://env:10001"  # bare: $RAY_ADDRESS
     assert ray_address("local", with_env) == ""  # local wins over $RAY_ADDRESS
     assert ray_address("auto", with_env) == "auto"
+
+
+def test_an_unknown_person_says_what_to_do_next_only_in_the_clis_words(
+    conn: psycopg.Connection,
+) -> None:
+    """The store names the missing person; `doppel people` is the CLI's to say, and an id
+    past PostgreSQL's bigint is no person either."""
+    from doppel.errors import UnknownPerson
+    from doppel.store.people import PeopleStore
+    from doppel.store.repository import Repository
+
+    gallery = Repository(conn).ensure_gallery("g", EmbeddingConfig("Dlib", "mtcnn"), dimension=4)
+    for person_id in (7, 2**63):
+        with pytest.raises(UnknownPerson) as caught:
+            PeopleStore(conn).person(gallery, person_id)
+        assert str(caught.value) == f"gallery 'g' has no person {person_id}"
+        hint = "it has no people yet: run `doppel people g` first"
+        assert error_line(caught.value) == f"{caught.value}; {hint}"

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from doppel.cli import app
-from doppel.cli.find import _short
+from doppel.cli.common import short_source
 from tests.helpers import write_faces_dump
 
 runner = CliRunner()
@@ -30,10 +30,10 @@ def test_short_sources_are_file_names_or_paths_below_the_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _short(str(tmp_path / "photos" / "a.jpg")) == os.path.join("photos", "a.jpg")
-    assert _short("/somewhere/else/deep/down/img2.jpg") == "img2.jpg"
-    assert _short(str(tmp_path.parent / "sibling" / "b.png")) == "b.png"
-    assert _short("ffhq/00000/00001.png") == "ffhq/00000/00001.png"
+    assert short_source(str(tmp_path / "photos" / "a.jpg")) == os.path.join("photos", "a.jpg")
+    assert short_source("/somewhere/else/deep/down/img2.jpg") == "img2.jpg"
+    assert short_source(str(tmp_path.parent / "sibling" / "b.png")) == "b.png"
+    assert short_source("ffhq/00000/00001.png") == "ffhq/00000/00001.png"
 
 
 def test_models_fits_80_columns_and_says_what_is_ready() -> None:

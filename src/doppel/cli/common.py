@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -409,3 +411,16 @@ EfConstructionOpt = Annotated[
         "recall, slower build.",
     ),
 ]
+
+
+def short_source(source: str) -> str:
+    """A source short enough for a table: the path relative to the working folder when the
+    file is inside it, else the file's name (--json keeps the whole path). A relative
+    source (a dump's FFHQ path, a URL) is shown as recorded."""
+    if not os.path.isabs(source):
+        return source
+    path = Path(source)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return path.name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from doppel.cli.common import (
     flag,
     friendly,
     out,
+    short_source,
 )
 from doppel.cli.filling import ingest_folder
 from doppel.config import Settings
@@ -278,19 +278,6 @@ def _stdin_query(path: Path, max_pixels: int) -> Any:
     return Query.from_bytes(path.read_bytes(), "-", max_pixels)
 
 
-def _short(source: str) -> str:
-    """A source short enough for a table: the path relative to the working folder when the
-    file is inside it, else the file's name (--json keeps the whole path). A relative
-    source (a dump's FFHQ path, a URL) is shown as recorded."""
-    if not os.path.isabs(source):
-        return source
-    path = Path(source)
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return path.name
-
-
 # Over 80 lines: the JSON document, then a table per query face (its columns chosen by
 # what the matches hold), then the lines that explain it.
 def _print_find(result: Any, as_json: bool) -> None:
@@ -340,7 +327,7 @@ def _print_find(result: Any, as_json: bool) -> None:
         return
     for number, item in enumerate(result.results, start=1):
         table = Table(
-            title=f"{_short(result.query)} in gallery {result.gallery.name}"
+            title=f"{short_source(result.query)} in gallery {result.gallery.name}"
             + (f" (face {number})" if len(result.results) > 1 else "")
             + (", strangers only" if result.strangers else "")
         )
@@ -368,7 +355,7 @@ def _print_find(result: Any, as_json: bool) -> None:
                 f"{m.similarity:.4f}",
                 *(() if calibrated else (f"{m.distance:.4f}",)),
                 *((m.face.person or "-",) if people else ()),
-                _short(m.face.source),
+                short_source(m.face.source),
                 *((attrs or "-",) if attributed else ()),
             )
         out.print(table)

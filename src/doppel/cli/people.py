@@ -22,6 +22,7 @@ from doppel.cli.common import (
     friendly,
     out,
     progress_bar,
+    short_source,
 )
 from doppel.errors import UsageError
 
@@ -56,12 +57,6 @@ def _edit(change: Callable[..., T], *args: Any) -> T:
     """One change to a gallery's people (name, merge, take out), on the database."""
     with connect(command_settings()) as conn:
         return change(conn, *args)
-
-
-def _short(source: str) -> str:
-    from doppel.cli.find import _short as short
-
-    return short(source)
 
 
 @people_app.command("cluster")
@@ -181,7 +176,7 @@ def _print_people(listing: Any) -> None:
     table.add_column("sample source", overflow="fold")
     for person in listing.people[:TABLE_ROWS]:
         sample = person.cover.source if person.cover else "-"
-        table.add_row(str(person.id), person.name or "-", str(person.faces), _short(sample))
+        table.add_row(str(person.id), person.name or "-", str(person.faces), short_source(sample))
     if len(listing.people) > TABLE_ROWS:
         more = len(listing.people) - TABLE_ROWS
         table.add_row("…", f"{more} more (--json lists all)", "", "")
@@ -392,4 +387,4 @@ def _print_twins(result: Any) -> None:
 
 def _who(face: Any) -> str:
     person = f"{face.person}: " if face.person else ""
-    return person + _short(face.source)
+    return person + short_source(face.source)

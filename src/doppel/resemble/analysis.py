@@ -266,21 +266,7 @@ def analyse(
     leader = Counter(r.winner for r in results).most_common(1)[0][0]
     basis = next((r for r in results if r.name == "cosine"), results[0])
     counts = list(face_counts) if face_counts is not None else [1] * len(targets)
-    rows = []
-    for i, name in enumerate(target_names):
-        row = basis.per_photo[i]
-        closest = names[first_of(row)]
-        votes = Counter(names[first_of(r.per_photo[i])] for r in results)
-        rows.append(
-            TargetPhoto(
-                name,
-                closest,
-                {p: float(row[j]) for j, p in enumerate(names)},
-                {p: votes.get(p, 0) for p in names},
-                counts[i],
-                closest != leader,
-            )
-        )
+    rows = _target_rows(results, basis, names, target_names, counts, leader)
     periods = (
         by_period(moments, results, names, target_names, period) if moments is not None else None
     )
@@ -309,6 +295,34 @@ def analyse(
         seed=seed,
         periods=periods,
     )
+
+
+def _target_rows(
+    results: list[MethodResult],
+    basis: MethodResult,
+    names: list[str],
+    target_names: Sequence[str],
+    counts: list[int],
+    leader: str,
+) -> list[TargetPhoto]:
+    """Each target photo: its scores by the basis method, the person closest to it, the
+    methods' votes, and whether it is closest to someone other than the leader."""
+    rows = []
+    for i, name in enumerate(target_names):
+        row = basis.per_photo[i]
+        closest = names[first_of(row)]
+        votes = Counter(names[first_of(r.per_photo[i])] for r in results)
+        rows.append(
+            TargetPhoto(
+                name,
+                closest,
+                {p: float(row[j]) for j, p in enumerate(names)},
+                {p: votes.get(p, 0) for p in names},
+                counts[i],
+                closest != leader,
+            )
+        )
+    return rows
 
 
 def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:

@@ -34,6 +34,7 @@ from doppel.cli.filling import echo_summary, index_outcome, ingest_folder
 from doppel.config import Settings
 
 
+# Over 60 lines: most of it is the declaration of the command's options.
 @friendly
 def ingest_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],

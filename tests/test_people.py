@@ -607,7 +607,7 @@ def test_low_quality_faces_stay_out_of_people(
     # The person's photo, blurred as a face far behind the camera's focus.
     blurred = tmp_path / "blurred.png"
     original = unit_faces.parent / "lfw-dev" / "photos" / Path(face.source).name
-    Image.open(original).convert("RGB").filter(ImageFilter.GaussianBlur(3)).save(blurred)
+    Image.open(original).convert("RGB").filter(ImageFilter.GaussianBlur(4)).save(blurred)
     embedder = Embedder(PIPELINE)
     found = embedder.detect(imaging.decode(blurred.read_bytes(), str(blurred)))
     assert found and found[0].quality is not None
@@ -644,8 +644,8 @@ def test_low_quality_faces_stay_out_of_people(
     ).fetchone()
     assert hits == (new_id[0],)
 
-    # A placed face whose size falls below the floor leaves its person at a recluster.
-    people_conn.execute("UPDATE faces SET face_size = 5 WHERE id = %s", (face.id,))
+    # A placed face whose sharpness falls below the floor leaves its person at a recluster.
+    people_conn.execute("UPDATE faces SET sharpness = 1 WHERE id = %s", (face.id,))
     report = cluster_gallery(people_conn, "lfw", recluster=True)
     assert report.low_quality == len(low) + 2
     listing = list_people(people_conn, "lfw")
@@ -658,7 +658,9 @@ def test_low_quality_faces_stay_out_of_people(
     assert f"unassigned: low quality: {gated} faces" in text.output
     listed = json.loads(runner.invoke(app, ["people", "list", "lfw", "--json"]).output)
     assert listed["unassigned_low_quality"]["faces"] == gated
-    assert listed["unassigned_low_quality"]["floor"]["size"] == QUALITY_FLOOR.size
+    assert listed["unassigned_low_quality"]["floor"] == {
+        k: v for k, v in vars(QUALITY_FLOOR).items() if v is not None
+    }
 
     stats = runner.invoke(app, ["gallery", "stats", "lfw"], terminal_width=80)
     assert stats.exit_code == 0, stats.output
@@ -667,7 +669,8 @@ def test_low_quality_faces_stay_out_of_people(
     payload = json.loads(runner.invoke(app, ["gallery", "stats", "lfw", "--json"]).output)
     assert payload["below_floor"] == payload["below_floor_unassigned"] == gated
     assert payload["measures"]["size"]["known"] == payload["faces"]
-    assert payload["measures"]["size"]["quantiles"]["0"] == 5
+    assert payload["measures"]["sharpness"]["quantiles"]["0"] == 1
+    assert payload["measures"]["sharpness"]["below"] == gated
     # The people page's API shows the count too.
     from fastapi.testclient import TestClient
 

@@ -156,6 +156,7 @@ def gallery_duplicates(
         highlight=False,
     )
 
+
 @gallery_app.command("stats")
 @friendly
 def gallery_stats(
@@ -214,13 +215,6 @@ def gallery_stats(
 def _figure(value: float) -> str:
     """A measure in at most six characters: whole above 100, three figures below."""
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
-def _quantiles(values: tuple[float, ...]) -> dict[str, float]:
-    """Quantile ("0.1") -> value; empty where no face has the measure."""
-    from doppel.store.quality import QUANTILES
-
-    return {f"{q:g}": v for q, v in zip(QUANTILES, values, strict=True)} if values else {}
 
 
 @gallery_app.command("hash")

@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "images")
     parser.add_argument("--serve-only", action="store_true", help="Serve until Ctrl-C.")
     args = parser.parse_args()
+    # Stopped by a signal, the finally clauses still stop the server and remove the home.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     home = Path(tempfile.mkdtemp(prefix="doppel-shots-"))
     env = {**os.environ, "DOPPEL_HOME": str(home)}
     for key in ("DOPPEL_DATABASE_URL", "DOPPEL_GALLERY"):

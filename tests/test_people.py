@@ -956,6 +956,11 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
         assert other["id"] not in after
         assert after[keep["id"]][1] == before[keep["id"]][1] + before[other["id"]][1]
         agree()
+        # In a closed <details>: its text, not what is on screen.
+        journal = driver.find_element(By.ID, "edit-list").get_attribute("textContent")
+        assert f"person {other['id']} merged into person {keep['id']}" in journal
+        spec = httpx.get(f"{url}/api/openapi.json").json()["paths"]
+        assert "/api/people/{gallery}/edits" in spec
         driver.find_element(By.ID, "people-undo").click()
         done("Undone: person")
         assert _db_people(people_conn) == before

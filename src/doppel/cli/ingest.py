@@ -37,6 +37,7 @@ from doppel.config import Settings
 # Over 60 lines: most of it is the declaration of the command's options.
 @friendly
 def ingest_cmd(
+    ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="Folder of photos, searched recursively.")],
     gallery: Annotated[
         str | None,

@@ -547,6 +547,24 @@ def _copy_quality(source_url: str, conn: psycopg.Connection) -> None:
     )
 
 
+def test_frontalness_and_sharpness_formulas() -> None:
+    """Frontalness: 1 with the nose under the eyes' midpoint, 0 with it in front of an
+    eye, the same turned either way and at any scale or tilt; sharpness falls with blur."""
+    from doppel.faces.quality import frontalness, sharpness
+
+    assert frontalness((0, 0), (10, 0), (5, 6)) == 1.0
+    assert frontalness((0, 0), (10, 0), (10, 6)) == 0.0
+    assert frontalness((0, 0), (10, 0), (7.5, 6)) == pytest.approx(0.5)
+    assert frontalness((0, 0), (10, 0), (2.5, 6)) == pytest.approx(0.5)
+    assert frontalness((0, 0), (0, 20), (3, 15)) == pytest.approx(0.5)  # tilted, larger
+    assert frontalness((4, 4), (4, 4), (5, 6)) is None
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (150, 150, 3)).astype(np.uint8)
+    smooth = np.repeat(np.repeat(noise[::10, ::10], 10, axis=0), 10, axis=1)
+    assert sharpness(smooth) < sharpness(noise) / 5
+    assert sharpness(noise.astype(np.float32) / 255) == pytest.approx(sharpness(noise), rel=1e-3)
+
+
 @pytest.mark.slow
 def test_ingest_records_each_faces_quality(faces_db: str, unit_faces: Path) -> None:
     """A real ingest fills the quality columns; the five-point pipeline's landmarks give

@@ -225,10 +225,12 @@ def gallery_hash(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compute the photo hash that tells copies of one picture apart, for faces stored
-    without one (before doppel kept it, or by load-dump), where the photo's file is at
-    hand. A batch is committed at a time: run it again to go on after Ctrl-C, or after
-    the missing files are back."""
+    """Compute the photo hash of faces stored without one, where their files are here.
+
+    Faces loaded by load-dump, or ingested before doppel kept the hash, are taken for
+    copies of one picture by their vectors alone. A batch of photos is committed at a
+    time: run it again to go on after Ctrl-C, or once missing files are back.
+    """
     from doppel.cli.common import progress_bar
     from doppel.duplicates import hash_gallery
 

@@ -130,7 +130,7 @@ def embed_doppel(
 def embed_deepface(data: LabelledSet, model: str, detector: str) -> np.ndarray:
     from doppel.config import Settings
     from doppel.faces import catalog
-    from doppel.faces.runtime import quiet_tensorflow
+    from doppel.faces.conversion import quiet_tensorflow
 
     options = Settings.from_env().face_options
     catalog.require(model, "recognition", options)

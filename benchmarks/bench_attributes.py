@@ -46,7 +46,7 @@ def crops(count: int) -> list:
     """Face crops of several sizes from the runtime's check photo, BGR, 0..1."""
     import numpy as np
 
-    from doppel.faces.runtime import CHECK_CROPS, check_photo
+    from doppel.faces.conversion import CHECK_CROPS, check_photo
 
     bgr = check_photo()[:, :, ::-1].astype(np.float32) / 255
     boxes = [CHECK_CROPS[i % len(CHECK_CROPS)] for i in range(count)]
@@ -86,7 +86,7 @@ def run(faces: int) -> None:
 
     from doppel.config import FaceOptions
     from doppel.faces.attributes import ATTRIBUTE_MODELS, AttributePredictor, _square
-    from doppel.faces.runtime import quiet_tensorflow
+    from doppel.faces.conversion import quiet_tensorflow
 
     sample = crops(faces)
     quiet_tensorflow()

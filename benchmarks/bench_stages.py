@@ -93,7 +93,7 @@ def main() -> None:
     with private_home() as home:
         install_random_facenet512(home)
         from doppel.config import Settings
-        from doppel.faces import networks, runtime
+        from doppel.faces import networks, sessions
         from doppel.faces.embed import Embedder
         from doppel.types import EmbeddingConfig
 
@@ -101,9 +101,9 @@ def main() -> None:
         assert graph is not None
         crops = np.random.default_rng(0).random((64, 160, 160, 3), dtype=np.float32)
         model_cpu: dict[tuple[str, int], float] = {}
-        wanted = ["tensorflow", "onnx"] + (["openvino"] if runtime.openvino_installed() else [])
+        wanted = ["tensorflow", "onnx"] + (["openvino"] if sessions.openvino_installed() else [])
         for name in wanted:
-            network = runtime.load(graph, name, threads=args.threads)
+            network = sessions.load(graph, name, threads=args.threads)
             label = network.candidate.label
             for batch in (1, 8, 32):
                 batches = [crops[i : i + batch] for i in range(0, 64 if batch > 1 else 16, batch)]

@@ -81,7 +81,7 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
 def _spread_the_scores(model: object) -> None:
     """Scale the final layer of a random attribute network so its scores (before the
     softmax) spread with a standard deviation of 4 over real face crops."""
-    from doppel.faces.runtime import face_sample
+    from doppel.faces.conversion import face_sample
 
     # The model's own Keras (tf-keras or Keras 3, whichever DeepFace built it with).
     if type(model).__module__.startswith("tf_keras"):

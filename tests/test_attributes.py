@@ -176,7 +176,7 @@ def test_a_converted_model_that_disagrees_falls_back_to_tensorflow_in_one_line(
     import onnx
     from onnx import numpy_helper
 
-    from doppel.faces import networks, runtime
+    from doppel.faces import conversion, networks
 
     # A weights folder like the session's, but Gender's converted file has noisy weights.
     source = attribute_home / ".deepface" / "weights"
@@ -186,10 +186,10 @@ def test_a_converted_model_that_disagrees_falls_back_to_tensorflow_in_one_line(
         if not path.name.startswith("Gender."):
             (folder / path.name).symlink_to(path)
     monkeypatch.setenv("DEEPFACE_HOME", str(attribute_home))
-    good = runtime.converted_path(networks.attribute_graph("Gender"))
+    good = conversion.converted_path(networks.attribute_graph("Gender"))
     assert good is not None and good.is_file()
     monkeypatch.setenv("DEEPFACE_HOME", str(tmp_path))
-    target = runtime.converted_path(networks.attribute_graph("Gender"))
+    target = conversion.converted_path(networks.attribute_graph("Gender"))
     assert target is not None and target.name == good.name and target.parent == folder
     (folder / good.with_suffix(".sample.npz").name).symlink_to(good.with_suffix(".sample.npz"))
     record = json.loads(good.with_suffix(".json").read_text())

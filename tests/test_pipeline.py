@@ -155,7 +155,7 @@ def test_eye_aligned_dlib_vectors_equal_deepfaces(unit_faces: Path) -> None:
         embedder.detect(imaging.load(unit_faces / n))[0].crop for n in ("img1.jpg", "img3.jpg")
     ]
     ours = embedder.embed_crops(crops)
-    from doppel.faces.runtime import quiet_tensorflow
+    from doppel.faces.conversion import quiet_tensorflow
 
     quiet_tensorflow()
     from deepface import DeepFace

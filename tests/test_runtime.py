@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from doppel.config import FaceOptions
-from doppel.faces import runtime
-from doppel.faces.runtime import Candidate, candidates
+from doppel.faces import conversion, sessions
+from doppel.faces.sessions import Candidate, candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +45,9 @@ def test_auto_takes_the_cuda_provider_first_then_the_cpu_then_tensorflow() -> No
 
 
 def test_the_providers_here_are_listed() -> None:
-    providers = runtime.onnx_providers()
+    providers = sessions.onnx_providers()
     assert "CPUExecutionProvider" in providers
-    assert candidates("auto", providers, runtime.openvino_installed())[-1].runtime == "tensorflow"
+    assert candidates("auto", providers, sessions.openvino_installed())[-1].runtime == "tensorflow"
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,9 @@ def converted(facenet_weights: Path) -> Iterator[Path]:
 
     graph = networks.recognition_graph("Facenet512")
     assert graph is not None
-    runtime.load(graph, "onnx")
+    sessions.load(graph, "onnx")
     for mtcnn_graph in networks.mtcnn_graphs().values():
-        runtime.load(mtcnn_graph, "onnx")
+        sessions.load(mtcnn_graph, "onnx")
     yield weights
     if saved is None:
         os.environ.pop("DEEPFACE_HOME", None)
@@ -83,27 +83,27 @@ def test_the_converted_file_is_keyed_by_the_weights_hash_and_the_converter(
 
     graph = networks.recognition_graph("Facenet512")
     assert graph is not None
-    path = runtime.converted_path(graph)
+    path = conversion.converted_path(graph)
     assert path is not None and path.is_file() and path.parent == converted
-    key = runtime.weights_hash(graph.weights, converted)
-    version = runtime.converter_version()
+    key = conversion.weights_hash(graph.weights, converted)
+    version = conversion.converter_version()
     assert version is not None and version.startswith("tf2onnx-")
     assert path.name == f"Facenet512.{key}.{version}.onnx"
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["weights_blake2b"] == key and record["converter"] == version
     # The check ran and was remembered for this runtime.
-    assert any(v >= runtime.MIN_COSINE for v in record["verified"].values())
+    assert any(v >= sessions.MIN_COSINE for v in record["verified"].values())
     # Other weights (one byte changed) or another converter: another file.
     other = tmp_path / "facenet512_weights.h5"
     data = bytearray(graph.weights.read_bytes())
     data[-1] ^= 1
     other.write_bytes(bytes(data))
-    moved = runtime.GraphSpec(
+    moved = conversion.GraphSpec(
         graph.name, other, graph.input_shape, graph.build, graph.sample, tmp_path
     )
-    assert runtime.converted_path(moved) != path
-    assert runtime.converted_path(graph, "tf2onnx-0.0.1") != path
-    assert runtime.status(graph).present and not runtime.status(moved).present
+    assert conversion.converted_path(moved) != path
+    assert conversion.converted_path(graph, "tf2onnx-0.0.1") != path
+    assert conversion.status(graph).present and not conversion.status(moved).present
 
 
 @pytest.mark.slow
@@ -174,12 +174,12 @@ def test_a_converted_file_that_disagrees_is_not_used(converted: Path, tmp_path: 
 
     graph = networks.recognition_graph("Facenet512")
     assert graph is not None
-    path = runtime.converted_path(graph)
+    path = conversion.converted_path(graph)
     assert path is not None
-    broken = runtime.GraphSpec(
+    broken = conversion.GraphSpec(
         graph.name, graph.weights, graph.input_shape, graph.build, graph.sample, tmp_path
     )
-    target = runtime.converted_path(broken)
+    target = conversion.converted_path(broken)
     assert target is not None
     for suffix in (".json", ".sample.npz"):
         shutil.copyfile(path.with_suffix(suffix), target.with_suffix(suffix))
@@ -194,13 +194,13 @@ def test_a_converted_file_that_disagrees_is_not_used(converted: Path, tmp_path: 
     onnx.save(model, str(target))
 
     said: list[str] = []
-    network = runtime.load(broken, "onnx", warn=said.append)
+    network = sessions.load(broken, "onnx", warn=said.append)
     assert network.candidate == Candidate("tensorflow")
     assert len(said) == 1 and "differs from TensorFlow" in said[0], said
     assert "ONNX Runtime" in said[0]
     # The verdict is remembered: the next process does not check again.
     again = json.loads(target.with_suffix(".json").read_text())["verified"]
-    assert again and max(again.values()) < runtime.MIN_COSINE
+    assert again and max(again.values()) < sessions.MIN_COSINE
 
 
 QUERY_PATH = """
@@ -376,15 +376,15 @@ def test_faces_are_cut_and_aligned_exactly_as_deepface_does(
 
 @pytest.mark.slow
 def test_openvino_when_asked_runs_the_same_file_and_passes_the_check(converted: Path) -> None:
-    if not runtime.openvino_installed():
+    if not sessions.openvino_installed():
         pytest.skip("OpenVINO is not installed (pip install 'doppel[openvino]')")
     from doppel.faces import networks
 
     graph = networks.recognition_graph("Facenet512")
     assert graph is not None
     said: list[str] = []
-    network = runtime.load(graph, "openvino", warn=said.append)
+    network = sessions.load(graph, "openvino", warn=said.append)
     assert network.candidate == Candidate("openvino") and not said
-    path = runtime.converted_path(graph)
+    path = conversion.converted_path(graph)
     assert path is not None
-    assert runtime.agreement(network, path.with_suffix(".sample.npz")) >= runtime.MIN_COSINE
+    assert sessions.agreement(network, path.with_suffix(".sample.npz")) >= sessions.MIN_COSINE

@@ -1,7 +1,7 @@
 """Age, sex and race of faces with DeepFace's attribute models, for ingest and filters.
 
 DeepFace's Age, Gender and Race models are VGG-Face networks ending in a softmax. Each
-runs on the runtime `doppel.faces.runtime` picks, as the recognition networks do: ONNX
+runs on the runtime `doppel.faces.sessions` picks, as the recognition networks do: ONNX
 Runtime by default, with no TensorFlow import; TensorFlow when asked, or when the
 converted copy fails its check against TensorFlow. DeepFace's own post-processing then
 reads the probabilities (its framework-free helpers and labels, imported without
@@ -23,7 +23,7 @@ from doppel.faces import catalog, imaging
 from doppel.types import Filters
 
 if TYPE_CHECKING:
-    from doppel.faces.runtime import Network
+    from doppel.faces.sessions import Network
 
 # DeepFace's attribute models take DeepFace's eye-level crops, as mtcnn's.
 ATTRIBUTES_DETECTOR = "mtcnn"
@@ -61,11 +61,11 @@ class AttributePredictor:
         """Load (converting and checking, the first time) the three networks now."""
         if self._networks is not None:
             return
-        from doppel.faces import networks, runtime
+        from doppel.faces import networks, sessions
 
         requested = self.options.runtime
         self._networks = {
-            name: runtime.load(networks.attribute_graph(name), requested, threads=self.threads)
+            name: sessions.load(networks.attribute_graph(name), requested, threads=self.threads)
             for name in ATTRIBUTE_MODELS
         }
 

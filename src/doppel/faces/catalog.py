@@ -9,11 +9,7 @@ How the Keras networks among them are built for conversion to a faster runtime l
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
-import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +17,7 @@ from typing import TYPE_CHECKING
 from doppel import config
 from doppel.config import FaceOptions
 from doppel.errors import Remedy, UnknownModel, WeightsMissing
+from doppel.faces.fetch import NETWORK_TIMEOUT, FetchFailed, fetch
 
 if TYPE_CHECKING:
     from doppel.types import EmbeddingConfig
@@ -364,19 +361,15 @@ def _missing(model: ModelSpec, why: str) -> WeightsMissing:
     )
 
 
-# Seconds to wait for a connection or for the next bytes: where there is no network the
-# attempt ends within this, not after the system's minutes-long TCP timeout.
-NETWORK_TIMEOUT = 5.0
-
-
 def download(
     model: ModelSpec,
     options: FaceOptions,
     progress: bool = True,
     timeout: float = NETWORK_TIMEOUT,
 ) -> Path:
-    """Download a model's weights into DeepFace's folder, through a `.part` file that is
-    renamed only when complete: as long as announced, the known size, the known hash."""
+    """Download a model's weights into DeepFace's folder (doppel.faces.fetch: through a
+    `.part` file that is renamed only when complete, as long as announced, the known
+    size, the known hash)."""
     assert model.weights is not None
     url = source_url(model, options)
     if options.offline:
@@ -384,75 +377,11 @@ def download(
     if url is None or not url.endswith(model.weights):
         raise _missing(model, "doppel does not download this file itself")
     target = weights_dir() / model.weights
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.part")
-    digest = hashlib.sha256()
-    received = 0
-    announced: int | None = None
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "doppel"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            announced = int(length) if length and length.isdigit() else None
-            with (
-                partial.open("wb") as handle,
-                _progress(model.weights, announced or model.size, progress) as advance,
-            ):
-                while chunk := response.read(1 << 20):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    advance(len(chunk))
-    except urllib.error.HTTPError as exc:
-        partial.unlink(missing_ok=True)
-        raise _missing(model, f"{url} answered {exc.code} {exc.reason}") from None
-    except (TimeoutError, urllib.error.URLError, OSError) as exc:
-        partial.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        if received:
-            raise _missing(
-                model, f"the download broke off after {received:,} bytes: {reason}"
-            ) from None
-        raise _missing(model, f"cannot reach {url}: {reason}") from None
-    problem = None
-    if announced is not None and received != announced:
-        problem = f"the download broke off after {received:,} of {announced:,} bytes"
-    elif model.size is not None and received != model.size:
-        problem = f"got {received:,} bytes where {model.size:,} were expected"
-    elif model.sha256 is not None and digest.hexdigest() != model.sha256:
-        problem = "the file's SHA-256 is not the published one"
-    if problem:
-        partial.unlink(missing_ok=True)
-        raise _missing(model, problem)
-    partial.replace(target)
+        fetch(url, target, size=model.size, sha256=model.sha256, progress=progress, timeout=timeout)
+    except FetchFailed as exc:
+        raise _missing(model, str(exc)) from None
     return target
-
-
-@contextlib.contextmanager
-def _progress(name: str, total: int | None, show: bool):  # type: ignore[no-untyped-def]
-    """A download progress bar on stderr (bytes, speed, time left)."""
-    if not show:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
-    ) as bar:
-        task = bar.add_task(f"downloading {name}", total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def install(name: str, source: Path) -> Path:

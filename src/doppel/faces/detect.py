@@ -17,8 +17,8 @@ from doppel.config import FaceOptions
 from doppel.errors import DetectorFailed, DoppelError
 from doppel.faces import catalog, dlibface, quality
 from doppel.faces.align import extract_face
+from doppel.faces.conversion import quiet_tensorflow
 from doppel.faces.imaging import MAX_ASPECT, MIN_FACE_SIDE, Photo
-from doppel.faces.runtime import quiet_tensorflow
 from doppel.types import Box, DetectedFace, FaceQuality
 
 # Faces are found on a copy this size (a side); they are cut from the full photo.

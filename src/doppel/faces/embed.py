@@ -1,7 +1,7 @@
 """Face crops in, vectors out: DeepFace recognition models behind one small class.
 
 DeepFace's own preprocessing (resize with black padding, normalisation) prepares each
-crop; the network then runs on the runtime `doppel.faces.runtime` picks: OpenVINO or ONNX
+crop; the network then runs on the runtime `doppel.faces.sessions` picks: OpenVINO or ONNX
 Runtime for the Keras models (no TensorFlow import), DeepFace's dlib client for Dlib on
 DeepFace-style crops, dlib itself on its five-point chips (`doppel.faces.dlibface`).
 """
@@ -17,8 +17,7 @@ import numpy as np
 
 from doppel.config import FaceOptions
 from doppel.errors import NoFaceFound, Remedy
-from doppel.faces import catalog, dlibface, networks
-from doppel.faces import runtime as runtime_module
+from doppel.faces import catalog, dlibface, networks, sessions
 from doppel.faces.detect import detect_faces, warm_up_detector
 from doppel.faces.imaging import Photo
 from doppel.types import DetectedFace, EmbeddedFace, EmbeddingConfig
@@ -43,7 +42,7 @@ class Embedder:
         # one way to choose them; they travel with the Embedder into worker processes.
         self.options = options or FaceOptions()
         self.threads = threads  # the model's threads; None lets the runtime decide
-        self._network: runtime_module.Network | None = None
+        self._network: sessions.Network | None = None
         self._client: Any = None  # DeepFace's client, for models that are not Keras networks
         self._ready = False
 
@@ -73,7 +72,7 @@ class Embedder:
         catalog.require(self.config.detector, "detector", self.options)
         graph = networks.recognition_graph(self.config.model)
         if graph is not None:
-            self._network = runtime_module.load(graph, self.options.runtime, threads=self.threads)
+            self._network = sessions.load(graph, self.options.runtime, threads=self.threads)
         else:
             # Dlib: DeepFace's client wraps dlib itself; building it imports no TensorFlow.
             from deepface.modules import modeling

@@ -2,7 +2,7 @@
 
 For every Keras network among the catalogue's models (and mtcnn's three stages) this
 says how DeepFace builds it, and the sample that checks a converted copy against it
-(`doppel.faces.runtime` converts and checks); `doppel models` and
+(`doppel.faces.conversion` converts, `doppel.faces.sessions` checks); `doppel models` and
 `doppel models install` ask here what runs where.
 """
 
@@ -12,11 +12,11 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from doppel.config import Settings
-from doppel.faces import mtcnn, runtime
+from doppel.faces import conversion, mtcnn, sessions
 from doppel.faces.catalog import ModelSpec, require, spec, weights_dir
 
 
-def recognition_graph(name: str) -> runtime.GraphSpec | None:
+def recognition_graph(name: str) -> conversion.GraphSpec | None:
     """A recognition model's Keras network as DeepFace builds it, for conversion; None for
     models that are not Keras networks (Dlib)."""
     model = spec(name, "recognition")
@@ -25,7 +25,7 @@ def recognition_graph(name: str) -> runtime.GraphSpec | None:
     return _deepface_graph(model, "facial_recognition", large=False)
 
 
-def attribute_graph(name: str) -> runtime.GraphSpec:
+def attribute_graph(name: str) -> conversion.GraphSpec:
     """An attribute model's (Age, Gender, Race) Keras network as DeepFace builds it: its
     VGG-Face trunk and classifier, softmax out; DeepFace's post-processing stays outside
     (`doppel.faces.attributes`). The check sample is the recognition one at 224x224: face
@@ -35,30 +35,30 @@ def attribute_graph(name: str) -> runtime.GraphSpec:
     return _deepface_graph(model, "facial_attribute", large=True)
 
 
-def _deepface_graph(model: ModelSpec, task: str, large: bool) -> runtime.GraphSpec:
+def _deepface_graph(model: ModelSpec, task: str, large: bool) -> conversion.GraphSpec:
     """A square-input Keras network that DeepFace builds for `task`, with its weights file
     from the catalogue and face crops of its input size as the check sample."""
     assert model.weights is not None and model.input_size is not None
     side = model.input_size
 
     def build() -> object:
-        runtime.quiet_tensorflow()
+        conversion.quiet_tensorflow()
         from deepface.modules import modeling
 
         return modeling.build_model(task=task, model_name=model.name).model
 
-    return runtime.GraphSpec(
+    return conversion.GraphSpec(
         name=model.name,
         weights=weights_dir() / model.weights,
         input_shape=(None, side, side, 3),
         build=build,
-        sample=lambda: runtime.face_sample(side),
+        sample=lambda: conversion.face_sample(side),
         cache_dir=weights_dir(),
         large=large,
     )
 
 
-def graphs_of(model: ModelSpec) -> list[runtime.GraphSpec]:
+def graphs_of(model: ModelSpec) -> list[conversion.GraphSpec]:
     """The networks a catalogue model runs, for conversion; none for dlib and OpenCV."""
     if model.kind == "recognition" and model.convertible:
         graph = recognition_graph(model.name)
@@ -70,13 +70,13 @@ def graphs_of(model: ModelSpec) -> list[runtime.GraphSpec]:
     return []
 
 
-def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
+def mtcnn_graphs() -> dict[str, conversion.GraphSpec]:
     """The mtcnn package's three networks (its weights ship with it), for conversion."""
     folder = mtcnn.weights_folder()
 
     def stage(which: str) -> Callable[[], object]:
         def build() -> object:
-            runtime.quiet_tensorflow()
+            conversion.quiet_tensorflow()
             import mtcnn.stages as stages
 
             made = {"pnet": stages.StagePNet, "rnet": stages.StageRNet, "onet": stages.StageONet}
@@ -86,12 +86,12 @@ def mtcnn_graphs() -> dict[str, runtime.GraphSpec]:
 
     shapes = {"pnet": (None, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
     samples: dict[str, Callable[[], object]] = {
-        "pnet": lambda: mtcnn.pnet_sample(runtime.check_photo()),
-        "rnet": lambda: mtcnn.patch_sample(runtime.check_photo(), 24),
-        "onet": lambda: mtcnn.patch_sample(runtime.check_photo(), 48),
+        "pnet": lambda: mtcnn.pnet_sample(conversion.check_photo()),
+        "rnet": lambda: mtcnn.patch_sample(conversion.check_photo(), 24),
+        "onet": lambda: mtcnn.patch_sample(conversion.check_photo(), 48),
     }
     return {
-        which: runtime.GraphSpec(
+        which: conversion.GraphSpec(
             name=f"mtcnn-{which}",
             weights=folder / f"{which}.lz4",
             input_shape=shapes[which],
@@ -111,7 +111,7 @@ def mtcnn_detector(requested: str = "auto") -> mtcnn.Mtcnn:
     here, not in `doppel.faces.mtcnn`, so that the import goes one way: the networks
     know the pipeline, the pipeline knows no networks."""
     graphs = mtcnn_graphs()
-    pnet, rnet, onet = (runtime.load(graphs[name], requested) for name in ("pnet", "rnet", "onet"))
+    pnet, rnet, onet = (sessions.load(graphs[name], requested) for name in ("pnet", "rnet", "onet"))
     return mtcnn.Mtcnn(pnet, rnet, onet)
 
 
@@ -128,10 +128,10 @@ def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
         return "TensorFlow", "n/a"
     if requested == "tensorflow":
         return "TensorFlow", "not used"
-    order = runtime.candidates(requested, runtime.onnx_providers(), runtime.openvino_installed())
+    order = sessions.candidates(requested, sessions.onnx_providers(), sessions.openvino_installed())
     if not graphs[0].weights.is_file():
         return order[0].label, "-"
-    present = all(runtime.status(graph).present for graph in graphs)
+    present = all(conversion.status(graph).present for graph in graphs)
     return order[0].label, "present" if present else "not yet"
 
 
@@ -151,7 +151,7 @@ def prepare(name: str, settings: Settings, say: Callable[[str], None]) -> list[s
     if settings.runtime == "tensorflow" or not graphs:
         return done
     for graph in graphs:
-        network = runtime.load(graph, settings.runtime, warn=say)
-        where = runtime.converted_path(graph)
+        network = sessions.load(graph, settings.runtime, warn=say)
+        where = conversion.converted_path(graph)
         done.append(f"{graph.name}: runs on {network.candidate.label} ({where})")
     return done

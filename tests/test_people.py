@@ -1021,8 +1021,62 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
         )
         driver.save_screenshot(str(tmp_path / "people-person.png"))
 
-        # Hide the new person: gone from the list, back with "Show hidden people".
+        def select(face: int) -> None:
+            driver.find_element(By.CSS_SELECTOR, f'.face[data-face="{face}"] input').click()
+            wait.until(lambda d: "1 face selected" in d.find_element(By.ID, "selection-count").text)
+
+        def person_of(face: int) -> tuple[int | None, bool]:
+            row = people_conn.execute(
+                "SELECT person_id, person_excluded FROM faces WHERE id = %s", (face,)
+            ).fetchone()
+            assert row is not None
+            return row[0], row[1]
+
+        # Take a face out, then undo that edit from the list of edits.
+        out = members[big][2].id
+        select(out)
+        driver.find_element(By.ID, "remove-faces").click()
+        done("taken out of Ada")
+        assert person_of(out) == (None, True)
+        assert str(out) not in [
+            t.get_attribute("data-face")
+            for t in driver.find_elements(By.CSS_SELECTOR, "#person-faces .face")
+        ]
         driver.find_element(By.ID, "person-back").click()
+        driver.find_element(By.CSS_SELECTOR, "#people-edits summary").click()
+        undo = driver.find_element(By.CSS_SELECTOR, "#edit-list button")
+        assert "taken out of person" in undo.get_attribute("aria-label")
+        undo.click()
+        done("Undone: 1 face taken out")
+        assert person_of(out) == (big, False)
+
+        # Split one face off as a new person.
+        open_person(big)
+        select(out)
+        driver.find_element(By.ID, "split-faces").click()
+        done("split off Ada")
+        part = person_of(out)[0]
+        assert part not in (None, big) and _db_people(people_conn)[part][1] == 1
+        driver.find_element(By.ID, "person-back").click()
+        agree()
+
+        # Decline the likeliest suggestion: kept apart, not suggested again.
+        pair = httpx.get(f"{url}/api/people/unit/suggestions?k=6").json()[0]
+        apart = {pair["first"]["id"], pair["second"]["id"]}
+        driver.find_element(By.CSS_SELECTOR, "#suggestion-list .pair button.secondary").click()
+        done("kept apart")
+        from doppel.people.suggest import suggest
+
+        assert apart not in [{s.first.id, s.second.id} for s in suggest(people_conn, "unit", 50)]
+        shown_pairs = driver.execute_script(
+            "return [...document.querySelectorAll('#suggestion-list .pair button.secondary')]"
+            ".map((b) => b.getAttribute('aria-label'))"
+        )
+        first_label = pair["first"]["name"] or f"person {pair['first']['id']}"
+        second_label = pair["second"]["name"] or f"person {pair['second']['id']}"
+        assert f"{first_label} and {second_label} are different people" not in shown_pairs
+
+        # Hide the new person: gone from the list, back with "Show hidden people".
         open_person(fresh)
         driver.find_element(By.ID, "person-hide").click()
         done("is hidden")

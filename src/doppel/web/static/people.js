@@ -53,7 +53,16 @@ async function edit(work) {
     people.busy = false;
     $("view-people").removeAttribute("aria-busy");
     updateSelection();
+    keepFocus();
   }
+}
+
+// The view is drawn anew after an edit, which drops the focus of a keyboard user on
+// a button that was replaced: it goes to the person's title, or the list's first card.
+function keepFocus() {
+  if (document.activeElement && document.activeElement !== document.body) return;
+  const target = people.person ? $("person-title") : $("people-list").querySelector("button");
+  if (target) target.focus({ preventScroll: true });
 }
 
 // The list ----------------------------------------------------------------------------

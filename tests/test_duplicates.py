@@ -112,6 +112,10 @@ def test_gallery_hash_command_says_what_it_did(
     conn: psycopg.Connection, unit_faces: Path, tmp_path: Path
 ) -> None:
     _unhashed_gallery(conn, unit_faces, tmp_path / "broken.jpg")
+    listed = runner.invoke(app, ["gallery", "duplicates", "old"])
+    assert listed.exit_code == 0, listed.output
+    said = " ".join(listed.output.split())  # as wrapped to the terminal's width
+    assert "8 faces have no photo hash" in said and "doppel gallery hash old" in said
     first = runner.invoke(app, ["gallery", "hash", "old", "--json"])
     assert first.exit_code == 0, first.output
     payload = json.loads(first.stdout)
@@ -123,3 +127,5 @@ def test_gallery_hash_command_says_what_it_did(
     assert lines[-1] == (
         "gallery old: hashed 0 faces of 0 photos, missing files 1, unreadable 1"
     ), again.output
+    listed = runner.invoke(app, ["gallery", "duplicates", "old", "--json"])
+    assert json.loads(listed.stdout)["faces_without_hash"] == 2  # the missing, the broken

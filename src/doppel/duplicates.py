@@ -121,6 +121,7 @@ class CopyReport:
     gallery: Gallery
     faces: int
     groups: list[CopyGroup]
+    unhashed: int = 0  # faces without a photo hash: copies by their vectors alone
 
 
 def copy_groups(conn: psycopg.Connection, gallery_name: str | None) -> CopyReport:
@@ -136,7 +137,7 @@ def copy_groups(conn: psycopg.Connection, gallery_name: str | None) -> CopyRepor
     ids, sources, vectors, hashes = FaceMarks(conn).gallery_marks(gallery)
     n = len(ids)
     if n < 2:
-        return CopyReport(gallery, n, [])
+        return CopyReport(gallery, n, [], sum(h is None for h in hashes))
     graph, sims = exact_neighbours(vectors, NEAREST)
     parent = list(range(n))
 
@@ -160,7 +161,8 @@ def copy_groups(conn: psycopg.Connection, gallery_name: str | None) -> CopyRepor
         for rows in members.values()
         if len(rows) > 1
     ]
-    return CopyReport(gallery, n, sorted(groups, key=lambda g: g.face_ids))
+    groups.sort(key=lambda g: g.face_ids)
+    return CopyReport(gallery, n, groups, sum(h is None for h in hashes))
 
 
 # Photos read per transaction by hash_gallery: a Ctrl-C loses at most this many.

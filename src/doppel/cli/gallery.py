@@ -140,6 +140,7 @@ def gallery_duplicates(
         payload = {
             "gallery": report.gallery.name,
             "faces": report.faces,
+            "faces_without_hash": report.unhashed,
             "groups": [
                 [{"face_id": i, "source": s} for i, s in zip(g.face_ids, g.sources, strict=True)]
                 for g in report.groups
@@ -155,6 +156,12 @@ def gallery_duplicates(
         f"in gallery {report.gallery.name} ({copies} faces are copies)",
         highlight=False,
     )
+    if report.unhashed:
+        err.print(
+            f"{report.unhashed:,} faces have no photo hash and are compared by their "
+            f"vectors alone: doppel gallery hash {report.gallery.name} computes it",
+            highlight=False,
+        )
 
 
 @gallery_app.command("stats")

@@ -104,6 +104,10 @@ class WeightsMissing(DoppelError):
     """A model's weights file is not installed and cannot be downloaded here."""
 
 
+class WeightsUnreadable(WeightsMissing):
+    """A model's weights file is there but does not load: cut short, or another file."""
+
+
 class UnknownModel(DoppelError):
     """A model or detector name doppel does not know."""
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from doppel.errors import Remedy, WeightsUnreadable
+
 OPSET = 17
 
 Warn = Callable[[str], None]
@@ -205,7 +207,10 @@ def convert(spec: GraphSpec, warn: Warn = stderr_line) -> Path:
     import tensorflow as tf
     import tf2onnx
 
-    model = spec.build()
+    try:
+        model = spec.build()
+    except Exception as exc:  # DeepFace wraps h5py's and Keras's errors in a ValueError
+        raise unreadable_weights(spec) from exc
     signature = (tf.TensorSpec(spec.input_shape, tf.float32, name="input"),)
     function = tf.function(lambda x: model(x, training=False), input_signature=signature)
     try:
@@ -239,6 +244,17 @@ def convert(spec: GraphSpec, warn: Warn = stderr_line) -> Path:
         ).encode(),
     )
     return target
+
+
+def unreadable_weights(spec: GraphSpec) -> WeightsUnreadable:
+    """One line for a weights file that is there but does not build its network."""
+    message = (
+        f"the weights file {spec.weights} does not load as {spec.name}'s weights "
+        "(cut short, or another file); delete it"
+    )
+    if spec.name.startswith("mtcnn"):  # its weights ship inside the mtcnn package
+        return WeightsUnreadable(f"{message} and reinstall the mtcnn package")
+    return WeightsUnreadable(message, remedy=Remedy.INSTALL_WEIGHTS, model=spec.name)
 
 
 @contextlib.contextmanager

@@ -309,6 +309,7 @@ def copies_db(
     with its 8% crop; embedded once with the pipeline the copy rule's thresholds were
     measured on, the Dlib model's default."""
     from doppel.faces.catalog import default_config
+
     url = create_database(server_url, "doppel_copies")
     photos = _photos_of(unit_faces)
     own, other = list(photos.values())[:2]

@@ -94,9 +94,7 @@ def suggestions(state: State, gallery: str, k: int = 10) -> list[SuggestionOut]:
     ]
 
 
-@router.get(
-    "/api/people/{gallery}/edits", response_model=list[EditOut], responses=errors(404, 503)
-)
+@router.get("/api/people/{gallery}/edits", response_model=list[EditOut], responses=errors(404, 503))
 def edits(state: State, gallery: str) -> list[EditOut]:
     """The edits that restore can undo (merges, removals, moves, splits), latest first."""
     with state.db.connection() as conn:

@@ -871,11 +871,10 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
     import signal
     import subprocess
     import sys
-    import time
 
     import httpx
 
-    from tests.test_server import _chromium, _free_port
+    from tests.test_server import _chromium, _free_port, _serving
 
     browser, driver_path = _chromium()
     from selenium import webdriver
@@ -897,15 +896,7 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
     options.add_argument("--window-size=1280,1000")
     driver = None
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "doppel serve did not answer"
-            try:
-                httpx.get(f"{url}/api/health", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        _serving(process, url)
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
         wait = WebDriverWait(driver, 60)
 

@@ -51,6 +51,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _serving(process: subprocess.Popen[str], url: str) -> httpx.Response:
+    """The first answer of a `doppel serve` subprocess's /api/health, once it listens."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "doppel serve did not answer"
+        try:
+            return httpx.get(f"{url}/api/health", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def gallery_url(
     server_url: str, unit_faces: Path, tmp_path_factory: pytest.TempPathFactory
@@ -328,15 +340,7 @@ def test_serve_command_answers_on_loopback(served: Served) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "doppel serve did not answer"
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        health = _serving(process, f"http://127.0.0.1:{port}")
         assert health.json()["galleries"] == 1
         assert health.json()["models_loaded"] == ["Dlib/mtcnn"]
     finally:
@@ -557,15 +561,7 @@ def test_two_serve_processes_share_uploads(served: Served, unit_faces: Path) -> 
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     other = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "doppel serve did not answer"
-            try:
-                httpx.get(f"{other}/api/health", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
+        _serving(process, other)
         with httpx.Client(base_url=other, timeout=120) as http:
             sent = _post_photo(http, "/api/uploads", unit_faces / QUERY)
         assert sent.status_code == 200, sent.text

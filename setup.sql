@@ -19,7 +19,10 @@ CREATE TABLE IF NOT EXISTS galleries (
     -- How faces were aligned (DeepFace's eye-level crop, or dlib's five-point chip)
     -- and whether each vector averages the face with its mirror image.
     alignment     text NOT NULL DEFAULT 'eyes' CHECK (alignment IN ('eyes', 'five-point')),
-    flip          boolean NOT NULL DEFAULT false
+    flip          boolean NOT NULL DEFAULT false,
+    -- The least quality a face needs to be grouped into a person (`doppel people
+    -- floor`): {"sharpness": 8, "size": 40, ...}; NULL is the shipped floor.
+    quality_floor jsonb
 );
 
 -- Every file an ingest has looked at, so a second run skips it (or redoes it

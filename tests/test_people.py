@@ -699,6 +699,57 @@ def test_low_quality_faces_stay_out_of_people(
         assert http.get("/api/people/lfw").json()["low_quality"] == gated
 
 
+def test_a_gallerys_own_quality_floor(people_conn: psycopg.Connection, faces_db: str) -> None:
+    """`people floor` keeps a floor with the gallery: clustering, the listing and `gallery
+    stats` gate by it; a measure given replaces that measure only; --off lets every face
+    be grouped; --default brings the shipped floor back; nonsense is one line."""
+    from doppel.people.quality import QUALITY_FLOOR
+    from doppel.store.quality import QualityStore
+
+    _copy_quality(faces_db, people_conn)
+    gallery = Repository(people_conn).gallery("lfw")
+    sizes = sorted(
+        r[0]
+        for r in people_conn.execute(
+            "SELECT face_size FROM faces WHERE gallery_id = %s", (gallery.id,)
+        ).fetchall()
+    )
+    size = sizes[len(sizes) // 4]  # a size floor a quarter of the faces are under
+    shipped = set(QualityStore(people_conn).below_floor(gallery, QUALITY_FLOOR))
+    result = runner.invoke(app, ["people", "floor", "lfw", "--size", str(size), "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["floor"] == {"size": size, "sharpness": QUALITY_FLOOR.sharpness}
+    under = shipped | {
+        f
+        for (f,) in people_conn.execute(
+            "SELECT id FROM faces WHERE gallery_id = %s AND face_size < %s", (gallery.id, size)
+        )
+    }
+    assert shown["below_floor"] == len(under) > len(shipped)
+    report = cluster_gallery(people_conn, "lfw")
+    assert report.low_quality == len(under)
+    listing = list_people(people_conn, "lfw")
+    assert {f.id for f in listing.low_quality} == under
+    assert not under & {f.id for fs in listing.members.values() for f in fs}
+    text = runner.invoke(app, ["people", "floor", "lfw"], terminal_width=80).output
+    assert f"size < {size} px" in text and f"{len(under)} of " in text
+    stats = json.loads(runner.invoke(app, ["gallery", "stats", "lfw", "--json"]).stdout)
+    assert stats["below_floor"] == len(under) and stats["floor"]["size"] == size
+
+    # No floor: the gated faces may be grouped, at the next recluster.
+    off = json.loads(runner.invoke(app, ["people", "floor", "lfw", "--off", "--json"]).stdout)
+    assert off["floor"] == {} and off["below_floor"] == 0
+    assert cluster_gallery(people_conn, "lfw", recluster=True).low_quality == 0
+    back = runner.invoke(app, ["people", "floor", "lfw", "--default", "--json"])
+    assert json.loads(back.stdout)["below_floor"] == len(shipped)
+    for wrong in (["--frontalness", "2"], ["--off", "--size", "3"], ["--off", "--default"]):
+        refused = runner.invoke(app, ["people", "floor", "lfw", *wrong])
+        assert refused.exit_code != 0 and len(refused.output.strip().splitlines()) == 1, (
+            refused.output
+        )
+
+
 @pytest.mark.slow
 def test_edits_of_people_are_undone_by_restore(people_conn: psycopg.Connection) -> None:
     cluster_gallery(people_conn, "unit")
@@ -847,7 +898,7 @@ def _page_people(driver: object) -> dict[int, tuple[str, int, bool]]:
     """The people cards the page shows: id -> (label, faces, hidden), read in one go
     (the list is drawn anew after each edit)."""
     cards = driver.execute_script(  # type: ignore[attr-defined]
-        "return [...document.querySelectorAll('#people-list .person-card')].map((c) =>"
+        "return [...document.querySelectorAll('#people-list .person-card:not(.loose)')].map((c) =>"
         " [Number(c.dataset.person), c.querySelector('.name').textContent,"
         " c.querySelector('.count').textContent])"
     )
@@ -1048,6 +1099,28 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
         done("split off Ada")
         part = person_of(out)[0]
         assert part not in (None, big) and _db_people(people_conn)[part][1] == 1
+        driver.find_element(By.ID, "person-back").click()
+        agree()
+
+        # The faces in no person open from their own card, and one is moved into Ada.
+        loose = list_people(people_conn, "unit").unassigned
+        assert loose, "the page's gallery has no unassigned face"
+        card = '#people-list .person-card[data-person="unassigned"]'
+        assert f"{len(loose)} face" in driver.find_element(By.CSS_SELECTOR, card).text
+        driver.find_element(By.CSS_SELECTOR, card).click()
+        wait.until(lambda d: "in no person" in d.find_element(By.ID, "person-info").text)
+        assert not driver.find_element(By.ID, "person-tools").is_displayed()
+        assert not driver.find_element(By.ID, "remove-faces").is_displayed()
+        shown = [
+            int(t.get_attribute("data-face"))
+            for t in driver.find_elements(By.CSS_SELECTOR, "#person-faces .face")
+        ]
+        assert shown == [f.id for f in loose]
+        select(loose[0].id)
+        Select(driver.find_element(By.ID, "move-to")).select_by_value(str(big))
+        driver.find_element(By.ID, "move-faces").click()
+        done("moved to Ada")
+        assert person_of(loose[0].id)[0] == big
         driver.find_element(By.ID, "person-back").click()
         agree()
 

@@ -13,6 +13,7 @@ import typer
 
 from doppel.cli import calibrate, find, ingest, people, resemble, serve
 from doppel.cli import people_edits as people_edits  # adds its commands to people_app
+from doppel.cli import people_floor as people_floor  # adds `people floor` to people_app
 from doppel.cli.citus import cluster_app
 from doppel.cli.common import ClusterCommand
 from doppel.cli.db import db_app, index_app

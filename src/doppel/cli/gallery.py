@@ -183,7 +183,7 @@ def gallery_stats(
         payload = {
             "gallery": stats.gallery.name,
             "faces": stats.faces,
-            "floor": floor_fields(),
+            "floor": floor_fields(stats.floor),
             "below_floor": stats.below_floor,
             "below_floor_unassigned": stats.below_unassigned,
             "measures": {
@@ -213,8 +213,9 @@ def gallery_stats(
         )
     out.print(table)
     out.print(
-        f"{stats.below_floor} of {stats.faces} faces below the quality floor ({floor_words()}):"
-        f" searchable, never grouped into a person; {stats.below_unassigned} of them in none",
+        f"{stats.below_floor} of {stats.faces} faces below the quality floor "
+        f"({floor_words(stats.floor)}): searchable, never grouped into a person; "
+        f"{stats.below_unassigned} of them in none",
         highlight=False,
     )
 

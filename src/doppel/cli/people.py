@@ -25,6 +25,7 @@ from doppel.cli.common import (
     short_source,
 )
 from doppel.errors import UsageError
+from doppel.types import QualityFloor
 
 
 class _ClusterByDefault(TyperGroup):
@@ -146,27 +147,22 @@ def _listing_json(listing: Any, report: Any, picture: Path | None) -> dict[str, 
         # Below the quality floor: searchable, but never placed in a person.
         "unassigned_low_quality": {
             "faces": len(listing.low_quality),
-            "floor": floor_fields(),
+            "floor": floor_fields(listing.floor),
             "face_ids": [face.id for face in listing.low_quality],
         },
     }
 
 
-def floor_fields() -> dict[str, float]:
+def floor_fields(floor: QualityFloor) -> dict[str, float]:
     """The quality floor as JSON: each gated measure and its least value."""
-    from doppel.people.quality import QUALITY_FLOOR
-
-    return {k: v for k, v in vars(QUALITY_FLOOR).items() if v is not None}
+    return {k: v for k, v in vars(floor).items() if v is not None}
 
 
-def floor_words() -> str:
+def floor_words(floor: QualityFloor) -> str:
     """The quality floor in words, as `people` and `gallery stats` print it."""
-    from doppel.people.quality import QUALITY_FLOOR
-
     units = {"size": " px"}
-    return " or ".join(
-        f"{k} < {v:g}{units.get(k, '')}" for k, v in vars(QUALITY_FLOOR).items() if v is not None
-    )
+    gated = [f"{k} < {v:g}{units.get(k, '')}" for k, v in vars(floor).items() if v is not None]
+    return " or ".join(gated) if gated else "no floor: every face may be grouped"
 
 
 def _print_people(listing: Any) -> None:
@@ -186,7 +182,7 @@ def _print_people(listing: Any) -> None:
     if listing.low_quality:
         out.print(
             f"unassigned: low quality: {len(listing.low_quality)} faces "
-            f"(searchable, in no person: {floor_words()})",
+            f"(searchable, in no person: {floor_words(listing.floor)})",
             highlight=False,
         )
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from doppel.errors import EmptyGallery
+from doppel.errors import EmptyGallery, UsageError
 from doppel.people import calibration, clustering
 from doppel.people.calibration import Calibration
-from doppel.people.quality import QUALITY_FLOOR
+from doppel.people.quality import floor_of
 from doppel.store.people import PeopleStore
 from doppel.store.people_edits import PeopleEditor
 from doppel.store.people_rows import Edit, GalleryFaces, Person
@@ -54,6 +54,7 @@ class PeopleListing:
     members: dict[int, list[Face]]  # person id -> faces
     unassigned: list[Face]  # faces in no person, the low-quality ones apart
     low_quality: list[Face] = field(default_factory=list)  # in no person: below the floor
+    floor: QualityFloor = QualityFloor()  # the gallery's quality floor
 
 
 # Long: the steps of one run (faces, neighbours, grouping, ids kept, names, covers,
@@ -67,7 +68,7 @@ def cluster_gallery(
     neighbours: int = NEIGHBOURS,
     exact_below: int = EXACT_BELOW,
     progress: Callable[[int, int], None] | None = None,
-    floor: QualityFloor = QUALITY_FLOOR,
+    floor: QualityFloor | None = None,
 ) -> ClusterReport:
     """Place the gallery's free faces into people: join known people, found new ones.
 
@@ -77,7 +78,7 @@ def cluster_gallery(
     the new person holding most of a named person's faces. Faces taken out of a
     person by hand are never placed. Neighbours come from the gallery's HNSW index,
     or, for fewer than exact_below free faces, from one exact matrix product.
-    Faces below the quality floor are never placed (a recluster takes them out).
+    Faces below the gallery's quality floor are never placed (a recluster takes them out).
     """
     start = time.perf_counter()
     repo = Repository(conn)
@@ -88,6 +89,7 @@ def cluster_gallery(
     if len(everything.ids) == 0:
         raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
     free = ~everything.excluded & ((everything.person < 0) | recluster)
+    floor = floor_of(conn, gallery) if floor is None else floor
     low = np.isin(everything.ids, QualityStore(conn).below_floor(gallery, floor))
     # Below the floor: searchable but in no person; a recluster takes them out of theirs.
     dropped = everything.ids[free & low & (everything.person >= 0)]
@@ -354,21 +356,21 @@ def _carried_names(
 def list_people(
     conn: psycopg.Connection, gallery_name: str | None, *, hidden: bool = True
 ) -> PeopleListing:
-    """The gallery's people, most faces first, with their faces and the faces in no person.
-
-    hidden=False leaves hidden people out.
-    """
+    """The gallery's people, most faces first, with their faces and the faces in no
+    person, and the gallery's quality floor; hidden=False leaves hidden people out."""
     gallery = Repository(conn).pick_gallery(gallery_name)
     store = PeopleStore(conn)
     members = store.members(gallery)
     unassigned = members.pop(None, [])
-    low = set(QualityStore(conn).below_floor(gallery, QUALITY_FLOOR)) if unassigned else set()
+    floor = floor_of(conn, gallery)
+    low = set(QualityStore(conn).below_floor(gallery, floor)) if unassigned else set()
     return PeopleListing(
         gallery,
         [p for p in store.people(gallery) if hidden or not p.hidden],
         {pid: faces for pid, faces in members.items() if pid is not None},
         [face for face in unassigned if face.id not in low],
         [face for face in unassigned if face.id in low],
+        floor,
     )
 
 
@@ -386,8 +388,6 @@ def name_person(
     gallery = Repository(conn).pick_gallery(gallery_name)
     name = name.strip()
     if not name:
-        from doppel.errors import UsageError
-
         raise UsageError("a person's name cannot be empty")
     return PeopleStore(conn).rename(gallery, person_id, name)
 

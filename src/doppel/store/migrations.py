@@ -118,4 +118,6 @@ STEPS: list[tuple[int, str]] = [
         " ADD COLUMN IF NOT EXISTS sharpness real,"
         " ADD COLUMN IF NOT EXISTS frontalness real",
     ),
+    # A gallery's own quality floor (`doppel people floor`); NULL: the shipped one.
+    (10, "ALTER TABLE galleries ADD COLUMN IF NOT EXISTS quality_floor jsonb"),
 ]

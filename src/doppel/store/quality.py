@@ -6,7 +6,8 @@ the measures were stored) is unknown and never counts as low.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
 
 import psycopg
 from psycopg import sql
@@ -42,6 +43,7 @@ class QualityStats:
     measures: tuple[Distribution, ...]
     below_floor: int  # faces below any floor (searchable, in no person)
     below_unassigned: int  # of those, faces in no person now
+    floor: QualityFloor = QualityFloor()
 
 
 def _limits(floor: QualityFloor) -> list[tuple[str, float]]:
@@ -110,4 +112,30 @@ class QualityStore:
             )
         low = [row for row in rows if row[len(MEASURES)]]
         unassigned = sum(1 for row in low if row[len(MEASURES) + 1])
-        return QualityStats(gallery, len(rows), tuple(measures), len(low), unassigned)
+        return QualityStats(gallery, len(rows), tuple(measures), len(low), unassigned, floor)
+
+    def stored_floor(self, gallery: Gallery) -> QualityFloor | None:
+        """The floor set for this gallery (`doppel people floor`), or None: the shipped one."""
+        row = self.conn.execute(
+            "SELECT quality_floor FROM galleries WHERE id = %s", (gallery.id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        stored = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+        known = {f.name for f in fields(QualityFloor)}
+        return QualityFloor(**{k: v for k, v in stored.items() if k in known})
+
+    def store_floor(self, gallery: Gallery, floor: QualityFloor | None) -> None:
+        """Set the gallery's floor; None goes back to the shipped one. A floor with no
+        measure set is stored as such: every face may be grouped."""
+        value = None if floor is None else json.dumps(floor_values(floor))
+        self.conn.execute(
+            "UPDATE galleries SET quality_floor = %s::jsonb WHERE id = %s", (value, gallery.id)
+        )
+
+
+def floor_values(floor: QualityFloor) -> dict[str, float]:
+    """The gated measures of a floor and their least values, by their names."""
+    return {
+        f.name: getattr(floor, f.name) for f in fields(floor) if getattr(floor, f.name) is not None
+    }

@@ -256,6 +256,11 @@ class PeopleOut(BaseModel):
         description="Faces in no person because they are below the quality floor (too small,"
         " blurred or turned): searchable, never grouped.",
     )
+    floor: dict[str, float] = Field(
+        default_factory=dict,
+        description="The gallery's quality floor: each gated measure and its least value"
+        " (`doppel people floor`).",
+    )
 
 
 class PersonFaceOut(BaseModel):

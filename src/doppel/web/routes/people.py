@@ -69,7 +69,22 @@ def people(state: State, gallery: str, hidden: bool = False) -> PeopleOut:
         people=[person_out(p) for p in listing.people],
         unassigned=len(listing.unassigned),
         low_quality=len(listing.low_quality),
+        floor={k: v for k, v in vars(listing.floor).items() if v is not None},
     )
+
+
+@router.get(
+    "/api/people/{gallery}/unassigned",
+    response_model=list[PersonFaceOut],
+    responses=errors(404, 503),
+)
+def unassigned(state: State, gallery: str, low_quality: bool = False) -> list[PersonFaceOut]:
+    """The faces in no person (low_quality=true: those below the quality floor), oldest
+    first; each can be moved into a person with /move."""
+    with state.db.connection() as conn:
+        listing = groups.list_people(conn, gallery)
+    faces = listing.low_quality if low_quality else listing.unassigned
+    return [PersonFaceOut(face_id=f.id, source=f.source) for f in faces]
 
 
 @router.get(

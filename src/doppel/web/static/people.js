@@ -134,6 +134,35 @@ function renderPeople(listing) {
     item.append(card);
     list.append(item);
   }
+  // The faces in no person open as a grid too, so that they can be moved into one.
+  for (const [kind, n] of [["unassigned", listing.unassigned], ["low", listing.low_quality]]) {
+    if (!n) continue;
+    const g = loose(kind, n);
+    const item = document.createElement("li");
+    const card = document.createElement("button");
+    card.type = "button";
+    card.className = "person-card loose";
+    card.dataset.person = kind;
+    card.setAttribute("aria-label", `Open ${g.name}, ${faceCount(n)}`);
+    card.innerHTML = `<span class="who"><span class="name">${escapeHtml(g.name)}</span>
+      <span class="count">${faceCount(n)}</span></span>`;
+    card.onclick = () => loadPerson(kind, true).catch((e) => peopleError(e.message));
+    item.append(card);
+    list.append(item);
+  }
+}
+
+// The faces in no person, as a group that is not a person: "unassigned", or "low" for
+// those below the gallery's quality floor (searchable, never grouped by doppel).
+function loose(kind, n) {
+  const name = kind === "low" ? "Unassigned: low quality" : "Unassigned faces";
+  return { id: kind, name, faces: n, hidden: false, cover_face_id: null, loose: true };
+}
+
+async function looseFaces(kind) {
+  const faces = await api(peoplePath(`/unassigned?low_quality=${kind === "low"}`));
+  if (faces.length === 0) throw new Error("no faces are left there");
+  return { person: loose(kind, faces.length), faces };
 }
 
 function renderSuggestions(pairs) {
@@ -217,7 +246,7 @@ function restoreEdit(id) {
 async function loadPerson(id, fresh) {
   let data;
   try {
-    data = await api(peoplePath(`/${id}`));
+    data = typeof id === "string" ? await looseFaces(id) : await api(peoplePath(`/${id}`));
   } catch (e) {
     // The person went (merged away, or its last face moved): back to the list.
     closePerson();
@@ -246,8 +275,11 @@ async function loadPerson(id, fresh) {
 function renderPerson(p, faces) {
   $("person-title").textContent = label(p);
   $("person-title").tabIndex = -1;
-  $("person-info").textContent =
-    `id ${p.id} · ${faceCount(p.faces)}${p.hidden ? " · hidden (left out of lists and strangers)" : ""}`;
+  $("person-info").textContent = p.loose
+    ? `${faceCount(p.faces)} in no person: select faces and move them into one`
+    : `id ${p.id} · ${faceCount(p.faces)}${p.hidden ? " · hidden (left out of lists and strangers)" : ""}`;
+  // Renaming, merging, hiding, covers, splitting and taking out are for people only.
+  for (const id of ["person-tools", "split-faces", "remove-faces"]) show($(id), !p.loose);
   const cover = $("person-cover");
   show(cover, p.cover_face_id !== null);
   if (p.cover_face_id !== null) {
@@ -279,14 +311,14 @@ function shortSource(source) {
 
 function faceTile(p, f) {
   const item = document.createElement("li");
-  const isCover = f.face_id === p.cover_face_id;
+  const isCover = !p.loose && f.face_id === p.cover_face_id;
   item.className = `face${isCover ? " cover" : ""}`;
   item.dataset.face = f.face_id;
   const name = shortSource(f.source);
   item.innerHTML = `<label>
       <input type="checkbox" aria-label="select face ${f.face_id} (${escapeHtml(name)})">
       <img loading="lazy" src="${cropUrl(f.face_id)}"
-        alt="face ${f.face_id} of ${escapeHtml(label(p))}, from ${escapeHtml(name)}">
+        alt="face ${f.face_id}${p.loose ? ", in no person" : ` of ${escapeHtml(label(p))}`}, from ${escapeHtml(name)}">
     </label>
     <div class="meta"><span title="${escapeHtml(f.source)}">${f.face_id} · ${escapeHtml(name)}</span></div>`;
   const box = item.querySelector("input");
@@ -299,7 +331,9 @@ function faceTile(p, f) {
     updateSelection();
   };
   const meta = item.querySelector(".meta");
-  if (isCover) {
+  if (p.loose) {
+    // No cover to make: the faces belong to no person yet.
+  } else if (isCover) {
     const mark = document.createElement("span");
     mark.className = "is-cover";
     mark.textContent = "cover";

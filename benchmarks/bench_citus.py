@@ -39,22 +39,25 @@ CLIENTS = 4
 
 
 def open_setup(kind: str, home: Path):  # type: ignore[no-untyped-def]
-    """(connection URL, stop function, shards or 0) for a setup."""
+    """(connection URL, stop function, workers, shards) for a setup (0, 0: one node)."""
     from doppel.config import Settings
     from doppel.store import citus
     from doppel.store.db import embedded_uri, stop_embedded
 
     settings = Settings.from_env(home=home, database_url=None)
     if kind == "single":
-        return embedded_uri(settings), lambda: stop_embedded(settings), 0
+        return embedded_uri(settings), lambda: stop_embedded(settings), 0, 0
     _, workers, shards = kind.split(":")
     cluster = citus.start(settings, int(workers))
-    return cluster.url, lambda: citus.stop(settings, delete=True), int(shards)
+    return cluster.url, lambda: citus.stop(settings, delete=True), int(workers), int(shards)
 
 
-def load_table(url: str, shards: int, chunks, dim: int) -> float:  # type: ignore[no-untyped-def]
+def load_table(url: str, workers: int, shards: int, chunks, dim: int, rows: int) -> dict:  # type: ignore[no-untyped-def]
+    """Load the vectors, build the index as doppel builds a gallery's; what it took."""
     import psycopg
     from pgvector.psycopg import register_vector
+
+    from doppel.store.indexes import build_memory_mib
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
@@ -68,6 +71,7 @@ def load_table(url: str, shards: int, chunks, dim: int) -> float:  # type: ignor
             conn.execute(
                 "SELECT create_distributed_table('bench', 'source', shard_count => %s)", (shards,)
             )
+        started = time.perf_counter()
         offset = 0
         with conn.cursor() as cur:
             for chunk in chunks:
@@ -78,13 +82,37 @@ def load_table(url: str, shards: int, chunks, dim: int) -> float:  # type: ignor
                     for i, vector in enumerate(chunk):
                         cp.write_row((offset + i, f"/photos/{offset + i}.jpg", vector))
                 offset += len(chunk)
-        conn.execute("SET maintenance_work_mem = '1GB'")
+        loaded = time.perf_counter() - started
+        conn.execute("VACUUM ANALYZE bench")
+        # doppel's memory rule (store/indexes.py): one shard's graph per shard, the
+        # shards of one worker sharing its quarter; passed to the workers by SET LOCAL.
+        per_worker = -(-shards // workers) if shards else 1
+        memory = build_memory_mib(-(-rows // max(1, shards)), dim, "halfvec", 16, builds=per_worker)
+        print(f"  loaded {rows} rows in {loaded:.0f} s; building with {memory} MB", flush=True)
         started = time.perf_counter()
-        conn.execute(
-            f"CREATE INDEX bench_hnsw ON bench USING hnsw ((embedding::halfvec({dim}))"
-            " halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
-        )
-        return time.perf_counter() - started
+        with conn.transaction():
+            if shards:
+                conn.execute("SET LOCAL citus.propagate_set_commands = local")
+            conn.execute(f"SET LOCAL maintenance_work_mem = '{memory}MB'")
+            conn.execute(
+                f"CREATE INDEX bench_hnsw ON bench USING hnsw ((embedding::halfvec({dim}))"
+                " halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
+        built = time.perf_counter() - started
+        return {"load": loaded, "build": built, "memory": memory, "index": index_bytes(conn)}
+
+
+def index_bytes(conn) -> int:  # type: ignore[no-untyped-def]
+    """The index's size on the node that holds the most of it."""
+    if conn.execute("SELECT to_regclass('pg_dist_partition') IS NULL").fetchone()[0]:
+        return int(conn.execute("SELECT pg_relation_size('bench_hnsw')").fetchone()[0])
+    per_node: dict[int, int] = {}
+    for port, result in conn.execute(
+        "SELECT nodeport, result FROM run_command_on_placements('bench',"
+        " $$SELECT pg_relation_size('bench_hnsw_' || split_part('%s', '_', -1))$$)"
+    ):
+        per_node[port] = per_node.get(port, 0) + int(result)
+    return max(per_node.values())
 
 
 def search(conn, vector: np.ndarray, dim: int, ef: int | None) -> list[int]:  # type: ignore[no-untyped-def]
@@ -119,7 +147,7 @@ def connect(url: str, shards: int):  # type: ignore[no-untyped-def]
 def measure(url: str, shards: int, queries: np.ndarray, truth: np.ndarray, args) -> dict:  # type: ignore[no-untyped-def]
     out: dict = {}
     with connect(url, shards) as conn:
-        for vector in queries[:10]:  # warm the buffers
+        for vector in queries[:50]:  # warm the buffers
             search(conn, vector, args.dim, max(args.ef))
         for ef in args.ef:
             times, hits = [], 0
@@ -158,7 +186,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=30_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200])
+    parser.add_argument(
+        "--ef",
+        type=int,
+        nargs="+",
+        help="ef_search values (default: 40 100 200, from 300,000 rows 100 200 400 800)",
+    )
     parser.add_argument("--setups", nargs="+", default=["single", "citus:2:4", "citus:4:8"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -169,6 +202,8 @@ def main() -> None:
         / "lfw-dev-dlib.npz",
     )
     args = parser.parse_args()
+    if not args.ef:
+        args.ef = [100, 200, 400, 800] if args.rows >= 300_000 else [40, 100, 200]
     print(machine_line(), flush=True)
     print(f"load before: {os.getloadavg()[0]:.2f}", flush=True)
     make = vector_set("realistic", args.dim, args.fit_cache)
@@ -184,11 +219,11 @@ def main() -> None:
     reference: list[list[int]] | None = None
     for kind in args.setups:
         home = Path(tempfile.mkdtemp(prefix="doppel-bench-citus-"))
-        url, stop, shards = open_setup(kind, home)
+        url, stop, workers, shards = open_setup(kind, home)
         try:
-            build = load_table(
-                url, shards, chunks_of(make, args.rows, args.queries, args.seed)[1], args.dim
-            )
+            chunks = chunks_of(make, args.rows, args.queries, args.seed)[1]
+            build = load_table(url, workers, shards, chunks, args.dim, args.rows)
+            print(f"  {kind}: {build}, load {os.getloadavg()[0]:.2f}", flush=True)
             result = measure(url, shards, queries, truth, args)
         finally:
             stop()
@@ -201,7 +236,10 @@ def main() -> None:
             rows.append(
                 [
                     kind,
-                    f"{build:.1f}",
+                    f"{build['load']:.0f}",
+                    f"{build['build']:.1f}",
+                    f"{build['memory']}",
+                    f"{build['index'] / 2**20:.0f}",
                     str(ef),
                     f"{recall:.3f}",
                     f"{p50 * 1000:.1f}",
@@ -215,7 +253,10 @@ def main() -> None:
         table(
             [
                 "setup",
+                "load s",
                 "build s",
+                "build MB/shard",
+                "index MB (largest node)",
                 "ef_search",
                 "recall@5",
                 "p50 ms",

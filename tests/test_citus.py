@@ -216,6 +216,61 @@ def test_index_build_makes_the_index_on_every_shard(
     runner.invoke(app, ["gallery", "delete", "later", "--yes"])
 
 
+def test_index_builds_give_the_workers_their_memory(
+    on_cluster: Settings, dump: Path, clustered: psycopg.Connection
+) -> None:
+    """pgvector logs when a graph outgrows maintenance_work_mem. With the workers' own
+    setting at its least (1 MB) and a shard's graph larger (m 64), a plain SET on the
+    coordinator leaves every shard's build at 1 MB; doppel's builds, plain and
+    concurrent, do not."""
+    loaded = CliRunner().invoke(
+        app, ["load-dump", str(dump), "--gallery", "memory", "--index", "skip"]
+    )
+    assert loaded.exit_code == 0, loaded.output
+    cluster = citus.load(on_cluster)
+    assert cluster is not None
+    repo = Repository(clustered)
+    gallery = repo.gallery("memory")
+    logs = [cluster.data(worker) / "server.log" for worker in cluster.workers]
+    seen = [0]
+
+    def outgrown() -> int:
+        """Shard builds that ran out of memory since the last call, from the workers' logs."""
+        said = "no longer fits into maintenance_work_mem"
+        total = sum(log.read_text().count(said) for log in logs)
+        new, seen[0] = total - seen[0], total
+        return new
+
+    def set_workers(*settings: str) -> None:
+        for worker in cluster.workers:
+            with psycopg.connect(citus.node_url(worker), autocommit=True) as conn:
+                for setting in settings:
+                    conn.execute(f"ALTER SYSTEM {setting}")
+                conn.execute("SELECT pg_reload_conf()")
+
+    try:
+        set_workers("SET maintenance_work_mem = '1MB'", "SET log_min_messages = 'notice'")
+        outgrown()
+        clustered.execute("SET maintenance_work_mem = '1GB'")
+        clustered.execute(
+            f"CREATE INDEX {gallery.index_name} ON faces USING hnsw ((embedding::halfvec(512))"
+            " halfvec_cosine_ops) WITH (m = 64, ef_construction = 128)"
+            f" WHERE gallery_id = {gallery.id}"
+        )
+        clustered.execute("RESET maintenance_work_mem")
+        shards = sum(n.shards for n in citus_layout.placements(clustered))
+        assert outgrown() == shards  # the plain SET reached no shard
+        repo.drop_index(gallery)
+        assert repo.ensure_index(gallery, 64, 128)
+        assert outgrown() == 0
+        assert repo.ensure_index(gallery, 64, 128, concurrently=True, replace=True)
+        assert outgrown() == 0
+        assert repo.has_index(gallery)
+    finally:
+        set_workers("RESET maintenance_work_mem", "RESET log_min_messages")
+        CliRunner().invoke(app, ["gallery", "delete", "memory", "--yes"])
+
+
 def test_gallery_commands_on_the_cluster(
     on_cluster: Settings, dump: Path, clustered: psycopg.Connection
 ) -> None:

@@ -138,6 +138,8 @@ def start(
         raise UsageError(
             "DOPPEL_DATABASE_URL points at your own server; unset it to start a local cluster"
         )
+    from doppel.store.db import buffers_mib
+
     say = progress or (lambda line: None)
     existing = load(settings)
     if existing is not None and workers and len(existing.workers) != workers:
@@ -167,8 +169,12 @@ def start(
         cluster = Cluster(
             existing.home, existing.coordinator, existing.workers, install.prefix, False
         )
+    # The workers share a quarter of the machine's memory as their buffers, as the
+    # single embedded server would have it alone; the coordinator holds no faces.
+    buffers = max(128, buffers_mib(settings) // len(cluster.workers))
     for node in cluster.nodes:
-        init_server(cluster.data(node), node.port, install, user)
+        memory = 128 if node is cluster.coordinator else buffers
+        init_server(cluster.data(node), node.port, install, user, memory)
         if start_server(cluster.data(node), install, user):
             say(f"started {node.name} on {node.address}")
     _register(cluster)

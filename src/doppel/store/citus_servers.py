@@ -99,7 +99,9 @@ def is_running(data: Path) -> bool:
     return True
 
 
-def init_server(data: Path, port: int, install: CitusInstall, user: str | None) -> None:
+def init_server(
+    data: Path, port: int, install: CitusInstall, user: str | None, buffers_mib: int = 128
+) -> None:
     """Make a node's data folder with Citus loaded and its settings, once."""
     if (data / "PG_VERSION").is_file():
         return
@@ -120,8 +122,11 @@ def init_server(data: Path, port: int, install: CitusInstall, user: str | None) 
             # Only TCP: socket paths under a deep DOPPEL_HOME pass the 107-byte limit.
             "unix_socket_directories = ''\n"
             "max_connections = 200\n"
-            # doppel sizes an index build's memory with a plain SET on the coordinator,
-            # which Citus does not pass on: the workers build their shards with this.
+            # A worker searches its shards' HNSW indexes: in the server's buffers, not
+            # read page by page from the operating system's cache (store/db.py, buffers_mib).
+            f"shared_buffers = '{int(buffers_mib)}MB'\n"
+            # doppel passes its own to the workers for its index builds; this serves
+            # a CONCURRENTLY build, which Citus runs outside the setting's transaction.
             "maintenance_work_mem = '1GB'\n"
             # A search sends a query to every shard at once; connections kept open
             # between statements spare it a new connection (some ms each) per shard.

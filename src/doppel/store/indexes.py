@@ -18,6 +18,8 @@ import psycopg
 from psycopg import sql
 
 from doppel.errors import UsageError
+from doppel.store.citus_indexes import build_on_shards, shard_spread
+from doppel.store.citus_layout import distributed
 from doppel.types import BuildProgress, Gallery, IndexState
 
 # A gallery this small builds its index in a few seconds: loaders wait for it.
@@ -64,20 +66,30 @@ def plan_index(faces: int) -> IndexPlan:
     )
 
 
-def build_memory_mib(faces: int, dimension: int, storage: str, m: int) -> int:
+def build_memory_mib(faces: int, dimension: int, storage: str, m: int, *, builds: int = 1) -> int:
     """maintenance_work_mem for an HNSW build: the graph's size with room, 1 GiB at least.
 
-    Per element pgvector keeps the vector and up to 2*m neighbour candidates on
-    layer 0 (more on upper layers); past this memory the build slows down many times.
-    At most a quarter of the machine's memory, so a build leaves room for the rest.
+    At most a quarter of the machine's memory, so a build leaves room for the rest;
+    builds: how many run on one machine at once (a Citus worker builds its shards
+    together), which share that quarter. A parallel build reserves all of it at once.
     """
-    per_face = dimension * (2 if storage == "halfvec" else 4) + 48 * m + 128
-    wanted = int(faces * per_face * 1.25 / 2**20)
     try:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     except (OSError, ValueError):
         physical = 8192
-    return max(1024, min(wanted, physical // 4))
+    share = physical // 4 // max(1, builds)
+    return max(min(1024, share), min(graph_mib(faces, dimension, storage, m), share))
+
+
+def graph_mib(faces: int, dimension: int, storage: str, m: int) -> int:
+    """The memory an HNSW graph of this many faces takes while it is built, with room.
+
+    Per element pgvector keeps the vector and up to 2*m neighbour candidates on
+    layer 0 (more on upper layers); past maintenance_work_mem the build slows down
+    many times.
+    """
+    per_face = dimension * (2 if storage == "halfvec" else 4) + 48 * m + 128
+    return int(faces * per_face * 1.25 / 2**20)
 
 
 def vector_expr(gallery: Gallery) -> sql.Composable:
@@ -100,8 +112,6 @@ def index_state(conn: psycopg.Connection, gallery: Gallery) -> IndexState | None
     if row is None:
         return None
     valid, size, rows, phase, *counts = row
-    from doppel.store.citus_layout import distributed
-
     if distributed(conn):
         # On Citus the coordinator's index is an empty shell; the shards hold the graph.
         total = conn.execute("SELECT citus_relation_size(%s)", (gallery.index_name,)).fetchone()
@@ -215,9 +225,29 @@ def _create_index(
     plan = plan_index(faces)
     m = m or plan.m
     ef_construction = ef_construction or plan.ef_construction
+    watcher = _Watcher(conn, progress) if progress else None
+    try:
+        if watcher:
+            watcher.start()
+        if distributed(conn):
+            _create_on_shards(conn, gallery, faces, name, m, ef_construction, concurrently)
+        else:
+            memory = build_memory_mib(faces, gallery.dimension, gallery.storage, m)
+            conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(_mib(memory)))
+            try:
+                conn.execute(_statement(gallery, name, m, ef_construction, concurrently))
+            finally:
+                conn.execute("RESET maintenance_work_mem")
+    finally:
+        if watcher:
+            watcher.finish()
+
+
+def _statement(
+    gallery: Gallery, name: str, m: int, ef_construction: int, concurrently: bool
+) -> sql.Composed:
     ops = "halfvec_cosine_ops" if gallery.storage == "halfvec" else "vector_cosine_ops"
-    memory = build_memory_mib(faces, gallery.dimension, gallery.storage, m)
-    statement = sql.SQL(
+    return sql.SQL(
         "CREATE INDEX {how} IF NOT EXISTS {name} ON faces USING hnsw ({expr} {ops})"
         " WITH (m = {m}, ef_construction = {efc}) WHERE gallery_id = {gallery}"
     ).format(
@@ -229,16 +259,36 @@ def _create_index(
         efc=sql.Literal(ef_construction),
         gallery=sql.Literal(gallery.id),
     )
-    conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(sql.Literal(f"{memory}MB")))
-    watcher = _Watcher(conn, progress) if progress else None
-    try:
-        if watcher:
-            watcher.start()
-        conn.execute(statement)
-    finally:
-        if watcher:
-            watcher.finish()
-        conn.execute("RESET maintenance_work_mem")
+
+
+def _mib(memory: int) -> sql.Composable:
+    return sql.Literal(f"{memory}MB")
+
+
+def _create_on_shards(
+    conn: psycopg.Connection,
+    gallery: Gallery,
+    faces: int,
+    name: str,
+    m: int,
+    ef_construction: int,
+    concurrently: bool,
+) -> None:
+    """The build on Citus, with the memory of one shard's graph on each worker (the
+    shards of a worker built at once share its memory)."""
+    spread = shard_spread(conn)
+    shard_faces = -(-faces // spread.shards)
+    memory = build_memory_mib(
+        shard_faces, gallery.dimension, gallery.storage, m, builds=spread.per_worker
+    )
+    needed = min(memory, graph_mib(shard_faces, gallery.dimension, gallery.storage, m))
+    build_on_shards(
+        conn,
+        lambda how: _statement(gallery, name, m, ef_construction, how),
+        memory,
+        needed,
+        concurrently,
+    )
 
 
 class _Watcher(threading.Thread):

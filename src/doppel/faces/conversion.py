@@ -5,6 +5,8 @@ file and its preprocessing. doppel converts the network once, with tf2onnx, into
 file kept beside the weights (the cache key is the weights file's hash and the
 converter's version). At conversion, TensorFlow's own outputs on a fixed sample of real
 face crops are stored with the file, so that a runtime can later be checked against them.
+A network that is not Keras (dlib's ResNet) comes with its own `Writer`: doppel writes
+its ONNX file, and the network's own library gives the outputs on the sample.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def stderr_line(message: str) -> None:
 
 
 @dataclass(frozen=True)
+class Writer:
+    """How doppel writes a network that is not a Keras one as ONNX, in place of tf2onnx."""
+
+    version: str  # the writer's name and version, in the cache key in place of tf2onnx's
+    write: Callable[[], bytes]  # the serialized ONNX model
+    run: Callable[[Any, np.ndarray], list[np.ndarray]]  # the built original's outputs
+    label: str  # the original's runtime ("dlib"), which is also the fallback
+
+
+@dataclass(frozen=True)
 class GraphSpec:
     """A Keras network doppel can convert: where its weights are and how to build it."""
 
@@ -52,6 +64,16 @@ class GraphSpec:
     # VGG-sized networks (half a gigabyte of weights): frozen without TensorFlow's graph
     # optimiser, whose copies of the weights pass 15 GB; ONNX's own optimisers still run.
     large: bool = False
+    writer: Writer | None = None  # None: a Keras network, converted by tf2onnx
+
+    @property
+    def source(self) -> str:
+        """What runs the original network: the reference and the last resort."""
+        return self.writer.label if self.writer else "TensorFlow"
+
+    def reference_outputs(self, model: Any, batch: np.ndarray) -> list[np.ndarray]:
+        """The original network's outputs on a batch, as arrays (one per output)."""
+        return self.writer.run(model, batch) if self.writer else keras_outputs(model, batch)
 
 
 def converter_version() -> str | None:
@@ -170,7 +192,7 @@ def weights_hash(weights: Path, cache_dir: Path) -> str:
 
 def converted_path(spec: GraphSpec, converter: str | None = None) -> Path | None:
     """Where the converted file for these weights and this converter lives."""
-    converter = converter or converter_version()
+    converter = converter or (spec.writer.version if spec.writer else converter_version())
     if converter is None or not spec.weights.is_file():
         return None
     key = weights_hash(spec.weights, spec.cache_dir)
@@ -197,12 +219,39 @@ class ConversionFailed(Exception):
 
 
 def convert(spec: GraphSpec, warn: Warn = stderr_line) -> Path:
-    """Convert the Keras network to ONNX, with TensorFlow's outputs on the fixed sample."""
+    """Convert the network to ONNX, with the original's outputs on the fixed sample."""
     target = converted_path(spec)
     if target is None:
         raise ConversionFailed("tf2onnx is not installed (pip install tf2onnx)")
     if target.is_file() and reference_path(target).is_file():
         return target
+    model, data = _written(spec) if spec.writer else _tf2onnx(spec)
+    sample = spec.sample().astype(np.float32)
+    outputs = spec.reference_outputs(model, sample)
+    write_atomic(target, data)
+    buffer = io.BytesIO()
+    arrays: dict[str, Any] = {f"out{i}": out for i, out in enumerate(outputs)}
+    np.savez(buffer, sample=sample, **arrays)
+    write_atomic(reference_path(target), buffer.getvalue())
+    write_atomic(
+        record_path(target),
+        json.dumps(
+            {
+                "network": spec.name,
+                "weights": spec.weights.name,
+                "weights_blake2b": weights_hash(spec.weights, spec.cache_dir),
+                "converter": spec.writer.version if spec.writer else converter_version(),
+                "opset": OPSET,
+                "verified": {},
+            },
+            indent=1,
+        ).encode(),
+    )
+    return target
+
+
+def _tf2onnx(spec: GraphSpec) -> tuple[Any, bytes]:
+    """The Keras network as DeepFace builds it, and its ONNX form by tf2onnx."""
     quiet_tensorflow()
     import tensorflow as tf
     import tf2onnx
@@ -222,28 +271,20 @@ def convert(spec: GraphSpec, warn: Warn = stderr_line) -> Path:
         raise ConversionFailed(f"tf2onnx could not convert {spec.name}: {exc}") from exc
     if storage is not None:
         _inline_tensors(proto, storage.name_to_tensor_data)
-    sample = spec.sample().astype(np.float32)
-    outputs = keras_outputs(model, sample)
-    write_atomic(target, proto.SerializeToString())
-    buffer = io.BytesIO()
-    arrays: dict[str, Any] = {f"out{i}": out for i, out in enumerate(outputs)}
-    np.savez(buffer, sample=sample, **arrays)
-    write_atomic(reference_path(target), buffer.getvalue())
-    write_atomic(
-        record_path(target),
-        json.dumps(
-            {
-                "network": spec.name,
-                "weights": spec.weights.name,
-                "weights_blake2b": weights_hash(spec.weights, spec.cache_dir),
-                "converter": converter_version(),
-                "opset": OPSET,
-                "verified": {},
-            },
-            indent=1,
-        ).encode(),
-    )
-    return target
+    return model, proto.SerializeToString()
+
+
+def _written(spec: GraphSpec) -> tuple[Any, bytes]:
+    """The original network as its own library loads it, and the ONNX form doppel writes."""
+    assert spec.writer is not None
+    try:
+        model = spec.build()
+    except Exception as exc:  # dlib raises RuntimeError for a file it cannot read
+        raise unreadable_weights(spec) from exc
+    try:
+        return model, spec.writer.write()
+    except Exception as exc:  # the reader's own error, or the ONNX checker's
+        raise ConversionFailed(f"could not write {spec.name} as ONNX: {exc}") from exc
 
 
 def unreadable_weights(spec: GraphSpec) -> WeightsUnreadable:

@@ -6,11 +6,13 @@ onto a 150-pixel chip with a quarter of padding. Fed that chip it ranks the righ
 person first far more often than fed DeepFace's crop (the detector's box, rotated so
 the eyes are level), whose position moves with the HOG detector's 8-pixel grid.
 Measured in benchmarks/bench_accuracy.py; the figures are in docs/benchmarks.md.
+Detection, landmarks and chips are dlib's; the ResNet itself runs on ONNX Runtime
+(`doppel.faces.dlibonnx`), and `describe` takes it as a callable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -75,18 +77,9 @@ def _landmarks(options: FaceOptions) -> Any:
     return dlib.shape_predictor(str(catalog.weights_path("dlib", "detector", options)))
 
 
-@lru_cache(maxsize=2)
-def _recognition(options: FaceOptions) -> Any:
-    import dlib
-
-    path = catalog.weights_path("Dlib", "recognition", options)
-    return dlib.face_recognition_model_v1(str(path))
-
-
 def load(options: FaceOptions, detector: str | None = None) -> None:
-    """Load the landmark and recognition models (and a detector) now, not on first use."""
+    """Load the landmark model (and a detector) now, not on first use."""
     _landmarks(options)
-    _recognition(options)
     if detector == "dlib":
         _hog()
     elif detector == "mmod":
@@ -129,9 +122,15 @@ def chip_and_landmarks(
     return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING)), points
 
 
-def describe(chips: Sequence[np.ndarray], options: FaceOptions) -> np.ndarray:
-    """The Dlib model's 128 numbers for each 150x150 RGB uint8 chip: (n, 128) float32."""
+def describe(
+    chips: Sequence[np.ndarray], network: Callable[[np.ndarray], list[np.ndarray]]
+) -> np.ndarray:
+    """The Dlib model's 128 numbers for each 150x150 RGB uint8 chip: (n, 128) float32.
+
+    The chips go through the network as one batch (a face and its mirror image cost one
+    call); `network` takes (n, 150, 150, 3) float32 pixel values, as
+    `doppel.faces.networks.dlib_graph` loaded by `doppel.faces.sessions` does."""
     if not chips:
         return np.empty((0, 128), dtype=np.float32)
-    images = [np.ascontiguousarray(c, dtype=np.uint8) for c in chips]
-    return np.asarray(_recognition(options).compute_face_descriptor(images), dtype=np.float32)
+    batch = np.stack([np.asarray(c, dtype=np.float32) for c in chips])
+    return np.asarray(network(batch)[0], dtype=np.float32).reshape(len(chips), -1)

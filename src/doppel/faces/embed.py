@@ -3,7 +3,8 @@
 DeepFace's own preprocessing (resize with black padding, normalisation) prepares each
 crop; the network then runs on the runtime `doppel.faces.sessions` picks: OpenVINO or ONNX
 Runtime for the Keras models (no TensorFlow import), DeepFace's dlib client for Dlib on
-DeepFace-style crops, dlib itself on its five-point chips (`doppel.faces.dlibface`).
+DeepFace-style crops, and for Dlib on its five-point chips (`doppel.faces.dlibface`)
+dlib's ResNet written as ONNX (`doppel.faces.dlibonnx`), dlib itself as the fallback.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Embedder:
         catalog.require(self.config.model, "recognition", self.options)
         catalog.require(self.config.detector, "detector", self.options)
         graph = networks.recognition_graph(self.config.model)
+        if self.config.model == "Dlib" and self._five_point:
+            weights = catalog.weights_path("Dlib", "recognition", self.options)
+            graph = networks.dlib_graph(weights)
         if graph is not None:
             self._network = sessions.load(graph, self.options.runtime, threads=self.threads)
         else:
@@ -113,8 +117,16 @@ class Embedder:
     def _embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         self.warm_up()
         if self.config.model == "Dlib" and self._five_point:
-            # dlib's chips are already the model's 150x150 input: straight to dlib.
-            return dlibface.describe([_to_rgb8(c) for c in crops], self.options)
+            # dlib's chips are already the model's 150x150 input: straight to the network.
+            assert self._network is not None
+            chips = [_to_rgb8(c) for c in crops]
+            step = self.batch_size
+            return np.vstack(
+                [
+                    dlibface.describe(chips[i : i + step], self._network)
+                    for i in range(0, len(chips), step)
+                ]
+            )
         out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             batch = self.preprocess(crops[start : start + self.batch_size])

@@ -2,18 +2,20 @@
 
 For every Keras network among the catalogue's models (and mtcnn's three stages) this
 says how DeepFace builds it, and the sample that checks a converted copy against it
-(`doppel.faces.conversion` converts, `doppel.faces.sessions` checks); `doppel models` and
-`doppel models install` ask here what runs where.
+(`doppel.faces.conversion` converts, `doppel.faces.sessions` checks); for dlib's
+recognition ResNet, doppel writes the ONNX file itself (`doppel.faces.dlibonnx`).
+`doppel models` and `doppel models install` ask here what runs where.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 from doppel.config import Settings
-from doppel.faces import conversion, mtcnn, sessions
-from doppel.faces.catalog import ModelSpec, require, spec, weights_dir
+from doppel.faces import conversion, dlibonnx, mtcnn, sessions
+from doppel.faces.catalog import ModelSpec, model_status, require, spec, weights_dir
 
 
 def recognition_graph(name: str) -> conversion.GraphSpec | None:
@@ -23,6 +25,15 @@ def recognition_graph(name: str) -> conversion.GraphSpec | None:
     if not model.convertible or model.weights is None or model.input_size is None:
         return None
     return _deepface_graph(model, "facial_recognition", large=False)
+
+
+def dlib_graph(weights: Path | None = None) -> conversion.GraphSpec:
+    """dlib's recognition ResNet (the Dlib model on its five-point chips), which doppel
+    writes as ONNX; its weights where given, else where installed or bundled."""
+    model = spec("Dlib", "recognition")
+    assert model.weights is not None
+    path = weights or model_status(model.name, model.kind).path or weights_dir() / model.weights
+    return dlibonnx.graph_spec(path, weights_dir())
 
 
 def attribute_graph(name: str) -> conversion.GraphSpec:
@@ -59,7 +70,10 @@ def _deepface_graph(model: ModelSpec, task: str, large: bool) -> conversion.Grap
 
 
 def graphs_of(model: ModelSpec) -> list[conversion.GraphSpec]:
-    """The networks a catalogue model runs, for conversion; none for dlib and OpenCV."""
+    """The networks a catalogue model runs, for conversion; none for dlib's detectors
+    and OpenCV."""
+    if model.name == "Dlib":
+        return [dlib_graph()]
     if model.kind == "recognition" and model.convertible:
         graph = recognition_graph(model.name)
         return [graph] if graph is not None else []
@@ -118,8 +132,8 @@ def mtcnn_detector(requested: str = "auto") -> mtcnn.Mtcnn:
 def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
     """What `doppel models` shows: the runtime a model would run on, and whether its
     converted file is present (without loading or converting anything)."""
-    # dlib runs its own networks (HOG, the mmod CNN, the ResNet), OpenCV its cascades.
-    if model.name in ("Dlib", "dlib", "mmod", "opencv"):
+    # dlib runs its own detectors (HOG, the mmod CNN), OpenCV its cascades.
+    if model.name in ("dlib", "mmod", "opencv"):
         return "dlib" if model.name != "opencv" else "OpenCV", "n/a"
     if model.name == "skip":
         return "-", "n/a"
@@ -127,7 +141,7 @@ def runtime_status(model: ModelSpec, requested: str) -> tuple[str, str]:
     if not graphs:
         return "TensorFlow", "n/a"
     if requested == "tensorflow":
-        return "TensorFlow", "not used"
+        return graphs[0].source, "not used"
     order = sessions.candidates(requested, sessions.onnx_providers(), sessions.openvino_installed())
     if not graphs[0].weights.is_file():
         return order[0].label, "-"

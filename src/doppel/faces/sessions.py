@@ -1,10 +1,11 @@
-"""Running DeepFace's networks: ONNX Runtime, OpenVINO, or TensorFlow itself.
+"""Running the face networks: ONNX Runtime, OpenVINO, or the original's own library.
 
 The converted file (conversion.py) runs with ONNX Runtime (or OpenVINO, when asked),
-which cost a fraction of TensorFlow's time per face and need no TensorFlow import.
-Before a runtime is used, its outputs on the conversion's fixed sample must match
-TensorFlow's stored ones (cosine similarity 0.9999 or better for every face), or doppel
-says so in one line and moves to the next runtime, TensorFlow last.
+which cost a fraction of TensorFlow's (or dlib's) time per face and need no TensorFlow
+import. Before a runtime is used, its outputs on the conversion's fixed sample must
+match the original's stored ones (cosine similarity 0.9999 or better for every face),
+or doppel says so in one line and moves to the next runtime, the original last:
+TensorFlow for DeepFace's Keras networks, dlib for dlib's ResNet.
 """
 
 from __future__ import annotations
@@ -48,12 +49,17 @@ MIN_COSINE = 0.9999
 class Candidate:
     """A runtime on a device, in the order `auto` tries them."""
 
-    runtime: str  # "openvino", "onnx" or "tensorflow"
+    runtime: str  # "openvino", "onnx", "tensorflow" or "dlib"
     device: str = "CPU"  # "CPU" or "CUDA"
 
     @property
     def label(self) -> str:
-        names = {"openvino": "OpenVINO", "onnx": "ONNX Runtime", "tensorflow": "TensorFlow"}
+        names = {
+            "openvino": "OpenVINO",
+            "onnx": "ONNX Runtime",
+            "tensorflow": "TensorFlow",
+            "dlib": "dlib",
+        }
         return names[self.runtime] + (f" ({self.device})" if self.device != "CPU" else "")
 
 
@@ -187,6 +193,18 @@ class KerasNetwork(Network):
         return keras_outputs(self.model, batch)
 
 
+class NativeNetwork(Network):
+    """A network doppel writes as ONNX itself, run by its own library instead (dlib)."""
+
+    def __init__(self, spec: GraphSpec) -> None:
+        self.model = spec.build()
+        self.spec = spec
+        self.candidate = Candidate(spec.source)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.spec.reference_outputs(self.model, batch)
+
+
 def agreement(network: Network, reference: Path) -> float:
     """The lowest cosine similarity, over the sample's faces and the network's outputs,
     between this network's outputs and TensorFlow's stored ones."""
@@ -224,10 +242,11 @@ def load(
     convert_missing: bool = True,
     warn: Warn = stderr_line,
 ) -> Network:
-    """The network on the best runtime that agrees with TensorFlow, TensorFlow last."""
+    """The network on the best runtime that agrees with the original (TensorFlow, or
+    dlib), the original last."""
     order = candidates(requested, onnx_providers(), openvino_installed())
     if requested == "openvino" and order[0].runtime != "openvino":
-        warn("OpenVINO is not installed (pip install 'doppel[openvino]'); using TensorFlow")
+        warn(f"OpenVINO is not installed (pip install 'doppel[openvino]'); using {spec.source}")
     path: Path | None = None
     if order[0].runtime != "tensorflow":
         path = converted_path(spec)
@@ -239,7 +258,7 @@ def load(
                     warn(f"converting {spec.name} for a faster runtime (once; about a minute)")
                     path = convert(spec, warn)
                 except ConversionFailed as exc:
-                    warn(f"{exc}; using TensorFlow")
+                    warn(f"{exc}; using {spec.source}")
                     path = None
     if path is not None:
         record = json.loads(record_path(path).read_text())
@@ -264,8 +283,10 @@ def load(
             if worst >= MIN_COSINE:
                 return network
             warn(
-                f"{spec.name} under {candidate.label} differs from TensorFlow (cosine "
+                f"{spec.name} under {candidate.label} differs from {spec.source} (cosine "
                 f"{worst:.6f} < {MIN_COSINE} on the check sample); not using it"
             )
+    if spec.writer is not None:
+        return NativeNetwork(spec)
     quiet_tensorflow()
     return KerasNetwork(spec.build())

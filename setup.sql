@@ -67,10 +67,6 @@ CREATE TABLE IF NOT EXISTS faces (
     race         text,
     embedding    vector NOT NULL,
     added_at     timestamptz NOT NULL DEFAULT now(),
-    -- The person this face belongs to; person_excluded: taken out of a person by
-    -- hand, so clustering leaves it alone from then on.
-    person_id        bigint REFERENCES people ON DELETE SET NULL,
-    person_excluded  boolean NOT NULL DEFAULT false,
     -- A 64-bit difference hash of the face's photo (doppel.duplicates), so that a
     -- resized or re-compressed copy of one picture is not shown twice; NULL where
     -- the face came without pixels (load-dump).
@@ -89,10 +85,35 @@ CREATE TABLE IF NOT EXISTS faces (
 -- loads about a quarter cheaper on the server and exact searches read no TOAST.
 
 CREATE INDEX IF NOT EXISTS faces_gallery_hash ON faces (gallery_id, content_hash);
-CREATE INDEX IF NOT EXISTS faces_person ON faces (person_id) WHERE person_id IS NOT NULL;
 ALTER TABLE people DROP CONSTRAINT IF EXISTS people_cover_face_id_fkey;
 ALTER TABLE people ADD CONSTRAINT people_cover_face_id_fkey
     FOREIGN KEY (cover_face_id) REFERENCES faces ON DELETE SET NULL;
+
+-- The person of each face, in a narrow table of its own: a column of faces would make
+-- every clustering rewrite whole face rows, and each new row version goes into the
+-- gallery's HNSW index again (minutes at 70,000 faces, docs/benchmarks.md). A face
+-- with no row here is in no person. excluded: taken out of a person by hand, so
+-- clustering leaves it alone from then on; pinned: put into its person by hand, so
+-- clustering never moves it. source is faces' distribution column on Citus, which
+-- keeps each row in its face's shard (store/citus_layout.py).
+CREATE TABLE IF NOT EXISTS face_people (
+    face_id    bigint NOT NULL,
+    source     text NOT NULL,
+    gallery_id integer NOT NULL,
+    person_id  bigint,
+    excluded   boolean NOT NULL DEFAULT false,
+    pinned     boolean NOT NULL DEFAULT false,
+    CONSTRAINT face_people_pkey PRIMARY KEY (face_id, source)
+);
+ALTER TABLE face_people DROP CONSTRAINT IF EXISTS face_people_face_fkey;
+ALTER TABLE face_people ADD CONSTRAINT face_people_face_fkey
+    FOREIGN KEY (face_id) REFERENCES faces ON DELETE CASCADE;
+ALTER TABLE face_people DROP CONSTRAINT IF EXISTS face_people_person_fkey;
+ALTER TABLE face_people ADD CONSTRAINT face_people_person_fkey
+    FOREIGN KEY (person_id) REFERENCES people ON DELETE SET NULL;
+CREATE INDEX IF NOT EXISTS face_people_person ON face_people (person_id)
+    WHERE person_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS face_people_gallery ON face_people (gallery_id, person_id);
 
 -- Embeddings of loose photos (doppel resemble), keyed by file content and the
 -- embedding configuration, so a second run only embeds new photos.

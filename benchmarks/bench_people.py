@@ -552,7 +552,7 @@ def scale_section(
     )
     # From no people at all, so that every person is made (a rerun's recluster keeps
     # most ids and writes less).
-    conn.execute("UPDATE faces SET person_id = NULL WHERE gallery_id = %s", (gallery.id,))
+    conn.execute("DELETE FROM face_people WHERE gallery_id = %s", (gallery.id,))
     conn.execute("DELETE FROM people WHERE gallery_id = %s", (gallery.id,))
     conn.commit()
     report = cluster_gallery(conn, name, recluster=True, calibration_file=calibration_file)

@@ -118,7 +118,10 @@ def _labels(conn: psycopg.Connection, gallery: str, truth: dict[str, str]) -> tu
 
 
 def _snapshot(conn: psycopg.Connection) -> list:
-    faces = conn.execute("SELECT id, person_id, person_excluded FROM faces ORDER BY id").fetchall()
+    faces = conn.execute(
+        "SELECT f.id, fp.person_id, coalesce(fp.excluded, false), coalesce(fp.pinned, false)"
+        " FROM faces f LEFT JOIN face_people fp ON fp.face_id = f.id ORDER BY f.id"
+    ).fetchall()
     people = conn.execute("SELECT id, name, cover_face_id FROM people ORDER BY id").fetchall()
     return [faces, people]
 
@@ -458,7 +461,7 @@ def test_clustering_never_puts_two_faces_of_one_photo_in_one_person() -> None:
 def _same_photo_faces(conn: psycopg.Connection, gallery: str) -> list:
     """(source, person) of each face in a person that holds another face of its photo."""
     return conn.execute(
-        "SELECT f.source, f.person_id FROM faces f JOIN galleries g ON g.id = f.gallery_id"
+        "SELECT f.source, f.person_id FROM face_people f JOIN galleries g ON g.id = f.gallery_id"
         " WHERE g.name = %s AND f.person_id IS NOT NULL"
         " GROUP BY f.source, f.person_id HAVING count(*) > 1",
         (gallery,),
@@ -502,8 +505,9 @@ def test_faces_of_one_photo_are_different_people(
     # A merge that would join them is refused, with the photo named.
     placed = dict(
         people_conn.execute(
-            "SELECT source || '#' || face_index, person_id FROM faces"
-            " WHERE gallery_id = %s AND source LIKE 'side-by-side/%%'",
+            "SELECT f.source || '#' || f.face_index, fp.person_id FROM faces f"
+            " LEFT JOIN face_people fp ON fp.face_id = f.id"
+            " WHERE f.gallery_id = %s AND f.source LIKE 'side-by-side/%%'",
             (lfw.id,),
         ).fetchall()
     )
@@ -649,7 +653,9 @@ def test_low_quality_faces_stay_out_of_people(
         )
     report = cluster_gallery(people_conn, "lfw")
     new_id = people_conn.execute(
-        "SELECT id, person_id FROM faces WHERE source = %s", (str(blurred),)
+        "SELECT f.id, fp.person_id FROM faces f LEFT JOIN face_people fp ON fp.face_id = f.id"
+        " WHERE f.source = %s",
+        (str(blurred),),
     ).fetchone()
     assert new_id is not None and new_id[1] is None
     assert report.low_quality == len(low) + 1
@@ -792,6 +798,28 @@ def test_edits_of_people_are_undone_by_restore(people_conn: psycopg.Connection) 
     # A move that would put two faces of one photo in one person is refused.
     bad = runner.invoke(app, ["people", "move", "unit", "1", "--to", "nobody"])
     assert bad.exit_code == 2 and "person id" in bad.output
+
+
+@pytest.mark.slow
+def test_faces_moved_by_hand_stay_across_a_recluster(people_conn: psycopg.Connection) -> None:
+    """A face moved by hand is pinned: a recluster leaves it (and a person made for it)
+    where the user put it; `restore` unpins it, and clustering places it again."""
+    cluster_gallery(people_conn, "unit")
+    (first, first_faces), _, (third, _) = _members(people_conn, "unit")[:3]
+    face, alone, mate = (f.id for f in first_faces[:3])
+    result = runner.invoke(app, ["people", "move", "unit", str(face), "--to", str(third.id)])
+    assert result.exit_code == 0, result.output
+    fresh = move_faces(people_conn, "unit", [str(alone)], None)
+    cluster_gallery(people_conn, "unit", recluster=True)
+    person_of = {f.id: p.id for p, fs in _members(people_conn, "unit") for f in fs}
+    assert person_of[face] == third.id and person_of[alone] == fresh.id
+    assert _same_photo_faces(people_conn, "unit") == []
+    restore(people_conn, "unit", None)
+    restore(people_conn, "unit", None)
+    assert people_conn.execute("SELECT count(*) FROM face_people WHERE pinned").fetchone() == (0,)
+    cluster_gallery(people_conn, "unit", recluster=True)
+    person_of = {f.id: p.id for p, fs in _members(people_conn, "unit") for f in fs}
+    assert person_of[face] == person_of[alone] == person_of[mate]
 
 
 @pytest.mark.slow
@@ -1069,7 +1097,9 @@ def test_people_page_in_chromium(people_conn: psycopg.Connection, tmp_path: Path
 
         def person_of(face: int) -> tuple[int | None, bool]:
             row = people_conn.execute(
-                "SELECT person_id, person_excluded FROM faces WHERE id = %s", (face,)
+                "SELECT fp.person_id, coalesce(fp.excluded, false) FROM faces f"
+                " LEFT JOIN face_people fp ON fp.face_id = f.id WHERE f.id = %s",
+                (face,),
             ).fetchone()
             assert row is not None
             return row[0], row[1]

@@ -184,3 +184,52 @@ def test_quality_step_applies_to_a_database_with_faces(server_url: str) -> None:
             ).fetchone() == (12, 3.5, 0.5)
     finally:
         drop_database(server_url, url)
+
+
+def test_people_step_moves_each_faces_person_to_face_people(server_url: str) -> None:
+    """A database whose faces held their person in place keeps every face's person and
+    every face taken out by hand when the person moves to face_people."""
+    from doppel.store.migrations import STEPS
+
+    url = create_database(server_url)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(OLDEST_SCHEMA.read_text())  # type: ignore[arg-type]
+            for number, step in STEPS:
+                if number < 9:
+                    conn.execute(step)  # type: ignore[arg-type]
+                    conn.execute("INSERT INTO schema_steps (step) VALUES (%s)", (number,))
+            conn.execute(
+                "INSERT INTO galleries (name, model, detector, align, normalization, dimension)"
+                " VALUES ('old', 'Dlib', 'dlib', true, 'base', 3)"
+            )
+            conn.execute("INSERT INTO people (gallery_id, name) SELECT id, 'Ann' FROM galleries")
+            conn.execute(
+                "INSERT INTO faces (gallery_id, source, embedding, person_id, person_excluded)"
+                " SELECT g.id, v.source, '[1,0,0]', v.person, v.excluded FROM galleries g,"
+                " (VALUES ('a.jpg', (SELECT id FROM people), false), ('b.jpg', NULL, true),"
+                " ('c.jpg', NULL, false)) AS v(source, person, excluded)"
+            )
+            apply_schema(conn)
+            rows = conn.execute(
+                "SELECT f.source, p.name, fp.excluded, fp.pinned FROM faces f"
+                " LEFT JOIN face_people fp ON fp.face_id = f.id AND fp.source = f.source"
+                " LEFT JOIN people p ON p.id = fp.person_id ORDER BY f.source"
+            ).fetchall()
+            assert rows == [
+                ("a.jpg", "Ann", False, False),
+                ("b.jpg", None, True, False),
+                ("c.jpg", None, None, None),
+            ]
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'faces'"
+                )
+            }
+            assert not {"person_id", "person_excluded"} & columns
+            # Deleting a face takes its person row with it.
+            conn.execute("DELETE FROM faces WHERE source = 'a.jpg'")
+            assert conn.execute("SELECT count(*) FROM face_people").fetchone() == (1,)
+    finally:
+        drop_database(server_url, url)

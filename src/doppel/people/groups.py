@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import psycopg
 
 from doppel.errors import EmptyGallery, UsageError
-from doppel.people import calibration, clustering
+from doppel.people import calibration, clustering, reclustering
 from doppel.people.calibration import Calibration
 from doppel.people.quality import floor_of
 from doppel.store.people import PeopleStore
@@ -76,7 +75,8 @@ def cluster_gallery(
     person whose mean face is close enough, and the rest are grouped among themselves.
     recluster forgets every person and groups all faces again; names carry over to
     the new person holding most of a named person's faces. Faces taken out of a
-    person by hand are never placed. Neighbours come from the gallery's HNSW index,
+    person by hand are never placed; faces put into one by hand (pinned) never move,
+    and their people outlive a recluster. Neighbours come from the gallery's HNSW index,
     or, for fewer than exact_below free faces, from one exact matrix product.
     Faces below the gallery's quality floor are never placed (a recluster takes them out).
     """
@@ -88,7 +88,7 @@ def cluster_gallery(
     everything = store.faces(gallery)
     if len(everything.ids) == 0:
         raise EmptyGallery(f"gallery {gallery.name!r} has no faces yet")
-    free = ~everything.excluded & ((everything.person < 0) | recluster)
+    free = ~everything.excluded & ~everything.pinned & ((everything.person < 0) | recluster)
     floor = floor_of(conn, gallery) if floor is None else floor
     low = np.isin(everything.ids, QualityStore(conn).below_floor(gallery, floor))
     # Below the floor: searchable but in no person; a recluster takes them out of theirs.
@@ -120,7 +120,7 @@ def cluster_gallery(
         labels = clustering.cluster(vectors, graph, sims, cal.cluster, known, photos[free], taken)
         kept: dict[int, int] = {}
         if recluster:
-            labels = _keep_apart(
+            labels = reclustering.keep_apart(
                 labels,
                 everything.person[free],
                 vectors,
@@ -131,15 +131,21 @@ def cluster_gallery(
             covers_before = {
                 person.id: person.cover.id for person in store.people(gallery) if person.cover
             }
-            labels, kept = _keep_ids(everything, free, labels, covers_before)
+            labels, kept = reclustering.keep_ids(everything, free, labels, covers_before)
+            labels = reclustering.beside_pinned(everything, free, labels, photos)
         new_labels = sorted(set(labels[labels >= 0].tolist()) - set(known) - set(kept.values()))
         joined = int(np.isin(labels, list(known)).sum()) if known else 0
         new_people = len(new_labels)
-        covers = _covers(
-            ids, vectors, labels, [*new_labels, *_lost_covers(store, gallery, ids, labels, kept)]
+        pinned = reclustering.pinned_people(everything) if recluster else {}
+        lost = reclustering.lost_covers(
+            store, gallery, ids, labels, {*kept.values(), *pinned}, pinned
         )
+        covers = _covers(ids, vectors, labels, [*new_labels, *lost])
+        covers.update({p: pinned[p][0] for p in lost if p not in covers and p in pinned})
         names = (
-            _carried_names(store, gallery, everything, free, labels, set(kept.values()))
+            reclustering.carried_names(
+                store, gallery, everything, free, labels, {*kept.values(), *pinned}
+            )
             if recluster
             else {}
         )
@@ -151,7 +157,7 @@ def cluster_gallery(
             covers,
             names,
             recluster,
-            keep=list(kept.values()),
+            keep=[*kept.values(), *pinned],
         )
     after = store.people(gallery)
     placed = sum(person.faces for person in after)
@@ -170,103 +176,12 @@ def cluster_gallery(
     )
 
 
-def _keep_apart(
-    labels: np.ndarray,
-    old: np.ndarray,
-    vectors: np.ndarray,
-    photos: np.ndarray,
-    apart: set[tuple[int, int]],
-    cal: Calibration,
-) -> np.ndarray:
-    """A recluster never joins two people the user said are different.
-
-    A new group holding faces of both is grouped again by linkage that will not join
-    their faces; its largest part keeps the label, the others become new people
-    (when they have enough faces) or stay in none.
-    """
-    if not apart:
-        return labels
-    labels = labels.copy()
-    unit = clustering.normalise(vectors)
-    next_label = int(labels.max(initial=-1)) + 1
-    for a, b in sorted(apart):
-        both = set(labels[old == a].tolist()) & set(labels[old == b].tolist())
-        for label in sorted(both - {clustering.UNASSIGNED}):
-            members = np.flatnonzero(labels == label)
-            side = np.where(old[members] == a, 1, np.where(old[members] == b, 2, 0))
-            against = (side[:, None] * side[None, :]) == 2
-            parts = clustering.constrained_linkage(
-                unit[members], photos[members], cal.cluster.link, against
-            )
-            groups = sorted((members[parts == p] for p in np.unique(parts)), key=len, reverse=True)
-            for group in groups[1:]:
-                if len(group) >= cal.cluster.min_faces:
-                    labels[group] = next_label
-                    next_label += 1
-                else:
-                    labels[group] = clustering.UNASSIGNED
-    return labels
-
-
 def _photos_taken(faces: GalleryFaces, photos: np.ndarray) -> dict[int, set[int]]:
     """Person id -> the photos (codes) of its faces, for photos with more than one face."""
     taken: dict[int, set[int]] = {}
     for face in np.flatnonzero((faces.person >= 0) & (photos >= 0)):
         taken.setdefault(int(faces.person[face]), set()).add(int(photos[face]))
     return taken
-
-
-def _keep_ids(
-    before: GalleryFaces, free: np.ndarray, labels: np.ndarray, covers: dict[int, int]
-) -> tuple[np.ndarray, dict[int, int]]:
-    """After a recluster, each new group that is mostly one old person takes its id.
-
-    "Mostly": more than half of the group's faces were that person's, and the group
-    holds more of that person's faces than any other group (on a tie, the group that
-    holds the person's cover, the face the user knows it by). Returns the labels with
-    those groups renamed to the old ids (other groups get labels above every old id,
-    so none is taken for an old one) and label -> old id.
-    """
-    old = before.person[free]
-    offset = int(max(before.person.max(initial=-1), labels.max(initial=-1))) + 1
-    labels = np.where(labels >= 0, labels + offset, labels)
-    placed = (labels >= 0) & (old >= 0)
-    pairs, counts = np.unique(
-        np.stack([labels[placed], old[placed]], axis=1), axis=0, return_counts=True
-    )
-    size = dict(zip(*np.unique(labels[labels >= 0], return_counts=True), strict=True))
-    cover_label = dict(zip(before.ids[free].tolist(), labels.tolist(), strict=True))
-    holds_cover = np.array(
-        [cover_label.get(covers.get(int(person), -1)) == int(label) for label, person in pairs],
-        dtype=bool,
-    ).reshape(-1)
-    kept: dict[int, int] = {}
-    taken: set[int] = set()
-    for k in np.lexsort((~holds_cover, -counts)):
-        label, person = int(pairs[k, 0]), int(pairs[k, 1])
-        if label in kept or person in taken or 2 * counts[k] <= size[label]:
-            continue
-        kept[label] = person
-        taken.add(person)
-    mapped = np.array([kept.get(int(x), int(x)) for x in labels], dtype=np.int64)
-    return mapped, kept
-
-
-def _lost_covers(
-    store: PeopleStore, gallery: Gallery, ids: np.ndarray, labels: np.ndarray, kept: dict[int, int]
-) -> list[int]:
-    """Kept people whose cover face is no longer theirs: they need a new cover."""
-    if not kept:
-        return []
-    person_of = dict(zip(ids.tolist(), labels.tolist(), strict=True))
-    keeping = set(kept.values())
-    lost = []
-    for person in store.people(gallery):
-        if person.id in keeping:
-            cover = person.cover.id if person.cover else None
-            if cover is None or person_of.get(cover) != person.id:
-                lost.append(person.id)
-    return lost
 
 
 def _means(faces: GalleryFaces) -> dict[int, np.ndarray]:
@@ -324,35 +239,6 @@ def _covers(
     return covers
 
 
-def _carried_names(
-    store: PeopleStore,
-    gallery: Gallery,
-    before: GalleryFaces,
-    free: np.ndarray,
-    labels: np.ndarray,
-    kept: set[int],
-) -> dict[int, str]:
-    """New label -> the name of the old named person whose faces it mostly holds.
-
-    People that kept their id (kept) keep their own name and take no other.
-    """
-    named = {p.id: p.name for p in store.people(gallery) if p.name and p.id not in kept}
-    if not named:
-        return {}
-    old = before.person[free]
-    votes: Counter[tuple[int, int]] = Counter()
-    for new, previous in zip(labels.tolist(), old.tolist(), strict=True):
-        if new >= 0 and previous in named and new not in kept:
-            votes[(previous, new)] += 1
-    names: dict[int, str] = {}
-    taken: set[int] = set()
-    for (previous, new), _ in votes.most_common():
-        if previous not in taken and new not in names:
-            names[new] = named[previous]
-            taken.add(previous)
-    return names
-
-
 def list_people(
     conn: psycopg.Connection, gallery_name: str | None, *, hidden: bool = True
 ) -> PeopleListing:
@@ -405,7 +291,7 @@ def take_out(
 ) -> int:
     """Take faces (ids or sources) out of a person; they stay out at every later clustering."""
     gallery = Repository(conn).pick_gallery(gallery_name)
-    store = PeopleStore(conn)
+    store = PeopleEditor(conn)
     store.person(gallery, person_id)
     return store.take_out(gallery, person_id, store.resolve_faces(gallery, faces))
 

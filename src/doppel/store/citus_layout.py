@@ -38,10 +38,11 @@ def distribute_schema(conn: psycopg.Connection, shards: int | None = None) -> No
 
     - galleries and people: reference tables, a copy on every node, so that every shard
       of faces can check its foreign keys and join them locally;
-    - faces and images: distributed by hash of `source` and co-located, so a file's
-      record and its faces live in one shard and an ingest batch writes each file on one
-      node; a gallery's faces spread over every shard, so every worker searches its part
-      of a gallery at once;
+    - faces, images and face_people: distributed by hash of `source` and co-located, so
+      a file's record, its faces and their people live in one shard (face_people's
+      foreign key to faces carries source, as faces' primary key does) and an ingest
+      batch writes each file on one node; a gallery's faces spread over every shard, so
+      every worker searches its part of a gallery at once;
     - embedding_cache: distributed by content_hash (looked up by it);
     - schema_steps and serve's uploads stay on the coordinator.
 
@@ -62,10 +63,18 @@ def distribute_schema(conn: psycopg.Connection, shards: int | None = None) -> No
     conn.execute("ALTER TABLE people DROP CONSTRAINT IF EXISTS people_cover_face_id_fkey")
     conn.execute("SELECT create_reference_table('galleries')")
     conn.execute("SELECT create_reference_table('people')")
+    conn.execute("ALTER TABLE face_people DROP CONSTRAINT face_people_face_fkey")
     conn.execute("ALTER TABLE faces DROP CONSTRAINT faces_pkey")
     conn.execute("ALTER TABLE faces ADD PRIMARY KEY (id, source)")
     conn.execute("SELECT create_distributed_table('faces', 'source', shard_count => %s)", (shards,))
     conn.execute("SELECT create_distributed_table('images', 'source', colocate_with => 'faces')")
+    conn.execute(
+        "SELECT create_distributed_table('face_people', 'source', colocate_with => 'faces')"
+    )
+    conn.execute(
+        "ALTER TABLE face_people ADD CONSTRAINT face_people_face_fkey FOREIGN KEY"
+        " (face_id, source) REFERENCES faces (id, source) ON DELETE CASCADE"
+    )
     conn.execute(
         "SELECT create_distributed_table('embedding_cache', 'content_hash',"
         " colocate_with => 'none', shard_count => %s)",

@@ -118,6 +118,62 @@ STEPS: list[tuple[int, str]] = [
         " ADD COLUMN IF NOT EXISTS sharpness real,"
         " ADD COLUMN IF NOT EXISTS frontalness real",
     ),
+    # Each face's person moves to a narrow table of its own, face_people (see setup.sql):
+    # written in place, faces' rows were rewritten whole and entered the HNSW index
+    # again. On Citus the table is co-located with faces, its foreign key to faces
+    # carrying the distribution column. Harmless where face_people is there already.
+    (
+        9,
+        """
+        DO $step$
+        DECLARE
+            citus boolean := to_regclass('pg_dist_partition') IS NOT NULL;
+        BEGIN
+            IF citus THEN
+                EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition'
+                    ' WHERE logicalrelid = ''faces''::regclass)' INTO citus;
+            END IF;
+            IF to_regclass('face_people') IS NULL THEN
+                CREATE TABLE face_people (
+                    face_id    bigint NOT NULL,
+                    source     text NOT NULL,
+                    gallery_id integer NOT NULL,
+                    person_id  bigint,
+                    excluded   boolean NOT NULL DEFAULT false,
+                    pinned     boolean NOT NULL DEFAULT false,
+                    CONSTRAINT face_people_pkey PRIMARY KEY (face_id, source)
+                );
+                IF citus THEN
+                    PERFORM create_distributed_table('face_people', 'source',
+                                                     colocate_with => 'faces');
+                    ALTER TABLE face_people ADD CONSTRAINT face_people_face_fkey
+                        FOREIGN KEY (face_id, source) REFERENCES faces (id, source)
+                        ON DELETE CASCADE;
+                ELSE
+                    ALTER TABLE face_people ADD CONSTRAINT face_people_face_fkey
+                        FOREIGN KEY (face_id) REFERENCES faces ON DELETE CASCADE;
+                END IF;
+                ALTER TABLE face_people ADD CONSTRAINT face_people_person_fkey
+                    FOREIGN KEY (person_id) REFERENCES people ON DELETE SET NULL;
+                CREATE INDEX face_people_person ON face_people (person_id)
+                    WHERE person_id IS NOT NULL;
+                CREATE INDEX face_people_gallery ON face_people (gallery_id, person_id);
+            END IF;
+            IF EXISTS (
+                SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                AND table_name = 'faces' AND column_name = 'person_id'
+            ) THEN
+                EXECUTE 'INSERT INTO face_people (face_id, source, gallery_id, person_id,'
+                    ' excluded) SELECT id, source, gallery_id, person_id, person_excluded'
+                    ' FROM faces WHERE person_id IS NOT NULL OR person_excluded'
+                    ' ON CONFLICT DO NOTHING';
+                DROP INDEX IF EXISTS faces_person;
+                ALTER TABLE faces DROP COLUMN person_id, DROP COLUMN person_excluded;
+            END IF;
+        END
+        $step$
+        """,
+    ),
     # A gallery's own quality floor (`doppel people floor`); NULL: the shipped one.
     (10, "ALTER TABLE galleries ADD COLUMN IF NOT EXISTS quality_floor jsonb"),
 ]

@@ -11,6 +11,7 @@ from doppel.errors import EmptyGallery, GalleryMismatch
 from doppel.store import indexes
 from doppel.store.db import has_iterative_scan
 from doppel.store.index_policy import IndexPolicy
+from doppel.store.people import PERSON_JOIN
 from doppel.store.rows import face_from_row, storable_id
 from doppel.types import Face, Filters, Gallery, Match
 
@@ -80,12 +81,20 @@ class FaceSearch(IndexPolicy):
                 )
             )
             params.append(Vector(np.asarray(vector, dtype=np.float32)))
+        # The person comes from a join that keeps the index's order: a nested loop over
+        # the faces as the HNSW scan yields them (docs/benchmarks.md, people).
         query = sql.SQL(
-            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
-            " person_id, (SELECT name FROM people WHERE people.id = faces.person_id),"
-            " {left} <=> {right} AS distance FROM faces WHERE {where}"
+            "SELECT f.id, f.source, f.face_index, f.box_x, f.box_y, f.box_w, f.box_h, f.age,"
+            " f.sex, f.race, fp.person_id, (SELECT name FROM people WHERE people.id ="
+            " fp.person_id), {left} <=> {right} AS distance FROM faces f {join} WHERE {where}"
             " ORDER BY distance LIMIT {k}"
-        ).format(left=left, right=right, where=sql.SQL(" AND ").join(conditions), k=sql.Literal(k))
+        ).format(
+            left=left,
+            right=right,
+            join=sql.SQL(PERSON_JOIN),
+            where=sql.SQL(" AND ").join(conditions),
+            k=sql.Literal(k),
+        )
         with self.conn.transaction():
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
@@ -113,9 +122,9 @@ class FaceSearch(IndexPolicy):
         if not storable_id(face_id):
             return None
         row = self.conn.execute(
-            "SELECT id, source, face_index, box_x, box_y, box_w, box_h, age, sex, race,"
-            " person_id, (SELECT name FROM people WHERE people.id = faces.person_id)"
-            " FROM faces WHERE id = %s",
+            "SELECT f.id, f.source, f.face_index, f.box_x, f.box_y, f.box_w, f.box_h, f.age,"
+            " f.sex, f.race, fp.person_id, (SELECT name FROM people WHERE people.id ="
+            " fp.person_id) FROM faces f " + PERSON_JOIN + " WHERE f.id = %s",
             (face_id,),
         ).fetchone()
         if row is None:
@@ -126,24 +135,26 @@ class FaceSearch(IndexPolicy):
 def _conditions(gallery: Gallery, filters: Filters) -> tuple[list[sql.Composable], list[object]]:
     """The WHERE conditions of a search for the gallery and filters, and their parameters
     (after the query vector, which comes first in the text)."""
-    conditions: list[sql.Composable] = [sql.SQL("gallery_id = {}").format(sql.Literal(gallery.id))]
+    conditions: list[sql.Composable] = [
+        sql.SQL("f.gallery_id = {}").format(sql.Literal(gallery.id))
+    ]
     params: list[object] = []
     if filters.sex:
-        conditions.append(sql.SQL("sex = %s"))
+        conditions.append(sql.SQL("f.sex = %s"))
         params.append(filters.sex)
     if filters.races:
-        conditions.append(sql.SQL("race = ANY(%s)"))
+        conditions.append(sql.SQL("f.race = ANY(%s)"))
         params.append(list(filters.races))
     if filters.age_min is not None:
-        conditions.append(sql.SQL("age >= %s"))
+        conditions.append(sql.SQL("f.age >= %s"))
         params.append(filters.age_min)
     if filters.age_max is not None:
-        conditions.append(sql.SQL("age <= %s"))
+        conditions.append(sql.SQL("f.age <= %s"))
         params.append(filters.age_max)
     if filters.exclude_hashes:
-        conditions.append(sql.SQL("(content_hash IS NULL OR content_hash <> ALL(%s))"))
+        conditions.append(sql.SQL("(f.content_hash IS NULL OR f.content_hash <> ALL(%s))"))
         params.append(list(filters.exclude_hashes))
     if filters.exclude_people:
-        conditions.append(sql.SQL("(person_id IS NULL OR person_id <> ALL(%s::bigint[]))"))
+        conditions.append(sql.SQL("(fp.person_id IS NULL OR fp.person_id <> ALL(%s::bigint[]))"))
         params.append(list(filters.exclude_people))
     return conditions, params

@@ -19,9 +19,16 @@ from doppel.types import Face, Gallery
 NEIGHBOUR_BATCH = 1000
 
 
+# Each face's person lives in face_people (a face without a row there is in no person).
+# The join names source as well as the id: on Citus both tables are distributed by it,
+# and a join on it stays inside each shard.
+PERSON_JOIN = "LEFT JOIN face_people fp ON fp.face_id = f.id AND fp.source = f.source"
+
 FACE_SELECT = (
     "SELECT f.id, f.source, f.face_index, f.box_x, f.box_y, f.box_w, f.box_h, f.age, f.sex,"
-    " f.race, f.person_id, p.name FROM faces f LEFT JOIN people p ON p.id = f.person_id"
+    " f.race, fp.person_id, p.name FROM faces f "
+    + PERSON_JOIN
+    + " LEFT JOIN people p ON p.id = fp.person_id"
 )
 
 
@@ -37,8 +44,10 @@ class PeopleStore:
         """Every face of the gallery with its vector, read in binary (70,000 rows in seconds)."""
         with self.conn.cursor(binary=True) as cur:
             cur.execute(
-                "SELECT id, coalesce(person_id, -1), person_excluded, source, embedding"
-                " FROM faces WHERE gallery_id = %s ORDER BY id",
+                "SELECT f.id, coalesce(fp.person_id, -1), coalesce(fp.excluded, false),"
+                " coalesce(fp.pinned AND fp.person_id IS NOT NULL, false), f.source,"
+                " f.embedding FROM faces f " + PERSON_JOIN + " WHERE f.gallery_id = %s"
+                " ORDER BY f.id",
                 (gallery.id,),
             )
             rows = cur.fetchall()
@@ -50,14 +59,16 @@ class PeopleStore:
                 none,
                 none.astype(bool),
                 np.empty(0, dtype=object),
+                none.astype(bool),
             )
-        ids, person, excluded, photos, vectors = zip(*rows, strict=True)
+        ids, person, excluded, pinned, photos, vectors = zip(*rows, strict=True)
         return GalleryFaces(
             np.asarray(ids, dtype=np.int64),
             np.vstack([_array(v) for v in vectors]),
             np.asarray(person, dtype=np.int64),
             np.asarray(excluded, dtype=bool),
             np.asarray(photos, dtype=object),
+            np.asarray(pinned, dtype=bool),
         )
 
     def neighbours(
@@ -81,7 +92,10 @@ class PeopleStore:
         """
         cast = sql.SQL("::{}({})").format(sql.SQL(gallery.storage), sql.Literal(gallery.dimension))
         extra = (
-            sql.SQL(" AND n.person_id IS NULL AND NOT n.person_excluded")
+            sql.SQL(
+                " AND NOT EXISTS (SELECT 1 FROM face_people np WHERE np.face_id = n.id"
+                " AND np.source = n.source AND (np.person_id IS NOT NULL OR np.excluded))"
+            )
             if unassigned_only
             else sql.SQL("")
         )
@@ -112,9 +126,9 @@ class PeopleStore:
     def people(self, gallery: Gallery) -> list[Person]:
         """The gallery's people, most faces first."""
         rows = self.conn.execute(
-            "SELECT p.id, p.name, p.cover_face_id, count(f.id), p.hidden FROM people p"
-            " JOIN faces f ON f.person_id = p.id WHERE p.gallery_id = %s"
-            " GROUP BY p.id ORDER BY count(f.id) DESC, p.id",
+            "SELECT p.id, p.name, p.cover_face_id, count(fp.face_id), p.hidden FROM people p"
+            " JOIN face_people fp ON fp.person_id = p.id WHERE p.gallery_id = %s"
+            " GROUP BY p.id ORDER BY count(fp.face_id) DESC, p.id",
             (gallery.id,),
         ).fetchall()
         covers = self.faces_by_id([row[2] for row in rows if row[2] is not None])
@@ -140,10 +154,10 @@ class PeopleStore:
 
     def _people_rows(self, gallery: Gallery, ids: Sequence[int]) -> list[Person]:
         # The counts by a query of their own: Citus refuses a correlated subquery from
-        # a reference table (people) into a distributed one (faces).
+        # a reference table (people) into a distributed one (face_people).
         counts: dict[int, int] = dict(
             self.conn.execute(
-                "SELECT person_id, count(*) FROM faces WHERE person_id = ANY(%s::bigint[])"
+                "SELECT person_id, count(*) FROM face_people WHERE person_id = ANY(%s::bigint[])"
                 " GROUP BY person_id",
                 (list(ids),),
             ).fetchall()
@@ -180,8 +194,9 @@ class PeopleStore:
         """The mean vector of each person's faces, computed by the server."""
         rows = self.conn.execute(
             sql.SQL(
-                "SELECT person_id, avg(embedding::{}({})) FROM faces"
-                " WHERE gallery_id = %s AND person_id IS NOT NULL GROUP BY person_id"
+                "SELECT fp.person_id, avg(f.embedding::{}({})) FROM face_people fp"
+                " JOIN faces f ON f.id = fp.face_id AND f.source = fp.source"
+                " WHERE fp.gallery_id = %s AND fp.person_id IS NOT NULL GROUP BY fp.person_id"
             ).format(sql.SQL("vector"), sql.Literal(gallery.dimension)),
             (gallery.id,),
         ).fetchall()
@@ -190,8 +205,9 @@ class PeopleStore:
     def people_of_content(self, gallery: Gallery, content_hash: str) -> list[int]:
         """The people of the faces of one file (by content) in the gallery."""
         rows = self.conn.execute(
-            "SELECT DISTINCT person_id FROM faces WHERE gallery_id = %s AND content_hash = %s"
-            " AND person_id IS NOT NULL",
+            "SELECT DISTINCT fp.person_id FROM faces f JOIN face_people fp"
+            " ON fp.face_id = f.id AND fp.source = f.source WHERE f.gallery_id = %s"
+            " AND f.content_hash = %s AND fp.person_id IS NOT NULL",
             (gallery.id, content_hash),
         ).fetchall()
         return [int(row[0]) for row in rows]
@@ -243,12 +259,7 @@ class PeopleStore:
             self.lock(gallery)
             ids = self._new_people(gallery, new_labels, names or {}) if new_labels else {}
             person = [ids.get(label, label) if label >= 0 else None for label in labels]
-            self.conn.execute(
-                "UPDATE faces f SET person_id = v.person FROM unnest(%s::bigint[], %s::bigint[])"
-                " AS v(face, person) WHERE f.id = v.face AND f.gallery_id = %s"
-                " AND f.person_id IS DISTINCT FROM v.person",
-                ([int(i) for i in face_ids], person, gallery.id),
-            )
+            self._write_people(gallery, [int(i) for i in face_ids], person)
             if covers:
                 self.conn.execute(
                     "UPDATE people p SET cover_face_id = v.face"
@@ -267,6 +278,28 @@ class PeopleStore:
                 )
             self._drop_empty(gallery)
         return ids
+
+    def _write_people(
+        self, gallery: Gallery, face_ids: list[int], person: list[int | None]
+    ) -> None:
+        """Set each face's person in face_people (None: no person), row by changed row."""
+        pairs = list(zip(face_ids, person, strict=True))
+        placed = [(face, who) for face, who in pairs if who is not None]
+        self.conn.execute(
+            "UPDATE face_people SET person_id = NULL, pinned = false"
+            " WHERE face_id = ANY(%s::bigint[]) AND gallery_id = %s AND person_id IS NOT NULL",
+            ([face for face, who in pairs if who is None], gallery.id),
+        )
+        # The face's source comes from faces: it places the row in its face's shard.
+        self.conn.execute(
+            "INSERT INTO face_people (face_id, source, gallery_id, person_id)"
+            " SELECT f.id, f.source, f.gallery_id, v.person FROM unnest(%s::bigint[],"
+            " %s::bigint[]) AS v(face, person) JOIN faces f ON f.id = v.face"
+            " WHERE f.gallery_id = %s ON CONFLICT (face_id, source) DO UPDATE"
+            " SET person_id = EXCLUDED.person_id, pinned = false"
+            " WHERE face_people.person_id IS DISTINCT FROM EXCLUDED.person_id",
+            ([face for face, _ in placed], [who for _, who in placed], gallery.id),
+        )
 
     def _new_people(
         self, gallery: Gallery, new_labels: Sequence[int], names: Mapping[int, str]
@@ -302,8 +335,9 @@ class PeopleStore:
         with self.conn.transaction():
             self.lock(gallery)
             clash = self.conn.execute(
-                "SELECT a.source FROM faces a JOIN faces b ON b.gallery_id = a.gallery_id"
-                " AND b.source = a.source WHERE a.gallery_id = %s AND a.person_id = %s"
+                "SELECT a.source FROM face_people a JOIN face_people b"
+                " ON b.gallery_id = a.gallery_id AND b.source = a.source"
+                " WHERE a.gallery_id = %s AND a.person_id = %s"
                 " AND b.person_id = %s ORDER BY a.source LIMIT 1",
                 (gallery.id, keep, other),
             ).fetchone()
@@ -314,8 +348,8 @@ class PeopleStore:
                     " so they are not merged"
                 )
             moved = self.conn.execute(
-                "UPDATE faces SET person_id = %s WHERE person_id = %s AND gallery_id = %s"
-                " RETURNING id",
+                "UPDATE face_people SET person_id = %s WHERE person_id = %s AND gallery_id = %s"
+                " RETURNING face_id",
                 (keep, other, gallery.id),
             ).fetchall()
             self._journal(
@@ -332,42 +366,6 @@ class PeopleStore:
                 self.conn.execute("UPDATE people SET name = %s WHERE id = %s", (second.name, keep))
             self.conn.execute("DELETE FROM people WHERE id = %s", (other,))
         return self.person(gallery, keep)
-
-    def take_out(self, gallery: Gallery, person_id: int, face_ids: Sequence[int]) -> int:
-        """Take faces out of a person for good; return how many were in it.
-
-        A face taken out is marked, so that no later clustering puts it anywhere; a
-        person left with no face is dropped, one whose cover left gets another.
-        """
-        person = self.person(gallery, person_id)
-        outside = self.conn.execute(
-            "SELECT id FROM faces WHERE id = ANY(%s::bigint[]) AND person_id IS DISTINCT FROM %s",
-            (list(face_ids), person_id),
-        ).fetchall()
-        if outside:
-            listed = ", ".join(str(row[0]) for row in outside)
-            raise UsageError(f"face {listed} is not in {person.label} (id {person_id})")
-        with self.conn.transaction():
-            self.lock(gallery)
-            cursor = self.conn.execute(
-                "UPDATE faces SET person_id = NULL, person_excluded = true"
-                " WHERE id = ANY(%s::bigint[]) AND person_id = %s",
-                (list(face_ids), person_id),
-            )
-            moved = cursor.rowcount
-            self._journal(gallery, "remove", person_id, list(face_ids))
-            # The new cover first, then the update: Citus refuses an update of a
-            # reference table (people) with a subquery on a distributed one (faces).
-            first = self.conn.execute(
-                "SELECT min(id) FROM faces WHERE person_id = %s", (person_id,)
-            ).fetchone()
-            self.conn.execute(
-                "UPDATE people SET cover_face_id = %s WHERE id = %s AND (cover_face_id IS NULL"
-                " OR cover_face_id = ANY(%s::bigint[]))",
-                (first[0] if first else None, person_id, list(face_ids)),
-            )
-            self._drop_empty(gallery)
-        return moved
 
     def _journal(
         self,
@@ -391,8 +389,8 @@ class PeopleStore:
     def lock(self, gallery: Gallery) -> None:
         """Serialise writers of one gallery's people (inside a transaction).
 
-        On Citus the transaction writes faces (distributed) then people (a reference
-        table), which Citus allows only if the faces were written shard by shard; on
+        On Citus the transaction writes face_people (distributed) then people (a reference
+        table), which Citus allows only if face_people was written shard by shard; on
         other servers the setting is an unused placeholder.
         """
         self.conn.execute(
@@ -403,11 +401,11 @@ class PeopleStore:
 
     def _drop_empty(self, gallery: Gallery) -> None:
         # In two statements: Citus refuses a delete of a reference table (people)
-        # with a subquery on a distributed one (faces).
+        # with a subquery on a distributed one (face_people).
         alive = [
             row[0]
             for row in self.conn.execute(
-                "SELECT DISTINCT person_id FROM faces WHERE gallery_id = %s"
+                "SELECT DISTINCT person_id FROM face_people WHERE gallery_id = %s"
                 " AND person_id IS NOT NULL",
                 (gallery.id,),
             )

@@ -46,3 +46,4 @@ class GalleryFaces:
     person: np.ndarray  # int64 person id, -1 where none
     excluded: np.ndarray  # bool: taken out of a person by hand; clustering leaves it alone
     photos: np.ndarray  # object: each face's photo (its source); one photo's faces are two people
+    pinned: np.ndarray  # bool: put into its person by hand; clustering never moves it

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 import psycopg
 from psycopg import sql
 
+from doppel.store.people import PERSON_JOIN
 from doppel.types import Gallery, QualityFloor
 
 # (name shown, column): the four measures, in the order `gallery stats` shows them.
@@ -90,7 +91,9 @@ class QualityStore:
 
         limits = dict(_limits(floor))
         statement = sql.SQL(
-            "SELECT {}, {} AS low, person_id IS NULL FROM faces WHERE gallery_id = %s"
+            "SELECT {}, {} AS low, fp.person_id IS NULL FROM faces f "
+            + PERSON_JOIN
+            + " WHERE f.gallery_id = %s"
         ).format(
             sql.SQL(", ").join(sql.Identifier(column) for _, column in MEASURES),
             below_floor_sql(floor),

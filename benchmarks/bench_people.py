@@ -579,6 +579,15 @@ def scale_section(
         f"someone now: {placed}); same-photo faces in one person: "
         f"{clustering.same_photo_violations(after.person, photos)} (load {load()})"
     )
+    # Again over everything, now that every face has a person: most keep theirs.
+    report = cluster_gallery(conn, name, recluster=True, calibration_file=calibration_file)
+    again = store.faces(gallery)
+    print(
+        f"`doppel people {name} --recluster` again ({n + added:,} faces, people known): "
+        f"{report.seconds:.0f} s, {report.people:,} people; faces whose person changed: "
+        f"{int((again.person != after.person).sum())}; same-photo faces in one person: "
+        f"{clustering.same_photo_violations(again.person, photos)} (load {load()})"
+    )
     if not with_twins:
         return
     for method in ("exact", "index"):

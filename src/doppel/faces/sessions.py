@@ -255,7 +255,9 @@ def load(
                 path = None
             else:
                 try:
-                    warn(f"converting {spec.name} for a faster runtime (once; about a minute)")
+                    # tf2onnx takes about a minute for a Keras network; dlib's takes seconds.
+                    took = "seconds" if spec.writer else "about a minute"
+                    warn(f"converting {spec.name} for a faster runtime (once; {took})")
                     path = convert(spec, warn)
                 except ConversionFailed as exc:
                     warn(f"{exc}; using {spec.source}")

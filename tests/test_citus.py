@@ -6,10 +6,13 @@ built once per machine, `make test` does it first). Each test uses galleries of 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ from typer.testing import CliRunner
 from doppel.cli import app
 from doppel.config import Settings
 from doppel.dump import loader
-from doppel.errors import DatabaseUnavailable
+from doppel.errors import DatabaseUnavailable, DoppelError
 from doppel.store import citus, citus_build, citus_failure, citus_layout, citus_servers
 from doppel.store.db import connect
 from doppel.store.migrations import STEPS
@@ -318,6 +321,44 @@ def test_a_worker_down_is_named_and_a_restart_heals(
     assert len(_answer(clustered, _queries(1)[0], exact=True)) == 5
 
 
+def test_tables_made_before_the_workers_are_refused_in_one_line(
+    on_cluster: Settings, clustered: psycopg.Connection
+) -> None:
+    """A database whose doppel tables were made on a lone server later given workers."""
+    cluster = citus.load(on_cluster)
+    assert cluster is not None
+    name = f"doppel_late_{os.getpid()}"
+    urls = {node: citus.node_url(node).rsplit("/", 1)[0] + f"/{name}" for node in cluster.nodes}
+    for node in cluster.nodes:
+        with psycopg.connect(citus.node_url(node), autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        with psycopg.connect(urls[node], autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION citus")
+    late = Settings.from_env(database_url=urls[cluster.coordinator])
+    try:
+        connect(late).close()  # no workers yet: the tables stay on this server
+        with psycopg.connect(urls[cluster.coordinator], autocommit=True) as conn:
+            conn.execute(
+                "SELECT citus_set_coordinator_host(%s, %s)",
+                (citus_servers.HOST, cluster.coordinator.port),
+            )
+            for worker in cluster.workers:
+                conn.execute("SELECT citus_add_node(%s, %s)", (citus_servers.HOST, worker.port))
+        with pytest.raises(DatabaseUnavailable) as caught:
+            connect(late)
+        assert "made before its server had Citus workers" in str(caught.value)
+        listed = CliRunner(env={"DOPPEL_DATABASE_URL": late.database_url}).invoke(
+            app, ["gallery", "list"]
+        )
+        lines = [line for line in listed.output.splitlines() if line.strip()]
+        assert listed.exit_code == 1 and len(lines) == 1, listed.output
+        assert "CREATE EXTENSION citus" in lines[0]
+    finally:
+        for node in cluster.nodes:
+            with psycopg.connect(citus.node_url(node), autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def test_stop_goes_back_to_the_single_server(cluster_home: Path) -> None:
     settings = Settings.from_env(home=cluster_home, database_url=None)
     # Only the record is read here: stopping the nodes would cost the module a restart.
@@ -356,52 +397,214 @@ def test_a_clone_without_the_source_builds_nothing_and_says_why(
     assert refused.exit_code == 1 and "is missing" in refused.output
 
 
-@pytest.mark.slow
-def test_ingest_and_find_exact_match_a_single_node(
-    on_cluster: Settings,
-    server_url: str,
-    unit_faces: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The same photos ingested on the cluster and on one node: `find --exact` gives
-    the same five faces and similarities; a second ingest adds nothing."""
-    import json
+# A small gallery of real photos, embedded on the cluster and on one node alike: four
+# people of several photos each, and a couple (two faces in one photo).
+PHOTOS = (
+    *("img1.jpg", "img2.jpg", "img4.jpg"),  # person01
+    *("img26.jpg", "img27.jpg", "img28.jpg"),  # person02
+    *("img8.jpg", "img9.jpg", "img47.jpg"),  # person03
+    *("img3.jpg", "img12.jpg"),  # person04
+    "couple.jpg",
+)
+QUERY = "img5.jpg"  # person01, not in the gallery
+# Dlib's own pipeline, for which doppel ships a same-person threshold (`people` needs one).
+PIPELINE = ["-m", "Dlib", "-d", "dlib"]
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for n in range(1, 13):
-        shutil.copy(unit_faces / f"img{n}.jpg", photos / f"img{n}.jpg")
-    runner = CliRunner()
-    ingest = ["ingest", str(photos), "--gallery", "unit12", "--model", "Dlib"]
-    find = ["find", str(unit_faces / "img13.jpg"), "--gallery", "unit12", "--exact", "--json"]
 
-    def run(command: list[str]) -> str:
-        result = runner.invoke(app, command)
-        assert result.exit_code == 0, result.output
-        return result.stdout
+@dataclass(frozen=True)
+class Both:
+    """The environment of a command on the cluster and on a single node, and the photos."""
 
-    run(ingest)
-    run(ingest)  # a second run adds nothing (the count below)
-    on_citus = json.loads(run(find))
+    cluster: dict[str, str | None]
+    single: dict[str, str | None]
+    photos: Path
+
+
+def _run(env: dict[str, str | None], command: list[str]) -> str:
+    result = CliRunner(env=env).invoke(app, command)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def both(
+    cluster_home: Path, server_url: str, unit_faces: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Both]:
+    """Gallery "unit" of PHOTOS ingested by `doppel ingest` on the cluster and on one node."""
+    photos = tmp_path_factory.mktemp("citus-photos")
+    for name in PHOTOS:
+        (photos / name).symlink_to(unit_faces / name)
     url = create_database(server_url)
+    pair = Both(
+        {"DOPPEL_HOME": str(cluster_home), "DOPPEL_DATABASE_URL": None},
+        {"DOPPEL_DATABASE_URL": url},
+        photos,
+    )
+    for env in (pair.cluster, pair.single):
+        _run(env, ["ingest", str(photos), "--gallery", "unit", *PIPELINE])
+    yield pair
+    drop_database(server_url, url)
+
+
+def _top(matches: list[dict]) -> list[tuple[str, float]]:
+    return [(Path(m["source"]).name, round(m["similarity"], 4)) for m in matches]
+
+
+@pytest.mark.slow
+def test_ingest_and_find_exact_match_a_single_node(both: Both, unit_faces: Path) -> None:
+    """`find --exact` gives the same five faces and similarities; a second ingest adds
+    nothing."""
+    _run(both.cluster, ["ingest", str(both.photos), "--gallery", "unit", *PIPELINE])
+    counts = []
+    for env in (both.cluster, both.single):
+        listed = json.loads(_run(env, ["gallery", "list", "--json"]))
+        counts.append([(g["name"], g["faces"]) for g in listed["galleries"] if g["name"] == "unit"])
+    assert counts[0] == counts[1] and counts[0][0][1] >= len(PHOTOS)
+    find = ["find", str(unit_faces / QUERY), "--gallery", "unit", "--exact", "--json"]
+    on_citus = json.loads(_run(both.cluster, find))["faces"][0]["matches"]
+    on_one = json.loads(_run(both.single, find))["faces"][0]["matches"]
+    assert len(on_citus) == 5
+    assert _top(on_citus) == _top(on_one)
+
+
+@pytest.mark.slow
+def test_people_strangers_verify_and_resemble_match_a_single_node(
+    both: Both, unit_faces: Path, tmp_path: Path
+) -> None:
+    def people(env: dict[str, str | None]) -> list[list[str]]:
+        listing = json.loads(_run(env, ["people", "cluster", "unit", "--json", "--no-picture"]))
+        groups = [sorted(Path(s).name for s in p["sources"]) for p in listing["people"]]
+        return sorted(groups) + [sorted(Path(f["source"]).name for f in listing["unassigned"])]
+
+    grouped = people(both.cluster)
+    assert grouped == people(both.single)
+    assert ["img26.jpg", "img27.jpg", "img28.jpg"] in grouped  # the people are found at all
+    strangers = ["find", str(unit_faces / QUERY), "-g", "unit", "--strangers", "--json"]
+    far = json.loads(_run(both.cluster, [*strangers, "--no-picture"]))["faces"][0]["matches"]
+    assert _top(far) == _top(
+        json.loads(_run(both.single, [*strangers, "--no-picture"]))["faces"][0]["matches"]
+    )
+    assert far and not {"img1.jpg", "img2.jpg", "img4.jpg"} & {m[0] for m in _top(far)}
+    verify = ["verify", str(unit_faces / "img1.jpg"), str(unit_faces / "img5.jpg"), *PIPELINE]
+    verdict = json.loads(_run(both.cluster, [*verify, "--json"]))
+    assert verdict == json.loads(_run(both.single, [*verify, "--json"]))
+    assert verdict["same_person"] is True
+    folders = tmp_path / "resemble"
+    for folder, names in (
+        ("people/person02", ["img26.jpg", "img27.jpg", "img28.jpg"]),
+        ("people/person03", ["img8.jpg", "img9.jpg", "img47.jpg"]),
+        ("target", ["img42.jpg", "img43.jpg"]),  # person02
+    ):
+        (folders / folder).mkdir(parents=True)
+        for name in names:
+            (folders / folder / name).symlink_to(unit_faces / name)
+    resemble = ["resemble", str(folders / "people"), str(folders / "target"), *PIPELINE]
+
+    def report(env: dict[str, str | None], out: str) -> dict:
+        payload = json.loads(_run(env, [*resemble, "-o", str(tmp_path / out), "--json"]))
+        return {k: v for k, v in payload.items() if k != "report"}
+
+    told = report(both.cluster, "on-citus")
+    assert told == report(both.single, "on-one")
+    assert told["leader"] == "person02"
+
+
+@pytest.mark.slow
+def test_serve_on_the_coordinator_answers_as_a_single_node(both: Both, unit_faces: Path) -> None:
+    """One /api/find through a `doppel serve` process whose DOPPEL_HOME runs the cluster."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.test_server import _free_port, _serving
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DOPPEL_DATABASE_URL"}
+    env["DOPPEL_HOME"] = str(both.cluster["DOPPEL_HOME"])
+    doppel = str(Path(sys.executable).with_name("doppel"))
+    process = subprocess.Popen(
+        [doppel, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        monkeypatch.setenv("DOPPEL_DATABASE_URL", url)
-        run(ingest)
-        on_one = json.loads(run(find))
+        url = f"http://127.0.0.1:{port}"
+        _serving(process, url)
+        with (unit_faces / QUERY).open("rb") as photo:
+            served = httpx.post(
+                f"{url}/api/find",
+                files={"file": (QUERY, photo, "image/jpeg")},
+                data={"k": 5, "gallery": "unit"},
+                timeout=120,
+            )
     finally:
-        monkeypatch.delenv("DOPPEL_DATABASE_URL")
-        drop_database(server_url, url)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert served.status_code == 200, served.text
+    find = ["find", str(unit_faces / QUERY), "-g", "unit", "-k", "5", "--json", "--no-picture"]
+    alone = json.loads(_run(both.single, find))["faces"][0]["matches"]
+    assert len(alone) == 5
+    assert _top(served.json()["matches"]) == _top(alone)
 
-    def top(payload: dict) -> list[tuple[str, float]]:
-        matches = payload["faces"][0]["matches"]
-        return [(Path(m["source"]).name, round(m["similarity"], 5)) for m in matches]
 
-    assert len(top(on_citus)) == 5
-    assert top(on_citus) == top(on_one)
-    with connect(Settings.from_env()) as conn:
-        repo = Repository(conn)
-        assert repo.face_count(repo.gallery("unit12")) == 12
+@pytest.mark.slow
+def test_an_ingest_cut_by_a_worker_loss_loses_one_batch_and_a_rerun_is_exact(
+    both: Both, on_cluster: Settings
+) -> None:
+    """Ingest commits a batch at a time: a worker lost in the middle of the run costs the
+    batch in flight, never a photo half written, and running it again completes it."""
+    from doppel.faces.catalog import default_config
+    from doppel.ingest import IngestJob, IngestReport, ingest_photos
+
+    cluster = citus.load(on_cluster)
+    assert cluster is not None
+    worker = cluster.workers[1]
+    install = citus_build.CitusInstall(cluster.prefix)
+    batch, cut_at = 3, 7  # batches 1-3 and 4-6 written, the worker lost during 7-9
+    job = IngestJob(both.photos, "cut", default_config("Dlib", "dlib"), batch_size=batch)
+
+    def lose_a_worker(done: int, total: int, report: IngestReport) -> None:
+        if done == cut_at:
+            citus_servers.stop_server(cluster.data(worker), install, citus_servers.server_user())
+
+    def stored(conn: psycopg.Connection) -> tuple[list[str], list[tuple[str, int]]]:
+        gallery = Repository(conn).find_gallery("cut")
+        if gallery is None:
+            return [], []
+        images = conn.execute(
+            "SELECT source FROM images WHERE gallery_id = %s ORDER BY 1", (gallery.id,)
+        ).fetchall()
+        faces = conn.execute(
+            "SELECT source, face_index FROM faces WHERE gallery_id = %s ORDER BY 1, 2",
+            (gallery.id,),
+        ).fetchall()
+        return [row[0] for row in images], [(row[0], row[1]) for row in faces]
+
+    try:
+        with connect(on_cluster) as conn, pytest.raises((DoppelError, psycopg.Error)):
+            ingest_photos(conn, job, progress=lose_a_worker)
+    finally:
+        citus.start(on_cluster)
+    with connect(on_cluster) as conn:
+        images, faces = stored(conn)
+        # Whole batches only: the two written before the loss (or the first, had the
+        # second not reached the database yet), every photo with all its faces.
+        assert len(images) in (cut_at - 1, cut_at - 1 - batch), images
+        assert sorted({source for source, _ in faces}) == sorted(images)
+        ingest_photos(conn, job)
+        images, faces = stored(conn)
+    with connect(Settings.from_env(database_url=both.single["DOPPEL_DATABASE_URL"])) as alone:
+        gallery = Repository(alone).gallery("unit")
+        expected = alone.execute(
+            "SELECT source, face_index FROM faces WHERE gallery_id = %s ORDER BY 1, 2",
+            (gallery.id,),
+        ).fetchall()
+    assert len(images) == len(PHOTOS)
+    assert faces == [(row[0], row[1]) for row in expected]  # nothing twice, nothing missing
+    _run(both.cluster, ["gallery", "delete", "cut", "--yes"])
 
 
 def test_a_load_cut_by_a_worker_loss_keeps_nothing_and_a_rerun_is_exact(

@@ -290,6 +290,7 @@ def apply_schema(conn: psycopg.Connection, *, citus_shards: int | None = None) -
     exists = conn.execute("SELECT to_regclass('schema_steps') IS NOT NULL").fetchone()
     applied: set[int] = set()
     if exists and exists[0]:
+        check_layout(conn)
         applied = {row[0] for row in conn.execute("SELECT step FROM schema_steps")}
         if applied >= {number for number, _ in STEPS}:
             return
@@ -316,6 +317,25 @@ def apply_schema(conn: psycopg.Connection, *, citus_shards: int | None = None) -
             if number not in applied:
                 conn.execute(sql)  # type: ignore[arg-type]
                 conn.execute("INSERT INTO schema_steps (step) VALUES (%s)", (number,))
+
+
+def check_layout(conn: psycopg.Connection) -> None:
+    """Refuse tables made before their server had Citus workers, rather than use them so.
+
+    doppel lays its tables out for Citus only when it makes them. Made on one server
+    that later became a coordinator, they stay on the coordinator alone: every command
+    would work, with the workers holding nothing and doing none of the work.
+    """
+    from doppel.store.citus_layout import distributed, runs_citus
+
+    if runs_citus(conn) and not distributed(conn):
+        raise DatabaseUnavailable(
+            "doppel's tables in this database were made before its server had Citus "
+            "workers, so every face is on the coordinator and the workers do none of the "
+            "work; make doppel an empty database with Citus in it (CREATE EXTENSION citus, "
+            "citus_add_node for each worker), point DOPPEL_DATABASE_URL at it, and ingest "
+            "or load the galleries there again"
+        )
 
 
 def server_info(conn: psycopg.Connection, settings: Settings) -> ServerInfo:

@@ -133,6 +133,10 @@ STEPS: list[tuple[int, str]] = [
                 EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition'
                     ' WHERE logicalrelid = ''faces''::regclass)' INTO citus;
             END IF;
+            IF citus THEN
+                -- Foreign keys to reference tables: Citus wants one connection per node.
+                PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+            END IF;
             IF to_regclass('face_people') IS NULL THEN
                 CREATE TABLE face_people (
                     face_id    bigint NOT NULL,

@@ -168,7 +168,7 @@ class Settings:
     ray_address: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     # The embedded server's shared_buffers in MiB; None: sized to the machine
-    # (store/db.buffers_mib). A server of the user's own keeps its own setting.
+    # (store/memory.buffers_mib). A server of the user's own keeps its own setting.
     shared_buffers_mib: int | None = None
     # Shards of faces when doppel lays its schema out on Citus; None: 2 per worker
     # (store/citus_layout.shard_count).

@@ -31,6 +31,7 @@ from doppel.store.citus_servers import (
     start_server,
     stop_server,
 )
+from doppel.store.memory import buffers_mib
 
 DATABASE = "postgres"
 
@@ -138,8 +139,6 @@ def start(
         raise UsageError(
             "DOPPEL_DATABASE_URL points at your own server; unset it to start a local cluster"
         )
-    from doppel.store.db import buffers_mib
-
     say = progress or (lambda line: None)
     existing = load(settings)
     if existing is not None and workers and len(existing.workers) != workers:

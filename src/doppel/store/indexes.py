@@ -9,7 +9,6 @@ The figures behind the rule are in docs/benchmarks.md ("Index designs").
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from psycopg import sql
 from doppel.errors import UsageError
 from doppel.store.citus_indexes import build_on_shards, shard_spread
 from doppel.store.citus_layout import distributed
+from doppel.store.memory import physical_mib
 from doppel.types import BuildProgress, Gallery, IndexState
 
 # A gallery this small builds its index in a few seconds: loaders wait for it.
@@ -73,11 +73,7 @@ def build_memory_mib(faces: int, dimension: int, storage: str, m: int, *, builds
     builds: how many run on one machine at once (a Citus worker builds its shards
     together), which share that quarter. A parallel build reserves all of it at once.
     """
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (OSError, ValueError):
-        physical = 8192
-    share = physical // 4 // max(1, builds)
+    share = (physical_mib() or 8192) // 4 // max(1, builds)
     return max(min(1024, share), min(graph_mib(faces, dimension, storage, m), share))
 
 

@@ -46,8 +46,11 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
     """DeepFace's own Age, Gender and Race architectures with random weights, written as
     the legacy HDF5 files DeepFace loads (about 0.5 GB each), one model at a time.
 
-    The last layer is scaled so that the probabilities differ between classes and faces
-    (untouched, a random VGG gives every class almost the same probability)."""
+    The three share one random VGG-Face trunk and differ in their last layer (the
+    published ones share the architecture; sharing the weights too lets the tests derive
+    two converted networks from the first: install_attributes_like). That last layer is
+    scaled so that the probabilities differ between classes and faces (untouched, a
+    random VGG gives every class almost the same probability)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import importlib
 
@@ -60,13 +63,21 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
     saved = (weight_utils.download_weights_if_necessary, weight_utils.load_model_weights)
     weight_utils.download_weights_if_necessary = lambda **kwargs: ""  # type: ignore[assignment]
     weight_utils.load_model_weights = lambda model, weight_file: model  # type: ignore[assignment]
+    trunk: list[list[np.ndarray]] = []
+    features = np.zeros(0)
     try:
         for offset, (name, file_name) in enumerate(ATTRIBUTE_WEIGHTS.items()):
             tf.random.set_seed(seed + offset)
             np.random.seed(seed + offset)
             module = importlib.import_module(f"deepface.models.demography.tf.{name}")
             model = module.load_model()
-            _spread_the_scores(model)
+            layers = model.layers[: _head_index(model)]
+            if not trunk:
+                trunk = [layer.get_weights() for layer in layers]
+                features = _trunk_features(model)
+            for layer, weights in zip(layers, trunk, strict=True):
+                layer.set_weights(weights)
+            _spread_the_scores(model, features)
             if type(model).__module__.startswith("tf_keras"):
                 from tf_keras.src.saving.legacy.hdf5_format import save_weights_to_hdf5_group
             else:
@@ -78,9 +89,13 @@ def write_random_attribute_weights(folder: Path, seed: int = 0) -> None:
         weight_utils.download_weights_if_necessary, weight_utils.load_model_weights = saved
 
 
-def _spread_the_scores(model: object) -> None:
-    """Scale the final layer of a random attribute network so its scores (before the
-    softmax) spread with a standard deviation of 4 over real face crops."""
+def _head_index(model: Any) -> int:
+    """Where an attribute network's own last layer ("predictions") sits in its layers."""
+    return [layer.name for layer in model.layers].index("predictions")
+
+
+def _trunk_features(model: Any) -> np.ndarray:
+    """What an attribute network's trunk makes of real face crops: its last layer's input."""
     from doppel.faces.conversion import face_sample
 
     # The model's own Keras (tf-keras or Keras 3, whichever DeepFace built it with).
@@ -88,12 +103,84 @@ def _spread_the_scores(model: object) -> None:
         import tf_keras as keras
     else:
         import keras  # type: ignore[no-redef]
-    sample = face_sample(224)
-    scores = keras.Model(model.inputs, model.layers[-2].output)(sample)  # type: ignore[attr-defined]
-    spread = float(np.std(np.asarray(scores)))
-    layer = model.get_layer("predictions")  # type: ignore[attr-defined]
+    trunk = keras.Model(model.inputs, model.layers[_head_index(model) - 1].output)
+    return np.asarray(trunk(face_sample(224)))
+
+
+def _spread_the_scores(model: Any, features: np.ndarray) -> None:
+    """Scale the last layer of a random attribute network so its scores (before the
+    softmax) spread with a standard deviation of 4 over real face crops (their trunk
+    features: the last layer is a 1x1 convolution)."""
+    layer = model.get_layer("predictions")
     kernel, bias = layer.get_weights()
+    spread = float(np.std(features.reshape(len(features), -1) @ kernel[0, 0] + bias))
     layer.set_weights([kernel * (4 / spread), bias * (4 / spread)])
+
+
+def install_attributes_like(source: str, names: tuple[str, ...]) -> list[str]:
+    """`doppel models install NAME` for attribute networks whose trunk is the already
+    converted `source`'s (write_random_attribute_weights), in DEEPFACE_HOME; what each
+    install said. Runs TensorFlow: call it in a process of its own.
+
+    tf2onnx's output for such a network is the source's graph with another last layer, so
+    that graph is made here in its place (a VGG conversion costs about a minute and
+    6 GB); the rest is doppel's own: the network built by DeepFace, TensorFlow's outputs
+    on the check sample stored beside the file, and the check of ONNX Runtime against
+    them, which a wrong last layer fails. benchmarks/bench_attributes.py converts all
+    three networks with tf2onnx."""
+    import h5py
+    import onnx
+    import tf2onnx.convert
+    from onnx import numpy_helper
+    from typer.testing import CliRunner
+
+    from doppel.cli import app
+    from doppel.faces import conversion, networks
+
+    converted = conversion.converted_path(networks.attribute_graph(source))
+    assert converted is not None and converted.is_file(), f"convert {source} first"
+    graph = onnx.load(str(converted))
+    classes = graph.graph.output[0].type.tensor_type.shape.dim[1]
+    last = [node for node in graph.graph.node if node.op_type == "Conv"][-1]
+    tensors = {tensor.name: tensor for tensor in graph.graph.initializer}
+    # Flatten's target shape, (-1, classes), as tf2onnx writes it.
+    flat = next(
+        tensor
+        for tensor in graph.graph.initializer
+        if numpy_helper.to_array(tensor).tolist() == [-1, classes.dim_value]
+    )
+    made: list[str] = []
+
+    def from_function(*args: Any, **kwargs: Any) -> tuple[Any, None]:
+        head: dict[str, np.ndarray] = {}
+
+        def keep(path: str, item: Any) -> None:
+            if isinstance(item, h5py.Dataset):  # "predictions/kernel" or ".../kernel:0"
+                head[path.split("/")[-1].split(":")[0]] = item[()]
+
+        with h5py.File(networks.attribute_graph(wanted).weights, "r") as handle:
+            handle["predictions"].visititems(keep)
+        kernel, bias = head["kernel"], head["bias"]  # the kernel in Keras's HWIO order
+        for name, values in ((last.input[1], kernel.transpose(3, 2, 0, 1)), (last.input[2], bias)):
+            tensors[name].CopyFrom(numpy_helper.from_array(values.astype(np.float32), name))
+        shape = np.array([-1, len(bias)], dtype=numpy_helper.to_array(flat).dtype)
+        flat.CopyFrom(numpy_helper.from_array(shape, flat.name))
+        classes.dim_value = len(bias)
+        made.append(wanted)
+        return graph, None
+
+    saved = tf2onnx.convert.from_function
+    tf2onnx.convert.from_function = from_function
+    said = []
+    try:
+        for wanted in names:
+            done = CliRunner().invoke(app, ["models", "install", wanted])
+            assert done.exit_code == 0 and "using TensorFlow" not in done.output, done.output
+            said.append(done.stdout)
+    finally:
+        tf2onnx.convert.from_function = saved
+    assert made == list(names), made  # each was made here, none converted by tf2onnx
+    return said
 
 
 def clustered_vectors(
@@ -114,6 +201,34 @@ def clustered_vectors(
     )
     samples /= np.linalg.norm(samples, axis=1, keepdims=True)
     return samples.astype(np.float32)
+
+
+# lfw-dev's people with a photo dlib's HOG finds no face in, which doppel's fallback
+# detectors find (docs/benchmarks.md: Ricardo_Lagos_0004 with upsampling, the others
+# with the mmod CNN).
+LFW_HOG_MISSES = ("Claudia_Pechstein", "Colin_Montgomerie", "Luis_Horna", "Ricardo_Lagos")
+
+
+def lfw_dev_sample(people: list[str]) -> set[str]:
+    """The people of lfw-dev's sample ("lfw-dev-sample" in benchmarks/bench_accuracy.py,
+    the accuracy test's set): every tenth from the fifth in name order, and those of
+    LFW_HOG_MISSES. 14 people, 81 photos."""
+    everyone = sorted(set(people))
+    return set(everyone[4::10]) | set(LFW_HOG_MISSES)
+
+
+def labelled_pairs(people: list[str], seed: int = 0) -> list[tuple[int, int, bool]]:
+    """Verification pairs of labelled photos (index, index, same person): every pair of
+    photos of one person, and as many pairs of two people drawn with a fixed seed."""
+    n = len(people)
+    same = [(i, j) for i in range(n) for j in range(i + 1, n) if people[i] == people[j]]
+    rng = np.random.default_rng(seed)
+    different: set[tuple[int, int]] = set()
+    while len(different) < len(same):
+        i, j = sorted(int(x) for x in rng.choice(n, 2, replace=False))
+        if people[i] != people[j]:
+            different.add((i, j))
+    return [(i, j, True) for i, j in same] + [(i, j, False) for i, j in sorted(different)]
 
 
 DUMP_FORMATS = ("plain", "inserts", "column-inserts", "custom")

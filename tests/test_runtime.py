@@ -278,7 +278,7 @@ def test_find_serve_and_resemble_never_import_tensorflow(
 
 @pytest.mark.slow
 def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
-    converted: Path, conn: object, unit_faces: Path
+    converted: Path, conn: object, unit_faces: Path, tmp_path: Path
 ) -> None:
     from doppel.faces.embed import Embedder
     from doppel.faces.imaging import load
@@ -286,13 +286,22 @@ def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
     from doppel.types import EmbeddingConfig, Filters
     from tests.helpers import ingest_folder
 
+    # Every other photo of deepface-unit in the gallery (its 13 people), every sixth as a
+    # query: each costs a detection and an embedding under TensorFlow, which is the slow
+    # runtime (half a second a face at batch 1).
+    photos = sorted(unit_faces.glob("img*.jpg"))
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for path in photos[::2]:
+        (folder / path.name).symlink_to(path)
     config = EmbeddingConfig("Facenet512", "mtcnn")
-    ingest_folder(conn, unit_faces, "tf", config, options=FaceOptions(runtime="tensorflow"))
+    ingest_folder(conn, folder, "tf", config, options=FaceOptions(runtime="tensorflow"))
     repo = Repository(conn)  # type: ignore[arg-type]
     gallery = repo.gallery("tf")
+    assert repo.face_count(gallery) >= 25
     by_tf = Embedder(config, options=FaceOptions(runtime="tensorflow"))
     by_onnx = Embedder(config, options=FaceOptions(runtime="onnx"))
-    queries = sorted(unit_faces.glob("img*.jpg"))[::3]
+    queries = photos[::6]
     for path in queries:
         photo = load(path)
         tops = []
@@ -302,7 +311,7 @@ def test_a_gallery_embedded_under_tensorflow_finds_the_same_top5_with_onnx(
             tops.append([m.face.source for m in matches])
         assert tops[0] == tops[1], path.name
     assert by_onnx.runtime_label == "ONNX Runtime" and by_tf.runtime_label == "TensorFlow"
-    assert len(queries) >= 15
+    assert len(queries) >= 10
 
 
 @pytest.mark.slow

@@ -23,15 +23,24 @@ from doppel.faces.embed import Embedder, embedder_for
 from doppel.store.db import connect
 from doppel.store.repository import Repository
 from doppel.types import EmbeddingConfig, Filters
-from tests.helpers import create_database, drop_database, ingest_folder
+from tests.helpers import (
+    create_database,
+    drop_database,
+    ingest_folder,
+    labelled_pairs,
+    lfw_dev_sample,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DLIB = catalog.default_config("Dlib")
-# DeepFace 0.0.103's own pipeline on lfw-dev, Dlib model, its best detector (dlib),
-# measured by benchmarks/bench_accuracy.py (docs/benchmarks.md): 551 of 572 photos
-# ranked first, 88.3% of the pairs verified right at the 0.07 cosine threshold.
-DEEPFACE_LFW_RANK1 = 551
-DEEPFACE_LFW_VERIFICATION = 0.883
+# DeepFace 0.0.103's own pipeline, Dlib model, its best detector (dlib), on lfw-dev's
+# sample (tests/helpers.py: lfw_dev_sample), measured by `benchmarks/bench_accuracy.py
+# --sets lfw-dev-sample --detectors dlib`: 77 of its 81 photos ranked first (3 without
+# a face), 332 of its 390 pairs verified right at the 0.07 cosine threshold (85.1%).
+# doppel's default made 81 and 372 there, its older eye-level crop 72 and 326; on all of
+# lfw-dev DeepFace makes 551 of 572 and 88.3% (docs/benchmarks.md).
+DEEPFACE_SAMPLE_RANK1 = 77
+DEEPFACE_SAMPLE_VERIFIED = 332
 DLIB_THRESHOLD = 0.07
 
 
@@ -218,12 +227,16 @@ def test_ingest_without_options_grows_an_old_gallery_its_own_way(
 
 @pytest.mark.slow
 def test_lfw_dev_default_pipeline_beats_deepfaces_best() -> None:
-    """The target on 572 LFW photos of 100 people never used elsewhere in the tests:
-    rank-1 and verification at least those of DeepFace's best pipeline on them."""
+    """The target on lfw-dev's sample (14 people, 81 photos, four of whom have a photo
+    only the fallback detectors find a face in): rank-1 and verification at least those
+    of DeepFace's best pipeline on the same photos. benchmarks/bench_accuracy.py compares
+    the two on all of lfw-dev."""
     lfw = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces")) / "lfw-dev"
     if not lfw.is_dir():
         pytest.skip(f"{lfw} is missing")
     rows = list(csv.DictReader((lfw / "identities.csv").open()))
+    chosen = lfw_dev_sample([r["person"] for r in rows])
+    rows = [r for r in rows if r["person"] in chosen]
     people = [r["person"] for r in rows]
     embedder = Embedder(DEFAULT_DLIB)
     vectors = []
@@ -236,16 +249,8 @@ def test_lfw_dev_default_pipeline_beats_deepfaces_best() -> None:
     np.fill_diagonal(similarity, -np.inf)
     nearest = similarity.argmax(axis=1)
     rank1 = sum(people[i] == people[j] for i, j in enumerate(nearest))
-    n = len(rows)
-    same = [(i, j) for i in range(n) for j in range(i + 1, n) if people[i] == people[j]]
-    rng = np.random.default_rng(0)
-    different: set[tuple[int, int]] = set()
-    while len(different) < len(same):
-        i, j = sorted(int(x) for x in rng.choice(n, 2, replace=False))
-        if people[i] != people[j]:
-            different.add((i, j))
-    right = sum(1 - similarity[i, j] <= DLIB_THRESHOLD for i, j in same) + sum(
-        1 - similarity[i, j] > DLIB_THRESHOLD for i, j in different
-    )
-    assert rank1 >= DEEPFACE_LFW_RANK1, f"{rank1}/{n}"
-    assert right / (2 * len(same)) >= DEEPFACE_LFW_VERIFICATION
+    pairs = labelled_pairs(people)
+    right = sum((1 - similarity[i, j] <= DLIB_THRESHOLD) == same for i, j, same in pairs)
+    assert (len(rows), len(pairs)) == (81, 390)
+    assert rank1 >= DEEPFACE_SAMPLE_RANK1, f"{rank1}/{len(rows)}"
+    assert right >= DEEPFACE_SAMPLE_VERIFIED, f"{right}/{len(pairs)}"

@@ -134,6 +134,53 @@ def test_later_schema_steps_apply_on_citus(clustered: psycopg.Connection) -> Non
             clustered.execute(sql)  # type: ignore[arg-type]
 
 
+def test_the_people_step_moves_people_on_a_citus_database(clustered: psycopg.Connection) -> None:
+    """A Citus database from before face_people (each face's person in faces) gets the
+    table distributed beside faces, with every person and every face taken out moved."""
+    from doppel.store.db import apply_schema
+
+    conn = clustered
+    with conn.transaction():
+        conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
+        conn.execute("DROP TABLE face_people")
+        conn.execute("ALTER TABLE faces ADD COLUMN person_id bigint")
+        conn.execute(
+            "ALTER TABLE faces ADD CONSTRAINT faces_person_id_fkey FOREIGN KEY (person_id)"
+            " REFERENCES people ON DELETE SET NULL"
+        )
+        conn.execute("ALTER TABLE faces ADD COLUMN person_excluded boolean NOT NULL DEFAULT false")
+        conn.execute("CREATE INDEX faces_person ON faces (person_id) WHERE person_id IS NOT NULL")
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO people (gallery_id, name) SELECT min(id), 'Ann' FROM galleries"
+            " RETURNING id"
+        ).fetchone()
+    assert row is not None
+    ids = [r[0] for r in conn.execute("SELECT id FROM faces ORDER BY id LIMIT 9")]
+    conn.execute("UPDATE faces SET person_id = %s WHERE id = ANY(%s)", (row[0], ids[:7]))
+    conn.execute("UPDATE faces SET person_excluded = true WHERE id = ANY(%s)", (ids[7:],))
+    conn.execute("DELETE FROM schema_steps WHERE step = 9")
+    conn.commit()
+    apply_schema(conn)
+    layout = conn.execute(
+        "SELECT p.partmethod, p.colocationid = f.colocationid FROM pg_dist_partition p,"
+        " pg_dist_partition f WHERE p.logicalrelid = 'face_people'::regclass"
+        " AND f.logicalrelid = 'faces'::regclass"
+    ).fetchone()
+    assert layout == ("h", True)
+    moved = conn.execute(
+        "SELECT count(*) FILTER (WHERE fp.person_id = %s), count(*) FILTER (WHERE fp.excluded)"
+        " FROM faces f JOIN face_people fp ON fp.face_id = f.id AND fp.source = f.source",
+        (row[0],),
+    ).fetchone()
+    assert moved == (7, 2)
+    left = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'faces'"
+        " AND column_name IN ('person_id', 'person_excluded')"
+    ).fetchone()
+    assert left == (0,)
+
+
 def test_the_cluster_answers_as_a_single_node(
     single: psycopg.Connection, clustered: psycopg.Connection
 ) -> None:
@@ -682,50 +729,3 @@ def test_a_load_cut_by_a_worker_loss_keeps_nothing_and_a_rerun_is_exact(
         assert repo.face_count(repo.gallery("cut")) == ROWS
         repo_gallery = repo.gallery("cut")
     CliRunner().invoke(app, ["gallery", "delete", repo_gallery.name, "--yes"])
-
-
-def test_the_people_step_moves_people_on_a_citus_database(clustered: psycopg.Connection) -> None:
-    """A Citus database from before face_people (each face's person in faces) gets the
-    table distributed beside faces, with every person and every face taken out moved."""
-    from doppel.store.db import apply_schema
-
-    conn = clustered
-    with conn.transaction():
-        conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
-        conn.execute("DROP TABLE face_people")
-        conn.execute("ALTER TABLE faces ADD COLUMN person_id bigint")
-        conn.execute(
-            "ALTER TABLE faces ADD CONSTRAINT faces_person_id_fkey FOREIGN KEY (person_id)"
-            " REFERENCES people ON DELETE SET NULL"
-        )
-        conn.execute("ALTER TABLE faces ADD COLUMN person_excluded boolean NOT NULL DEFAULT false")
-        conn.execute("CREATE INDEX faces_person ON faces (person_id) WHERE person_id IS NOT NULL")
-    with conn.transaction():
-        row = conn.execute(
-            "INSERT INTO people (gallery_id, name) SELECT min(id), 'Ann' FROM galleries"
-            " RETURNING id"
-        ).fetchone()
-    assert row is not None
-    ids = [r[0] for r in conn.execute("SELECT id FROM faces ORDER BY id LIMIT 9")]
-    conn.execute("UPDATE faces SET person_id = %s WHERE id = ANY(%s)", (row[0], ids[:7]))
-    conn.execute("UPDATE faces SET person_excluded = true WHERE id = ANY(%s)", (ids[7:],))
-    conn.execute("DELETE FROM schema_steps WHERE step = 9")
-    conn.commit()
-    apply_schema(conn)
-    layout = conn.execute(
-        "SELECT p.partmethod, p.colocationid = f.colocationid FROM pg_dist_partition p,"
-        " pg_dist_partition f WHERE p.logicalrelid = 'face_people'::regclass"
-        " AND f.logicalrelid = 'faces'::regclass"
-    ).fetchone()
-    assert layout == ("h", True)
-    moved = conn.execute(
-        "SELECT count(*) FILTER (WHERE fp.person_id = %s), count(*) FILTER (WHERE fp.excluded)"
-        " FROM faces f JOIN face_people fp ON fp.face_id = f.id AND fp.source = f.source",
-        (row[0],),
-    ).fetchone()
-    assert moved == (7, 2)
-    left = conn.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'faces'"
-        " AND column_name IN ('person_id', 'person_excluded')"
-    ).fetchone()
-    assert left == (0,)

@@ -128,10 +128,8 @@ def install_attributes_like(source: str, names: tuple[str, ...]) -> list[str]:
     on the check sample stored beside the file, and the check of ONNX Runtime against
     them, which a wrong last layer fails. benchmarks/bench_attributes.py converts all
     three networks with tf2onnx."""
-    import h5py
     import onnx
     import tf2onnx.convert
-    from onnx import numpy_helper
     from typer.testing import CliRunner
 
     from doppel.cli import app
@@ -140,32 +138,10 @@ def install_attributes_like(source: str, names: tuple[str, ...]) -> list[str]:
     converted = conversion.converted_path(networks.attribute_graph(source))
     assert converted is not None and converted.is_file(), f"convert {source} first"
     graph = onnx.load(str(converted))
-    classes = graph.graph.output[0].type.tensor_type.shape.dim[1]
-    last = [node for node in graph.graph.node if node.op_type == "Conv"][-1]
-    tensors = {tensor.name: tensor for tensor in graph.graph.initializer}
-    # Flatten's target shape, (-1, classes), as tf2onnx writes it.
-    flat = next(
-        tensor
-        for tensor in graph.graph.initializer
-        if numpy_helper.to_array(tensor).tolist() == [-1, classes.dim_value]
-    )
     made: list[str] = []
 
     def from_function(*args: Any, **kwargs: Any) -> tuple[Any, None]:
-        head: dict[str, np.ndarray] = {}
-
-        def keep(path: str, item: Any) -> None:
-            if isinstance(item, h5py.Dataset):  # "predictions/kernel" or ".../kernel:0"
-                head[path.split("/")[-1].split(":")[0]] = item[()]
-
-        with h5py.File(networks.attribute_graph(wanted).weights, "r") as handle:
-            handle["predictions"].visititems(keep)
-        kernel, bias = head["kernel"], head["bias"]  # the kernel in Keras's HWIO order
-        for name, values in ((last.input[1], kernel.transpose(3, 2, 0, 1)), (last.input[2], bias)):
-            tensors[name].CopyFrom(numpy_helper.from_array(values.astype(np.float32), name))
-        shape = np.array([-1, len(bias)], dtype=numpy_helper.to_array(flat).dtype)
-        flat.CopyFrom(numpy_helper.from_array(shape, flat.name))
-        classes.dim_value = len(bias)
+        _put_last_layer(graph, networks.attribute_graph(wanted).weights)
         made.append(wanted)
         return graph, None
 
@@ -181,6 +157,38 @@ def install_attributes_like(source: str, names: tuple[str, ...]) -> list[str]:
         tf2onnx.convert.from_function = saved
     assert made == list(names), made  # each was made here, none converted by tf2onnx
     return said
+
+
+def _put_last_layer(graph: Any, weights: Path) -> None:
+    """Put the last layer ("predictions", a 1x1 convolution) of an attribute network's
+    weights file into the ONNX graph of another (tf2onnx's, of the same trunk)."""
+    import h5py
+    from onnx import numpy_helper
+
+    head: dict[str, np.ndarray] = {}
+
+    def keep(path: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):  # "predictions/kernel" or ".../kernel:0"
+            head[path.split("/")[-1].split(":")[0]] = item[()]
+
+    with h5py.File(weights, "r") as handle:
+        handle["predictions"].visititems(keep)
+    kernel, bias = head["kernel"], head["bias"]  # the kernel in Keras's HWIO order
+    classes = graph.graph.output[0].type.tensor_type.shape.dim[1]
+    # Flatten's target shape (-1, classes), a two-number initializer as tf2onnx writes it.
+    flat = next(
+        tensor
+        for tensor in graph.graph.initializer
+        if list(tensor.dims) == [2]
+        and numpy_helper.to_array(tensor).tolist() == [-1, classes.dim_value]
+    )
+    shape = np.array([-1, len(bias)], dtype=numpy_helper.to_array(flat).dtype)
+    flat.CopyFrom(numpy_helper.from_array(shape, flat.name))
+    classes.dim_value = len(bias)
+    last = [node for node in graph.graph.node if node.op_type == "Conv"][-1]
+    tensors = {tensor.name: tensor for tensor in graph.graph.initializer}
+    for name, values in ((last.input[1], kernel.transpose(3, 2, 0, 1)), (last.input[2], bias)):
+        tensors[name].CopyFrom(numpy_helper.from_array(values.astype(np.float32), name))
 
 
 def clustered_vectors(

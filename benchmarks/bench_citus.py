@@ -3,10 +3,12 @@
 Every setup gets the same realistic vectors (bench_index's set fitted to lfw-dev's Dlib
 embeddings, 512-d) in a table laid out as doppel lays out `faces` (on Citus:
 distributed by hash of `source`), the same halfvec HNSW index (m 16, ef_construction
-64), and the same held-out queries. For each: build time, recall@5 against exact
-search (numpy) at several ef_search, p50/p95 latency of one client, queries per
-second from 4 concurrent clients, and whether the exact search (no index) returns the
-single node's top 5. Examples:
+64, built with doppel's maintenance_work_mem for one shard's graph, passed to the
+workers by SET LOCAL), and the same held-out queries. For each: load and build time,
+the build's memory per shard, the index's size on the node holding most of it,
+recall@5 against exact search (numpy) at several ef_search, p50/p95 latency of one
+client, queries per second from 4 concurrent clients, and whether the exact search
+(no index) returns the single node's top 5. Examples:
 
     python benchmarks/bench_citus.py --rows 30000 --setups single citus:2:2 citus:2:4 citus:2:8
     python benchmarks/bench_citus.py --rows 1000000 --setups single citus:2:4 citus:4:8

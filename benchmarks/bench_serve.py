@@ -10,8 +10,13 @@ per second, how often the right person came first, the CPU time of the server an
 its workers per search (which the machine's other work does not inflate much), and
 every process's peak memory;
 then, with --stages, the cost of each stage of one search, timed in this process.
+With --same-photos N every client count sends the same N photos instead, rewritten as
+PNGs of the same pixels with new bytes each round: new photos bring each count its own
+mix of hard ones (a photo where HOG finds no face runs the fallback detectors, several
+times a search's CPU), which the throughput ratios would otherwise carry.
 
     .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--workers 2] [--stages]
+    .venv/bin/python benchmarks/bench_serve.py --per-person 1 --same-photos 80
 """
 
 from __future__ import annotations
@@ -126,6 +131,21 @@ def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[
         "right": right / max(1, len(latencies)),
         "refused": refused,
     }
+
+
+def rewritten(photos: list[tuple[Path, str]], round_: int, folder: Path) -> list[tuple[Path, str]]:
+    """The photos as PNGs of the same pixels, each carrying the round's number in a text
+    chunk: the same work for the server as the originals, in bytes it has not seen."""
+    from PIL import Image, PngImagePlugin
+
+    out = []
+    for path, person in photos:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("round", str(round_))
+        target = folder / f"round{round_}-{path.stem}.png"
+        Image.open(path).convert("RGB").save(target, pnginfo=info)
+        out.append((target, person))
+    return out
 
 
 def peaks(pid: int) -> list[tuple[str, float]]:
@@ -246,6 +266,14 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=12, help="per client count, times 2")
     parser.add_argument("--stages", action="store_true", help="also time one search's stages")
     parser.add_argument("--only-stages", action="store_true", help="no server, no clients")
+    parser.add_argument(
+        "--same-photos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every client count sends the same N photos (new bytes each round): the same"
+        " work at every count, where new photos bring a different mix of hard ones",
+    )
     args = parser.parse_args()
 
     from doppel.config import Settings
@@ -297,10 +325,14 @@ def main() -> None:
             used += 2
             run_clients(url, 2, warm)  # the first searches load what is loaded lazily
             for clients in CLIENTS:
-                count = args.searches * (2 + clients // 2)
-                photos = queries[used : used + count]
-                used += count
-                assert len(photos) == count, "not enough new photos: lower --searches"
+                if args.same_photos:
+                    rounds = Path(tempfile.mkdtemp(dir=folder.parent))
+                    photos = rewritten(queries[2 : 2 + args.same_photos], clients, rounds)
+                else:
+                    count = args.searches * (2 + clients // 2)
+                    photos = queries[used : used + count]
+                    used += count
+                    assert len(photos) == count, "not enough new photos: lower --searches"
                 family = [server.pid, *_children(server.pid)]
                 cpu = sum(process_cpu_seconds(p) for p in family)
                 figures = run_clients(url, clients, photos)

@@ -335,8 +335,10 @@ def main() -> None:
                     assert len(photos) == count, "not enough new photos: lower --searches"
                 family = [server.pid, *_children(server.pid)]
                 cpu = sum(process_cpu_seconds(p) for p in family)
+                own = process_cpu_seconds(server.pid)
                 figures = run_clients(url, clients, photos)
                 cpu = sum(process_cpu_seconds(p) for p in family) - cpu
+                own = process_cpu_seconds(server.pid) - own
                 rows.append(
                     [
                         clients,
@@ -347,6 +349,7 @@ def main() -> None:
                         f"{figures['right']:.0%}",
                         figures["refused"],
                         f"{cpu / max(1, figures['n']) * 1000:.0f}",
+                        f"{own / max(1, figures['n']) * 1000:.0f}",
                         load(),
                     ]
                 )
@@ -357,7 +360,7 @@ def main() -> None:
         workers = health["queue"]["workers"]
         print(f"doppel serve, {workers} face workers, model {args.model}, POST /api/find")
         headers = ["clients", "n", "p50 ms", "p95 ms", "searches/s", "right first", "503"]
-        headers.append("CPU ms/search")
+        headers += ["CPU ms/search", "of it server"]
         print(table([*headers, "load after"], rows))
         base = float(rows[0][4])
         print(

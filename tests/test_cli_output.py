@@ -54,7 +54,9 @@ def test_models_json() -> None:
     payload = json.loads(result.stdout)
     models = {m["name"]: m for m in payload["models"]}
     assert models["mmod"]["runtime"] == "dlib"
-    assert models["Dlib"]["ready"] == "ready" and models["Dlib"]["dimension"] == 128
+    # Dlib's weights ship in a wheel; its network is converted to ONNX on first use.
+    assert models["Dlib"]["ready"] in ("ready", "to convert"), models["Dlib"]
+    assert models["Dlib"]["dimension"] == 128
     assert models["Facenet512"]["detector"] == "mtcnn"
     assert {m["ready"] for m in models.values()} <= {"ready", "no weights", "to convert"}
     assert payload["runtime"] in ("auto", "onnx", "openvino", "tensorflow")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,14 @@ import pytest
 from tests.helpers import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The Ctrl-C tests send SIGINT to a doppel command, as a terminal does. A suite started
+# as a background job of a non-interactive shell inherits SIGINT ignored, and so would
+# every command it starts (an ignored signal stays ignored across exec; a handler does
+# not), which would then never see the interrupt. Python's own handler here gives the
+# commands SIGINT as a terminal gives it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 FACES = Path(os.environ.get("DOPPEL_TEST_FACES", ROOT.parent / "shared" / "faces"))
 UNIT = FACES / "deepface-unit"
 

@@ -13,10 +13,12 @@ then, with --stages, the cost of each stage of one search, timed in this process
 With --same-photos N every client count sends the same N photos instead, rewritten as
 PNGs of the same pixels with new bytes each round: new photos bring each count its own
 mix of hard ones (a photo where HOG finds no face runs the fallback detectors, several
-times a search's CPU), which the throughput ratios would otherwise carry.
+times a search's CPU), which the throughput ratios would otherwise carry. They go out
+in --rounds back-to-back rounds, and searches per second is that of the steady load,
+over the middle rounds (see run_clients); the whole run's rate is printed beside it.
 
     .venv/bin/python benchmarks/bench_serve.py [--model Dlib] [--workers 2] [--stages]
-    .venv/bin/python benchmarks/bench_serve.py --per-person 1 --same-photos 80
+    .venv/bin/python benchmarks/bench_serve.py --per-person 1 --same-photos 80 --repeat 3
 """
 
 from __future__ import annotations
@@ -89,8 +91,19 @@ def multipart(path: Path) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[str, float]:
+def run_clients(
+    url: str, clients: int, photos: list[tuple[Path, str]], rounds: int = 1
+) -> dict[str, float]:
     """Each client posts its share of the photos one after another; all at once.
+
+    With rounds > 1, `photos` is that many rounds of the same photos one after another
+    (new bytes each round), and the searches per second are those of the steady load:
+    the searches of the middle rounds divided by the time from the first search of the
+    second round to the first of the last. A single round ends with fewer searches in
+    flight than workers (at worst one worker alone on the costliest photo, the others
+    idle), which no steady load has; the first and last rounds take that start and end,
+    and since every round sends the same photos in the same order, the searches in
+    flight when the window opens and when it closes are alike.
 
     The load generator shares the server's cores here, so it is kept lean: the request
     bodies are made before the clock starts, and each client is one kept-alive
@@ -100,11 +113,14 @@ def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[
     from urllib.parse import urlsplit
 
     address = urlsplit(url)
-    bodies = [(multipart(path), person) for path, person in photos]
-    latencies: list[float] = []
+    per_round = len(photos) // rounds
+    bodies = [(multipart(path), person, i // per_round) for i, (path, person) in enumerate(photos)]
+    latencies: list[float] = []  # of the searches the rate is taken over
+    round_starts: dict[int, float] = {}  # round -> when its first search was sent
     right = refused = 0
     lock = threading.Lock()
     work = iter(bodies)
+    counted = range(1, rounds - 1) if rounds > 2 else range(rounds)
 
     def client() -> None:
         nonlocal right, refused
@@ -113,9 +129,11 @@ def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[
             while True:
                 with lock:
                     item = next(work, None)
+                    if item is not None:
+                        round_starts.setdefault(item[2], time.perf_counter())
                 if item is None:
                     return
-                (body, kind), person = item
+                (body, kind), person, round_ = item
                 while True:
                     start = time.perf_counter()
                     conn.request("POST", "/api/find", body, {"Content-Type": kind})
@@ -130,7 +148,8 @@ def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[
                     time.sleep(float(answer.getheader("retry-after") or 1))
                 with lock:
                     assert answer.status == 200, data[:300]
-                    latencies.append(took)
+                    if round_ in counted:
+                        latencies.append(took)
                     # Facenet512 with random weights can leave no match (every face
                     # one "person" to its threshold): a search all the same, not right.
                     matches = json.loads(data)["matches"]
@@ -145,14 +164,19 @@ def run_clients(url: str, clients: int, photos: list[tuple[Path, str]]) -> dict[
     for thread in threads:
         thread.join()
     wall, own = time.perf_counter() - start, time.process_time() - own
+    if rounds > 2:
+        rate = (rounds - 2) * per_round / (round_starts[rounds - 1] - round_starts[1])
+    else:
+        rate = len(bodies) / wall
     latencies.sort()
     return {
-        "n": len(latencies),
+        "n": len(bodies),
         "p50": statistics.median(latencies) * 1000,
         "p95": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))] * 1000,
-        "rate": len(latencies) / wall,
-        "client_cpu": own / max(1, len(latencies)),
-        "right": right / max(1, len(latencies)),
+        "rate": rate,
+        "whole_rate": len(bodies) / wall,
+        "client_cpu": own / max(1, len(bodies)),
+        "right": right / max(1, len(bodies)),
         "refused": refused,
     }
 
@@ -298,6 +322,16 @@ def main() -> None:
         help="every client count sends the same N photos (new bytes each round): the same"
         " work at every count, where new photos bring a different mix of hard ones",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="with --same-photos, rounds of them per client count, back to back; searches/s"
+        " is taken over the middle rounds (the steady load)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the client counts this many times over"
+    )
     args = parser.parse_args()
 
     from doppel.config import Settings
@@ -348,50 +382,74 @@ def main() -> None:
             warm = queries[used : used + 2]
             used += 2
             run_clients(url, 2, warm)  # the first searches load what is loaded lazily
-            for clients in CLIENTS:
-                if args.same_photos:
-                    rounds = Path(tempfile.mkdtemp(dir=folder.parent))
-                    photos = rewritten(queries[2 : 2 + args.same_photos], clients, rounds)
-                else:
-                    count = args.searches * (2 + clients // 2)
-                    photos = queries[used : used + count]
-                    used += count
-                    assert len(photos) == count, "not enough new photos: lower --searches"
-                family = [server.pid, *_children(server.pid)]
-                cpu = sum(process_cpu_seconds(p) for p in family)
-                own = process_cpu_seconds(server.pid)
-                figures = run_clients(url, clients, photos)
-                cpu = sum(process_cpu_seconds(p) for p in family) - cpu
-                own = process_cpu_seconds(server.pid) - own
-                rows.append(
-                    [
-                        clients,
-                        figures["n"],
-                        f"{figures['p50']:.0f}",
-                        f"{figures['p95']:.0f}",
-                        f"{figures['rate']:.2f}",
-                        f"{figures['right']:.0%}",
-                        figures["refused"],
-                        f"{cpu / max(1, figures['n']) * 1000:.0f}",
-                        f"{own / max(1, figures['n']) * 1000:.0f}",
-                        f"{figures['client_cpu'] * 1000:.1f}",
-                        load(),
-                    ]
-                )
+            sent = 0  # rounds of rewritten photos so far: each round's bytes are new
+            for _repeat in range(args.repeat):
+                for clients in CLIENTS:
+                    rounds = 1
+                    if args.same_photos:
+                        rounds = args.rounds
+                        folder_of_round = Path(tempfile.mkdtemp(dir=folder.parent))
+                        photos = []
+                        for _ in range(rounds):
+                            sent += 1
+                            same = queries[2 : 2 + args.same_photos]
+                            photos += rewritten(same, sent, folder_of_round)
+                    else:
+                        count = args.searches * (2 + clients // 2)
+                        photos = queries[used : used + count]
+                        used += count
+                        assert len(photos) == count, "not enough new photos: lower --searches"
+                    family = [server.pid, *_children(server.pid)]
+                    cpu = sum(process_cpu_seconds(p) for p in family)
+                    own = process_cpu_seconds(server.pid)
+                    figures = run_clients(url, clients, photos, rounds)
+                    cpu = sum(process_cpu_seconds(p) for p in family) - cpu
+                    own = process_cpu_seconds(server.pid) - own
+                    rows.append(
+                        [
+                            clients,
+                            figures["n"],
+                            f"{figures['p50']:.0f}",
+                            f"{figures['p95']:.0f}",
+                            f"{figures['rate']:.2f}",
+                            f"{figures['whole_rate']:.2f}",
+                            f"{figures['right']:.0%}",
+                            figures["refused"],
+                            f"{cpu / max(1, figures['n']) * 1000:.0f}",
+                            f"{own / max(1, figures['n']) * 1000:.0f}",
+                            f"{figures['client_cpu'] * 1000:.1f}",
+                            load(),
+                        ]
+                    )
             memory = peaks(server.pid)
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=60)
         workers = health["queue"]["workers"]
         print(f"doppel serve, {workers} face workers, model {args.model}, POST /api/find")
-        headers = ["clients", "n", "p50 ms", "p95 ms", "searches/s", "right first", "503"]
-        headers += ["CPU ms/search", "of it server", "clients' CPU ms"]
+        headers = ["clients", "n", "p50 ms", "p95 ms", "searches/s", "whole run /s"]
+        headers += ["right first", "503", "CPU ms/search", "of it server", "clients' CPU ms"]
         print(table([*headers, "load after"], rows))
-        base = float(rows[0][4])
-        print(
-            "throughput vs 1 client: "
-            + ", ".join(f"{r[0]}: {float(r[4]) / base:.2f}x" for r in rows)
-        )
+        if args.same_photos and args.rounds > 2:
+            print(
+                f"searches/s: of the steady load (rounds 2 to {args.rounds - 1} of "
+                f"{args.rounds}); whole run /s: all rounds, the last one's end included"
+            )
+        ratios: dict[int, list[float]] = defaultdict(list)
+        for start in range(0, len(rows), len(CLIENTS)):
+            rep = rows[start : start + len(CLIENTS)]
+            base = float(rep[0][4])
+            for row in rep:
+                ratios[row[0]].append(float(row[4]) / base)
+            print(
+                "throughput vs 1 client: "
+                + ", ".join(f"{r[0]}: {float(r[4]) / base:.2f}x" for r in rep)
+            )
+        if args.repeat > 1:
+            print(
+                f"median of {args.repeat} repeats: "
+                + ", ".join(f"{k}: {statistics.median(v):.2f}x" for k, v in ratios.items())
+            )
         print(table(["process", "peak RSS MiB"], [[k, f"{v:.0f}"] for k, v in memory]))
         if args.stages and args.model == "Dlib":
             stages(args.model, queries[used:], 20)

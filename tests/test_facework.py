@@ -81,3 +81,30 @@ def test_two_workers_run_two_searches_at_once(tmp_path: os.PathLike[str]) -> Non
         work.close()
     assert met_a and met_b
     assert len({pid_a, pid_b, os.getpid()}) == 3
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_worker_that_dies_fails_only_its_own_search() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = FaceWork(FaceOptions(), workers=2, max_wait_s=60)
+    work.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(work.run, _pid_after, 3.0)
+            while work.state().running == 0:
+                time.sleep(0.01)
+            with pytest.raises(FaceWorkerLost):
+                work.run(os._exit, 1)  # the other worker's process ends mid-search
+            survivor = slow.result()
+        (lost,) = set(work.pids) - {survivor}
+        # Both workers serve again, the lost one's place taken by a fresh process.
+        with ThreadPoolExecutor(2) as pool:
+            both = {f.result() for f in [pool.submit(work.run, _pid_after, 1.0) for _ in "ab"]}
+    finally:
+        work.close()
+    assert survivor in both and lost not in both and len(both) == 2

@@ -7,6 +7,11 @@ core. The work goes to worker processes instead, each with its own copy of the m
 database and answers. The functions a worker runs are the ones the CLI runs, so an
 answer is the same however many workers there are.
 
+Each worker is a pool of one process of its own, so a worker that dies (killed, out of
+memory, a crash in native code) fails only the search it was on: the other workers'
+searches go on, and a fresh process takes its place. (One pool of all the workers
+breaks as a whole, failing every search in flight.)
+
 The queue is bounded by time: a search that would wait longer than `max_wait_s` for a
 worker (judged from how long searches have been taking) is refused at once with
 `Overloaded`, which the app answers with 503 and Retry-After.
@@ -93,11 +98,6 @@ def _start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _pid() -> int:
-    time.sleep(0.2)  # long enough that each of the first calls lands on its own process
-    return os.getpid()
-
-
 class FaceWorkerLost(DoppelError):
     """The worker process doing a search stopped before it answered."""
 
@@ -129,31 +129,40 @@ class FaceWork:
         self._refused = 0
         self._cost = FIRST_GUESS_S
         self._timed = False
-        self._pool: ProcessPoolExecutor | None = None
+        # One pool of one process per worker (None until started, or after it died),
+        # and the free ones.
+        self._pools: list[ProcessPoolExecutor | None] = [None] * workers
+        self._idle = list(range(workers))
         self.pids: list[int] = []
 
     def start(self) -> None:
         """Start the worker processes (spawned: the server already runs threads)."""
+        if self.workers == 0:
+            return
         with self._lock:
-            if self.workers == 0 or self._pool is not None:
-                return
-            self._start_pool()
+            pools = [self._pool(worker) for worker in range(self.workers)]
+        self.pids = sorted(pool.submit(os.getpid).result() for pool in pools)
 
-    def _start_pool(self) -> None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        self._pool = ProcessPoolExecutor(
-            self.workers,
-            mp_context=get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(max(1, cores // self.workers),),
-        )
-        futures = [self._pool.submit(_pid) for _ in range(self.workers)]
-        self.pids = sorted({f.result() for f in futures})
+    def _pool(self, worker: int) -> ProcessPoolExecutor:
+        """The worker's process pool, started if it is not running (call with the lock)."""
+        pool = self._pools[worker]
+        if pool is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(max(1, cores // self.workers),),
+            )
+            self._pools[worker] = pool
+        return pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pools, self._pools = self._pools, [None] * self.workers
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def warm(self, config: EmbeddingConfig, detector: str) -> None:
         """Load a configuration's models in the workers (or here). A worker that a task
@@ -161,11 +170,9 @@ class FaceWork:
         if self.workers == 0:
             warm(config, self.options, detector)
             return
-        self.start()
-        assert self._pool is not None
-        futures = [
-            self._pool.submit(warm, config, self.options, detector) for _ in range(self.workers)
-        ]
+        with self._lock:
+            pools = [self._pool(worker) for worker in range(self.workers)]
+        futures = [pool.submit(warm, config, self.options, detector) for pool in pools]
         for future in futures:
             future.result()
 
@@ -205,11 +212,12 @@ class FaceWork:
         with self._lock:
             self._waiting -= 1
             self._running += 1
+            worker = self._idle.pop() if self.workers else None
         start = time.perf_counter()
         try:
-            if self.workers == 0:
+            if worker is None:
                 return fn(*args)
-            return self._on_pool(fn, *args)
+            return self._on_worker(worker, fn, *args)
         finally:
             took = time.perf_counter() - start
             with self._lock:
@@ -218,23 +226,22 @@ class FaceWork:
                     took if not self._timed else ((1 - SMOOTHING) * self._cost + SMOOTHING * took)
                 )
                 self._timed = True
+                if worker is not None:
+                    self._idle.append(worker)
             self._slots.release()
 
-    def _on_pool(self, fn: Callable[..., T], *args: Any) -> T:
+    def _on_worker(self, worker: int, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            if self._pool is None:
-                self._start_pool()
-            pool = self._pool
-        assert pool is not None
+            pool = self._pool(worker)
         try:
             return pool.submit(fn, *args).result()
         except BrokenProcessPool:
-            # A worker died (killed, out of memory, a crash in native code): the
-            # searches it took fail, and fresh workers serve the next ones.
+            # The worker died (killed, out of memory, a crash in native code): its
+            # search fails, the other workers' go on, and a fresh process takes its place.
             with self._lock:
-                if self._pool is pool:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = None
+                if self._pools[worker] is pool:
+                    self._pools[worker] = None
+            pool.shutdown(wait=False, cancel_futures=True)
             raise FaceWorkerLost(
                 "a face worker stopped while working on this photo; try again"
             ) from None

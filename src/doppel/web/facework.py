@@ -7,10 +7,12 @@ core. The work goes to worker processes instead, each with its own copy of the m
 database and answers. The functions a worker runs are the ones the CLI runs, so an
 answer is the same however many workers there are.
 
-Each worker is a pool of one process of its own, so a worker that dies (killed, out of
-memory, a crash in native code) fails only the search it was on: the other workers'
-searches go on, and a fresh process takes its place. (One pool of all the workers
-breaks as a whole, failing every search in flight.)
+Each worker is a process with a pipe of its own, and the request's thread talks to it
+directly: the task goes down the pipe and the answer comes back up, with no executor's
+threads handing them on (two thread switches fewer a search, in a server process whose
+threads share one interpreter lock). A worker that dies (killed, out of memory, a crash
+in native code) fails only the search it was on; the other workers' searches go on,
+and a fresh process takes its place.
 
 The queue is bounded by time: a search that would wait longer than `max_wait_s` for a
 worker (judged from how long searches have been taking) is refused at once with
@@ -25,10 +27,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import numpy as np
@@ -91,15 +93,63 @@ def warm(config: EmbeddingConfig, options: FaceOptions, detector: str) -> None:
     detect(config, options, Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0), detector)
 
 
-def _start_worker(threads: int) -> None:
+def _serve(conn: Connection, threads: int) -> None:
+    """A worker process: run each task that comes down the pipe and send back its
+    answer, or the exception it raised, until the server closes the pipe."""
     global _worker_threads
     _worker_threads = threads
     # Ctrl-C reaches the whole process group; the server stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as exc:  # the caller's to handle, as if the call were local
+            answer = (False, exc)
+        try:
+            conn.send(answer)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # an answer or exception that cannot be pickled
+            conn.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 class FaceWorkerLost(DoppelError):
     """The worker process doing a search stopped before it answered."""
+
+
+class _Worker:
+    """One worker process and the server's end of its pipe."""
+
+    def __init__(self, threads: int) -> None:
+        context = get_context("spawn")  # not fork: the server already runs threads
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, threads), daemon=True)
+        self.process.start()
+        child.close()  # so that the process's death closes the pipe at this end
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            self.conn.send((fn, args))
+            ok, value = self.conn.recv()
+        except (EOFError, OSError):
+            raise FaceWorkerLost(
+                "a face worker stopped while working on this photo; try again"
+            ) from None
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def stop(self) -> None:
+        self.conn.close()  # the worker reads the end of the pipe and returns
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 @dataclass(frozen=True)
@@ -129,40 +179,33 @@ class FaceWork:
         self._refused = 0
         self._cost = FIRST_GUESS_S
         self._timed = False
-        # One pool of one process per worker (None until started, or after it died),
-        # and the free ones.
-        self._pools: list[ProcessPoolExecutor | None] = [None] * workers
+        # One process per worker (None until started, or after it died), and the free.
+        self._workers: list[_Worker | None] = [None] * workers
         self._idle = list(range(workers))
         self.pids: list[int] = []
 
     def start(self) -> None:
-        """Start the worker processes (spawned: the server already runs threads)."""
+        """Start the worker processes (all at once: each takes a while to import)."""
         if self.workers == 0:
             return
         with self._lock:
-            pools = [self._pool(worker) for worker in range(self.workers)]
-        self.pids = sorted(pool.submit(os.getpid).result() for pool in pools)
+            workers = [self._worker(number) for number in range(self.workers)]
+        self.pids = sorted(worker.call(os.getpid) for worker in workers)
 
-    def _pool(self, worker: int) -> ProcessPoolExecutor:
-        """The worker's process pool, started if it is not running (call with the lock)."""
-        pool = self._pools[worker]
-        if pool is None:
+    def _worker(self, number: int) -> _Worker:
+        """The worker, started if it is not running (call with the lock held)."""
+        worker = self._workers[number]
+        if worker is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-            pool = ProcessPoolExecutor(
-                1,
-                mp_context=get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(max(1, cores // self.workers),),
-            )
-            self._pools[worker] = pool
-        return pool
+            worker = self._workers[number] = _Worker(max(1, cores // self.workers))
+        return worker
 
     def close(self) -> None:
         with self._lock:
-            pools, self._pools = self._pools, [None] * self.workers
-        for pool in pools:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+            workers, self._workers = self._workers, [None] * self.workers
+        for worker in workers:
+            if worker is not None:
+                worker.stop()
 
     def warm(self, config: EmbeddingConfig, detector: str) -> None:
         """Load a configuration's models in the workers (or here). A worker that a task
@@ -171,8 +214,12 @@ class FaceWork:
             warm(config, self.options, detector)
             return
         with self._lock:
-            pools = [self._pool(worker) for worker in range(self.workers)]
-        futures = [pool.submit(warm, config, self.options, detector) for pool in pools]
+            workers = [self._worker(number) for number in range(self.workers)]
+        with ThreadPoolExecutor(self.workers) as loading:  # every worker loads at once
+            futures = [
+                loading.submit(worker.call, warm, config, self.options, detector)
+                for worker in workers
+            ]
         for future in futures:
             future.result()
 
@@ -230,21 +277,18 @@ class FaceWork:
                     self._idle.append(worker)
             self._slots.release()
 
-    def _on_worker(self, worker: int, fn: Callable[..., T], *args: Any) -> T:
+    def _on_worker(self, number: int, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            pool = self._pool(worker)
+            worker = self._worker(number)
         try:
-            return pool.submit(fn, *args).result()
-        except BrokenProcessPool:
-            # The worker died (killed, out of memory, a crash in native code): its
-            # search fails, the other workers' go on, and a fresh process takes its place.
+            return worker.call(fn, *args)
+        except FaceWorkerLost:
+            # Its search fails; a fresh process takes the next one.
             with self._lock:
-                if self._pools[worker] is pool:
-                    self._pools[worker] = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise FaceWorkerLost(
-                "a face worker stopped while working on this photo; try again"
-            ) from None
+                if self._workers[number] is worker:
+                    self._workers[number] = None
+            worker.stop()
+            raise
 
     def detect(self, config: EmbeddingConfig, photo: Photo, detector: str) -> list[DetectedFace]:
         return self.run(detect, config, self.options, photo, detector)

@@ -108,3 +108,27 @@ def test_a_worker_that_dies_fails_only_its_own_search() -> None:
     finally:
         work.close()
     assert survivor in both and lost not in both and len(both) == 2
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_the_server_and_its_workers_keep_blas_to_one_thread() -> None:
+    """OpenBLAS's spare threads spin after each product, on the face workers' cores."""
+    from threadpoolctl import threadpool_limits
+
+    from doppel.web.facework import one_blas_thread
+
+    with threadpool_limits(limits=None):  # this test process gets its own limits back
+        assert _blas_threads(), "numpy has no BLAS that threadpoolctl can see"
+        one_blas_thread()
+        assert set(_blas_threads()) == {1}
+    work = FaceWork(FaceOptions(), workers=1, max_wait_s=60)
+    work.start()
+    try:
+        assert set(work.run(_blas_threads)) == {1}
+    finally:
+        work.close()

@@ -158,5 +158,8 @@ def serve(app: FastAPI, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> N
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
+    from doppel.web.facework import one_blas_thread
+
+    one_blas_thread()  # the server's own numpy work is small; the cores are the workers'
     log_to_stderr()  # doppel's own access lines; uvicorn's, at "warning", are off
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

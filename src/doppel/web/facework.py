@@ -93,11 +93,25 @@ def warm(config: EmbeddingConfig, options: FaceOptions, detector: str) -> None:
     detect(config, options, Photo(np.zeros((64, 64, 3), dtype=np.uint8), 1.0), detector)
 
 
+def one_blas_thread() -> None:
+    """Keep numpy's BLAS in this process to one thread, for the life of the process.
+
+    OpenBLAS starts a thread per core, and after each matrix product big enough to share
+    out, the extra threads spin for a while waiting for the next. In `doppel serve` the
+    cores belong to the face workers: with Facenet512 the copy check's product over its
+    candidates left a thread of the server spinning at about three quarters of a core,
+    and a one-client search cost 130 ms of the server's CPU instead of 10."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _serve(conn: Connection, threads: int) -> None:
     """A worker process: run each task that comes down the pipe and send back its
     answer, or the exception it raised, until the server closes the pipe."""
     global _worker_threads
     _worker_threads = threads
+    one_blas_thread()  # a worker is one of one per core already
     # Ctrl-C reaches the whole process group; the server stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:

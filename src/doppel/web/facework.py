@@ -100,7 +100,7 @@ def one_blas_thread() -> None:
     out, the extra threads spin for a while waiting for the next. In `doppel serve` the
     cores belong to the face workers: with Facenet512 the copy check's product over its
     candidates left a thread of the server spinning at about three quarters of a core,
-    and a one-client search cost 130 ms of the server's CPU instead of 10."""
+    and a one-client search cost 83 ms of the server's CPU, 22 with one thread."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")

@@ -129,3 +129,43 @@ def test_gallery_hash_command_says_what_it_did(
     ), again.output
     listed = runner.invoke(app, ["gallery", "duplicates", "old", "--json"])
     assert json.loads(listed.stdout)["faces_without_hash"] == 2  # the missing, the broken
+
+
+def test_copies_at_once_agree_with_the_rule_pair_by_pair() -> None:
+    """The whole-matrix check gives is_copy's answer for every pair, and pictures()
+    the groups that joining those pairs one by one gives: on faces near and far from a
+    few originals, hashes near and far, some unknown."""
+    from doppel.duplicates import copies, is_copy
+
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        originals = rng.standard_normal((4, 32))
+        spread = rng.uniform(0.01, 0.1, (40, 1))  # copies, near copies, other photos
+        vectors = originals[rng.integers(0, 4, 40)] + spread * rng.standard_normal((40, 32))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        base = [int(rng.integers(-(1 << 63), 1 << 63)) for _ in range(4)]
+        hashes: list[int | None] = [
+            None if rng.random() < 0.2 else base[i % 4] ^ int(rng.integers(0, 1 << 30))
+            for i in range(40)
+        ]
+        sims = vectors @ vectors.T
+        joined = copies(sims, hashes)
+        for i in range(40):
+            for j in range(40):
+                assert joined[i, j] == is_copy(hashes[i], hashes[j], float(sims[i, j]))
+        parent = list(range(40))
+        for i in range(40):
+            for j in range(i + 1, 40):
+                if joined[i, j]:
+                    a, b = sorted((_root(parent, i), _root(parent, j)))
+                    parent[b] = a
+        faces = list(zip(hashes, vectors, strict=True))
+        assert pictures(faces[5:], query=faces[:5]) == [
+            -1 if _root(parent, i) < 5 else _root(parent, i) - 5 for i in range(5, 40)
+        ]
+
+
+def _root(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        i = parent[i]
+    return i

@@ -144,11 +144,16 @@ class _Worker:
         self.process = context.Process(target=_serve, args=(child, threads), daemon=True)
         self.process.start()
         child.close()  # so that the process's death closes the pipe at this end
+        # A task and its answer go through the pipe together: two threads' calls must
+        # not interleave (FaceWork gives a worker one search at a time; start-up's
+        # calls come outside that queue).
+        self._talk = threading.Lock()
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            self.conn.send((fn, args))
-            ok, value = self.conn.recv()
+            with self._talk:
+                self.conn.send((fn, args))
+                ok, value = self.conn.recv()
         except (EOFError, OSError):
             raise FaceWorkerLost(
                 "a face worker stopped while working on this photo; try again"

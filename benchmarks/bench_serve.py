@@ -388,12 +388,12 @@ def main() -> None:
                     rounds = 1
                     if args.same_photos:
                         rounds = args.rounds
-                        folder_of_round = Path(tempfile.mkdtemp(dir=folder.parent))
+                        rewrites = Path(tempfile.mkdtemp(dir=folder.parent))
                         photos = []
                         for _ in range(rounds):
                             sent += 1
                             same = queries[2 : 2 + args.same_photos]
-                            photos += rewritten(same, sent, folder_of_round)
+                            photos += rewritten(same, sent, rewrites)
                     else:
                         count = args.searches * (2 + clients // 2)
                         photos = queries[used : used + count]

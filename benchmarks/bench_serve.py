@@ -383,6 +383,7 @@ def main() -> None:
             used += 2
             run_clients(url, 2, warm)  # the first searches load what is loaded lazily
             sent = 0  # rounds of rewritten photos so far: each round's bytes are new
+            same = queries[2 : 2 + args.same_photos]
             for _repeat in range(args.repeat):
                 for clients in CLIENTS:
                     rounds = 1
@@ -392,7 +393,6 @@ def main() -> None:
                         photos = []
                         for _ in range(rounds):
                             sent += 1
-                            same = queries[2 : 2 + args.same_photos]
                             photos += rewritten(same, sent, rewrites)
                     else:
                         count = args.searches * (2 + clients // 2)

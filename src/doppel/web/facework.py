@@ -204,8 +204,9 @@ class FaceWork:
         self.pids: list[int] = []
 
     def start(self) -> None:
-        """Start the worker processes (all at once: each takes a while to import)."""
-        if self.workers == 0:
+        """Start the worker processes (all at once: each takes a while to import); once
+        started, nothing to do (the app's start-up and its warm-up both ask)."""
+        if self.workers == 0 or self.pids:
             return
         with self._lock:
             workers = [self._worker(number) for number in range(self.workers)]
